@@ -1,0 +1,1 @@
+//! `kubemaker remoted`: a wire-compatible replacement for `pacemaker-remoted`.

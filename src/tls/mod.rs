@@ -1,0 +1,1 @@
+//! GnuTLS-backed TLS for the Pacemaker-facing links.
