@@ -1,1 +1,51 @@
-//! Log set-up shared by all subcommands.
+//! Log set-up shared by all subcommands: human-readable or JSON lines, to stderr and optionally
+//! appended to a log file as well (Pacemaker's `PCMK_logfile`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `verbosity`: 0 = info, 1 = debug, 2+ = trace. `RUST_LOG` overrides it when set.
+pub fn init(verbosity: u8, format: LogFormat, logfile: Option<&Path>) -> Result<(), String> {
+    let level = match verbosity {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let file = match logfile {
+        Some(p) => Some(Arc::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("cannot open log file {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let result = match (format, file) {
+        (LogFormat::Text, None) => builder.with_writer(std::io::stderr).try_init(),
+        (LogFormat::Text, Some(f)) => builder
+            .with_writer(std::io::stderr.and(f))
+            .with_ansi(false)
+            .try_init(),
+        (LogFormat::Json, None) => builder.json().with_writer(std::io::stderr).try_init(),
+        (LogFormat::Json, Some(f)) => builder
+            .json()
+            .with_writer(std::io::stderr.and(f))
+            .try_init(),
+    };
+    result.map_err(|e| e.to_string())
+}

@@ -1,1 +1,120 @@
-fn main() {}
+//! The `kubemaker` binary: one image, several roles.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kubemaker::logging::{self, LogFormat};
+use kubemaker::remoted;
+
+#[derive(Parser)]
+#[command(
+    name = "kubemaker",
+    version,
+    about = "Pacemaker remote nodes, the Kubernetes way"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Pacemaker Remote daemon (a drop-in for pacemaker-remoted).
+    Remoted(RemotedArgs),
+}
+
+/// The flags of `pacemaker-remoted`, plus kubemaker's own log format switch.
+#[derive(Args, Debug)]
+struct RemotedArgs {
+    /// Listen on this port (overrides PCMK_remote_port; default 3121).
+    #[arg(short = 'p', long = "port", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
+    /// Also append logs to this file (overrides PCMK_logfile).
+    #[arg(short = 'l', long = "logfile")]
+    logfile: Option<PathBuf>,
+    /// More detail in the logs (repeat for more); PCMK_debug=yes does the same.
+    #[arg(short = 'V', long = "verbose", action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log line format.
+    #[arg(long, value_enum, env = "KUBEMAKER_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "pacemaker-remoted",
+    version,
+    about = "Pacemaker Remote daemon (kubemaker implementation)"
+)]
+struct RemotedCli {
+    #[command(flatten)]
+    args: RemotedArgs,
+}
+
+fn main() -> ExitCode {
+    // Installed as (or linked to) pacemaker-remoted, it behaves like that binary.
+    let argv0 = std::env::args_os().next().map(PathBuf::from);
+    let invoked_as = argv0
+        .as_deref()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let args = if matches!(invoked_as, "pacemaker-remoted" | "pacemaker_remoted") {
+        RemotedCli::parse().args
+    } else {
+        match Cli::parse().command {
+            Command::Remoted(a) => a,
+        }
+    };
+    run_remoted(args)
+}
+
+fn run_remoted(args: RemotedArgs) -> ExitCode {
+    let config = remoted::Config::from_env(args.port, args.logfile);
+    let verbosity = args
+        .verbose
+        .max(u8::from(remoted::config::debug_from_env()));
+    if let Err(e) = logging::init(verbosity, args.log_format, config.logfile.as_deref()) {
+        eprintln!("kubemaker remoted: {e}");
+        return ExitCode::from(2);
+    }
+    let paths = remoted::agents::AgentPaths {
+        extra_env: agent_log_env(&config, verbosity > 0),
+        ..Default::default()
+    };
+    // One thread: requests are cheap, agents are separate processes, and a single thread keeps
+    // message order (reply before notify) trivially true.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kubemaker remoted: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(remoted::run(config, paths)) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// What pacemaker-remoted exports to agents so their own logging follows the daemon's.
+fn agent_log_env(config: &remoted::Config, debug: bool) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    if let Ok(f) = std::env::var("PCMK_logfacility") {
+        env.push(("HA_LOGFACILITY".into(), f));
+    }
+    if let Some(f) = &config.logfile {
+        env.push(("HA_LOGFILE".into(), f.display().to_string()));
+        if debug {
+            env.push(("HA_DEBUGLOG".into(), f.display().to_string()));
+        }
+    }
+    env
+}

@@ -1,0 +1,73 @@
+//! Settings, from the command line and Pacemaker's environment variables (same names and
+//! defaults as `pacemaker-remoted`, so existing `/etc/default/pacemaker` files keep working).
+
+use std::path::PathBuf;
+
+use tracing::warn;
+
+/// `DEFAULT_REMOTE_PORT`.
+pub const DEFAULT_PORT: u16 = 3121;
+pub const DEFAULT_AUTHKEY: &str = "/etc/pacemaker/authkey";
+/// Pacemaker 2.1.x still falls back to corosync's key when the default is unusable.
+pub const LEGACY_AUTHKEY: &str = "/etc/corosync/authkey";
+/// `CRM_RSCTMP_DIR`: agents keep their state files here.
+pub const RSC_TMP_DIR: &str = "/run/resource-agents";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    /// `PCMK_remote_address`; `None` listens on every address (IPv6 and IPv4).
+    pub address: Option<String>,
+    /// Key files in the order they are tried.
+    pub authkey_paths: Vec<PathBuf>,
+    pub logfile: Option<PathBuf>,
+    pub handshake_timeout: std::time::Duration,
+    /// How long after a `shutdown_req` to wait for the cluster's answer.
+    pub shutdown_ack_timeout: std::time::Duration,
+    pub max_message: u32,
+}
+
+impl Config {
+    /// Builds the settings from an explicit port (`-p`) and logfile (`-l`) plus the environment.
+    pub fn from_env(port: Option<u16>, logfile: Option<PathBuf>) -> Config {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let port = port.unwrap_or_else(|| match env("PCMK_remote_port") {
+            None => DEFAULT_PORT,
+            Some(v) => match v.trim().parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    warn!(value = %v, "Ignoring invalid PCMK_remote_port, using {DEFAULT_PORT}");
+                    DEFAULT_PORT
+                }
+            },
+        });
+        let mut authkey_paths = Vec::new();
+        if let Some(p) = env("PCMK_authkey_location") {
+            authkey_paths.push(PathBuf::from(p));
+        }
+        authkey_paths.push(PathBuf::from(DEFAULT_AUTHKEY));
+        authkey_paths.push(PathBuf::from(LEGACY_AUTHKEY));
+        Config {
+            port,
+            address: env("PCMK_remote_address"),
+            authkey_paths,
+            logfile: logfile.or_else(|| env("PCMK_logfile").map(PathBuf::from)),
+            handshake_timeout: std::time::Duration::from_secs(10),
+            shutdown_ack_timeout: std::time::Duration::from_secs(20),
+            max_message: crate::wire::frame::DEFAULT_MAX_MESSAGE,
+        }
+    }
+}
+
+/// `PCMK_debug` is `yes`/`true`/`1` or a list of daemon names.
+pub fn debug_from_env() -> bool {
+    std::env::var("PCMK_debug").is_ok_and(|v| {
+        super::requests::is_true(&v)
+            || v.split([',', ' ']).any(|d| {
+                matches!(
+                    d.trim(),
+                    "pacemaker-remoted" | "pacemaker_remoted" | "kubemaker"
+                )
+            })
+    })
+}

@@ -1,0 +1,88 @@
+//! The TCP listener: one socket, dual-stack when it can be (IPv6 with V6ONLY off), like
+//! Pacemaker's; and the per-connection TLS handshake.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{info, warn};
+
+use super::Daemon;
+use super::session;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot resolve listen address {0}: {1}")]
+    Resolve(String, std::io::Error),
+    #[error("listen address {0} resolves to nothing")]
+    NoAddress(String),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// Binds `address` (or every address) on `port`.
+pub async fn bind(address: Option<&str>, port: u16) -> Result<TcpListener, ListenError> {
+    let candidates: Vec<SocketAddr> = match address {
+        Some(a) => {
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((a, port))
+                .await
+                .map_err(|e| ListenError::Resolve(a.to_string(), e))?
+                .collect();
+            // Pacemaker binds the first IPv6 result if any, else the first IPv4 one.
+            let v6 = resolved.iter().find(|s| s.is_ipv6()).copied();
+            let v4 = resolved.iter().find(|s| s.is_ipv4()).copied();
+            v6.into_iter().chain(v4).collect()
+        }
+        None => vec![
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
+        ],
+    };
+    let mut last = None;
+    for addr in &candidates {
+        match bind_one(*addr) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(ListenError::Bind(*addr, e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| ListenError::NoAddress(address.unwrap_or("*").to_string())))
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(10)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Handshakes and serves one accepted connection; failures end only this connection.
+pub async fn handle_connection(daemon: Arc<Daemon>, tcp: TcpStream, peer: SocketAddr) {
+    if let Some(ms) = sbd_user_timeout_ms() {
+        // Like Pacemaker: with a hardware watchdog, a dead peer must be noticed well inside its timeout.
+        let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(Duration::from_millis(ms)));
+    }
+    let _ = tcp.set_nodelay(true);
+    let stream = match daemon.tls.accept(tcp, daemon.handshake_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(peer = %peer, error = %e, "TLS handshake failed (wrong key, plaintext client, or timeout); connection closed");
+            return;
+        }
+    };
+    let client_id = uuid::Uuid::new_v4().to_string();
+    info!(peer = %peer, client = %client_id, tls = %stream.description(), "New remote connection");
+    session::serve(daemon, stream, client_id, peer.to_string()).await;
+}
+
+fn sbd_user_timeout_ms() -> Option<u64> {
+    let v = std::env::var("SBD_WATCHDOG_TIMEOUT").ok()?;
+    let ms = super::requests::parse_duration_ms(&v)?;
+    (ms > 0).then_some(ms as u64 / 2)
+}

@@ -1,0 +1,394 @@
+//! Request handlers: one function per `lrmd_op`, producing the reply (and, where Pacemaker sends
+//! one, the generic notify that follows it).
+
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use super::Daemon;
+use super::agents::AgentSpec;
+use super::executor::{ExecRequest, rc};
+use super::shutdown::Control;
+use crate::wire::Element;
+use crate::wire::envelope::{MsgType, msg_id, set_envelope};
+
+/// `LRMD_PROTOCOL_VERSION` of the 2.1.x daemons we stand in for.
+pub const PROTOCOL_VERSION: &str = "1.1";
+/// `LRMD_MIN_PROTOCOL_VERSION`.
+const MIN_PROTOCOL_VERSION: &str = "1.0";
+const EPROTO: i32 = -71;
+
+/// What handling one message produced, in the order it must go out.
+#[derive(Default)]
+pub struct Outcome {
+    pub reply: Option<Element>,
+    /// Broadcast to every named client after the reply.
+    pub notify: Option<Element>,
+}
+
+/// Handles one message from the client `client_id` (already past the TLS handshake).
+pub fn handle(daemon: &Daemon, client_id: &str, msg: &Element) -> Outcome {
+    if MsgType::of(msg) != Some(MsgType::Request) {
+        warn!(client = client_id, element = %msg.name, "Ignoring a message that is not a request");
+        return Outcome::default();
+    }
+    let call_id = daemon.next_call_id();
+    if let Some(name) = msg.attr("lrmd_clientname") {
+        daemon.clients.set_name_if_unset(client_id, name);
+    }
+    let op = msg.attr("lrmd_op").unwrap_or_default();
+    debug!(client = client_id, op, call_id, "Request");
+    let rsc = msg.descendant("lrmd_rsc");
+    let reply = |rc: i64| reply(msg, "process_lrmd_message", rc, call_id);
+    match op {
+        "register" => register(daemon, client_id, msg, call_id),
+        "lrmd_rsc_poke" => Outcome {
+            reply: Some(reply(0)),
+            notify: Some(generic_notify(op, 0, call_id, None)),
+        },
+        "lrmd_check" => {
+            check_watchdog(daemon, msg);
+            Outcome::default()
+        }
+        "lrmd_rsc_register" => {
+            let rc = rsc_register(daemon, msg, rsc);
+            let rsc_id = rsc.and_then(|r| r.attr("lrmd_rsc_id"));
+            Outcome {
+                reply: Some(reply(rc.into())),
+                notify: Some(generic_notify(op, rc, call_id, rsc_id)),
+            }
+        }
+        "lrmd_rsc_info" => rsc_info(daemon, msg, rsc, call_id),
+        "lrmd_rsc_unregister" => {
+            let Some(rsc_id) = rsc.and_then(|r| r.attr("lrmd_rsc_id")) else {
+                return Outcome {
+                    reply: Some(reply(rc::EINVAL.into())),
+                    notify: None,
+                };
+            };
+            let rc = daemon.executor.unregister(rsc_id);
+            let notify = (rc == 0 || rc == rc::EINPROGRESS)
+                .then(|| generic_notify(op, rc, call_id, Some(rsc_id)));
+            Outcome {
+                reply: Some(reply(rc.into())),
+                notify,
+            }
+        }
+        "lrmd_rsc_exec" => Outcome {
+            reply: Some(reply(rsc_exec(daemon, client_id, msg, rsc, call_id))),
+            notify: None,
+        },
+        "lrmd_rsc_cancel" => {
+            let rc = match (
+                rsc.and_then(|r| r.attr("lrmd_rsc_id")),
+                rsc.and_then(|r| r.attr("lrmd_rsc_action")),
+            ) {
+                (Some(id), Some(action)) => {
+                    let interval = rsc
+                        .and_then(|r| r.attr_i64("lrmd_rsc_interval"))
+                        .unwrap_or(0)
+                        .max(0) as u64;
+                    daemon.executor.cancel(id, action, interval)
+                }
+                _ => rc::EINVAL,
+            };
+            Outcome {
+                reply: Some(reply(rc.into())),
+                notify: None,
+            }
+        }
+        "lrmd_get_recurring" => get_recurring(daemon, msg, rsc, call_id),
+        "lrmd_alert_exec" => Outcome {
+            reply: Some(reply(alert_exec(daemon, msg).into())),
+            notify: None,
+        },
+        "ipc_fwd" => {
+            super::proxy::from_cluster(daemon, client_id, msg);
+            Outcome {
+                reply: Some(reply(0)),
+                notify: None,
+            }
+        }
+        other => {
+            // Includes lrmd_rsc_metadata: the cluster runs meta-data on its own nodes.
+            info!(client = client_id, op = other, "Unsupported operation");
+            Outcome {
+                reply: Some(reply(rc::EOPNOTSUPP.into())),
+                notify: None,
+            }
+        }
+    }
+}
+
+fn reply(request: &Element, origin: &str, rc: i64, call_id: i64) -> Element {
+    let mut r = Element::new("lrmd_reply")
+        .with_attr("lrmd_origin", origin)
+        .with_attr("lrmd_rc", rc)
+        .with_attr("lrmd_callid", call_id);
+    set_envelope(&mut r, msg_id(request), MsgType::Reply);
+    r
+}
+
+fn generic_notify(op: &str, rc: i32, call_id: i64, rsc_id: Option<&str>) -> Element {
+    let mut n = Element::new("lrmd_notify")
+        .with_attr("lrmd_origin", "send_generic_notify")
+        .with_attr("lrmd_rc", rc)
+        .with_attr("lrmd_callid", call_id)
+        .with_attr("lrmd_op", op);
+    if let Some(id) = rsc_id {
+        n.set_attr("lrmd_rsc_id", id);
+    }
+    n
+}
+
+fn register(daemon: &Daemon, client_id: &str, msg: &Element, call_id: i64) -> Outcome {
+    let version = msg.attr("lrmd_protocol_version").unwrap_or("0");
+    let mut rc = 0;
+    if compare_versions(version, MIN_PROTOCOL_VERSION) == std::cmp::Ordering::Less {
+        warn!(
+            client = client_id,
+            version, "Rejecting client with an incompatible protocol version"
+        );
+        rc = EPROTO;
+    } else if msg.attr("lrmd_is_ipc_provider").is_some_and(is_true) {
+        daemon.clients.add_provider(client_id);
+        info!(
+            client = client_id,
+            name = msg.attr("lrmd_clientname").unwrap_or(""),
+            "Cluster connection registered as IPC provider"
+        );
+    }
+    let mut r = Element::new("lrmd_reply")
+        .with_attr("lrmd_origin", "process_lrmd_signon")
+        .with_attr("lrmd_rc", rc)
+        .with_attr("lrmd_callid", call_id)
+        .with_attr("lrmd_op", "register")
+        .with_attr("lrmd_clientid", client_id)
+        .with_attr("lrmd_protocol_version", PROTOCOL_VERSION);
+    set_envelope(&mut r, msg_id(msg), MsgType::Reply);
+    Outcome {
+        reply: Some(r),
+        notify: None,
+    }
+}
+
+fn rsc_register(daemon: &Daemon, msg: &Element, rsc: Option<&Element>) -> i32 {
+    let Some(rsc) = rsc else { return rc::EINVAL };
+    let (Some(id), Some(class), Some(agent_type)) = (
+        rsc.attr("lrmd_rsc_id"),
+        rsc.attr("lrmd_class"),
+        rsc.attr("lrmd_type"),
+    ) else {
+        return rc::EINVAL;
+    };
+    let spec = AgentSpec {
+        class: class.to_string(),
+        provider: rsc.attr("lrmd_provider").map(str::to_string),
+        agent_type: agent_type.to_string(),
+    };
+    // The call options (drop-recurring) live on the command element, not on lrmd_rsc.
+    daemon
+        .executor
+        .register(id, spec, msg.attr_i64("lrmd_callopt").unwrap_or(0))
+}
+
+fn rsc_info(daemon: &Daemon, msg: &Element, rsc: Option<&Element>, call_id: i64) -> Outcome {
+    let found = rsc
+        .and_then(|r| r.attr("lrmd_rsc_id"))
+        .and_then(|id| daemon.executor.info(id).map(|s| (id, s)));
+    let mut r = Element::new("lrmd_reply")
+        .with_attr("lrmd_origin", "process_lrmd_get_rsc_info")
+        .with_attr("lrmd_rc", if found.is_some() { 0 } else { rc::ENODEV })
+        .with_attr("lrmd_callid", call_id);
+    if let Some((id, spec)) = found {
+        r.set_attr("lrmd_rsc_id", id);
+        r.set_attr("lrmd_class", &spec.class);
+        if let Some(p) = &spec.provider {
+            r.set_attr("lrmd_provider", p);
+        }
+        r.set_attr("lrmd_type", &spec.agent_type);
+    }
+    set_envelope(&mut r, msg_id(msg), MsgType::Reply);
+    Outcome {
+        reply: Some(r),
+        notify: None,
+    }
+}
+
+fn rsc_exec(
+    daemon: &Daemon,
+    client_id: &str,
+    msg: &Element,
+    rsc: Option<&Element>,
+    call_id: i64,
+) -> i64 {
+    let Some(rsc) = rsc else {
+        return rc::EINVAL.into();
+    };
+    let (Some(rsc_id), Some(action)) = (rsc.attr("lrmd_rsc_id"), rsc.attr("lrmd_rsc_action"))
+    else {
+        return rc::EINVAL.into();
+    };
+    let ms = |name: &str| rsc.attr_i64(name).unwrap_or(0).max(0) as u64;
+    daemon.executor.exec(ExecRequest {
+        call_id,
+        client_id: client_id.to_string(),
+        rsc_id: rsc_id.to_string(),
+        action: action.to_string(),
+        interval_ms: ms("lrmd_rsc_interval"),
+        timeout_ms: ms("lrmd_timeout"),
+        start_delay_ms: ms("lrmd_rsc_start_delay"),
+        call_opts: msg.attr_i64("lrmd_callopt").unwrap_or(0),
+        userdata: rsc.attr("lrmd_rsc_userdata_str").map(str::to_string),
+        params_xml: rsc.child("attributes").cloned(),
+    })
+}
+
+fn get_recurring(daemon: &Daemon, msg: &Element, rsc: Option<&Element>, call_id: i64) -> Outcome {
+    let wanted = rsc.and_then(|r| r.attr("lrmd_rsc_id"));
+    let (rc, list) = match daemon.executor.recurring(wanted) {
+        Ok(list) => (0, list),
+        Err(rc) => (rc, Vec::new()),
+    };
+    let mut r = Element::new("lrmd_reply")
+        .with_attr("lrmd_origin", "process_lrmd_get_recurring")
+        .with_attr("lrmd_rc", rc)
+        .with_attr("lrmd_callid", call_id);
+    for (id, ops) in list {
+        let mut el = Element::new("lrmd_rsc").with_attr("lrmd_rsc_id", id);
+        for op in ops {
+            el.children.push(
+                Element::new("lrmd_rsc_op")
+                    .with_attr("lrmd_rsc_action", op.action)
+                    .with_attr("lrmd_rsc_interval", op.interval_ms)
+                    .with_attr("lrmd_timeout", op.timeout_ms),
+            );
+        }
+        r.children.push(el);
+    }
+    set_envelope(&mut r, msg_id(msg), MsgType::Reply);
+    Outcome {
+        reply: Some(r),
+        notify: None,
+    }
+}
+
+fn alert_exec(daemon: &Daemon, msg: &Element) -> i32 {
+    let Some(alert) = msg.descendant("lrmd_alert") else {
+        return rc::EINVAL;
+    };
+    let (Some(id), Some(path)) = (alert.attr("lrmd_alert_id"), alert.attr("lrmd_alert_path"))
+    else {
+        return rc::EINVAL;
+    };
+    let timeout =
+        Duration::from_millis(alert.attr_i64("lrmd_timeout").unwrap_or(30_000).max(1) as u64);
+    let env = alert
+        .child("attributes")
+        .map(super::executor::flatten_params)
+        .unwrap_or_default();
+    super::alerts::run(daemon, id, path, env, timeout)
+}
+
+/// `lrmd_check`: the cluster says watchdog fencing is on for this node. Without a running sbd,
+/// Pacemaker's daemon exits fatally so the node cannot run resources unprotected.
+fn check_watchdog(daemon: &Daemon, msg: &Element) {
+    let Some(value) = msg
+        .descendant("lrmd_op")
+        .and_then(|o| o.attr("lrmd_watchdog"))
+    else {
+        return;
+    };
+    let Some(ms) = parse_duration_ms(value) else {
+        warn!(value, "Ignoring unparsable stonith-watchdog-timeout");
+        return;
+    };
+    if ms == 0 {
+        return;
+    }
+    let sbd_timeout_ms = std::env::var("SBD_WATCHDOG_TIMEOUT")
+        .ok()
+        .and_then(|v| parse_duration_ms(&v))
+        .unwrap_or(0);
+    if !sbd_running() {
+        tracing::error!(
+            value,
+            "Shutting down: stonith-watchdog-timeout is configured but sbd is not running"
+        );
+        daemon.control(Control::Fatal);
+    } else if ms > 0 && sbd_timeout_ms > 0 && ms < sbd_timeout_ms {
+        tracing::error!(
+            value,
+            "Shutting down: stonith-watchdog-timeout is shorter than SBD_WATCHDOG_TIMEOUT"
+        );
+        daemon.control(Control::Fatal);
+    }
+}
+
+fn sbd_running() -> bool {
+    let pid = std::fs::read_to_string("/run/sbd.pid")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+}
+
+/// Pacemaker durations: plain numbers are seconds; `ms`, `s`, `m`/`min`, `h` suffixes; negative = auto.
+pub fn parse_duration_ms(v: &str) -> Option<i64> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: i64 = num.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "s" | "sec" => 1000,
+        "ms" | "msec" => 1,
+        "m" | "min" => 60_000,
+        "h" | "hr" => 3_600_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+pub fn is_true(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "true" | "on" | "yes" | "y" | "1"
+    )
+}
+
+/// Dotted numeric version comparison (missing parts count as 0).
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |s: &str| {
+        s.split('.')
+            .map(|p| p.trim().parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (parse(a), parse(b));
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|i| a.get(i).unwrap_or(&0).cmp(b.get(i).unwrap_or(&0)))
+        .find(|o| o.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_durations() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_versions("1.1", "1.0"), Greater);
+        assert_eq!(compare_versions("0.9", "1.0"), Less);
+        assert_eq!(compare_versions("1", "1.0"), Equal);
+        assert_eq!(compare_versions("garbage", "1.0"), Less);
+        assert_eq!(parse_duration_ms("10"), Some(10_000));
+        assert_eq!(parse_duration_ms("10s"), Some(10_000));
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("-1"), Some(-1000));
+        assert_eq!(parse_duration_ms("2min"), Some(120_000));
+        assert_eq!(parse_duration_ms("x"), None);
+        assert!(is_true("Yes") && !is_true("0"));
+    }
+}
