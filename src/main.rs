@@ -41,15 +41,18 @@ struct RemotedArgs {
     log_format: LogFormat,
 }
 
+/// Under the name `pacemaker-remoted`, `-V` means verbose as in Pacemaker; the version is `--version`.
 #[derive(Parser)]
 #[command(
     name = "pacemaker-remoted",
-    version,
     about = "Pacemaker Remote daemon (kubemaker implementation)"
 )]
 struct RemotedCli {
     #[command(flatten)]
     args: RemotedArgs,
+    /// Print version information and exit.
+    #[arg(long = "version")]
+    version: bool,
 }
 
 fn main() -> ExitCode {
@@ -61,7 +64,16 @@ fn main() -> ExitCode {
         .and_then(|n| n.to_str())
         .unwrap_or("");
     let args = if matches!(invoked_as, "pacemaker-remoted" | "pacemaker_remoted") {
-        RemotedCli::parse().args
+        let cli = RemotedCli::parse();
+        if cli.version {
+            println!(
+                "pacemaker-remoted (kubemaker {}), Pacemaker Remote protocol {}",
+                env!("CARGO_PKG_VERSION"),
+                remoted::requests::PROTOCOL_VERSION
+            );
+            return ExitCode::SUCCESS;
+        }
+        cli.args
     } else {
         match Cli::parse().command {
             Command::Remoted(a) => a,
@@ -117,4 +129,15 @@ fn agent_log_env(config: &remoted::Config, debug: bool) -> Vec<(String, String)>
         }
     }
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_lines_are_consistent() {
+        super::Cli::command().debug_assert();
+        super::RemotedCli::command().debug_assert();
+    }
 }

@@ -11,6 +11,7 @@
 pub mod agents;
 mod alerts;
 pub mod authkey;
+pub mod client;
 pub mod clients;
 pub mod config;
 pub mod executor;

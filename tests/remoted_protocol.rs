@@ -1,0 +1,580 @@
+//! The daemon binary on loopback, driven by our own Pacemaker Remote client: the message rules of
+//! Pacemaker 2.1.5 (see shared docs, remote-transcript-2.1.5.txt), bad input, and graceful stop.
+//! The real-cluster tests (tests/remoted_cluster.rs) prove the same against Pacemaker itself.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubemaker::remoted::client::{LrmdClient, exec_command, rsc};
+use kubemaker::wire::Element;
+use kubemaker::wire::header::Header;
+
+const T: Duration = Duration::from_secs(10);
+
+struct Remoted {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+    key: Vec<u8>,
+}
+
+impl Remoted {
+    fn start(name: &str, key_len: usize, extra_env: &[(&str, &str)]) -> Remoted {
+        let dir = std::env::temp_dir().join(format!("km-proto-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key: Vec<u8> = (0..key_len).map(|i| (i * 7 + 3) as u8).collect();
+        std::fs::write(dir.join("authkey"), &key).unwrap();
+        let port = free_port();
+        let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/ocf");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubemaker"));
+        cmd.args(["remoted", "-p", &port.to_string(), "-l"])
+            .arg(dir.join("remoted.log"))
+            .env("PCMK_authkey_location", dir.join("authkey"))
+            .env(
+                "OCF_RA_PATH",
+                format!("/usr/lib/ocf/resource.d:{}", agents.display()),
+            )
+            .env_remove("PCMK_remote_address")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn kubemaker remoted");
+        let r = Remoted {
+            child,
+            port,
+            dir,
+            key,
+        };
+        r.wait_log("successfully started", T);
+        r
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("remoted.log")).unwrap_or_default()
+    }
+
+    fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "log never said {needle:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    async fn client(&self, name: &str, provider: bool) -> LrmdClient {
+        LrmdClient::connect(&self.addr(), &self.key, name, provider)
+            .await
+            .expect("register")
+    }
+}
+
+impl Drop for Remoted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn attrs(dir: &Path) -> Element {
+    Element::new("attributes")
+        .with_attr("dir", dir.display())
+        .with_attr("CRM_meta_on_node", "remote1")
+        .with_attr("CRM_meta_timeout", "20000")
+        .with_attr("crm_feature_set", "3.16.2")
+}
+
+fn is_op(m: &Element, op: &str) -> bool {
+    m.attr("lrmd_op") == Some(op)
+}
+
+#[tokio::test]
+async fn session_follows_pacemaker_2_1_5() {
+    let r = Remoted::start("session", 4096, &[]);
+    let mut c = LrmdClient::connect_raw(&r.addr(), &r.key).await.unwrap();
+    let reg = Element::new("lrmd_command")
+        .with_attr("t", "lrmd")
+        .with_attr("lrmd_op", "register")
+        .with_attr("lrmd_clientname", "pacemaker-remote-127.0.0.1:3121")
+        .with_attr("lrmd_protocol_version", "1.1")
+        .with_attr("lrmd_is_ipc_provider", "true");
+    let reply = c.request(reg, T).await.unwrap();
+    assert_eq!(reply.name, "lrmd_reply");
+    assert_eq!(reply.attr("lrmd_origin"), Some("process_lrmd_signon"));
+    assert_eq!(reply.attr("lrmd_rc"), Some("0"));
+    assert_eq!(reply.attr("lrmd_op"), Some("register"));
+    assert_eq!(reply.attr("lrmd_protocol_version"), Some("1.1"));
+    assert_eq!(reply.attr("lrmd_remote_msg_id"), Some("1"));
+    assert_eq!(reply.attr("lrmd_remote_msg_type"), Some("reply"));
+    assert_eq!(reply.attr("lrmd_clientid").map(str::len), Some(36));
+
+    // Poke: the reply, then the notify the controller's monitor waits for.
+    let poke = LrmdClient::command(
+        "lrmd_rsc_poke",
+        Some(rsc("").with_attr("lrmd_origin", "lrmd_api_poke_connection")),
+    );
+    let reply = c.request(poke, T).await.unwrap();
+    assert_eq!(reply.attr("lrmd_rc"), Some("0"));
+    let n = c
+        .wait_notify(T, |m| is_op(m, "lrmd_rsc_poke"))
+        .await
+        .unwrap();
+    assert_eq!(n.attr("lrmd_origin"), Some("send_generic_notify"));
+    assert_eq!(n.attr("lrmd_remote_msg_id"), Some("0"));
+    assert_eq!(n.attr("lrmd_callid"), reply.attr("lrmd_callid"));
+    assert!(n.attr("lrmd_ipc_session").is_none());
+
+    // lrmd_check gets no reply: the next reply is the following request's.
+    let check = LrmdClient::command(
+        "lrmd_check",
+        Some(Element::new("lrmd_op").with_attr("lrmd_origin", "x")),
+    );
+    let check_id = c.send(check).await.unwrap();
+    let after = c
+        .request(LrmdClient::command("lrmd_rsc_poke", None), T)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.attr("lrmd_remote_msg_id").map(str::to_string),
+        Some((check_id + 1).to_string())
+    );
+
+    // Register, info, unknown info.
+    let reg = rsc("d1")
+        .with_attr("lrmd_class", "ocf")
+        .with_attr("lrmd_provider", "kubemaker-test")
+        .with_attr("lrmd_type", "scripted");
+    let mut cmd = LrmdClient::command("lrmd_rsc_register", Some(reg));
+    cmd.set_attr("lrmd_callopt", 3);
+    assert_eq!(c.request(cmd, T).await.unwrap().attr("lrmd_rc"), Some("0"));
+    let n = c
+        .wait_notify(T, |m| is_op(m, "lrmd_rsc_register"))
+        .await
+        .unwrap();
+    assert_eq!(n.attr("lrmd_rsc_id"), Some("d1"));
+    let info = c
+        .request(LrmdClient::command("lrmd_rsc_info", Some(rsc("d1"))), T)
+        .await
+        .unwrap();
+    assert_eq!(info.attr("lrmd_origin"), Some("process_lrmd_get_rsc_info"));
+    assert_eq!(
+        (
+            info.attr("lrmd_class"),
+            info.attr("lrmd_provider"),
+            info.attr("lrmd_type")
+        ),
+        (Some("ocf"), Some("kubemaker-test"), Some("scripted"))
+    );
+    let info = c
+        .request(LrmdClient::command("lrmd_rsc_info", Some(rsc("nosuch"))), T)
+        .await
+        .unwrap();
+    assert_eq!(info.attr("lrmd_rc"), Some("-19"));
+    assert!(info.attr("lrmd_class").is_none());
+
+    // Exec: reply rc is the call id, the notify carries it and echoes every parameter.
+    let dir = r.dir.join("d1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let reply = c
+        .request(exec_command("d1", "start", 0, 20000, attrs(&dir)), T)
+        .await
+        .unwrap();
+    let call_id = reply.attr_i64("lrmd_rc").unwrap();
+    assert!(call_id > 0);
+    assert_eq!(reply.attr_i64("lrmd_callid"), Some(call_id));
+    let n = c
+        .wait_notify(T, |m| {
+            is_op(m, "lrmd_rsc_exec") && m.attr_i64("lrmd_callid") == Some(call_id)
+        })
+        .await
+        .unwrap();
+    assert_eq!(n.attr("lrmd_exec_rc"), Some("0"));
+    assert_eq!(
+        n.attr("lrmd_rsc_userdata_str"),
+        Some("start:0:0:kubemaker-client")
+    );
+    assert_eq!(n.child("attributes"), Some(&attrs(&dir)));
+
+    // Recurring monitor, listed by get_recurring; cancel sends the Cancelled notify first.
+    let reply = c
+        .request(exec_command("d1", "monitor", 2000, 20000, attrs(&dir)), T)
+        .await
+        .unwrap();
+    let mon = reply.attr_i64("lrmd_rc").unwrap();
+    c.wait_notify(T, |m| m.attr_i64("lrmd_callid") == Some(mon))
+        .await
+        .unwrap();
+    let rec = c
+        .request(LrmdClient::command("lrmd_get_recurring", None), T)
+        .await
+        .unwrap();
+    let op = rec.descendant("lrmd_rsc_op").expect("recurring op listed");
+    assert_eq!(
+        (op.attr("lrmd_rsc_action"), op.attr("lrmd_rsc_interval")),
+        (Some("monitor"), Some("2000"))
+    );
+    let cancel = rsc("d1")
+        .with_attr("lrmd_rsc_action", "monitor")
+        .with_attr("lrmd_rsc_interval", 2000);
+    let cancel_id = c
+        .send(LrmdClient::command("lrmd_rsc_cancel", Some(cancel)))
+        .await
+        .unwrap();
+    let first = c
+        .next_message(tokio::time::Instant::now() + T, "cancel")
+        .await
+        .unwrap();
+    assert_eq!(
+        first.attr("lrmd_exec_op_status"),
+        Some("1"),
+        "Cancelled notify before the reply: {first:?}"
+    );
+    assert_eq!(first.attr_i64("lrmd_callid"), Some(mon));
+    let second = c
+        .next_message(tokio::time::Instant::now() + T, "cancel reply")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            second.attr_i64("lrmd_remote_msg_id"),
+            second.attr("lrmd_rc")
+        ),
+        (Some(cancel_id), Some("0"))
+    );
+
+    // Errors: unknown op, metadata, unknown resource, missing id.
+    for (msg, want) in [
+        (LrmdClient::command("bogus_op", None), "-95"),
+        (
+            LrmdClient::command("lrmd_rsc_metadata", Some(rsc("d1"))),
+            "-95",
+        ),
+        (
+            exec_command("nosuch", "monitor", 0, 1000, Element::new("attributes")),
+            "-19",
+        ),
+        (
+            LrmdClient::command("lrmd_rsc_exec", Some(Element::new("lrmd_rsc"))),
+            "-22",
+        ),
+        (
+            LrmdClient::command("lrmd_rsc_register", Some(rsc("x"))),
+            "-22",
+        ),
+    ] {
+        let op = msg.attr("lrmd_op").unwrap_or_default().to_string();
+        assert_eq!(
+            c.request(msg, T).await.unwrap().attr("lrmd_rc"),
+            Some(want),
+            "{op}"
+        );
+    }
+
+    // Unregister: reply then notify.
+    assert_eq!(
+        c.request(
+            LrmdClient::command("lrmd_rsc_unregister", Some(rsc("d1"))),
+            T
+        )
+        .await
+        .unwrap()
+        .attr("lrmd_rc"),
+        Some("0")
+    );
+    c.wait_notify(T, |m| is_op(m, "lrmd_rsc_unregister"))
+        .await
+        .unwrap();
+    c.close().await;
+}
+
+#[tokio::test]
+async fn every_message_is_a_header_record_then_a_payload_record() {
+    let r = Remoted::start("records", 256, &[]);
+    let mut c = r.client("records", false).await;
+    c.send(LrmdClient::command("lrmd_rsc_poke", None))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let header = c.read_chunk(T).await.unwrap();
+        assert_eq!(header.len(), 40, "header alone in its record");
+        let h = Header::parse(&header.try_into().unwrap(), u32::MAX).unwrap();
+        let payload = c.read_chunk(T).await.unwrap();
+        assert_eq!(payload.len(), h.payload_uncompressed as usize);
+        assert_eq!(payload.last(), Some(&0));
+    }
+}
+
+#[tokio::test]
+async fn new_client_is_announced_to_existing_clients() {
+    let r = Remoted::start("newclient", 4096, &[]);
+    let mut a = r.client("controller-a", true).await;
+    let b = LrmdClient::connect_raw(&r.addr(), &r.key).await.unwrap();
+    let n = a
+        .wait_notify(T, |m| is_op(m, "lrmd_rsc_new_client"))
+        .await
+        .unwrap();
+    assert_eq!(n.attr("lrmd_origin"), Some("notify_of_new_client"));
+    // Both connections stay usable: migration depends on two coexisting.
+    assert_eq!(
+        a.request(LrmdClient::command("lrmd_rsc_poke", None), T)
+            .await
+            .unwrap()
+            .attr("lrmd_rc"),
+        Some("0")
+    );
+    drop(b);
+}
+
+#[tokio::test]
+async fn bad_input_harms_only_its_own_connection() {
+    let r = Remoted::start("badinput", 4096, &[]);
+    let mut good = r.client("good", true).await;
+
+    // Wrong key: the handshake fails, the daemon logs it and keeps serving.
+    let wrong: Vec<u8> = r.key.iter().map(|b| b ^ 0x55).collect();
+    assert!(
+        LrmdClient::connect(&r.addr(), &wrong, "wrong", false)
+            .await
+            .is_err()
+    );
+    // Plaintext client.
+    let mut plain = std::net::TcpStream::connect(r.addr()).unwrap();
+    let _ = plain.write_all(b"<lrmd_command lrmd_op=\"register\"/>\n");
+    // Bad magic on an authenticated connection: that connection is closed.
+    let mut bad = r.client("bad-magic", false).await;
+    bad.send_bytes(&[0u8; 40]).await.unwrap();
+    assert!(
+        matches!(bad.read_chunk(T).await, Err(_)),
+        "bad framing closes the connection"
+    );
+    // Oversized frame.
+    let mut big = r.client("big", false).await;
+    big.send_bytes(&Header::for_payload(1, u32::MAX - 100).to_bytes())
+        .await
+        .unwrap();
+    assert!(big.read_chunk(T).await.is_err());
+    // Malformed XML in a well-framed message: discarded, the connection lives on.
+    let mut sloppy = r.client("sloppy", false).await;
+    let payload = b"<lrmd_command lrmd_op=\0".to_vec();
+    sloppy
+        .send_bytes(&Header::for_payload(9, payload.len() as u32).to_bytes())
+        .await
+        .unwrap();
+    sloppy.send_bytes(&payload).await.unwrap();
+    let garbage = b"not xml at all\0".to_vec();
+    sloppy
+        .send_bytes(&Header::for_payload(10, garbage.len() as u32).to_bytes())
+        .await
+        .unwrap();
+    sloppy.send_bytes(&garbage).await.unwrap();
+    // A message that is not a request is ignored.
+    let mut not_request = Element::new("lrmd_command").with_attr("lrmd_op", "lrmd_rsc_poke");
+    not_request.set_attr("lrmd_remote_msg_type", "reply");
+    sloppy.send_raw_message(&not_request).await.unwrap();
+    assert_eq!(
+        sloppy
+            .request(LrmdClient::command("lrmd_rsc_poke", None), T)
+            .await
+            .unwrap()
+            .attr("lrmd_rc"),
+        Some("0")
+    );
+
+    // The first client never noticed.
+    assert_eq!(
+        good.request(LrmdClient::command("lrmd_rsc_poke", None), T)
+            .await
+            .unwrap()
+            .attr("lrmd_rc"),
+        Some("0")
+    );
+    let log = r.log();
+    assert!(log.contains("TLS handshake failed"), "{log}");
+    assert!(log.contains("Discarding malformed message"), "{log}");
+    assert!(log.contains("bad magic"), "{log}");
+    assert!(!log.contains("panicked"));
+    assert!(
+        !String::from_utf8_lossy(&r.key[..32]).is_empty() && !log.contains(&hex(&r.key[..16])),
+        "no key material in logs"
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test]
+async fn sigterm_without_cluster_exits_at_once() {
+    let mut r = Remoted::start("term-alone", 256, &[]);
+    r.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = r.wait_exit(Duration::from_secs(3)).expect("exited");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_with_cluster_waits_for_ack_and_disconnect() {
+    let mut r = Remoted::start("term-ack", 4096, &[]);
+    let mut cluster = r.client("pacemaker-remote-127.0.0.1", true).await;
+    r.signal(nix::sys::signal::Signal::SIGTERM);
+    let req = cluster
+        .wait_notify(T, |m| m.attr("lrmd_ipc_op") == Some("shutdown_req"))
+        .await
+        .unwrap();
+    assert_eq!(req.name, "lrmd_ipc_proxy");
+    assert_eq!(req.attr("lrmd_ipc_session"), Some("0"));
+    // No longer listening.
+    let deadline = Instant::now() + T;
+    while std::net::TcpStream::connect(r.addr()).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting connections during shutdown"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut ack = Element::new("lrmd_ipc_proxy").with_attr("lrmd_ipc_op", "shutdown_ack");
+    ack.set_attr("lrmd_op", "ipc_fwd");
+    assert_eq!(
+        cluster.request(ack, T).await.unwrap().attr("lrmd_rc"),
+        Some("0")
+    );
+    r.signal(nix::sys::signal::Signal::SIGTERM);
+    // The cluster is still "stopping resources": the daemon must wait.
+    assert!(
+        r.wait_exit(Duration::from_millis(1500)).is_none(),
+        "exited before the cluster disconnected"
+    );
+    assert_eq!(
+        cluster
+            .request(LrmdClient::command("lrmd_rsc_poke", None), T)
+            .await
+            .unwrap()
+            .attr("lrmd_rc"),
+        Some("0")
+    );
+    cluster.close().await;
+    let status = r
+        .wait_exit(Duration::from_secs(5))
+        .expect("exit after disconnect");
+    assert!(status.success());
+    let log = r.log();
+    assert!(log.contains("acknowledged the shutdown request"), "{log}");
+    let ack_at = log.find("acknowledged the shutdown request").unwrap();
+    let gone_at = log.rfind("Remote connection ended").unwrap();
+    assert!(gone_at > ack_at && log[gone_at..].contains("Exiting"));
+}
+
+#[tokio::test]
+async fn sigterm_with_nack_exits_at_once() {
+    let mut r = Remoted::start("term-nack", 256, &[]);
+    let mut cluster = r.client("cluster", true).await;
+    r.signal(nix::sys::signal::Signal::SIGTERM);
+    cluster
+        .wait_notify(T, |m| m.attr("lrmd_ipc_op") == Some("shutdown_req"))
+        .await
+        .unwrap();
+    let mut nack = Element::new("lrmd_ipc_proxy").with_attr("lrmd_ipc_op", "shutdown_nack");
+    nack.set_attr("lrmd_op", "ipc_fwd");
+    let _ = cluster.send(nack).await;
+    let status = r
+        .wait_exit(Duration::from_secs(3))
+        .expect("exit on nack while the cluster is still connected");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn rotated_key_is_picked_up_without_restart() {
+    let r = Remoted::start("rotate", 256, &[]);
+    r.client("before", false).await;
+    let new_key: Vec<u8> = (0..512).map(|i| (i * 13 + 1) as u8).collect();
+    std::fs::write(r.dir.join("authkey"), &new_key).unwrap();
+    let deadline = Instant::now() + kubemaker::remoted::authkey::CACHE_FOR + Duration::from_secs(5);
+    loop {
+        if LrmdClient::connect(&r.addr(), &new_key, "after", false)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new key never accepted");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        LrmdClient::connect(&r.addr(), &r.key, "old", false)
+            .await
+            .is_err(),
+        "old key refused after rotation"
+    );
+}
+
+#[tokio::test]
+async fn dual_stack_listener_and_pacemaker_remoted_name() {
+    let dir = std::env::temp_dir().join(format!("km-proto-alias-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let alias = dir.join("pacemaker-remoted");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kubemaker"), &alias).unwrap();
+    let key = vec![7u8; 4096];
+    std::fs::write(dir.join("authkey"), &key).unwrap();
+    let port = free_port();
+    let mut child = Command::new(&alias)
+        .args(["-p", &port.to_string(), "-l"])
+        .arg(dir.join("log"))
+        .env("PCMK_authkey_location", dir.join("authkey"))
+        .env_remove("PCMK_remote_address")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + T;
+    while !std::fs::read_to_string(dir.join("log"))
+        .unwrap_or_default()
+        .contains("successfully started")
+    {
+        assert!(Instant::now() < deadline, "alias did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for addr in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let c = LrmdClient::connect(&addr, &key, "dual", false).await;
+        assert!(c.is_ok(), "{addr}: {:?}", c.err());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
