@@ -1,0 +1,558 @@
+//! Thin safe wrappers over [`super::ffi`]: credential and session ownership,
+//! the PSK key callback, and error-text helpers. All of kubemaker's `unsafe`
+//! calls into GnuTLS live here; the async logic in `stream.rs` has none.
+//!
+//! Ownership rules that make these wrappers sound:
+//! - A [`Session`] owns (or shares via `Arc`) the credentials it was given, so
+//!   they are freed only after `gnutls_deinit`.
+//! - The PSK callback context is a leaked `Box` freed in `Session::drop` after
+//!   `gnutls_deinit`, so the pointer GnuTLS hands back is valid whenever the
+//!   callback can run.
+//! - GnuTLS is given the socket's fd number only; the caller keeps the socket
+//!   open for as long as it calls `handshake`/`send`/`recv`/`bye`.
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::os::fd::RawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::ffi;
+use super::{PskKeySource, TlsError};
+
+/// The identity Pacemaker's PSK clients present.
+const PSK_IDENTITY: &CStr = c"lrmd";
+
+/// `gnutls_global_init` exactly once per process; its result is remembered.
+pub(crate) fn global_init() -> Result<(), TlsError> {
+    static INIT: OnceLock<c_int> = OnceLock::new();
+    let rc = *INIT.get_or_init(|| ffi::gnutls_global_init());
+    check("gnutls_global_init", rc)
+}
+
+/// `gnutls_strerror` as an owned string.
+pub(crate) fn error_text(code: c_int) -> String {
+    let text = ffi::gnutls_strerror(code);
+    if text.is_null() {
+        return format!("unknown GnuTLS error {code}");
+    }
+    // SAFETY: non-NULL results of gnutls_strerror are static NUL-terminated strings.
+    unsafe { CStr::from_ptr(text) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether GnuTLS considers `code` the end of the session.
+pub(crate) fn is_fatal(code: c_int) -> bool {
+    ffi::gnutls_error_is_fatal(code) != 0
+}
+
+fn gnutls_error(op: &'static str, code: c_int) -> TlsError {
+    TlsError::Gnutls {
+        op,
+        code,
+        message: error_text(code),
+    }
+}
+
+fn check(op: &'static str, rc: c_int) -> Result<(), TlsError> {
+    if rc < 0 {
+        Err(gnutls_error(op, rc))
+    } else {
+        Ok(())
+    }
+}
+
+/// PSK server credentials, shared by all sessions of one `PskServer`.
+pub(crate) struct PskServerCreds {
+    raw: NonNull<ffi::gnutls_psk_server_credentials_st>,
+}
+
+// SAFETY: after `new` the credentials are only read by GnuTLS; GnuTLS documents
+// credentials as shareable between sessions in different threads.
+unsafe impl Send for PskServerCreds {}
+// SAFETY: as above; no method mutates the credentials after construction.
+unsafe impl Sync for PskServerCreds {}
+
+impl PskServerCreds {
+    pub(crate) fn new() -> Result<Self, TlsError> {
+        global_init()?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: `raw` is a valid out-pointer.
+        let rc = unsafe { ffi::gnutls_psk_allocate_server_credentials(&mut raw) };
+        check("gnutls_psk_allocate_server_credentials", rc)?;
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            gnutls_error(
+                "gnutls_psk_allocate_server_credentials",
+                ffi::GNUTLS_E_MEMORY_ERROR,
+            )
+        })?;
+        let creds = Self { raw };
+        // SAFETY: `raw` is live; the callback matches the C typedef and never unwinds.
+        unsafe {
+            ffi::gnutls_psk_set_server_credentials_function(creds.raw.as_ptr(), psk_server_key_cb)
+        };
+        // TLS 1.2 DHE-PSK needs a DH group; an RFC 7919 one avoids generating primes.
+        // SAFETY: `raw` is live.
+        let rc = unsafe {
+            ffi::gnutls_psk_set_server_known_dh_params(
+                creds.raw.as_ptr(),
+                ffi::GNUTLS_SEC_PARAM_MEDIUM,
+            )
+        };
+        check("gnutls_psk_set_server_known_dh_params", rc)?;
+        Ok(creds)
+    }
+}
+
+impl Drop for PskServerCreds {
+    fn drop(&mut self) {
+        // SAFETY: every session using these credentials holds an `Arc` to them,
+        // so none is left when the last reference goes.
+        unsafe { ffi::gnutls_psk_free_server_credentials(self.raw.as_ptr()) }
+    }
+}
+
+/// Per-connection PSK client credentials (identity "lrmd" plus a copy of the key).
+struct PskClientCreds {
+    raw: NonNull<ffi::gnutls_psk_client_credentials_st>,
+}
+
+impl PskClientCreds {
+    fn new(key: &[u8]) -> Result<Self, TlsError> {
+        let size = u32::try_from(key.len()).map_err(|_| TlsError::NoKey)?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: `raw` is a valid out-pointer.
+        let rc = unsafe { ffi::gnutls_psk_allocate_client_credentials(&mut raw) };
+        check("gnutls_psk_allocate_client_credentials", rc)?;
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            gnutls_error(
+                "gnutls_psk_allocate_client_credentials",
+                ffi::GNUTLS_E_MEMORY_ERROR,
+            )
+        })?;
+        let creds = Self { raw };
+        // GnuTLS copies the key and only reads through `data`, so the cast to *mut is harmless.
+        let datum = ffi::gnutls_datum_t {
+            data: key.as_ptr().cast_mut(),
+            size,
+        };
+        // SAFETY: `raw` is live, the identity is NUL-terminated, `datum` describes `key`.
+        let rc = unsafe {
+            ffi::gnutls_psk_set_client_credentials(
+                creds.raw.as_ptr(),
+                PSK_IDENTITY.as_ptr(),
+                &datum,
+                ffi::GNUTLS_PSK_KEY_RAW,
+            )
+        };
+        check("gnutls_psk_set_client_credentials", rc)?;
+        Ok(creds)
+    }
+}
+
+impl Drop for PskClientCreds {
+    fn drop(&mut self) {
+        // SAFETY: owned by exactly one `Session`, which deinits itself first.
+        unsafe { ffi::gnutls_psk_free_client_credentials(self.raw.as_ptr()) }
+    }
+}
+
+/// Per-connection anonymous-DH client credentials.
+struct AnonClientCreds {
+    raw: NonNull<ffi::gnutls_anon_client_credentials_st>,
+}
+
+impl AnonClientCreds {
+    fn new() -> Result<Self, TlsError> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: `raw` is a valid out-pointer.
+        let rc = unsafe { ffi::gnutls_anon_allocate_client_credentials(&mut raw) };
+        check("gnutls_anon_allocate_client_credentials", rc)?;
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            gnutls_error(
+                "gnutls_anon_allocate_client_credentials",
+                ffi::GNUTLS_E_MEMORY_ERROR,
+            )
+        })?;
+        Ok(Self { raw })
+    }
+}
+
+impl Drop for AnonClientCreds {
+    fn drop(&mut self) {
+        // SAFETY: owned by exactly one `Session`, which deinits itself first.
+        unsafe { ffi::gnutls_anon_free_client_credentials(self.raw.as_ptr()) }
+    }
+}
+
+/// Keeps a session's credentials alive until after `gnutls_deinit`.
+enum Creds {
+    PskServer(#[allow(dead_code)] Arc<PskServerCreds>),
+    PskClient(#[allow(dead_code)] PskClientCreds),
+    AnonClient(#[allow(dead_code)] AnonClientCreds),
+    /// Only for [`check_priorities`], which never handshakes.
+    None,
+}
+
+/// What the PSK callback reaches through `gnutls_session_get_ptr`.
+struct PskCallbackCtx {
+    keys: Arc<dyn PskKeySource>,
+    /// Set when the key source had no key, to report `TlsError::NoKey`.
+    key_missing: AtomicBool,
+}
+
+/// GnuTLS's PSK server callback. Ignores the username, as Pacemaker 2.1.5 does.
+///
+/// Never unwinds: a panicking key source is treated as "no key".
+unsafe extern "C" fn psk_server_key_cb(
+    session: ffi::gnutls_session_t,
+    _username: *const c_char,
+    key: *mut ffi::gnutls_datum_t,
+) -> c_int {
+    if session.is_null() || key.is_null() {
+        return -1;
+    }
+    // SAFETY: `session` is the live session GnuTLS is handshaking on.
+    let ctx = unsafe { ffi::gnutls_session_get_ptr(session) }.cast::<PskCallbackCtx>();
+    if ctx.is_null() {
+        return -1;
+    }
+    // SAFETY: the pointer was set by `Session::new_psk_server` from a leaked Box
+    // that is freed only after gnutls_deinit, so it is valid here; only shared
+    // access happens through it.
+    let ctx = unsafe { &*ctx };
+    let Ok(Some(mut bytes)) = catch_unwind(AssertUnwindSafe(|| ctx.keys.current_key())) else {
+        ctx.key_missing.store(true, Ordering::Relaxed);
+        return -1;
+    };
+    let rc = copy_key_for_gnutls(&bytes, key);
+    wipe(&mut bytes);
+    if rc != 0 {
+        ctx.key_missing.store(true, Ordering::Relaxed);
+    }
+    rc
+}
+
+/// Copies `bytes` into `gnutls_malloc` memory and points `out` at it (GnuTLS frees it).
+fn copy_key_for_gnutls(bytes: &[u8], out: *mut ffi::gnutls_datum_t) -> c_int {
+    let Ok(size) = u32::try_from(bytes.len()) else {
+        return -1;
+    };
+    if size == 0 {
+        return -1;
+    }
+    // SAFETY: reading an immutable-after-init function pointer exported by GnuTLS.
+    let Some(alloc) = (unsafe { ffi::gnutls_malloc }) else {
+        return -1;
+    };
+    // SAFETY: gnutls_malloc behaves like malloc.
+    let mem = unsafe { alloc(bytes.len()) }.cast::<u8>();
+    if mem.is_null() {
+        return -1;
+    }
+    // SAFETY: `mem` has room for `bytes.len()` bytes and cannot overlap `bytes`;
+    // `out` is the non-NULL datum GnuTLS passed to the callback.
+    unsafe {
+        ptr::copy_nonoverlapping(bytes.as_ptr(), mem, bytes.len());
+        (*out).data = mem;
+        (*out).size = size;
+    }
+    0
+}
+
+/// Best-effort scrub of a key copy before its memory is released.
+fn wipe(bytes: &mut [u8]) {
+    bytes.fill(0);
+    std::hint::black_box(&bytes);
+}
+
+/// Checks a priority string by setting it on a throw-away session.
+pub(crate) fn check_priorities(priorities: &CStr, server: bool) -> Result<(), TlsError> {
+    let session = Session::init(
+        if server {
+            ffi::GNUTLS_SERVER
+        } else {
+            ffi::GNUTLS_CLIENT
+        },
+        Creds::None,
+    )?;
+    session.set_priorities(priorities)
+}
+
+/// One GnuTLS session. Not `Sync`: GnuTLS sessions must not be used concurrently.
+pub(crate) struct Session {
+    raw: NonNull<ffi::gnutls_session_int>,
+    /// Leaked `Box<PskCallbackCtx>` (server sessions only), freed in `drop`.
+    psk_ctx: *mut PskCallbackCtx,
+    _creds: Creds,
+}
+
+// SAFETY: a GnuTLS session may move between threads as long as it is used by
+// one at a time, which `&mut self` on every operation guarantees. The callback
+// context only holds `Send + Sync` data.
+unsafe impl Send for Session {}
+
+impl Session {
+    fn init(flags: std::ffi::c_uint, creds: Creds) -> Result<Self, TlsError> {
+        global_init()?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: `raw` is a valid out-pointer.
+        let rc = unsafe { ffi::gnutls_init(&mut raw, flags | ffi::GNUTLS_NO_SIGNAL) };
+        check("gnutls_init", rc)?;
+        let raw = NonNull::new(raw)
+            .ok_or_else(|| gnutls_error("gnutls_init", ffi::GNUTLS_E_MEMORY_ERROR))?;
+        let session = Self {
+            raw,
+            psk_ctx: ptr::null_mut(),
+            _creds: creds,
+        };
+        // Our caller enforces its own deadline with a timer.
+        // SAFETY: `raw` is live.
+        unsafe {
+            ffi::gnutls_handshake_set_timeout(session.raw.as_ptr(), ffi::GNUTLS_INDEFINITE_TIMEOUT)
+        };
+        Ok(session)
+    }
+
+    fn set_priorities(&self, priorities: &CStr) -> Result<(), TlsError> {
+        let mut err_pos: *const c_char = ptr::null();
+        // SAFETY: the session is live, `priorities` is NUL-terminated, `err_pos` a valid out-pointer.
+        let rc = unsafe {
+            ffi::gnutls_priority_set_direct(self.raw.as_ptr(), priorities.as_ptr(), &mut err_pos)
+        };
+        if rc >= 0 {
+            return Ok(());
+        }
+        let text = priorities.to_string_lossy().into_owned();
+        // `err_pos` points into `priorities` on a syntax error; compare addresses only.
+        let offset = (err_pos as usize).checked_sub(priorities.as_ptr() as usize);
+        let rest = offset
+            .filter(|_| !err_pos.is_null())
+            .and_then(|at| text.get(at..));
+        let message = match rest {
+            Some(rest) => format!("{} (at {rest:?})", error_text(rc)),
+            None => error_text(rc),
+        };
+        Err(TlsError::InvalidPriority {
+            priorities: text,
+            message,
+        })
+    }
+
+    fn set_credentials(&self, cred_type: c_int, cred: *mut c_void) -> Result<(), TlsError> {
+        // SAFETY: the session is live; `cred` is owned by `self._creds` and so outlives it.
+        let rc = unsafe { ffi::gnutls_credentials_set(self.raw.as_ptr(), cred_type, cred) };
+        check("gnutls_credentials_set", rc)
+    }
+
+    fn set_fd(&self, fd: RawFd) {
+        // SAFETY: the session is live; GnuTLS only stores the number.
+        unsafe { ffi::gnutls_transport_set_int2(self.raw.as_ptr(), fd, fd) }
+    }
+
+    /// Server session using the shared PSK credentials; `keys` is asked for the key during the handshake.
+    pub(crate) fn new_psk_server(
+        creds: Arc<PskServerCreds>,
+        keys: Arc<dyn PskKeySource>,
+        priorities: &CStr,
+        fd: RawFd,
+    ) -> Result<Self, TlsError> {
+        let cred_ptr = creds.raw.as_ptr().cast::<c_void>();
+        let mut session = Self::init(ffi::GNUTLS_SERVER, Creds::PskServer(creds))?;
+        session.psk_ctx = Box::into_raw(Box::new(PskCallbackCtx {
+            keys,
+            key_missing: AtomicBool::new(false),
+        }));
+        // SAFETY: the session is live; the context stays allocated until after gnutls_deinit.
+        unsafe {
+            ffi::gnutls_session_set_ptr(session.raw.as_ptr(), session.psk_ctx.cast::<c_void>())
+        };
+        session.set_priorities(priorities)?;
+        session.set_credentials(ffi::GNUTLS_CRD_PSK, cred_ptr)?;
+        session.set_fd(fd);
+        Ok(session)
+    }
+
+    /// Client session presenting identity "lrmd" with a raw `key`.
+    pub(crate) fn new_psk_client(
+        key: &[u8],
+        priorities: &CStr,
+        fd: RawFd,
+    ) -> Result<Self, TlsError> {
+        global_init()?;
+        let creds = PskClientCreds::new(key)?;
+        let cred_ptr = creds.raw.as_ptr().cast::<c_void>();
+        let session = Self::init(ffi::GNUTLS_CLIENT, Creds::PskClient(creds))?;
+        session.set_priorities(priorities)?;
+        session.set_credentials(ffi::GNUTLS_CRD_PSK, cred_ptr)?;
+        session.set_fd(fd);
+        Ok(session)
+    }
+
+    /// Client session with anonymous DH credentials.
+    pub(crate) fn new_anon_client(priorities: &CStr, fd: RawFd) -> Result<Self, TlsError> {
+        global_init()?;
+        let creds = AnonClientCreds::new()?;
+        let cred_ptr = creds.raw.as_ptr().cast::<c_void>();
+        let session = Self::init(ffi::GNUTLS_CLIENT, Creds::AnonClient(creds))?;
+        session.set_priorities(priorities)?;
+        session.set_credentials(ffi::GNUTLS_CRD_ANON, cred_ptr)?;
+        session.set_fd(fd);
+        Ok(session)
+    }
+
+    /// One `gnutls_handshake` step (0, or a GnuTLS error code such as GNUTLS_E_AGAIN).
+    pub(crate) fn handshake(&mut self) -> c_int {
+        // SAFETY: the session is live and its fd open (module rules).
+        unsafe { ffi::gnutls_handshake(self.raw.as_ptr()) }
+    }
+
+    /// Whether the last interrupted operation was waiting to write (else to read).
+    pub(crate) fn wants_write(&self) -> bool {
+        // SAFETY: the session is live.
+        unsafe { ffi::gnutls_record_get_direction(self.raw.as_ptr()) == 1 }
+    }
+
+    /// One `gnutls_record_send`: bytes consumed (one record at most) or an error code.
+    pub(crate) fn send(&mut self, data: &[u8]) -> isize {
+        // SAFETY: `data` is valid for reads of its length.
+        unsafe { ffi::gnutls_record_send(self.raw.as_ptr(), data.as_ptr().cast(), data.len()) }
+    }
+
+    /// One `gnutls_record_recv`: bytes read, 0 on close_notify, or an error code.
+    pub(crate) fn recv(&mut self, buf: &mut [u8]) -> isize {
+        // SAFETY: `buf` is valid for writes of its length.
+        unsafe { ffi::gnutls_record_recv(self.raw.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+    }
+
+    /// One `gnutls_bye(GNUTLS_SHUT_WR)` step.
+    pub(crate) fn bye(&mut self) -> c_int {
+        // SAFETY: the session is live and its fd open.
+        unsafe { ffi::gnutls_bye(self.raw.as_ptr(), ffi::GNUTLS_SHUT_WR) }
+    }
+
+    /// Tells the peer why the handshake failed; single non-blocking attempt.
+    pub(crate) fn send_alert_for(&mut self, code: c_int) {
+        // SAFETY: the session is live and its fd open.
+        let _ = unsafe { ffi::gnutls_alert_send_appropriate(self.raw.as_ptr(), code) };
+    }
+
+    /// True if the PSK callback found no key during this session's handshake.
+    pub(crate) fn key_missing(&self) -> bool {
+        if self.psk_ctx.is_null() {
+            return false;
+        }
+        // SAFETY: non-NULL `psk_ctx` is our leaked Box, alive until drop.
+        unsafe { &*self.psk_ctx }
+            .key_missing
+            .load(Ordering::Relaxed)
+    }
+
+    /// `TlsError::Gnutls` for `code`, naming the received alert when there was one.
+    pub(crate) fn error(&self, op: &'static str, code: c_int) -> TlsError {
+        let mut message = error_text(code);
+        if code == ffi::GNUTLS_E_FATAL_ALERT_RECEIVED {
+            // SAFETY: the session is live.
+            let alert = unsafe { ffi::gnutls_alert_get(self.raw.as_ptr()) };
+            let name = ffi::gnutls_alert_get_name(alert);
+            if !name.is_null() {
+                // SAFETY: non-NULL alert names are static NUL-terminated strings.
+                let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+                message = format!("{message} (alert: {name})");
+            }
+        }
+        TlsError::Gnutls { op, code, message }
+    }
+
+    /// `gnutls_session_get_desc`, or an empty string before the handshake.
+    pub(crate) fn description(&self) -> String {
+        // SAFETY: the session is live.
+        let desc = unsafe { ffi::gnutls_session_get_desc(self.raw.as_ptr()) };
+        if desc.is_null() {
+            return String::new();
+        }
+        // SAFETY: non-NULL result is a NUL-terminated string we now own.
+        let text = unsafe { CStr::from_ptr(desc) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: the string came from gnutls_malloc and is freed exactly once.
+        if let Some(free) = unsafe { ffi::gnutls_free } {
+            unsafe { free(desc.cast()) };
+        }
+        text
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // SAFETY: the session is live and never used again; deinit does no I/O.
+        unsafe { ffi::gnutls_deinit(self.raw.as_ptr()) };
+        if !self.psk_ctx.is_null() {
+            // SAFETY: came from Box::into_raw; GnuTLS no longer holds it after deinit.
+            drop(unsafe { Box::from_raw(self.psk_ctx) });
+        }
+        // `_creds` is dropped after this, i.e. after gnutls_deinit.
+    }
+}
+
+/// Builds a `CString` for a priority string, rejecting interior NULs.
+pub(crate) fn priority_cstring(priorities: &str) -> Result<CString, TlsError> {
+    CString::new(priorities).map_err(|_| TlsError::InvalidPriority {
+        priorities: priorities.replace('\0', "\\0"),
+        message: "contains a NUL byte".to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strerror_and_fatality() {
+        assert!(!error_text(ffi::GNUTLS_E_AGAIN).is_empty());
+        assert!(!is_fatal(ffi::GNUTLS_E_AGAIN));
+        assert!(!is_fatal(ffi::GNUTLS_E_INTERRUPTED));
+        assert!(is_fatal(ffi::GNUTLS_E_PREMATURE_TERMINATION));
+        assert_eq!(error_text(ffi::GNUTLS_E_SUCCESS), "Success.");
+    }
+
+    #[test]
+    fn allocator_symbols_resolve() {
+        // SAFETY: reading exported function pointers.
+        let (alloc, free) = unsafe { (ffi::gnutls_malloc, ffi::gnutls_free) };
+        assert!(alloc.is_some() && free.is_some());
+    }
+
+    #[test]
+    fn key_copy_goes_to_gnutls_memory() {
+        let mut out = ffi::gnutls_datum_t {
+            data: ptr::null_mut(),
+            size: 0,
+        };
+        let key: Vec<u8> = (0..=255u8).collect();
+        assert_eq!(copy_key_for_gnutls(&key, &mut out), 0);
+        assert_eq!(out.size, 256);
+        // SAFETY: `out` was just filled with 256 bytes from gnutls_malloc.
+        let copied = unsafe { std::slice::from_raw_parts(out.data, 256) }.to_vec();
+        assert_eq!(copied, key);
+        // SAFETY: freeing what gnutls_malloc returned, once.
+        unsafe { ffi::gnutls_free.expect("gnutls_free")(out.data.cast()) };
+        assert_eq!(copy_key_for_gnutls(&[], &mut out), -1);
+    }
+
+    #[test]
+    fn priorities_are_validated() {
+        assert!(check_priorities(c"NORMAL:+DHE-PSK:+PSK", true).is_ok());
+        assert!(check_priorities(c"NORMAL:+ANON-DH", false).is_ok());
+        let err = check_priorities(c"NORMAL:+NO-SUCH-THING", true).unwrap_err();
+        match err {
+            TlsError::InvalidPriority { message, .. } => {
+                assert!(message.contains("NO-SUCH-THING"), "{message}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(priority_cstring("A\0B").is_err());
+    }
+}

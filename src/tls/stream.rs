@@ -1,0 +1,293 @@
+//! Async driving of GnuTLS sessions on tokio sockets.
+//!
+//! GnuTLS does its own `recv`/`send` on the (non-blocking) socket fd and
+//! reports GNUTLS_E_AGAIN when the socket would block; we then wait for the
+//! direction `gnutls_record_get_direction` names and retry. Retries go through
+//! `TcpStream::try_io`, so a would-block result clears tokio's cached readiness
+//! and the next wait really waits for the kernel.
+
+#![forbid(unsafe_code)]
+
+use std::ffi::{CString, c_int};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use super::session::{self, PskServerCreds, Session};
+use super::{PskKeySource, SHUTDOWN_TIMEOUT, TlsError, ffi};
+
+const AGAIN: isize = ffi::GNUTLS_E_AGAIN as isize;
+const INTERRUPTED: isize = ffi::GNUTLS_E_INTERRUPTED as isize;
+
+/// Accepts Pacemaker Remote (PSK) TLS connections. Cheap to share via `Arc`.
+pub struct PskServer {
+    creds: Arc<PskServerCreds>,
+    keys: Arc<dyn PskKeySource>,
+    priorities: CString,
+}
+
+impl fmt::Debug for PskServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PskServer")
+            .field("priorities", &self.priorities)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PskServer {
+    /// Allocates the shared credentials and checks `priorities` up front, so a
+    /// bad `PCMK_tls_priorities` fails at start-up rather than per connection.
+    pub fn new(keys: Arc<dyn PskKeySource>, priorities: &str) -> Result<Self, TlsError> {
+        let priorities = session::priority_cstring(priorities)?;
+        session::check_priorities(&priorities, true)?;
+        Ok(Self {
+            creds: Arc::new(PskServerCreds::new()?),
+            keys,
+            priorities,
+        })
+    }
+
+    /// TLS handshake as server on an accepted socket; fails with
+    /// [`TlsError::HandshakeTimeout`] after `timeout`.
+    pub async fn accept(&self, tcp: TcpStream, timeout: Duration) -> Result<TlsStream, TlsError> {
+        let session = Session::new_psk_server(
+            Arc::clone(&self.creds),
+            Arc::clone(&self.keys),
+            &self.priorities,
+            tcp.as_raw_fd(),
+        )?;
+        TlsStream::new(session, tcp).handshake(timeout).await
+    }
+}
+
+/// Client handshake presenting identity `"lrmd"` and the raw `key`.
+pub async fn connect_psk(
+    tcp: TcpStream,
+    key: &[u8],
+    priorities: &str,
+    timeout: Duration,
+) -> Result<TlsStream, TlsError> {
+    if key.is_empty() {
+        return Err(TlsError::NoKey);
+    }
+    let priorities = session::priority_cstring(priorities)?;
+    let session = Session::new_psk_client(key, &priorities, tcp.as_raw_fd())?;
+    TlsStream::new(session, tcp).handshake(timeout).await
+}
+
+/// Client handshake with anonymous Diffie-Hellman (Pacemaker's remote CIB port).
+pub async fn connect_anon(
+    tcp: TcpStream,
+    priorities: &str,
+    timeout: Duration,
+) -> Result<TlsStream, TlsError> {
+    let priorities = session::priority_cstring(priorities)?;
+    let session = Session::new_anon_client(&priorities, tcp.as_raw_fd())?;
+    TlsStream::new(session, tcp).handshake(timeout).await
+}
+
+/// An established TLS connection. Dropping it frees the GnuTLS session and
+/// then closes the socket (no close_notify; use [`TlsStream::shutdown`] first).
+pub struct TlsStream {
+    // Declared before `tcp` so it is dropped first: GnuTLS holds the raw fd
+    // number, which must not be closed (and possibly reused) while the session lives.
+    session: Session,
+    tcp: TcpStream,
+    peer: Option<SocketAddr>,
+    /// Set while a `write_record` is in flight; still set if its future was dropped.
+    write_in_flight: bool,
+}
+
+impl fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsStream {
+    fn new(session: Session, tcp: TcpStream) -> Self {
+        let peer = tcp.peer_addr().ok();
+        Self {
+            session,
+            tcp,
+            peer,
+            write_in_flight: false,
+        }
+    }
+
+    async fn handshake(mut self, timeout: Duration) -> Result<Self, TlsError> {
+        match tokio::time::timeout(timeout, self.handshake_steps()).await {
+            Ok(Ok(())) => {
+                debug!(peer = ?self.peer, description = %self.description(), "TLS handshake complete");
+                Ok(self)
+            }
+            Ok(Err(err)) => {
+                if let TlsError::Gnutls { code, .. } = &err {
+                    self.session.send_alert_for(*code);
+                }
+                debug!(peer = ?self.peer, error = %err, "TLS handshake failed");
+                if self.session.key_missing() {
+                    return Err(TlsError::NoKey);
+                }
+                Err(err)
+            }
+            Err(_) => {
+                debug!(peer = ?self.peer, ?timeout, "TLS handshake timed out");
+                Err(TlsError::HandshakeTimeout)
+            }
+        }
+    }
+
+    async fn handshake_steps(&mut self) -> Result<(), TlsError> {
+        loop {
+            let rc = drive(&self.tcp, &mut self.session, |s| s.handshake() as isize).await?;
+            if rc >= 0 {
+                return Ok(());
+            }
+            let code = to_code(rc);
+            if session::is_fatal(code) {
+                return Err(self.session.error("gnutls_handshake", code));
+            }
+            // e.g. a warning alert: GnuTLS says the handshake may continue.
+            debug!(peer = ?self.peer, code, "non-fatal TLS condition during handshake");
+        }
+    }
+
+    /// Waits for data and returns up to one record's worth; `Ok(0)` on clean
+    /// EOF or when the peer closed without close_notify.
+    ///
+    /// Cancel-safe (may be used inside `tokio::select!`): data is only taken
+    /// from GnuTLS in the same synchronous step that returns it.
+    pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TlsError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            // Calling recv before waiting also returns data GnuTLS already
+            // buffered (invisible to the socket's readiness).
+            let rc = drive(&self.tcp, &mut self.session, |s| s.recv(buf)).await?;
+            if let Ok(n) = usize::try_from(rc) {
+                return Ok(n);
+            }
+            let code = to_code(rc);
+            if code == ffi::GNUTLS_E_PREMATURE_TERMINATION {
+                return Ok(0);
+            }
+            if session::is_fatal(code) {
+                return Err(self.session.error("gnutls_record_recv", code));
+            }
+            // Warning alerts, refused renegotiation and the like: keep reading.
+            debug!(peer = ?self.peer, code, "non-fatal TLS condition while reading");
+        }
+    }
+
+    /// Sends `data` as its own TLS record(s): one record if it fits the record
+    /// size, several otherwise; never merged with another write. Empty `data`
+    /// sends nothing (an empty record would look like EOF to some readers).
+    ///
+    /// Not cancel-safe: if this future is dropped before completing, part of a
+    /// record may be queued in GnuTLS, and every later `write_record` fails
+    /// with [`TlsError::WriteInterrupted`]; the connection should be dropped.
+    pub async fn write_record(&mut self, data: &[u8]) -> Result<(), TlsError> {
+        if self.write_in_flight {
+            return Err(TlsError::WriteInterrupted);
+        }
+        self.write_in_flight = true;
+        let result = self.send_all(data).await;
+        self.write_in_flight = false;
+        result
+    }
+
+    async fn send_all(&mut self, data: &[u8]) -> Result<(), TlsError> {
+        let mut sent = 0;
+        while sent < data.len() {
+            let rest = &data[sent..];
+            // After E_AGAIN GnuTLS must be called again with the same data: `rest`
+            // does not change until the call reports bytes taken.
+            let rc = drive(&self.tcp, &mut self.session, |s| s.send(rest)).await?;
+            match usize::try_from(rc) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "gnutls_record_send took no data",
+                    )
+                    .into());
+                }
+                Ok(n) => sent += n,
+                Err(_) => return Err(self.session.error("gnutls_record_send", to_code(rc))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends close_notify (`gnutls_bye(GNUTLS_SHUT_WR)`), best effort, bounded
+    /// by a short timeout. The socket stays open until the stream is dropped.
+    pub async fn shutdown(&mut self) {
+        let bye = drive(&self.tcp, &mut self.session, |s| s.bye() as isize);
+        match tokio::time::timeout(SHUTDOWN_TIMEOUT, bye).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(code)) => debug!(peer = ?self.peer, code, "TLS close_notify failed"),
+            Ok(Err(err)) => debug!(peer = ?self.peer, error = %err, "TLS close_notify failed"),
+            Err(_) => debug!(peer = ?self.peer, "TLS close_notify timed out"),
+        }
+    }
+
+    /// Negotiated parameters, e.g. `"(TLS1.3)-(ECDHE-PSK)-(CHACHA20-POLY1305)"`.
+    pub fn description(&self) -> String {
+        self.session.description()
+    }
+
+    /// The remote address, if the socket knew it when the stream was created.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+}
+
+/// GnuTLS return values are `int` error codes widened to `ssize_t`.
+fn to_code(rc: isize) -> c_int {
+    c_int::try_from(rc).unwrap_or(c_int::MIN)
+}
+
+/// Runs a non-blocking GnuTLS operation until it no longer asks to wait.
+///
+/// `op` returns a GnuTLS result (>= 0 success, < 0 error code). It is called
+/// once straight away, then after each readiness wait. Dropping the returned
+/// future between calls loses nothing: GnuTLS keeps its partial state.
+async fn drive(
+    tcp: &TcpStream,
+    session: &mut Session,
+    mut op: impl FnMut(&mut Session) -> isize,
+) -> Result<isize, TlsError> {
+    let mut rc = op(session);
+    loop {
+        match rc {
+            INTERRUPTED => rc = op(session),
+            AGAIN => {
+                let interest = if session.wants_write() {
+                    Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                tcp.ready(interest).await?;
+                rc = match tcp.try_io(interest, || match op(session) {
+                    AGAIN => Err(io::ErrorKind::WouldBlock.into()),
+                    other => Ok(other),
+                }) {
+                    Ok(rc) => rc,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => AGAIN,
+                    Err(e) => return Err(e.into()),
+                };
+            }
+            done => return Ok(done),
+        }
+    }
+}
