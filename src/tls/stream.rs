@@ -241,7 +241,10 @@ impl TlsStream {
         }
     }
 
-    /// Negotiated parameters, e.g. `"(TLS1.3)-(ECDHE-PSK)-(CHACHA20-POLY1305)"`.
+    /// Negotiated parameters from `gnutls_session_get_desc`. GnuTLS 3.7 gives
+    /// e.g. `"(TLS1.3)--(CHACHA20-POLY1305)"` for TLS 1.3 PSK (the key-exchange
+    /// field is empty although (EC)DHE is used), `"(TLS1.2)-(DHE-FFDHE2048)-(AES-256-GCM)"`
+    /// for TLS 1.2 DHE-PSK and `"(TLS1.2)-(ANON-DH)-(AES-256-GCM)"` for anonymous DH.
     pub fn description(&self) -> String {
         self.session.description()
     }
