@@ -426,3 +426,12 @@ async fn bad_inputs_are_rejected_up_front() {
         .expect_err("empty key");
     assert!(matches!(err, TlsError::NoKey), "{err:?}");
 }
+
+#[test]
+fn thread_safety_contract() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<TlsStream>();
+    send_sync::<PskServer>();
+    send_sync::<Arc<PskServer>>();
+}

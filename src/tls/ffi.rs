@@ -65,6 +65,14 @@ pub type gnutls_psk_server_credentials_function = unsafe extern "C" fn(
     key: *mut gnutls_datum_t,
 ) -> c_int;
 
+/// `gnutls_pull_func`: read up to `size` bytes into `data`; >0 bytes, 0 EOF, -1 error
+/// (reason given with `gnutls_transport_set_errno`).
+pub type gnutls_pull_func =
+    unsafe extern "C" fn(ptr: *mut c_void, data: *mut c_void, size: usize) -> isize;
+/// `gnutls_push_func`: write up to `size` bytes from `data`; bytes written or -1.
+pub type gnutls_push_func =
+    unsafe extern "C" fn(ptr: *mut c_void, data: *const c_void, size: usize) -> isize;
+
 /// `gnutls_alloc_function` / `gnutls_free_function`.
 pub type gnutls_alloc_function = unsafe extern "C" fn(size: usize) -> *mut c_void;
 pub type gnutls_free_function = unsafe extern "C" fn(ptr: *mut c_void);
@@ -132,14 +140,24 @@ unsafe extern "C" {
         cred_type: c_int,
         cred: *mut c_void,
     ) -> c_int;
-    /// Makes GnuTLS do its own recv/send on the given fds (not owned by GnuTLS).
-    pub fn gnutls_transport_set_int2(session: gnutls_session_t, recv_fd: c_int, send_fd: c_int);
+    /// Sets the opaque pointer passed to the pull/push functions.
+    pub fn gnutls_transport_set_ptr(session: gnutls_session_t, ptr: *mut c_void);
+    /// Replaces GnuTLS's recv() on an fd with our own read function.
+    pub fn gnutls_transport_set_pull_function(
+        session: gnutls_session_t,
+        pull_func: gnutls_pull_func,
+    );
+    /// Replaces GnuTLS's send()/writev() on an fd with our own write function.
+    pub fn gnutls_transport_set_push_function(
+        session: gnutls_session_t,
+        push_func: gnutls_push_func,
+    );
+    /// From a pull/push function: the errno (EAGAIN, EINTR, ...) behind its -1.
+    pub fn gnutls_transport_set_errno(session: gnutls_session_t, err: c_int);
     /// Sets GnuTLS's own handshake deadline in ms.
     pub fn gnutls_handshake_set_timeout(session: gnutls_session_t, ms: c_uint);
-    /// Drives the handshake; on a non-blocking fd returns GNUTLS_E_AGAIN until done.
+    /// Drives the handshake; returns GNUTLS_E_AGAIN while the transport would block.
     pub fn gnutls_handshake(session: gnutls_session_t) -> c_int;
-    /// 0 if the last interrupted call wanted to read, 1 if it wanted to write.
-    pub fn gnutls_record_get_direction(session: gnutls_session_t) -> c_int;
     /// Sends at most one record's worth of `data`; returns bytes taken or an error.
     /// After GNUTLS_E_AGAIN the same call must be repeated with the same data.
     pub fn gnutls_record_send(

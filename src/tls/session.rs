@@ -1,22 +1,33 @@
 //! Thin safe wrappers over [`super::ffi`]: credential and session ownership,
-//! the PSK key callback, and error-text helpers. All of kubemaker's `unsafe`
-//! calls into GnuTLS live here; the async logic in `stream.rs` has none.
+//! the PSK key callback, the socket bridge, and error-text helpers. All of
+//! kubemaker's `unsafe` calls into GnuTLS live here; the async logic in
+//! `stream.rs` has none.
 //!
 //! Ownership rules that make these wrappers sound:
 //! - A [`Session`] owns (or shares via `Arc`) the credentials it was given, so
 //!   they are freed only after `gnutls_deinit`.
-//! - The PSK callback context is a leaked `Box` freed in `Session::drop` after
-//!   `gnutls_deinit`, so the pointer GnuTLS hands back is valid whenever the
-//!   callback can run.
-//! - GnuTLS is given the socket's fd number only; the caller keeps the socket
-//!   open for as long as it calls `handshake`/`send`/`recv`/`bye`.
+//! - The PSK callback context and the transport bridge are leaked `Box`es
+//!   freed in `Session::drop` after `gnutls_deinit`, so the pointers GnuTLS
+//!   hands back to our callbacks are valid whenever a callback can run.
+//!
+//! Why our own pull/push functions instead of handing GnuTLS the fd: GnuTLS
+//! also returns GNUTLS_E_AGAIN when it merely consumed a TLS 1.3
+//! post-handshake message (e.g. a NewSessionTicket) while more data is already
+//! waiting in the socket. With edge-triggered readiness, treating that as
+//! "socket drained" would wait forever. Our callbacks use tokio's
+//! `try_read`/`try_write`, which clear readiness only on a real EAGAIN, and
+//! record that it happened, so the caller knows whether to wait or retry.
 
+use std::cell::Cell;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::os::fd::RawFd;
+use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+
+use nix::errno::Errno;
+use tokio::net::TcpStream;
 
 use super::ffi;
 use super::{PskKeySource, TlsError};
@@ -268,6 +279,72 @@ fn wipe(bytes: &mut [u8]) {
     std::hint::black_box(&bytes);
 }
 
+/// Which way the socket last refused I/O (a real EAGAIN from the kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Blocked {
+    Read,
+    Write,
+}
+
+/// What GnuTLS's pull/push callbacks reach through the transport pointer.
+struct Transport {
+    tcp: Arc<TcpStream>,
+    session: ffi::gnutls_session_t,
+    blocked: Cell<Option<Blocked>>,
+}
+
+impl Transport {
+    /// Converts a socket result into GnuTLS's pull/push convention.
+    fn finish(&self, result: io::Result<usize>, direction: Blocked) -> isize {
+        let err = match result {
+            Ok(n) => return isize::try_from(n).unwrap_or(isize::MAX),
+            Err(e) => e,
+        };
+        let errno = match err.kind() {
+            io::ErrorKind::WouldBlock => {
+                self.blocked.set(Some(direction));
+                Errno::EAGAIN as c_int
+            }
+            io::ErrorKind::Interrupted => Errno::EINTR as c_int,
+            _ => err.raw_os_error().unwrap_or(Errno::EIO as c_int),
+        };
+        // SAFETY: `session` is the live session whose callback is running.
+        unsafe { ffi::gnutls_transport_set_errno(self.session, errno) };
+        -1
+    }
+}
+
+/// # Safety
+/// Called by GnuTLS with the pointer set in `Session::attach` and a writable buffer.
+unsafe extern "C" fn pull_cb(ptr: *mut c_void, data: *mut c_void, size: usize) -> isize {
+    // SAFETY: `ptr` is the session's leaked Transport (freed only after
+    // gnutls_deinit); `data` is valid for `size` bytes of writes.
+    let (transport, buf) = unsafe {
+        (
+            &*ptr.cast::<Transport>(),
+            std::slice::from_raw_parts_mut(data.cast::<u8>(), size),
+        )
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| transport.tcp.try_read(buf)))
+        .unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::Other)));
+    transport.finish(result, Blocked::Read)
+}
+
+/// # Safety
+/// Called by GnuTLS with the pointer set in `Session::attach` and a readable buffer.
+unsafe extern "C" fn push_cb(ptr: *mut c_void, data: *const c_void, size: usize) -> isize {
+    // SAFETY: as in `pull_cb`; `data` is valid for `size` bytes of reads.
+    let (transport, buf) = unsafe {
+        (
+            &*ptr.cast::<Transport>(),
+            std::slice::from_raw_parts(data.cast::<u8>(), size),
+        )
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| transport.tcp.try_write(buf)))
+        .unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::Other)));
+    transport.finish(result, Blocked::Write)
+}
+
 /// Checks a priority string by setting it on a throw-away session.
 pub(crate) fn check_priorities(priorities: &CStr, server: bool) -> Result<(), TlsError> {
     let session = Session::init(
@@ -286,12 +363,15 @@ pub(crate) struct Session {
     raw: NonNull<ffi::gnutls_session_int>,
     /// Leaked `Box<PskCallbackCtx>` (server sessions only), freed in `drop`.
     psk_ctx: *mut PskCallbackCtx,
+    /// Leaked `Box<Transport>` (null until `attach`), freed in `drop`.
+    transport: *mut Transport,
     _creds: Creds,
 }
 
 // SAFETY: a GnuTLS session may move between threads as long as it is used by
 // one at a time, which `&mut self` on every operation guarantees. The callback
-// context only holds `Send + Sync` data.
+// context holds `Send + Sync` data; the transport's `Cell` is only touched by
+// callbacks running inside those `&mut self` operations, or by `take_blocked`.
 unsafe impl Send for Session {}
 
 impl Session {
@@ -306,6 +386,7 @@ impl Session {
         let session = Self {
             raw,
             psk_ctx: ptr::null_mut(),
+            transport: ptr::null_mut(),
             _creds: creds,
         };
         // Our caller enforces its own deadline with a timer.
@@ -347,9 +428,20 @@ impl Session {
         check("gnutls_credentials_set", rc)
     }
 
-    fn set_fd(&self, fd: RawFd) {
-        // SAFETY: the session is live; GnuTLS only stores the number.
-        unsafe { ffi::gnutls_transport_set_int2(self.raw.as_ptr(), fd, fd) }
+    /// Routes the session's I/O through `tcp` via our pull/push callbacks.
+    fn attach(&mut self, tcp: Arc<TcpStream>) {
+        self.transport = Box::into_raw(Box::new(Transport {
+            tcp,
+            session: self.raw.as_ptr(),
+            blocked: Cell::new(None),
+        }));
+        // SAFETY: the session is live; the transport stays allocated until
+        // after gnutls_deinit; the callbacks match the C typedefs and never unwind.
+        unsafe {
+            ffi::gnutls_transport_set_ptr(self.raw.as_ptr(), self.transport.cast());
+            ffi::gnutls_transport_set_pull_function(self.raw.as_ptr(), pull_cb);
+            ffi::gnutls_transport_set_push_function(self.raw.as_ptr(), push_cb);
+        }
     }
 
     /// Server session using the shared PSK credentials; `keys` is asked for the key during the handshake.
@@ -357,7 +449,7 @@ impl Session {
         creds: Arc<PskServerCreds>,
         keys: Arc<dyn PskKeySource>,
         priorities: &CStr,
-        fd: RawFd,
+        tcp: Arc<TcpStream>,
     ) -> Result<Self, TlsError> {
         let cred_ptr = creds.raw.as_ptr().cast::<c_void>();
         let mut session = Self::init(ffi::GNUTLS_SERVER, Creds::PskServer(creds))?;
@@ -371,7 +463,7 @@ impl Session {
         };
         session.set_priorities(priorities)?;
         session.set_credentials(ffi::GNUTLS_CRD_PSK, cred_ptr)?;
-        session.set_fd(fd);
+        session.attach(tcp);
         Ok(session)
     }
 
@@ -379,40 +471,48 @@ impl Session {
     pub(crate) fn new_psk_client(
         key: &[u8],
         priorities: &CStr,
-        fd: RawFd,
+        tcp: Arc<TcpStream>,
     ) -> Result<Self, TlsError> {
         global_init()?;
         let creds = PskClientCreds::new(key)?;
         let cred_ptr = creds.raw.as_ptr().cast::<c_void>();
-        let session = Self::init(ffi::GNUTLS_CLIENT, Creds::PskClient(creds))?;
+        let mut session = Self::init(ffi::GNUTLS_CLIENT, Creds::PskClient(creds))?;
         session.set_priorities(priorities)?;
         session.set_credentials(ffi::GNUTLS_CRD_PSK, cred_ptr)?;
-        session.set_fd(fd);
+        session.attach(tcp);
         Ok(session)
     }
 
     /// Client session with anonymous DH credentials.
-    pub(crate) fn new_anon_client(priorities: &CStr, fd: RawFd) -> Result<Self, TlsError> {
+    pub(crate) fn new_anon_client(
+        priorities: &CStr,
+        tcp: Arc<TcpStream>,
+    ) -> Result<Self, TlsError> {
         global_init()?;
         let creds = AnonClientCreds::new()?;
         let cred_ptr = creds.raw.as_ptr().cast::<c_void>();
-        let session = Self::init(ffi::GNUTLS_CLIENT, Creds::AnonClient(creds))?;
+        let mut session = Self::init(ffi::GNUTLS_CLIENT, Creds::AnonClient(creds))?;
         session.set_priorities(priorities)?;
         session.set_credentials(ffi::GNUTLS_CRD_ANON, cred_ptr)?;
-        session.set_fd(fd);
+        session.attach(tcp);
         Ok(session)
     }
 
     /// One `gnutls_handshake` step (0, or a GnuTLS error code such as GNUTLS_E_AGAIN).
     pub(crate) fn handshake(&mut self) -> c_int {
-        // SAFETY: the session is live and its fd open (module rules).
+        // SAFETY: the session is live.
         unsafe { ffi::gnutls_handshake(self.raw.as_ptr()) }
     }
 
-    /// Whether the last interrupted operation was waiting to write (else to read).
-    pub(crate) fn wants_write(&self) -> bool {
-        // SAFETY: the session is live.
-        unsafe { ffi::gnutls_record_get_direction(self.raw.as_ptr()) == 1 }
+    /// Which way the socket refused I/O since the last call (and resets it).
+    /// `None` after GNUTLS_E_AGAIN means GnuTLS can make progress right away.
+    pub(crate) fn take_blocked(&mut self) -> Option<Blocked> {
+        if self.transport.is_null() {
+            return None;
+        }
+        // SAFETY: non-NULL `transport` is our leaked Box, alive until drop;
+        // no callback runs concurrently (we hold `&mut self`).
+        unsafe { &*self.transport }.blocked.take()
     }
 
     /// One `gnutls_record_send`: bytes consumed (one record at most) or an error code.
@@ -429,13 +529,13 @@ impl Session {
 
     /// One `gnutls_bye(GNUTLS_SHUT_WR)` step.
     pub(crate) fn bye(&mut self) -> c_int {
-        // SAFETY: the session is live and its fd open.
+        // SAFETY: the session is live.
         unsafe { ffi::gnutls_bye(self.raw.as_ptr(), ffi::GNUTLS_SHUT_WR) }
     }
 
     /// Tells the peer why the handshake failed; single non-blocking attempt.
     pub(crate) fn send_alert_for(&mut self, code: c_int) {
-        // SAFETY: the session is live and its fd open.
+        // SAFETY: the session is live.
         let _ = unsafe { ffi::gnutls_alert_send_appropriate(self.raw.as_ptr(), code) };
     }
 
@@ -492,6 +592,10 @@ impl Drop for Session {
         if !self.psk_ctx.is_null() {
             // SAFETY: came from Box::into_raw; GnuTLS no longer holds it after deinit.
             drop(unsafe { Box::from_raw(self.psk_ctx) });
+        }
+        if !self.transport.is_null() {
+            // SAFETY: as above.
+            drop(unsafe { Box::from_raw(self.transport) });
         }
         // `_creds` is dropped after this, i.e. after gnutls_deinit.
     }

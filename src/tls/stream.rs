@@ -1,10 +1,10 @@
 //! Async driving of GnuTLS sessions on tokio sockets.
 //!
-//! GnuTLS does its own `recv`/`send` on the (non-blocking) socket fd and
-//! reports GNUTLS_E_AGAIN when the socket would block; we then wait for the
-//! direction `gnutls_record_get_direction` names and retry. Retries go through
-//! `TcpStream::try_io`, so a would-block result clears tokio's cached readiness
-//! and the next wait really waits for the kernel.
+//! GnuTLS does its socket I/O through our pull/push callbacks (see
+//! `session.rs`), which use tokio's non-blocking `try_read`/`try_write`. When
+//! a GnuTLS call returns GNUTLS_E_AGAIN we wait for the direction in which the
+//! socket actually refused I/O, or retry at once if it did not (GnuTLS then
+//! only consumed a post-handshake message and can continue).
 
 #![forbid(unsafe_code)]
 
@@ -12,15 +12,13 @@ use std::ffi::{CString, c_int};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::session::{self, PskServerCreds, Session};
+use super::session::{self, Blocked, PskServerCreds, Session};
 use super::{PskKeySource, SHUTDOWN_TIMEOUT, TlsError, ffi};
 
 const AGAIN: isize = ffi::GNUTLS_E_AGAIN as isize;
@@ -57,11 +55,12 @@ impl PskServer {
     /// TLS handshake as server on an accepted socket; fails with
     /// [`TlsError::HandshakeTimeout`] after `timeout`.
     pub async fn accept(&self, tcp: TcpStream, timeout: Duration) -> Result<TlsStream, TlsError> {
+        let tcp = Arc::new(tcp);
         let session = Session::new_psk_server(
             Arc::clone(&self.creds),
             Arc::clone(&self.keys),
             &self.priorities,
-            tcp.as_raw_fd(),
+            Arc::clone(&tcp),
         )?;
         TlsStream::new(session, tcp).handshake(timeout).await
     }
@@ -78,7 +77,8 @@ pub async fn connect_psk(
         return Err(TlsError::NoKey);
     }
     let priorities = session::priority_cstring(priorities)?;
-    let session = Session::new_psk_client(key, &priorities, tcp.as_raw_fd())?;
+    let tcp = Arc::new(tcp);
+    let session = Session::new_psk_client(key, &priorities, Arc::clone(&tcp))?;
     TlsStream::new(session, tcp).handshake(timeout).await
 }
 
@@ -89,17 +89,17 @@ pub async fn connect_anon(
     timeout: Duration,
 ) -> Result<TlsStream, TlsError> {
     let priorities = session::priority_cstring(priorities)?;
-    let session = Session::new_anon_client(&priorities, tcp.as_raw_fd())?;
+    let tcp = Arc::new(tcp);
+    let session = Session::new_anon_client(&priorities, Arc::clone(&tcp))?;
     TlsStream::new(session, tcp).handshake(timeout).await
 }
 
 /// An established TLS connection. Dropping it frees the GnuTLS session and
 /// then closes the socket (no close_notify; use [`TlsStream::shutdown`] first).
 pub struct TlsStream {
-    // Declared before `tcp` so it is dropped first: GnuTLS holds the raw fd
-    // number, which must not be closed (and possibly reused) while the session lives.
     session: Session,
-    tcp: TcpStream,
+    /// Shared with the session's transport callbacks; used here to await readiness.
+    tcp: Arc<TcpStream>,
     peer: Option<SocketAddr>,
     /// Set while a `write_record` is in flight; still set if its future was dropped.
     write_in_flight: bool,
@@ -114,7 +114,7 @@ impl fmt::Debug for TlsStream {
 }
 
 impl TlsStream {
-    fn new(session: Session, tcp: TcpStream) -> Self {
+    fn new(session: Session, tcp: Arc<TcpStream>) -> Self {
         let peer = tcp.peer_addr().ok();
         Self {
             session,
@@ -241,7 +241,10 @@ impl TlsStream {
         }
     }
 
-    /// Negotiated parameters, e.g. `"(TLS1.3)-(ECDHE-PSK)-(CHACHA20-POLY1305)"`.
+    /// Negotiated parameters from `gnutls_session_get_desc`. GnuTLS 3.7 gives
+    /// e.g. `"(TLS1.3)--(CHACHA20-POLY1305)"` for TLS 1.3 PSK (the key-exchange
+    /// field is empty although (EC)DHE is used), `"(TLS1.2)-(DHE-FFDHE2048)-(AES-256-GCM)"`
+    /// for TLS 1.2 DHE-PSK and `"(TLS1.2)-(ANON-DH)-(AES-256-GCM)"` for anonymous DH.
     pub fn description(&self) -> String {
         self.session.description()
     }
@@ -259,34 +262,26 @@ fn to_code(rc: isize) -> c_int {
 
 /// Runs a non-blocking GnuTLS operation until it no longer asks to wait.
 ///
-/// `op` returns a GnuTLS result (>= 0 success, < 0 error code). It is called
-/// once straight away, then after each readiness wait. Dropping the returned
-/// future between calls loses nothing: GnuTLS keeps its partial state.
+/// `op` returns a GnuTLS result (>= 0 success, < 0 error code). Dropping the
+/// returned future between calls loses nothing: GnuTLS keeps its partial state.
 async fn drive(
     tcp: &TcpStream,
     session: &mut Session,
     mut op: impl FnMut(&mut Session) -> isize,
 ) -> Result<isize, TlsError> {
-    let mut rc = op(session);
     loop {
-        match rc {
-            INTERRUPTED => rc = op(session),
-            AGAIN => {
-                let interest = if session.wants_write() {
-                    Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                tcp.ready(interest).await?;
-                rc = match tcp.try_io(interest, || match op(session) {
-                    AGAIN => Err(io::ErrorKind::WouldBlock.into()),
-                    other => Ok(other),
-                }) {
-                    Ok(rc) => rc,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => AGAIN,
-                    Err(e) => return Err(e.into()),
-                };
-            }
+        // Forget blocks seen by earlier calls; only this call's count.
+        let _ = session.take_blocked();
+        match op(session) {
+            INTERRUPTED => {}
+            AGAIN => match session.take_blocked() {
+                Some(Blocked::Read) => tcp.readable().await?,
+                Some(Blocked::Write) => tcp.writable().await?,
+                // No socket I/O was refused: GnuTLS consumed a non-application
+                // record and can go on. Yield so a flood of such records
+                // cannot starve other tasks.
+                None => tokio::task::yield_now().await,
+            },
             done => return Ok(done),
         }
     }

@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# A throwaway one-node Pacemaker cluster ("node1" on 127.0.0.1) for the integration tests.
+#
+#   scripts/test-cluster.sh start    start it (or reuse the one this script started before)
+#   scripts/test-cluster.sh stop     stop it (only the processes this script started)
+#   scripts/test-cluster.sh status   print whether it runs and who is DC
+#
+# State lives in /var/tmp/kubemaker-test/cluster/: corosync.pid and pacemakerd.pid ("<pid> <starttime>",
+# the start time from /proc/<pid>/stat guards against pid reuse), corosync.log, pacemakerd.log.
+# Daemons that this script did not start are never signalled: `start` refuses to run beside them.
+#
+# start/stop serialize with the test harness through an flock on /var/tmp/kubemaker-test/cluster.lock,
+# so `stop` never pulls the cluster from under a running test. The Rust harness holds that lock itself
+# and sets KUBEMAKER_CLUSTER_LOCKED=1 when it calls this script.
+set -euo pipefail
+
+BASE_DIR=/var/tmp/kubemaker-test
+STATE_DIR=$BASE_DIR/cluster
+LOCK_FILE=$BASE_DIR/cluster.lock
+COROSYNC_CONF=/etc/corosync/corosync.conf
+START_TIMEOUT=${KUBEMAKER_CLUSTER_START_TIMEOUT:-120}
+STOP_TIMEOUT=${KUBEMAKER_CLUSTER_STOP_TIMEOUT:-90}
+
+say() { printf '[test-cluster] %s\n' "$*"; }
+die() { printf '[test-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+mkdir -p "$STATE_DIR"
+
+take_lock() {
+    if [ "${KUBEMAKER_CLUSTER_LOCKED:-}" = 1 ]; then
+        return 0
+    fi
+    exec 9>>"$LOCK_FILE"
+    if ! flock -n 9; then
+        say "waiting (at most 600 s) for $LOCK_FILE: a test is using the cluster"
+        flock -w 600 9 || die "could not lock $LOCK_FILE within 600 s"
+    fi
+}
+
+# Field 22 of /proc/<pid>/stat (start time in clock ticks). The command name (field 2) may contain
+# spaces, so cut everything up to the last ')'.
+proc_starttime() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    # after "comm) " the fields start at field 3; starttime is field 22 => 20th here
+    set -- $stat
+    printf '%s\n' "${20}"
+}
+
+# Prints the pid recorded in $STATE_DIR/<name>.pid if that process is still the one we started.
+our_pid() {
+    local name=$1 file=$STATE_DIR/$1.pid pid start now comm
+    [ -f "$file" ] || return 1
+    read -r pid start <"$file" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    [ "$comm" = "$name" ] || return 1
+    now=$(proc_starttime "$pid") || return 1
+    [ "$now" = "$start" ] || return 1
+    printf '%s\n' "$pid"
+}
+
+# Pids of processes whose command name (/proc/<pid>/comm, at most 15 characters) matches the
+# extended regex $1 exactly, except the pids given after it. Only processes in this network namespace
+# count: Pacemaker's IPC (abstract unix sockets) and corosync's loopback ports are per namespace, so a
+# cluster (or a daemon) that someone runs in a namespace of their own does not clash with this one.
+MY_NETNS=$(readlink /proc/$$/ns/net)
+pids_named() {
+    local re=$1; shift
+    local f p comm
+    for f in /proc/[0-9]*/comm; do
+        p=${f#/proc/}; p=${p%/comm}
+        comm=$(cat "$f" 2>/dev/null) || continue
+        [[ "$comm" =~ ^($re)$ ]] || continue
+        [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$MY_NETNS" ] || continue
+        case " $* " in *" $p "*) continue ;; esac
+        printf '%s\n' "$p"
+    done
+}
+
+crm_mon_xml() { timeout 15 crm_mon -1 --output-as=xml 2>/dev/null; }
+
+dc_present() { crm_mon_xml | grep -q '<current_dc present="true"'; }
+
+# Starts "$@" detached (own session, immune to the caller's SIGHUP/SIGINT), output appended to $log,
+# and records "<pid> <starttime>" in $pidfile. The inner shell writes its own pid and then execs the
+# daemon, so the recorded pid is the daemon's.
+spawn_daemon() {
+    local pidfile=$1 log=$2; shift 2
+    : >"$pidfile.tmp"
+    # 9>&-: the daemons must not inherit (and so keep holding) the flock of take_lock.
+    setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile.tmp" "$@" </dev/null >>"$log" 2>&1 9>&- &
+    local pid=""
+    for _ in $(seq 1 50); do
+        read -r pid <"$pidfile.tmp" 2>/dev/null || true
+        [ -n "$pid" ] && break
+        sleep 0.1
+    done
+    [ -n "$pid" ] || die "could not start $*"
+    # wait (bounded) until the exec happened, so the start time is the daemon's
+    for _ in $(seq 1 50); do
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$(basename "$1")" ] && break
+        sleep 0.1
+    done
+    printf '%s %s\n' "$pid" "$(proc_starttime "$pid" || echo 0)" >"$pidfile"
+    rm -f "$pidfile.tmp"
+}
+
+# The package's corosync.conf is exactly what we want: one node "node1" on 127.0.0.1, no crypto.
+corosync_conf_ok() {
+    [ -f "$COROSYNC_CONF" ] || return 1
+    local active
+    active=$(sed -e 's/#.*//' "$COROSYNC_CONF")
+    [ "$(grep -c 'ring0_addr:' <<<"$active")" -eq 1 ] || return 1
+    grep -Eq 'ring0_addr:[[:space:]]*127\.0\.0\.1[[:space:]]*$' <<<"$active" || return 1
+    grep -Eq 'name:[[:space:]]*node1[[:space:]]*$' <<<"$active" || return 1
+}
+
+ensure_corosync_conf() {
+    if corosync_conf_ok; then
+        return 0
+    fi
+    if [ -n "$(pids_named corosync)" ] || [ -n "$(pids_named pacemakerd)" ]; then
+        die "$COROSYNC_CONF is not the one-node test config, and a cluster is running: not touching it"
+    fi
+    if [ -f "$COROSYNC_CONF" ]; then
+        local backup
+        backup="$COROSYNC_CONF.kubemaker-backup.$(date +%Y%m%d%H%M%S)"
+        cp -p "$COROSYNC_CONF" "$backup"
+        say "saved the existing $COROSYNC_CONF as $backup"
+    fi
+    mkdir -p "$(dirname "$COROSYNC_CONF")"
+    cat >"$COROSYNC_CONF" <<'CONF'
+# Written by kubemaker's scripts/test-cluster.sh: a one-node test cluster on loopback.
+totem {
+	version: 2
+	cluster_name: kubemaker-test
+	crypto_cipher: none
+	crypto_hash: none
+}
+logging {
+	to_stderr: yes
+	to_logfile: no
+	to_syslog: no
+}
+quorum {
+	provider: corosync_votequorum
+}
+nodelist {
+	node {
+		name: node1
+		nodeid: 1
+		ring0_addr: 127.0.0.1
+	}
+}
+CONF
+    say "wrote a one-node $COROSYNC_CONF"
+}
+
+# Corosync needs /etc/corosync/authkey only when totem encryption or hashing is on
+# (the package's config has crypto_cipher/crypto_hash "none").
+ensure_corosync_authkey() {
+    local crypto
+    crypto=$(sed -e 's/#.*//' "$COROSYNC_CONF" |
+        grep -E '^[[:space:]]*(crypto_cipher|crypto_hash|secauth):' |
+        grep -Ev ':[[:space:]]*(none|off)[[:space:]]*$' || true)
+    if [ -n "$crypto" ] && [ ! -s /etc/corosync/authkey ]; then
+        say "corosync.conf enables crypto: generating /etc/corosync/authkey"
+        corosync-keygen -l >/dev/null
+    fi
+}
+
+cleanup_stale() {
+    local name
+    for name in corosync pacemakerd; do
+        if [ -f "$STATE_DIR/$name.pid" ] && ! our_pid "$name" >/dev/null; then
+            say "removing stale $STATE_DIR/$name.pid (process gone)"
+            rm -f "$STATE_DIR/$name.pid"
+        fi
+        rm -f "$STATE_DIR/$name.pid.tmp"
+    done
+}
+
+set_cluster_options() {
+    crm_attribute --type crm_config --name stonith-enabled --update false >/dev/null
+    crm_attribute --type crm_config --name no-quorum-policy --update ignore >/dev/null
+}
+
+wait_for_dc() {
+    local deadline=$((SECONDS + START_TIMEOUT)) next_note=$((SECONDS + 10))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if dc_present; then
+            return 0
+        fi
+        our_pid corosync >/dev/null || { tail -n 30 "$STATE_DIR/corosync.log" >&2; die "corosync exited (log above)"; }
+        our_pid pacemakerd >/dev/null || { tail -n 30 "$STATE_DIR/pacemakerd.log" >&2; die "pacemakerd exited (log above)"; }
+        if [ "$SECONDS" -ge "$next_note" ]; then
+            say "still waiting for a DC ($((deadline - SECONDS)) s left)"
+            next_note=$((SECONDS + 10))
+        fi
+        sleep 1
+    done
+    die "no DC after ${START_TIMEOUT} s; see $STATE_DIR/corosync.log, $STATE_DIR/pacemakerd.log, /var/log/pacemaker/pacemaker.log"
+}
+
+cmd_start() {
+    take_lock
+    cleanup_stale
+    local cs_pid pm_pid
+    cs_pid=$(our_pid corosync || true)
+    pm_pid=$(our_pid pacemakerd || true)
+
+    # Refuse to run beside daemons we did not start.
+    local foreign_cs foreign_pm
+    foreign_cs=$(pids_named corosync $cs_pid)
+    foreign_pm=$(pids_named pacemakerd $pm_pid)
+    if [ -n "$foreign_cs" ] || [ -n "$foreign_pm" ]; then
+        die "a cluster not started by this script is running (corosync pids: ${foreign_cs:-none}; pacemakerd pids: ${foreign_pm:-none}). Stop it yourself; this script never signals processes it did not start."
+    fi
+
+    if [ -n "$cs_pid" ] && [ -n "$pm_pid" ] && dc_present; then
+        set_cluster_options
+        say "reusing running test cluster (corosync $cs_pid, pacemakerd $pm_pid)"
+        return 0
+    fi
+
+    if [ -z "$pm_pid" ]; then
+        local orphans
+        orphans=$(pids_named 'pacemaker-(based|fence|execd|attrd|sched|contr)' | tr '\n' ' ')
+        if [ -n "$orphans" ]; then
+            die "Pacemaker subdaemons run without our pacemakerd (pids: $orphans), probably left by a crashed run or started by someone else. Stop them yourself (by pid) and retry."
+        fi
+    fi
+
+    ensure_corosync_conf
+    ensure_corosync_authkey
+    id hacluster >/dev/null 2>&1 || die "user hacluster is missing; install the pacemaker package"
+
+    local t0=$SECONDS
+    if [ -z "$cs_pid" ]; then
+        say "starting corosync (log $STATE_DIR/corosync.log)"
+        printf '=== %s corosync -f\n' "$(date -Is)" >>"$STATE_DIR/corosync.log"
+        spawn_daemon "$STATE_DIR/corosync.pid" "$STATE_DIR/corosync.log" corosync -f
+        # pacemakerd needs corosync's CPG; give it a moment (bounded) to come up.
+        for _ in $(seq 1 100); do
+            timeout 5 corosync-cfgtool -s >/dev/null 2>&1 && break
+            our_pid corosync >/dev/null || { tail -n 30 "$STATE_DIR/corosync.log" >&2; die "corosync exited (log above)"; }
+            sleep 0.2
+        done
+    fi
+    if [ -z "$pm_pid" ]; then
+        say "starting pacemakerd (log $STATE_DIR/pacemakerd.log; the daemons also log to /var/log/pacemaker/pacemaker.log)"
+        printf '=== %s pacemakerd -f\n' "$(date -Is)" >>"$STATE_DIR/pacemakerd.log"
+        spawn_daemon "$STATE_DIR/pacemakerd.pid" "$STATE_DIR/pacemakerd.log" pacemakerd -f
+        # A fresh controller has no cached Pacemaker Remote key (see tests/support/mod.rs).
+        rm -f "$STATE_DIR/remote-key-read"
+    fi
+    say "waiting (at most ${START_TIMEOUT} s) for a DC"
+    wait_for_dc
+    set_cluster_options
+    say "cluster up after $((SECONDS - t0)) s (corosync $(our_pid corosync), pacemakerd $(our_pid pacemakerd))"
+}
+
+# TERM, wait (bounded), then KILL one pid.
+stop_pid() {
+    local name=$1 pid=$2 limit=$3
+    kill -TERM "$pid" 2>/dev/null || return 0
+    local deadline=$((SECONDS + limit))
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "$name ($pid) did not stop within $limit s: KILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.5
+    fi
+}
+
+cmd_stop() {
+    take_lock
+    local pm_pid cs_pid children
+    pm_pid=$(our_pid pacemakerd || true)
+    if [ -n "$pm_pid" ]; then
+        # The subdaemons pacemakerd spawned are ours too; remember them in case pacemakerd needs a KILL.
+        children=$(pgrep -P "$pm_pid" -d ' ' || true)
+        say "stopping pacemakerd ($pm_pid)"
+        stop_pid pacemakerd "$pm_pid" "$STOP_TIMEOUT"
+        local c
+        for c in $children; do
+            if kill -0 "$c" 2>/dev/null && [ "$(ps -o ppid= -p "$c" | tr -d ' ')" != "$pm_pid" ]; then
+                stop_pid "$(cat "/proc/$c/comm" 2>/dev/null || echo subdaemon)" "$c" 10
+            fi
+        done
+    fi
+    rm -f "$STATE_DIR/pacemakerd.pid"
+    cs_pid=$(our_pid corosync || true)
+    if [ -n "$cs_pid" ]; then
+        say "stopping corosync ($cs_pid)"
+        stop_pid corosync "$cs_pid" 30
+    fi
+    rm -f "$STATE_DIR/corosync.pid" "$STATE_DIR/remote-key-read"
+    say "stopped"
+}
+
+cmd_status() {
+    local cs_pid pm_pid
+    cs_pid=$(our_pid corosync || true)
+    pm_pid=$(our_pid pacemakerd || true)
+    printf 'corosync:   %s\n' "${cs_pid:-not running (ours)}"
+    printf 'pacemakerd: %s\n' "${pm_pid:-not running (ours)}"
+    local foreign
+    foreign=$(pids_named corosync $cs_pid; pids_named pacemakerd $pm_pid)
+    [ -z "$foreign" ] || printf 'foreign cluster processes: %s\n' "$(echo $foreign)"
+    if [ -n "$cs_pid" ] && [ -n "$pm_pid" ]; then
+        local dc
+        dc=$(crm_mon_xml | grep -o '<current_dc present="true"[^>]*' | grep -o 'name="[^"]*"' || true)
+        printf 'DC:         %s\n' "${dc:-none yet}"
+        [ -n "$dc" ] && return 0
+    fi
+    return 3
+}
+
+case "${1:-}" in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
