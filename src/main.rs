@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use kubemaker::logging::{self, LogFormat};
 use kubemaker::remoted;
 
+use kubemaker::cib::cli as cli_cib;
+
 #[derive(Parser)]
 #[command(
     name = "kubemaker",
@@ -22,6 +24,11 @@ struct Cli {
 enum Command {
     /// Run the Pacemaker Remote daemon (a drop-in for pacemaker-remoted).
     Remoted(RemotedArgs),
+    /// Print the CIB XML kubemaker would write for RemoteNode manifests (no cluster needed).
+    Render(cli_cib::RenderArgs),
+    /// Talk to a cluster's CIB through its remote CIB port.
+    #[command(subcommand)]
+    Cib(cli_cib::CibCommand),
 }
 
 /// The flags of `pacemaker-remoted`, plus kubemaker's own log format switch.
@@ -77,6 +84,8 @@ fn main() -> ExitCode {
     } else {
         match Cli::parse().command {
             Command::Remoted(a) => a,
+            Command::Render(a) => return cli_cib::render(&a),
+            Command::Cib(c) => return cli_cib::run(c),
         }
     };
     run_remoted(args)

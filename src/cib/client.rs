@@ -464,7 +464,7 @@ impl Connection {
 }
 
 struct Request<'a> {
-    op: &'static str,
+    op: &'a str,
     section: Option<String>,
     options: u32,
     data: Option<&'a Element>,
@@ -631,6 +631,27 @@ impl CibClient {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Sends any CIB operation and returns the whole `<cib-reply>` (for operations this client
+    /// has no method for, e.g. `cib_bump`). Subject to the request timeout like every request.
+    pub async fn request_raw(
+        &self,
+        op: &str,
+        section: Option<&str>,
+        options: u32,
+        data: Option<&Element>,
+    ) -> Result<Element, CibError> {
+        self.request(
+            Request {
+                op,
+                section: section.map(str::to_string),
+                options,
+                data,
+            },
+            false,
+        )
+        .await
     }
 
     /// Reads (part of) the CIB.

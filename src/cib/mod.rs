@@ -12,6 +12,7 @@
 //! - [`patch`]: patch paths and a local applier with Pacemaker's semantics.
 //! - [`render`]: human-facing output (indented XML, node tables).
 
+pub mod cli;
 pub mod client;
 pub mod model;
 pub mod patch;

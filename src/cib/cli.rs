@@ -1,0 +1,286 @@
+//! `kubemaker render` and `kubemaker cib …`: the CIB layer from the command line. Connection
+//! settings follow Pacemaker's own tools (`CIB_server`, `CIB_port`, `CIB_user`, `CIB_passwd`,
+//! `CIB_encrypted`); the password is read from the environment or a file, never from argv.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::logging::{self, LogFormat};
+
+use super::client::{self, ApplyOptions, CibClient, ClientConfig, Query, Secret, Transport};
+use super::plan::DesiredNode;
+use super::removal::{self, RemovalOptions};
+use super::render::{node_table, pretty_xml};
+use super::spec::RemoteNodeManifest;
+use super::status::read_status;
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// RemoteNode manifest(s), YAML; `-` reads standard input.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectionArgs {
+    /// Cluster node(s) with the remote CIB port, comma-separated (tried in order, with failover).
+    #[arg(long, env = "CIB_server", default_value = "localhost")]
+    pub server: String,
+    /// remote-tls-port (or remote-clear-port with --encrypted=false).
+    #[arg(long, env = "CIB_port")]
+    pub port: String,
+    #[arg(long, env = "CIB_user", default_value = client::DEFAULT_USER)]
+    pub user: String,
+    /// TLS (anonymous DH, Pacemaker 2.1) or plaintext.
+    #[arg(long, env = "CIB_encrypted", default_value = "true", action = clap::ArgAction::Set)]
+    pub encrypted: String,
+    /// Read the password from this file instead of CIB_passwd.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Seconds to wait for each reply.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+impl ConnectionArgs {
+    fn config(&self) -> Result<ClientConfig, String> {
+        let password = match &self.password_file {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read password file {}: {e}", p.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+            None => std::env::var("CIB_passwd")
+                .map_err(|_| "no password: set CIB_passwd or pass --password-file".to_string())?,
+        };
+        let endpoints =
+            client::parse_endpoints(&self.server, &self.port).map_err(|e| e.to_string())?;
+        let transport = if super::model::is_true(&self.encrypted) {
+            Transport::Tls
+        } else {
+            Transport::Plain
+        };
+        let mut cfg = ClientConfig::new(endpoints, transport, Secret::new(password));
+        cfg.user = self.user.clone();
+        cfg.request_timeout = Duration::from_secs(self.timeout.max(1));
+        cfg.client_name = "kubemaker-cli".into();
+        Ok(cfg)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CibCommand {
+    /// State of every remote and guest node.
+    Status {
+        #[command(flatten)]
+        conn: ConnectionArgs,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Create or update the nodes of RemoteNode manifest(s), in batched transactions.
+    Apply {
+        #[command(flatten)]
+        conn: ConnectionArgs,
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// Let the cluster validate the change without committing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Nodes per transaction.
+        #[arg(long, default_value_t = 250)]
+        batch_size: usize,
+    },
+    /// Stop, delete and purge a node.
+    Remove {
+        #[command(flatten)]
+        conn: ConnectionArgs,
+        name: String,
+        /// Delete even if the resource does not stop in time.
+        #[arg(long)]
+        force: bool,
+        /// Seconds to wait for the resource to stop.
+        #[arg(long, default_value_t = 120)]
+        stop_timeout: u64,
+    },
+    /// Print (part of) the CIB.
+    Query {
+        #[command(flatten)]
+        conn: ConnectionArgs,
+        #[arg(long, conflicts_with = "xpath")]
+        section: Option<String>,
+        #[arg(long)]
+        xpath: Option<String>,
+    },
+}
+
+fn read_manifests(file: &PathBuf) -> Result<Vec<DesiredNode>, String> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read stdin: {e}"))?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+    };
+    let manifests = RemoteNodeManifest::all_from_yaml(&text).map_err(|e| e.to_string())?;
+    let mut nodes = Vec::new();
+    let mut problems = Vec::new();
+    for m in &manifests {
+        match DesiredNode::from_manifest(m) {
+            Ok(d) => nodes.push(d),
+            Err(p) => problems.extend(p),
+        }
+    }
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+        return Err(format!("invalid RemoteNode:\n{}", lines.join("\n")));
+    }
+    Ok(nodes)
+}
+
+/// `kubemaker render -f FILE`.
+pub fn render(args: &RenderArgs) -> ExitCode {
+    match read_manifests(&args.file) {
+        Ok(nodes) => {
+            for d in nodes {
+                print!("{}", pretty_xml(&d.render()));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kubemaker render: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `kubemaker cib …`.
+pub fn run(cmd: CibCommand) -> ExitCode {
+    if let Err(e) = logging::init(0, LogFormat::Text, None) {
+        eprintln!("kubemaker cib: {e}");
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kubemaker cib: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run_async(cmd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kubemaker cib: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_async(cmd: CibCommand) -> Result<(), String> {
+    match cmd {
+        CibCommand::Status { conn, output } => {
+            let client = CibClient::connect(conn.config()?)
+                .await
+                .map_err(|e| e.to_string())?;
+            let cib = client.query_cib().await.map_err(|e| e.to_string())?;
+            client.close().await;
+            let nodes = read_status(&cib);
+            let text = match output {
+                OutputFormat::Table => node_table(&nodes),
+                OutputFormat::Json => {
+                    serde_json::to_string_pretty(&nodes).map_err(|e| e.to_string())? + "\n"
+                }
+                OutputFormat::Yaml => serde_yaml::to_string(&nodes).map_err(|e| e.to_string())?,
+            };
+            print!("{text}");
+            Ok(())
+        }
+        CibCommand::Apply {
+            conn,
+            file,
+            dry_run,
+            batch_size,
+        } => {
+            let nodes = read_manifests(&file)?;
+            let client = CibClient::connect(conn.config()?)
+                .await
+                .map_err(|e| e.to_string())?;
+            let report = client
+                .apply_nodes(
+                    &nodes,
+                    &ApplyOptions {
+                        batch_size,
+                        dry_run,
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            client.close().await;
+            if dry_run {
+                println!(
+                    "dry run: the cluster accepted the change for {} node(s)",
+                    nodes.len()
+                );
+            } else {
+                println!(
+                    "{} node(s): {} change(s) in {} transaction(s), {} retried after concurrent changes",
+                    nodes.len(),
+                    report.changes,
+                    report.transactions,
+                    report.conflicts
+                );
+            }
+            Ok(())
+        }
+        CibCommand::Remove {
+            conn,
+            name,
+            force,
+            stop_timeout,
+        } => {
+            let client = CibClient::connect(conn.config()?)
+                .await
+                .map_err(|e| e.to_string())?;
+            let opts = RemovalOptions {
+                stop_timeout: Duration::from_secs(stop_timeout),
+                force,
+                ..Default::default()
+            };
+            let report = removal::remove_node(&client, &name, &opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            client.close().await;
+            match report.resource {
+                Some(r) => println!("removed node {name} (resource {r})"),
+                None => println!("node {name}: no resource defined it; purged what was left"),
+            }
+            Ok(())
+        }
+        CibCommand::Query {
+            conn,
+            section,
+            xpath,
+        } => {
+            let q = match (section, xpath) {
+                (Some(s), _) => Query::Section(s),
+                (None, Some(x)) => Query::XPath(x),
+                (None, None) => Query::All,
+            };
+            let client = CibClient::connect(conn.config()?)
+                .await
+                .map_err(|e| e.to_string())?;
+            let el = client.query(&q).await.map_err(|e| e.to_string())?;
+            client.close().await;
+            print!("{}", pretty_xml(&el));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,695 @@
+//! The CIB layer against the real one-node Pacemaker 2.1.5 test cluster, through its remote CIB
+//! port: login (TLS and plaintext), queries, errors, versioned writes with conflict retry,
+//! batching, notifications, a remote node that really comes online, the validator on real
+//! misconfigurations, and removal without a trace.
+
+#[path = "support/cib_port.rs"]
+mod cib_port;
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kubemaker::cib::client::{
+    ApplyOptions, CibClient, CibError, Query, Secret, Transport, WatchEvent,
+};
+use kubemaker::cib::model::Cib;
+use kubemaker::cib::plan::{self, DesiredNode};
+use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
+use kubemaker::cib::status::{NodeState, read_status};
+use kubemaker::cib::validate::{self, Problem};
+use kubemaker::cib::{RemovalOptions, removal};
+use kubemaker::wire::Element;
+use support::{Cluster, Daemon, NetnsHost};
+
+const TOOLS: &[&str] = &[
+    "crm_mon",
+    "cibadmin",
+    "crm_resource",
+    "crm_node",
+    "ip",
+    "corosync",
+    "pacemakerd",
+    "chpasswd",
+];
+
+fn kubemaker() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kubemaker"))
+}
+
+fn step(msg: &str) {
+    eprintln!("[cib_cluster] {msg}");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn remote_spec(addr: &str) -> RemoteNodeSpec {
+    RemoteNodeSpec {
+        address: Some(addr.into()),
+        reconnect_interval: Some("5s".into()),
+        monitor: Some(MonitorSpec {
+            interval: Some("5s".into()),
+            timeout: Some("15s".into()),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The key the cluster already uses (so the controller's 60 s key cache never has to expire), or
+/// a new one.
+fn cluster_key() -> Vec<u8> {
+    match std::fs::read(support::CLUSTER_AUTHKEY) {
+        Ok(k) if !k.is_empty() => k,
+        _ => {
+            let k = support::write_authkey(&std::env::temp_dir().join("km-cib-authkey"), 4096);
+            support::install_cluster_authkey(&k);
+            k
+        }
+    }
+}
+
+/// Tells the harness a remote connection exists (its key-cache bookkeeping watches cibadmin
+/// arguments for "remote-node").
+fn note_remote_connection(cluster: &Cluster) {
+    let _ = cluster.cibadmin(&["--query", "--xpath", "//nvpair[@name='remote-node']"]);
+}
+
+/// `kubemaker remoted` in a network namespace of its own.
+struct RemoteHost {
+    host: NetnsHost,
+    _daemon: Daemon,
+}
+
+impl RemoteHost {
+    fn start(tag: &str, key: &[u8]) -> RemoteHost {
+        let host = NetnsHost::create(tag);
+        let dir = std::env::temp_dir().join(format!("km-cib-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key_path = dir.join("authkey");
+        support::write_key_file(&key_path, key);
+        let log = dir.join("remoted.log");
+        let d = Daemon::spawn_in(
+            &host,
+            &kubemaker(),
+            &["remoted"],
+            &[
+                ("PCMK_authkey_location", &key_path.display().to_string()),
+                ("PCMK_logfile", &log.display().to_string()),
+            ],
+            &log,
+        );
+        d.wait_log("successfully started", Duration::from_secs(10));
+        RemoteHost { host, _daemon: d }
+    }
+
+    fn addr(&self) -> String {
+        self.host.addr().to_string()
+    }
+}
+
+fn no_trace(cib_xml: &str, name: &str) -> bool {
+    !cib_xml.contains(&format!("\"{name}\"")) && !cib_xml.contains(&format!("'{name}'"))
+}
+
+#[test]
+fn login_queries_and_clear_errors() {
+    if !support::require_tools(TOOLS) || !support::require_root() {
+        return;
+    }
+    let cluster = Cluster::acquire();
+    let remote = cib_port::enable_remote_cib(&cluster);
+    let rt = runtime();
+    rt.block_on(async {
+        for transport in [Transport::Tls, Transport::Plain] {
+            step(&format!("login and queries over {transport:?}"));
+            let client = CibClient::connect(remote.config(transport)).await.expect("login");
+            let cib = client.query_cib().await.unwrap();
+            assert_eq!(cib.name, "cib");
+            assert!(cib.child("status").is_some());
+            let v = client.version().await.unwrap();
+            assert_eq!(v, Cib::new(&cib).version().max(v), "version only moves forward");
+            let nodes = client.query(&Query::Section("nodes".into())).await.unwrap();
+            assert_eq!(nodes.name, "nodes");
+            let node1 = client
+                .query(&Query::XPath("//nodes/node[@uname='node1']".into()))
+                .await
+                .unwrap();
+            assert_eq!(node1.attr("uname"), Some("node1"));
+            let missing = client.query(&Query::XPath("//primitive[@id='nope']".into())).await;
+            assert!(matches!(missing, Err(CibError::Rejected { rc: -6, .. })), "{missing:?}");
+            client.close().await;
+        }
+
+        step("an unknown operation gets no reply: the request times out");
+        let mut cfg = remote.config(Transport::Tls);
+        cfg.request_timeout = Duration::from_secs(2);
+        let client = CibClient::connect(cfg).await.unwrap();
+        let t0 = Instant::now();
+        let e = client.request_raw("cib_noop", None, 0, None).await.unwrap_err();
+        assert!(matches!(e, CibError::Timeout { .. }), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        // The client reconnects for the next request.
+        client.version().await.expect("usable after a timeout");
+
+        step("wrong password");
+        let mut cfg = remote.config(Transport::Tls);
+        cfg.password = Secret::new("definitely-wrong");
+        let e = CibClient::connect(cfg).await.unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, CibError::LoginRefused { .. }), "{text}");
+        assert_eq!(
+            text,
+            "login refused for user hacluster by 127.0.0.1:5989 (wrong password, or user not in haclient)"
+        );
+        assert!(!text.contains("definitely-wrong"));
+
+        step("unreachable endpoints are all named");
+        let dead = NetnsHost::create("cib-dead");
+        let mut cfg = remote.config(Transport::Tls);
+        cfg.endpoints = kubemaker::cib::client::parse_endpoints(&format!("127.0.0.1:1,{}:5989", dead.addr()), "5989").unwrap();
+        cfg.connect_timeout = Duration::from_secs(1);
+        cfg.retry.connect_rounds = 2;
+        let t0 = Instant::now();
+        let e = CibClient::connect(cfg).await.unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, CibError::Unreachable { .. }), "{text}");
+        assert!(text.contains("127.0.0.1:1: Connection refused"), "{text}");
+        assert!(text.contains(&format!("{}:5989", dead.addr())), "{text}");
+        assert!(t0.elapsed() < Duration::from_secs(15));
+
+        step("failover: a dead endpoint first, then the cluster");
+        let mut cfg = remote.config(Transport::Plain);
+        cfg.endpoints = kubemaker::cib::client::parse_endpoints(&format!("127.0.0.1:1,{}:1,127.0.0.1:5990", dead.addr()), "5990").unwrap();
+        cfg.connect_timeout = Duration::from_secs(1);
+        let client = CibClient::connect(cfg).await.expect("failover to the live endpoint");
+        client.version().await.unwrap();
+    });
+}
+
+#[test]
+fn remote_node_lifecycle_with_watch_and_removal() {
+    if !support::require_tools(TOOLS) || !support::require_root() {
+        return;
+    }
+    let cluster = Cluster::acquire();
+    let remote = cib_port::enable_remote_cib(&cluster);
+    let key = cluster_key();
+    let host = RemoteHost::start("cib-rn1", &key);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = CibClient::connect(remote.config(Transport::Tls))
+            .await
+            .unwrap();
+        let mut watch = client.watch().await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(5), watch.next()).await {
+            Ok(Some(WatchEvent::Resync { .. })) => {}
+            other => panic!("first watch event should be a resync, got {other:?}"),
+        }
+
+        step("create the remote node through the client");
+        let mut spec = remote_spec(&host.addr());
+        spec.attributes.insert("rack".into(), "r1".into());
+        let d = DesiredNode::from_spec("cib-rn1", &spec).unwrap();
+        let before = client.version().await.unwrap();
+        let t_write = Instant::now();
+        let report = client
+            .apply_nodes(std::slice::from_ref(&d), &ApplyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(report.transactions, 1);
+        note_remote_connection(&cluster);
+
+        step("the change notification arrives within 1 s");
+        let deadline = t_write + Duration::from_secs(1);
+        let mut seen = false;
+        while Instant::now() < deadline && !seen {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Ok(Some(WatchEvent::Diff(diff))) = tokio::time::timeout(left, watch.next()).await
+                && diff.touches_configuration()
+                && diff
+                    .changes
+                    .iter()
+                    .any(|(_, p)| p == "/cib/configuration/resources")
+            {
+                assert!(diff.target > before);
+                seen = true;
+            }
+        }
+        assert!(seen, "no configuration diff within 1 s of the write");
+
+        step("planning again writes nothing");
+        let again = client
+            .apply_nodes(std::slice::from_ref(&d), &ApplyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(again.transactions, 0);
+
+        step("the node comes online (crm_mon) and the status reader agrees");
+        cluster.wait_until("cib-rn1 online", Duration::from_secs(90), |v| {
+            v.remote_node_up("cib-rn1")
+        });
+        let cib = client.query_cib().await.unwrap();
+        let st = read_status(&cib);
+        let n = st
+            .iter()
+            .find(|n| n.name == "cib-rn1")
+            .expect("status of cib-rn1");
+        assert_eq!(n.state, NodeState::Online, "{n:?}");
+        assert_eq!(n.host.as_deref(), Some(cluster.node1()));
+        let attr = support::run_ok(
+            "crm_attribute",
+            &["-N", "cib-rn1", "-n", "rack", "-G", "-q"],
+        );
+        assert_eq!(String::from_utf8_lossy(&attr.stdout).trim(), "r1");
+
+        step("standby through the spec");
+        spec.standby = true;
+        let d2 = DesiredNode::from_spec("cib-rn1", &spec).unwrap();
+        client
+            .apply_nodes(std::slice::from_ref(&d2), &ApplyOptions::default())
+            .await
+            .unwrap();
+        cluster.wait_until("cib-rn1 in standby", Duration::from_secs(30), |v| {
+            v.node("cib-rn1").is_some_and(|n| n.online && n.standby)
+        });
+
+        step("removal: stop, wait, delete, purge");
+        let report = removal::remove_node(&client, "cib-rn1", &RemovalOptions::default())
+            .await
+            .unwrap();
+        assert!(report.stopped);
+        assert_eq!(report.resource.as_deref(), Some("cib-rn1"));
+        cluster.wait_until("cib-rn1 gone from crm_mon", Duration::from_secs(30), |v| {
+            v.node("cib-rn1").is_none()
+        });
+        // The connection's history on node1 is an orphan now; Pacemaker cleans it up itself.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let xml = cluster.cib_xml();
+            if no_trace(&xml, "cib-rn1") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cib-rn1 still in cibadmin -Q:\n{xml}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        drop(watch);
+        client.close().await;
+    });
+    drop(host);
+}
+
+#[test]
+fn concurrent_change_is_detected_and_retried() {
+    if !support::require_tools(TOOLS) || !support::require_root() {
+        return;
+    }
+    let cluster = Cluster::acquire();
+    let remote = cib_port::enable_remote_cib(&cluster);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = CibClient::connect(remote.config(Transport::Plain)).await.unwrap();
+        let mut spec = remote_spec("10.250.200.2");
+        spec.reconnect_interval = None;
+        let d = DesiredNode::from_spec("cib-cc1", &spec).unwrap();
+        let mut calls = 0;
+        let report = client
+            .apply_with_retry(
+                |live| {
+                    calls += 1;
+                    if calls == 1 {
+                        // Someone else writes between our read and our write.
+                        let out = cluster.cibadmin(&[
+                            "--create",
+                            "-o",
+                            "resources",
+                            "--xml-text",
+                            r#"<primitive id="cib-cc-other" class="ocf" provider="pacemaker" type="Dummy"><meta_attributes id="cib-cc-other-meta_attributes"><nvpair id="cib-cc-other-meta_attributes-target-role" name="target-role" value="Stopped"/></meta_attributes></primitive>"#,
+                        ]);
+                        assert!(out.status.success());
+                    }
+                    let mut d = d.clone();
+                    // Stopped, so nothing tries to reach the made-up address.
+                    d.primitive.meta_attributes.push("target-role", "Stopped");
+                    Ok(plan::plan(&[d], live))
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(calls, 2, "one conflict, one re-plan");
+        assert_eq!(report.conflicts, 1);
+        assert_eq!(report.transactions, 1);
+        let xml = cluster.cib_xml();
+        assert!(xml.contains(r#"id="cib-cc-other""#), "the concurrent change survived");
+        assert!(xml.contains(r#"id="cib-cc1""#), "our change landed");
+    });
+}
+
+#[test]
+fn batched_writes_use_one_transaction() {
+    if !support::require_tools(TOOLS) || !support::require_root() {
+        return;
+    }
+    let cluster = Cluster::acquire();
+    let remote = cib_port::enable_remote_cib(&cluster);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = CibClient::connect(remote.config(Transport::Tls))
+            .await
+            .unwrap();
+        let nodes: Vec<DesiredNode> = (0..30)
+            .map(|i| {
+                let mut d = DesiredNode::from_spec(
+                    &format!("cib-b{i}"),
+                    &remote_spec(&format!("10.250.201.{}", i + 2)),
+                )
+                .unwrap();
+                d.primitive.meta_attributes.push("target-role", "Stopped");
+                d
+            })
+            .collect();
+        let before = client.version().await.unwrap();
+        let r = client
+            .apply_nodes(
+                &nodes,
+                &ApplyOptions {
+                    batch_size: 10,
+                    dry_run: false,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.transactions, 3, "{r:?}");
+        let after = client.version().await.unwrap();
+        assert_eq!(after.epoch, before.epoch + 3, "one epoch per batch");
+        assert!(
+            client
+                .apply_nodes(&nodes, &ApplyOptions::default())
+                .await
+                .unwrap()
+                .transactions
+                == 0
+        );
+        step("cib_dryrun: the server validates without committing");
+        let dry = DesiredNode::from_spec("cib-dry", &remote_spec("10.250.201.200")).unwrap();
+        let r = client
+            .apply_nodes(
+                &[dry],
+                &ApplyOptions {
+                    batch_size: 10,
+                    dry_run: true,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.transactions, 0);
+        assert!(!cluster.cib_xml().contains("cib-dry"));
+        // A patch the schema refuses is reported, not committed.
+        let live = client.query_cib().await.unwrap();
+        let mut bad = DesiredNode::from_spec("cib-bad", &remote_spec("10.250.201.201")).unwrap();
+        bad.primitive.operations[0].name = String::new();
+        bad.primitive.agent.class = "no such class".into();
+        let p = plan::plan(&[bad], &live);
+        let e = client
+            .apply_patch(&p.to_patch(Cib::new(&live).version()), true)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CibError::Rejected { rc: -203, .. }), "{e}");
+        client.close().await;
+        cluster.reset();
+    });
+}
+
+/// Each validator rule, triggered by a real misconfiguration made with cibadmin.
+#[test]
+fn validator_catches_real_misconfigurations() {
+    if !support::require_tools(TOOLS) || !support::require_root() {
+        return;
+    }
+    let cluster = Cluster::acquire();
+    let remote = cib_port::enable_remote_cib(&cluster);
+    let stopped = |id: &str| {
+        format!(
+            r#"<meta_attributes id="{id}-meta_attributes"><nvpair id="{id}-meta_attributes-target-role" name="target-role" value="Stopped"/></meta_attributes>"#
+        )
+    };
+    let remote_xml = |id: &str, addr: &str| {
+        format!(
+            r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="remote"><instance_attributes id="{id}-instance_attributes"><nvpair id="{id}-instance_attributes-server" name="server" value="{addr}"/></instance_attributes>{}</primitive>"#,
+            stopped(id)
+        )
+    };
+    let dummy = |id: &str| {
+        format!(
+            r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy">{}</primitive>"#,
+            stopped(id)
+        )
+    };
+    // A guest (stopped) named v-guest on address 10.250.202.9.
+    cluster.create_resource_xml(&format!(
+        r#"<primitive id="v-vm" class="ocf" provider="pacemaker" type="Dummy"><meta_attributes id="v-vm-meta_attributes"><nvpair id="v-vm-meta_attributes-remote-node" name="remote-node" value="v-guest"/><nvpair id="v-vm-meta_attributes-remote-addr" name="remote-addr" value="10.250.202.9"/><nvpair id="v-vm-meta_attributes-target-role" name="target-role" value="Stopped"/></meta_attributes></primitive>"#
+    ));
+    note_remote_connection(&cluster);
+    cluster.create_resource_xml(&dummy("v-app"));
+    cluster.create_resource_xml(&format!(
+        r#"<group id="v-grp">{}</group>"#,
+        remote_xml("v-ingroup", "10.250.202.3")
+    ));
+    cluster.create_resource_xml(&format!(
+        r#"<clone id="v-cln">{}</clone>"#,
+        remote_xml("v-inclone", "10.250.202.4")
+    ));
+    cluster.create_resource_xml(&remote_xml("v-pinned", "10.250.202.5"));
+    cluster.create_resource_xml(&remote_xml("v-coloc", "10.250.202.6"));
+    cluster.create_constraint_xml(
+        r#"<rsc_location id="v-loc" rsc="v-pinned" node="v-guest" score="INFINITY"/>"#,
+    );
+    cluster.create_constraint_xml(
+        r#"<rsc_colocation id="v-col" rsc="v-coloc" with-rsc="v-app" score="INFINITY"/>"#,
+    );
+
+    let rt = runtime();
+    let live = rt.block_on(async {
+        let client = CibClient::connect(remote.config(Transport::Tls))
+            .await
+            .unwrap();
+        client.query_cib().await.unwrap()
+    });
+    let check = |name: &str, spec: RemoteNodeSpec| -> Vec<Problem> {
+        let d = DesiredNode::from_spec(name, &spec).unwrap();
+        validate::check_against_cib(&[d], &live)
+    };
+    let expect = |problems: Vec<Problem>, pred: &dyn Fn(&Problem) -> bool, needle: &str| {
+        assert!(
+            problems
+                .iter()
+                .any(|p| pred(p) && p.to_string().contains(needle)),
+            "expected a problem mentioning {needle:?}, got {problems:#?}"
+        );
+    };
+    let guest = |rid: &str| RemoteNodeSpec {
+        node_type: NodeType::Guest,
+        address: Some("10.250.202.77".into()),
+        guest: Some(GuestSpec {
+            resource_id: Some(rid.into()),
+            agent: Some("ocf:pacemaker:Dummy".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    step("name clashes, case-insensitive");
+    expect(
+        check("V-APP", remote_spec("10.250.202.20")),
+        &|p| matches!(p, Problem::NameClash { .. }),
+        "resource \"v-app\" (ocf:pacemaker:Dummy)",
+    );
+    expect(
+        check("NODE1", remote_spec("10.250.202.21")),
+        &|p| matches!(p, Problem::NameClash { .. }),
+        "cluster node \"node1\"",
+    );
+    expect(
+        check("v-Guest", remote_spec("10.250.202.22")),
+        &|p| matches!(p, Problem::NameClash { .. }),
+        "guest node \"v-guest\" defined by resource \"v-vm\"",
+    );
+    expect(
+        check("v-ingroup", guest("v-ingroup-vm")),
+        &|p| matches!(p, Problem::NameClash { .. }),
+        "existing remote node",
+    );
+    step("guest resource id taken, or equal to the node name");
+    expect(
+        check("v-new", guest("v-app")),
+        &|p| matches!(p, Problem::ResourceIdTaken { .. }),
+        "already used by resource \"v-app\"",
+    );
+    let e = DesiredNode::from_spec("v-same", &guest("v-same")).unwrap_err();
+    assert!(
+        e.iter()
+            .any(|p| matches!(p, Problem::GuestNameIsResourceId { .. })),
+        "{e:?}"
+    );
+    step("connections in groups and clones");
+    expect(
+        check("v-ingroup", remote_spec("10.250.202.3")),
+        &|p| matches!(p, Problem::Nested { .. }),
+        "inside group \"v-grp\"",
+    );
+    expect(
+        check("v-inclone", remote_spec("10.250.202.4")),
+        &|p| matches!(p, Problem::Nested { .. }),
+        "inside clone \"v-cln\"",
+    );
+    step("constraints on connections");
+    expect(
+        check("v-pinned", remote_spec("10.250.202.5")),
+        &|p| matches!(p, Problem::Constraint { .. }),
+        "never on a remote or guest node",
+    );
+    expect(
+        check("v-coloc", remote_spec("10.250.202.6")),
+        &|p| matches!(p, Problem::Constraint { .. }),
+        "constraint \"v-col\"",
+    );
+    step("address clashes");
+    expect(
+        check("v-new2", remote_spec("10.250.202.9")),
+        &|p| matches!(p, Problem::AddressClash { .. }),
+        "guest node \"v-guest\"",
+    );
+    expect(
+        check("v-new3", remote_spec("10.250.202.5")),
+        &|p| matches!(p, Problem::AddressClash { .. }),
+        "remote node \"v-pinned\"",
+    );
+    step("names, values, ports and durations Pacemaker would not take");
+    let bad = RemoteNodeSpec {
+        port: Some(0),
+        start_timeout: Some("forever".into()),
+        attributes: [("score".to_string(), "score++".to_string())].into(),
+        ..remote_spec("10.250.202.30")
+    };
+    let e = DesiredNode::from_spec("bad name", &bad).unwrap_err();
+    let text: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("not a name Pacemaker accepts")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("between 1 and 65535")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("\"forever\", which is not a duration")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("score arithmetic")),
+        "{text:#?}"
+    );
+    // And the server itself refuses such a name (what the validator saves us from).
+    let bad_id = r#"<primitive id="bad name" class="ocf" provider="pacemaker" type="Dummy"/>"#;
+    assert!(
+        !cluster
+            .cibadmin(&["--create", "-o", "resources", "--xml-text", bad_id])
+            .status
+            .success()
+    );
+
+    step("a clean spec passes");
+    assert_eq!(check("v-fine", remote_spec("10.250.202.40")), vec![]);
+    cluster.reset();
+}
+
+/// The CLI, end to end: render (no cluster) and status/apply/remove through the remote port.
+#[test]
+fn cli_status_apply_remove() {
+    if !support::require_tools(TOOLS) || !support::require_root() {
+        return;
+    }
+    let cluster = Cluster::acquire();
+    let remote = cib_port::enable_remote_cib(&cluster);
+    let dir = std::env::temp_dir().join("km-cib-cli");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("n.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: kubemaker.io/v1alpha1\nkind: RemoteNode\nmetadata: {name: cib-cli1}\nspec:\n  address: 10.250.203.2\n  standby: true\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(kubemaker());
+        cmd.args(args).envs(remote.env(Transport::Tls));
+        support::run_with_timeout(&mut cmd, Duration::from_secs(60))
+    };
+    let out = run(&["cib", "apply", "-f", manifest.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 transaction(s)"));
+    let out = run(&["cib", "status"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("cib-cli1") && l.contains("remote")),
+        "{table}"
+    );
+    let out = run(&["cib", "status", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON status");
+    assert_eq!(json[0]["name"], "cib-cli1");
+    assert_eq!(json[0]["standby_configured"], true);
+    let out = run(&["cib", "status", "-o", "yaml"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("name: cib-cli1"));
+    let out = run(&["cib", "remove", "cib-cli1", "--stop-timeout", "60"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !no_trace(&cluster.cib_xml(), "cib-cli1") {
+        assert!(Instant::now() < deadline, "cib-cli1 left a trace");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Secrets stay out of output, including on failure.
+    let mut cmd = std::process::Command::new(kubemaker());
+    cmd.args(["cib", "status"])
+        .envs(remote.env(Transport::Tls))
+        .env("CIB_passwd", "wrong-pw-123");
+    let out = support::run_with_timeout(&mut cmd, Duration::from_secs(60));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert!(all.contains("login refused for user hacluster"), "{all}");
+    assert!(
+        !all.contains("wrong-pw-123") && !all.contains(remote.password.expose()),
+        "{all}"
+    );
+    let _ = Element::new("unused");
+}

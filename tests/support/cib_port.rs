@@ -1,0 +1,174 @@
+//! Hook for tests of the CIB layer: opens the test cluster's remote CIB port and gives `hacluster`
+//! a password. Included with `#[path = "support/cib_port.rs"] mod cib_port;` next to `mod support;`.
+//!
+//! The ports are root attributes of the CIB, read by pacemaker-based only at start-up, so the first
+//! call on a machine restarts the test cluster (with `scripts/test-cluster.sh`, under the cluster
+//! lock the caller's [`Cluster`] holds); later calls find them open. The CIB persists in
+//! /var/lib/pacemaker, so this happens once per machine, not once per test.
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubemaker::cib::{ClientConfig, Endpoint, Secret, Transport};
+
+use super::support::{Cluster, repo_root, run, run_ok, run_with_timeout};
+
+pub const TLS_PORT: u16 = 5989;
+pub const CLEAR_PORT: u16 = 5990;
+const CIB_FILE: &str = "/var/lib/pacemaker/cib/cib.xml";
+
+/// How to reach the test cluster's CIB.
+pub struct RemoteCib {
+    pub password: Secret,
+}
+
+impl RemoteCib {
+    pub fn config(&self, transport: Transport) -> ClientConfig {
+        let port = match transport {
+            Transport::Tls => TLS_PORT,
+            Transport::Plain => CLEAR_PORT,
+        };
+        let mut cfg = ClientConfig::new(
+            vec![Endpoint {
+                host: "127.0.0.1".into(),
+                port,
+            }],
+            transport,
+            self.password.clone(),
+        );
+        cfg.client_name = "kubemaker-test".into();
+        cfg.request_timeout = Duration::from_secs(20);
+        cfg
+    }
+
+    /// Environment for the `kubemaker cib` CLI (and Pacemaker's own tools).
+    pub fn env(&self, transport: Transport) -> Vec<(String, String)> {
+        let (port, encrypted) = match transport {
+            Transport::Tls => (TLS_PORT, "true"),
+            Transport::Plain => (CLEAR_PORT, "false"),
+        };
+        vec![
+            ("CIB_server".into(), "127.0.0.1".into()),
+            ("CIB_port".into(), port.to_string()),
+            ("CIB_encrypted".into(), encrypted.into()),
+            ("CIB_user".into(), "hacluster".into()),
+            ("CIB_passwd".into(), self.password.expose().into()),
+        ]
+    }
+}
+
+fn listening(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
+
+/// A fresh random password (hex of 12 random bytes).
+fn random_password() -> String {
+    let mut b = [0u8; 12];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("read /dev/urandom");
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("km-{hex}")
+}
+
+/// Makes the remote CIB port usable on the test cluster and returns how to log in.
+pub fn enable_remote_cib(cluster: &Cluster) -> RemoteCib {
+    // hacluster must be in haclient (the package does this; make sure) and have a password.
+    let groups = String::from_utf8_lossy(&run_ok("id", &["-nG", "hacluster"]).stdout).into_owned();
+    if !groups.split_whitespace().any(|g| g == "haclient") {
+        run_ok("usermod", &["-a", "-G", "haclient", "hacluster"]);
+    }
+    let password = random_password();
+    let mut child = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run chpasswd");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("chpasswd stdin");
+        stdin
+            .write_all(format!("hacluster:{password}\n").as_bytes())
+            .expect("write to chpasswd");
+    }
+    let status = child.wait().expect("wait for chpasswd");
+    assert!(status.success(), "chpasswd failed for hacluster");
+
+    // What pacemaker-based will read when it starts is the file, not the live CIB.
+    let on_disk = || {
+        let cib = std::fs::read_to_string(CIB_FILE).unwrap_or_default();
+        let root = cib.split('>').next().unwrap_or_default().to_string();
+        root.contains(&format!("remote-tls-port=\"{TLS_PORT}\""))
+            && root.contains(&format!("remote-clear-port=\"{CLEAR_PORT}\""))
+    };
+    let _ = cluster.cib_xml();
+    let configured = on_disk();
+    if !configured {
+        let xml =
+            format!(r#"<cib remote-tls-port="{TLS_PORT}" remote-clear-port="{CLEAR_PORT}"/>"#);
+        run_ok("cibadmin", &["--modify", "--xml-text", &xml]);
+        // A root-attribute change counts as a status change (num_updates), which pacemaker-based
+        // does not write to disk, and so would a bare `cibadmin --bump`; a configuration change
+        // (a throwaway cluster property, set then deleted) makes it write the ports out.
+        let prop = [
+            "--type",
+            "crm_config",
+            "--name",
+            "kubemaker-remote-cib-enabled",
+        ];
+        run_ok(
+            "crm_attribute",
+            &[&prop[..], &["--update", "true"]].concat(),
+        );
+        run_ok("crm_attribute", &[&prop[..], &["--delete"]].concat());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if on_disk() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the CIB with the remote ports was not written to disk within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    if !configured || !listening(TLS_PORT) || !listening(CLEAR_PORT) {
+        eprintln!(
+            "[cib_port] restarting the test cluster so pacemaker-based opens ports {TLS_PORT}/{CLEAR_PORT}"
+        );
+        let script = repo_root().join("scripts/test-cluster.sh");
+        for action in ["stop", "start"] {
+            let out = run_with_timeout(
+                Command::new("bash")
+                    .arg(&script)
+                    .arg(action)
+                    .env("KUBEMAKER_CLUSTER_LOCKED", "1"),
+                Duration::from_secs(300),
+            );
+            assert!(
+                out.status.success(),
+                "test-cluster.sh {action} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(listening(TLS_PORT) && listening(CLEAR_PORT)) {
+            assert!(
+                Instant::now() < deadline,
+                "pacemaker-based did not open ports {TLS_PORT}/{CLEAR_PORT} within 60 s after a restart"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let _ = run("crm_mon", &["-1"]);
+    }
+    RemoteCib {
+        password: Secret::new(password),
+    }
+}
