@@ -449,8 +449,10 @@ fn check_own_resource(d: &DesiredNode, own: Option<&LivePrimitive<'_>>, out: &mu
             }
         }
         DesiredKind::Guest { resource_id } => {
+            // Only a resource that already is this guest is adopted; taking over any other
+            // resource would overwrite its parameters and operations.
             let guest_of = p.guest_node_name();
-            if !same_agent || guest_of.is_some_and(|g| !g.eq_ignore_ascii_case(&d.name)) {
+            if !same_agent || !guest_of.is_some_and(|g| g.eq_ignore_ascii_case(&d.name)) {
                 out.push(Problem::ResourceIdTaken {
                     node: d.name.clone(),
                     resource: resource_id.clone(),

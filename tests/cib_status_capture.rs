@@ -1,0 +1,257 @@
+//! Captures the status fixtures of `tests/golden/cib/status/` from the real test cluster: a remote
+//! node (a `kubemaker remoted` in a network namespace) and a guest node driven through each state,
+//! with `cibadmin -Q` saved at each step. Not part of the normal run (it rewrites committed files):
+//!
+//! ```sh
+//! cargo test --test cib_status_capture -- --ignored --nocapture
+//! UPDATE_GOLDEN=1 cargo test --test cib_golden     # then refresh the expected JSON
+//! ```
+
+#[path = "support/cib_port.rs"]
+mod cib_port;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kubemaker::cib::client::{ApplyOptions, CibClient, Transport};
+use kubemaker::cib::plan::DesiredNode;
+use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
+use support::{Cluster, Daemon, NetnsHost};
+
+fn kubemaker() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kubemaker"))
+}
+
+fn out_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cib/status")
+}
+
+fn save(cluster: &Cluster, state: &str) {
+    let xml = cluster.cib_xml();
+    std::fs::write(out_dir().join(format!("{state}.cib.xml")), xml).unwrap();
+    eprintln!("[capture] saved {state}\n{}", cluster.crm_mon_text());
+}
+
+fn spawn_remoted(host: &NetnsHost, key: &[u8], tag: &str) -> Daemon {
+    let dir = std::env::temp_dir().join(format!("km-cap-{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_path = dir.join("authkey");
+    support::write_key_file(&key_path, key);
+    let log = dir.join("remoted.log");
+    let d = Daemon::spawn_in(
+        host,
+        &kubemaker(),
+        &["remoted"],
+        &[
+            ("PCMK_authkey_location", &key_path.display().to_string()),
+            ("PCMK_logfile", &log.display().to_string()),
+        ],
+        &log,
+    );
+    d.wait_log("successfully started", Duration::from_secs(10));
+    d
+}
+
+fn crm(args: &[&str]) {
+    support::run_ok(args[0], &args[1..]);
+}
+
+#[test]
+#[ignore = "rewrites tests/golden/cib/status; run by hand against the test cluster"]
+fn capture_status_fixtures() {
+    assert!(support::require_tools(&[
+        "crm_mon",
+        "cibadmin",
+        "crm_resource",
+        "crm_attribute",
+        "ip"
+    ]));
+    let cluster = Cluster::acquire();
+    let remote = cib_port::enable_remote_cib(&cluster);
+    let key = match std::fs::read(support::CLUSTER_AUTHKEY) {
+        Ok(k) if !k.is_empty() => k,
+        _ => {
+            let k = support::write_authkey(&std::env::temp_dir().join("km-cap-authkey"), 4096);
+            support::install_cluster_authkey(&k);
+            k
+        }
+    };
+    std::fs::create_dir_all(out_dir()).unwrap();
+    let rhost = NetnsHost::create("cap-r");
+    let mut rdaemon = spawn_remoted(&rhost, &key, "r");
+    let ghost = NetnsHost::create("cap-g");
+    let _gdaemon = spawn_remoted(&ghost, &key, "g");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt
+        .block_on(CibClient::connect(remote.config(Transport::Tls)))
+        .unwrap();
+    let apply = |d: &DesiredNode| {
+        rt.block_on(client.apply_nodes(std::slice::from_ref(d), &ApplyOptions::default()))
+            .unwrap();
+    };
+    let mut spec = RemoteNodeSpec {
+        address: Some(rhost.addr().to_string()),
+        monitor: Some(MonitorSpec {
+            interval: Some("5s".into()),
+            timeout: Some("15s".into()),
+        }),
+        attributes: [("rack".to_string(), "r1".to_string())].into(),
+        ..Default::default()
+    };
+    let rn = || DesiredNode::from_spec("cap-rn", &spec.clone()).unwrap();
+    apply(&rn());
+    let _ = cluster.cibadmin(&["--query", "--xpath", "//nvpair[@name='remote-node']"]);
+    // A guest whose "VM" is a Dummy on node1 and whose pacemaker-remoted runs in another namespace.
+    let guest = RemoteNodeSpec {
+        node_type: NodeType::Guest,
+        address: Some(ghost.addr().to_string()),
+        guest: Some(GuestSpec {
+            resource_id: Some("cap-vm".into()),
+            agent: Some("ocf:pacemaker:Dummy".into()),
+            parameters: [(
+                "state".to_string(),
+                "/run/resource-agents/km-cap-vm.state".to_string(),
+            )]
+            .into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    apply(&DesiredNode::from_spec("cap-guest", &guest).unwrap());
+    // One Dummy on each node, and an agent that is not installed on the remote node.
+    let dummy = |id: &str, node: &str| {
+        cluster.create_resource_xml(&format!(
+            r#"<primitive id="{id}" class="ocf" provider="pacemaker" type="Dummy"><instance_attributes id="{id}-ia"><nvpair id="{id}-ia-state" name="state" value="/run/resource-agents/km-{id}.state"/></instance_attributes><operations><op id="{id}-mon" name="monitor" interval="5s" timeout="20s"/></operations></primitive>"#
+        ));
+        cluster.create_constraint_xml(&format!(
+            r#"<rsc_location id="{id}-on" rsc="{id}" node="{node}" score="INFINITY" resource-discovery="exclusive"/>"#
+        ));
+    };
+    dummy("cap-d-rn", "cap-rn");
+    dummy("cap-d-guest", "cap-guest");
+    cluster.wait_until(
+        "both nodes online with their dummies",
+        Duration::from_secs(120),
+        |v| {
+            v.remote_node_up("cap-rn")
+                && v.remote_node_up("cap-guest")
+                && v.resource("cap-d-rn").is_some_and(|r| r.role == "Started")
+                && v.resource("cap-d-guest")
+                    .is_some_and(|r| r.role == "Started")
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    save(&cluster, "online");
+
+    cluster.create_resource_xml(
+        r#"<primitive id="cap-missing" class="lsb" type="km-not-installed"/>"#,
+    );
+    cluster.create_constraint_xml(r#"<rsc_location id="cap-missing-on" rsc="cap-missing" node="cap-rn" score="INFINITY" resource-discovery="exclusive"/>"#);
+    cluster.wait_until("a failed action on cap-rn", Duration::from_secs(60), |v| {
+        v.failures()
+            .iter()
+            .any(|(op, node)| op.contains("cap-missing") && node == "cap-rn")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    save(&cluster, "failed-action");
+    crm(&[
+        "crm_resource",
+        "--resource",
+        "cap-missing",
+        "--meta",
+        "--set-parameter",
+        "target-role",
+        "--parameter-value",
+        "Stopped",
+    ]);
+
+    spec.standby = true;
+    apply(&rn());
+    cluster.wait_until(
+        "cap-rn standby, its dummy stopped",
+        Duration::from_secs(60),
+        |v| {
+            v.node("cap-rn").is_some_and(|n| n.standby)
+                && v.resource("cap-d-rn").is_some_and(|r| !r.active)
+        },
+    );
+    save(&cluster, "standby");
+    spec.standby = false;
+    spec.maintenance = true;
+    apply(&rn());
+    cluster.wait_until("cap-rn in maintenance", Duration::from_secs(60), |v| {
+        v.node("cap-rn").is_some_and(|n| n.maintenance)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    save(&cluster, "maintenance");
+    spec.maintenance = false;
+    apply(&rn());
+
+    // Pending: the daemon is frozen, so the TCP connection opens but the TLS handshake hangs
+    // and the connection's start stays in flight.
+    crm(&[
+        "crm_resource",
+        "--resource",
+        "cap-rn",
+        "--meta",
+        "--set-parameter",
+        "target-role",
+        "--parameter-value",
+        "Stopped",
+    ]);
+    cluster.wait_until("cap-rn offline", Duration::from_secs(60), |v| {
+        v.node("cap-rn").is_some_and(|n| !n.online)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    save(&cluster, "offline");
+    let pid = nix::unistd::Pid::from_raw(rdaemon.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    crm(&[
+        "crm_resource",
+        "--resource",
+        "cap-rn",
+        "--meta",
+        "--delete-parameter",
+        "target-role",
+    ]);
+    std::thread::sleep(Duration::from_secs(6));
+    save(&cluster, "pending");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    cluster.wait_until("cap-rn online again", Duration::from_secs(120), |v| {
+        v.remote_node_up("cap-rn")
+    });
+
+    // Unclean: fencing on (no device), then the remote daemon dies.
+    crm(&[
+        "crm_attribute",
+        "--type",
+        "crm_config",
+        "--name",
+        "stonith-enabled",
+        "--update",
+        "true",
+    ]);
+    rdaemon.kill9();
+    cluster.wait_until("cap-rn unclean", Duration::from_secs(60), |v| {
+        v.node("cap-rn").is_some_and(|n| n.unclean)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    save(&cluster, "unclean");
+    crm(&[
+        "crm_attribute",
+        "--type",
+        "crm_config",
+        "--name",
+        "stonith-enabled",
+        "--update",
+        "false",
+    ]);
+
+    rt.block_on(client.close());
+    cluster.reset();
+}
