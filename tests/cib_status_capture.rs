@@ -79,6 +79,23 @@ fn capture_status_fixtures() {
         }
     };
     std::fs::create_dir_all(out_dir()).unwrap();
+    // CAPTURE_ONLY=pending re-captures just that state.
+    if std::env::var("CAPTURE_ONLY").is_ok_and(|v| v == "pending") {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt
+            .block_on(CibClient::connect(remote.config(Transport::Tls)))
+            .unwrap();
+        let apply = |d: &DesiredNode| {
+            rt.block_on(client.apply_nodes(std::slice::from_ref(d), &ApplyOptions::default()))
+                .unwrap();
+        };
+        capture_pending(&cluster, &apply);
+        cluster.reset();
+        return;
+    }
     let rhost = NetnsHost::create("cap-r");
     let mut rdaemon = spawn_remoted(&rhost, &key, "r");
     let ghost = NetnsHost::create("cap-g");
@@ -103,8 +120,8 @@ fn capture_status_fixtures() {
         attributes: [("rack".to_string(), "r1".to_string())].into(),
         ..Default::default()
     };
-    let rn = || DesiredNode::from_spec("cap-rn", &spec.clone()).unwrap();
-    apply(&rn());
+    let rn = |s: &RemoteNodeSpec| DesiredNode::from_spec("cap-rn", s).unwrap();
+    apply(&rn(&spec));
     let _ = cluster.cibadmin(&["--query", "--xpath", "//nvpair[@name='remote-node']"]);
     // A guest whose "VM" is a Dummy on node1 and whose pacemaker-remoted runs in another namespace.
     let guest = RemoteNodeSpec {
@@ -148,21 +165,21 @@ fn capture_status_fixtures() {
     std::thread::sleep(Duration::from_secs(3));
     save(&cluster, "online");
 
-    cluster.create_resource_xml(
-        r#"<primitive id="cap-missing" class="lsb" type="km-not-installed"/>"#,
-    );
-    cluster.create_constraint_xml(r#"<rsc_location id="cap-missing-on" rsc="cap-missing" node="cap-rn" score="INFINITY" resource-discovery="exclusive"/>"#);
-    cluster.wait_until("a failed action on cap-rn", Duration::from_secs(60), |v| {
+    // A start that times out (the agent sleeps 5 s, the start may take 2 s).
+    cluster.create_resource_xml(r#"<primitive id="cap-fail" class="ocf" provider="pacemaker" type="Dummy"><instance_attributes id="cap-fail-ia"><nvpair id="cap-fail-ia-state" name="state" value="/run/resource-agents/km-cap-fail.state"/><nvpair id="cap-fail-ia-sleep" name="op_sleep" value="5"/></instance_attributes><operations><op id="cap-fail-start" name="start" interval="0s" timeout="2s"/></operations></primitive>"#);
+    cluster.create_constraint_xml(r#"<rsc_location id="cap-fail-on" rsc="cap-fail" node="cap-rn" score="INFINITY" resource-discovery="exclusive"/>"#);
+    cluster.wait_until("a failed action on cap-rn", Duration::from_secs(90), |v| {
         v.failures()
             .iter()
-            .any(|(op, node)| op.contains("cap-missing") && node == "cap-rn")
+            .any(|(op, node)| op.contains("cap-fail") && node == "cap-rn")
+            && v.resource("cap-fail").is_some_and(|r| !r.active)
     });
     std::thread::sleep(Duration::from_secs(2));
     save(&cluster, "failed-action");
     crm(&[
         "crm_resource",
         "--resource",
-        "cap-missing",
+        "cap-fail",
         "--meta",
         "--set-parameter",
         "target-role",
@@ -171,7 +188,7 @@ fn capture_status_fixtures() {
     ]);
 
     spec.standby = true;
-    apply(&rn());
+    apply(&rn(&spec));
     cluster.wait_until(
         "cap-rn standby, its dummy stopped",
         Duration::from_secs(60),
@@ -183,17 +200,15 @@ fn capture_status_fixtures() {
     save(&cluster, "standby");
     spec.standby = false;
     spec.maintenance = true;
-    apply(&rn());
+    apply(&rn(&spec));
     cluster.wait_until("cap-rn in maintenance", Duration::from_secs(60), |v| {
         v.node("cap-rn").is_some_and(|n| n.maintenance)
     });
     std::thread::sleep(Duration::from_secs(2));
     save(&cluster, "maintenance");
     spec.maintenance = false;
-    apply(&rn());
+    apply(&rn(&spec));
 
-    // Pending: the daemon is frozen, so the TCP connection opens but the TLS handshake hangs
-    // and the connection's start stays in flight.
     crm(&[
         "crm_resource",
         "--resource",
@@ -209,8 +224,18 @@ fn capture_status_fixtures() {
     });
     std::thread::sleep(Duration::from_secs(2));
     save(&cluster, "offline");
-    let pid = nix::unistd::Pid::from_raw(rdaemon.pid() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+
+    capture_pending(&cluster, &apply);
+    crm(&[
+        "crm_resource",
+        "--resource",
+        "cap-slowvm",
+        "--meta",
+        "--set-parameter",
+        "target-role",
+        "--parameter-value",
+        "Stopped",
+    ]);
     crm(&[
         "crm_resource",
         "--resource",
@@ -219,9 +244,6 @@ fn capture_status_fixtures() {
         "--delete-parameter",
         "target-role",
     ]);
-    std::thread::sleep(Duration::from_secs(6));
-    save(&cluster, "pending");
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     cluster.wait_until("cap-rn online again", Duration::from_secs(120), |v| {
         v.remote_node_up("cap-rn")
     });
@@ -254,4 +276,39 @@ fn capture_status_fixtures() {
 
     rt.block_on(client.close());
     cluster.reset();
+}
+
+/// A guest whose "VM" takes 20 s to start: the start is recorded as pending meanwhile.
+fn capture_pending(cluster: &Cluster, apply: &dyn Fn(&DesiredNode)) {
+    // Its address is a namespace of ours with nothing listening, should it ever get that far.
+    let nowhere = NetnsHost::create("cap-p");
+    let slow = RemoteNodeSpec {
+        node_type: NodeType::Guest,
+        address: Some(nowhere.addr().to_string()),
+        // Every action of the agent sleeps 20 s.
+        start_timeout: Some("60s".into()),
+        stop_timeout: Some("60s".into()),
+        monitor: Some(MonitorSpec {
+            interval: Some("60s".into()),
+            timeout: Some("60s".into()),
+        }),
+        guest: Some(GuestSpec {
+            resource_id: Some("cap-slowvm".into()),
+            agent: Some("ocf:pacemaker:Dummy".into()),
+            parameters: [
+                (
+                    "state".to_string(),
+                    "/run/resource-agents/km-cap-slowvm.state".to_string(),
+                ),
+                ("op_sleep".to_string(), "20".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    apply(&DesiredNode::from_spec("cap-pend", &slow).unwrap());
+    // Its probe sleeps 20 s too; capture in the middle of the start that follows.
+    std::thread::sleep(Duration::from_secs(30));
+    save(cluster, "pending");
 }

@@ -125,19 +125,33 @@ fn target_rc(op: &Element) -> Option<i64> {
     op.attr("transition-key")?.split(':').nth(2)?.parse().ok()
 }
 
+/// Whether a completed operation failed, as the scheduler judges it: a bad execution status, or
+/// an exit code other than expected (probes may find a resource running or stopped).
+fn is_failure(op: &Element) -> bool {
+    let task = op.attr("operation").unwrap_or("");
+    let rc = int_attr(op, "rc-code").unwrap_or(0);
+    let status = int_attr(op, "op-status").unwrap_or(0);
+    let probe = task == "monitor" && int_attr(op, "interval").unwrap_or(0) == 0;
+    let expected = target_rc(op).unwrap_or(if probe { 7 } else { 0 });
+    !(status == 0 && (rc == expected || (probe && matches!(rc, 0 | 7 | 8))))
+}
+
 /// Replays a resource's operation history in call order.
 fn history_state(lrm_resource: &Element) -> HistoryState {
     let mut ops: Vec<&Element> = lrm_resource
         .children
         .iter()
         .filter(|o| o.name == "lrm_rsc_op")
-        // The failure record duplicates the op it records.
-        .filter(|o| !o.attr("id").is_some_and(|id| id.contains("_last_failure_")))
         .collect();
-    // Pending ops carry call-id -1: they are the newest.
-    ops.sort_by_key(|o| match int_attr(o, "call-id") {
-        Some(c) if c >= 0 => c,
-        _ => i64::MAX,
+    // By call id, then by time of the result: a recurring monitor keeps its call id, and its
+    // failure may be newer than the entry it failed in (only `_last_failure_` has it). Pending
+    // ops carry call-id -1: they are the newest.
+    ops.sort_by_key(|o| {
+        let call = match int_attr(o, "call-id") {
+            Some(c) if c >= 0 => c,
+            _ => i64::MAX,
+        };
+        (call, int_attr(o, "last-rc-change").unwrap_or(0))
     });
     let mut st = HistoryState::default();
     for op in ops {
@@ -155,8 +169,7 @@ fn history_state(lrm_resource: &Element) -> HistoryState {
             continue; // cancelled
         }
         let probe = task == "monitor" && interval == 0;
-        let expected = target_rc(op).unwrap_or(if probe { 7 } else { 0 });
-        let ok = status == 0 && (rc == expected || (probe && matches!(rc, 0 | 7 | 8)));
+        let ok = !is_failure(op);
         st.starting = false;
         match task {
             "start" | "migrate_from" => {
@@ -202,6 +215,9 @@ fn failed_actions_of(lrm_resource: &Element, node: &str, out: &mut Vec<FailedAct
     for op in lrm_resource.children.iter().filter(|o| {
         o.name == "lrm_rsc_op" && o.attr("id").is_some_and(|id| id.contains("_last_failure_"))
     }) {
+        if !is_failure(op) {
+            continue; // e.g. a probe that found the resource running: unexpected, not failed
+        }
         out.push(FailedAction {
             resource: rsc.into(),
             node: node.into(),
@@ -350,9 +366,13 @@ pub fn read_status(cib_root: &Element) -> Vec<NodeStatus> {
         };
         let standby_configured = attr("standby").is_some_and(|v| is_true(&v));
         let maintenance_configured = attr("maintenance").is_some_and(|v| is_true(&v));
-        // The scheduler reads these only for nodes whose connection is up.
-        let standby = online && standby_configured;
-        let maintenance = online && (maintenance_configured || !conn_managed);
+        // The scheduler unpacks a remote node's attributes and history only once its connection
+        // (and a guest's resource) is known to be started, failed or not; with fencing enabled it
+        // also unpacks every remaining node in a last pass.
+        let visible = (conn_started && container.as_ref().is_none_or(|c| !c.running_on.is_empty()))
+            || stonith;
+        let standby = visible && standby_configured;
+        let maintenance = visible && (maintenance_configured || !conn_managed);
 
         let host = conn.running_on.first().map(|s| s.to_string());
         let mut resources = Vec::new();
@@ -367,7 +387,7 @@ pub fn read_status(cib_root: &Element) -> Vec<NodeStatus> {
                 }
             }
         }
-        if online && let Some(s) = state_el {
+        if visible && let Some(s) = state_el {
             for r in lrm_resources(s) {
                 let h = history_state(r);
                 if h.active {

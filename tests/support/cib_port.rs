@@ -6,6 +6,8 @@
 //! lock the caller's [`Cluster`] holds); later calls find them open. The CIB persists in
 //! /var/lib/pacemaker, so this happens once per machine, not once per test.
 
+#![allow(dead_code)] // each test binary uses a different part
+
 use std::fs::File;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
