@@ -19,7 +19,6 @@ use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
 use kubemaker::cib::status::{NodeState, read_status};
 use kubemaker::cib::validate::{self, Problem};
 use kubemaker::cib::{RemovalOptions, removal};
-use kubemaker::wire::Element;
 use support::{Cluster, Daemon, NetnsHost};
 
 const TOOLS: &[&str] = &[
@@ -455,9 +454,9 @@ fn validator_catches_real_misconfigurations() {
         )
     };
     // A guest (stopped) named v-guest on address 10.250.202.9.
-    cluster.create_resource_xml(&format!(
-        r#"<primitive id="v-vm" class="ocf" provider="pacemaker" type="Dummy"><meta_attributes id="v-vm-meta_attributes"><nvpair id="v-vm-meta_attributes-remote-node" name="remote-node" value="v-guest"/><nvpair id="v-vm-meta_attributes-remote-addr" name="remote-addr" value="10.250.202.9"/><nvpair id="v-vm-meta_attributes-target-role" name="target-role" value="Stopped"/></meta_attributes></primitive>"#
-    ));
+    cluster.create_resource_xml(
+        r#"<primitive id="v-vm" class="ocf" provider="pacemaker" type="Dummy"><meta_attributes id="v-vm-meta_attributes"><nvpair id="v-vm-meta_attributes-remote-node" name="remote-node" value="v-guest"/><nvpair id="v-vm-meta_attributes-remote-addr" name="remote-addr" value="10.250.202.9"/><nvpair id="v-vm-meta_attributes-target-role" name="target-role" value="Stopped"/></meta_attributes></primitive>"#,
+    );
     note_remote_connection(&cluster);
     cluster.create_resource_xml(&dummy("v-app"));
     cluster.create_resource_xml(&format!(
@@ -691,5 +690,4 @@ fn cli_status_apply_remove() {
         !all.contains("wrong-pw-123") && !all.contains(remote.password.expose()),
         "{all}"
     );
-    let _ = Element::new("unused");
 }

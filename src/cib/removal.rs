@@ -54,9 +54,9 @@ pub fn defining_resource(live: &Element, name: &str) -> Option<(String, Vec<Stri
     let cib = Cib::new(live);
     cib.primitives().into_iter().find_map(|p| {
         let n = p.defines_node().or(p.guest_node_name())?;
-        if !n.eq_ignore_ascii_case(name)
-            && !(p.is_remote_connection() && p.id().eq_ignore_ascii_case(name))
-        {
+        let matches = n.eq_ignore_ascii_case(name)
+            || (p.is_remote_connection() && p.id().eq_ignore_ascii_case(name));
+        if !matches {
             return None;
         }
         let mut watch = vec![p.id().to_string()];

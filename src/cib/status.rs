@@ -327,12 +327,10 @@ pub fn read_status(cib_root: &Element) -> Vec<NodeStatus> {
         let conn_started = !conn.running_on.is_empty();
         let mut online = conn_started && !conn.failed;
         let mut unclean = false;
-        if let Some(c) = &container {
-            if c.failed {
-                online = false;
-            } else if c.running_on.is_empty() {
-                online = false;
-            }
+        if let Some(c) = &container
+            && (c.failed || c.running_on.is_empty())
+        {
+            online = false;
         }
         // A remote connection that failed while fencing is on means the node must be fenced
         // ("remote connection is unrecoverable"), unless it already was or is unmanaged.

@@ -655,13 +655,13 @@ fn check_constraints(d: &DesiredNode, cib: &Cib<'_>, out: &mut Vec<Problem>) {
                     );
                 }
             }
-            "rsc_colocation" | "rsc_order" | "rsc_ticket" => {
-                if refs.iter().any(|r| r == &connection) {
-                    report(
-                        &connection,
-                        "Pacemaker places connections first, so colocation/order/ticket constraints on them misbehave; let kubemaker manage the connection alone",
-                    );
-                }
+            "rsc_colocation" | "rsc_order" | "rsc_ticket"
+                if refs.iter().any(|r| r == &connection) =>
+            {
+                report(
+                    &connection,
+                    "Pacemaker places connections first, so colocation/order/ticket constraints on them misbehave; let kubemaker manage the connection alone",
+                );
             }
             _ => {}
         }
