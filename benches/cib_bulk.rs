@@ -84,13 +84,13 @@ fn main() {
 
     // kubemaker: validate + plan + one apply_diff per batch.
     let nodes = desired("bk-", n);
-    let t_plan = Instant::now();
     let live = rt.block_on(async {
         let c = CibClient::connect(remote.config(Transport::Tls))
             .await
             .expect("connect");
         c.query_cib().await.expect("query")
     });
+    let t_plan = Instant::now();
     let p = plan(&nodes, &live);
     let plan_time = t_plan.elapsed();
     eprintln!(

@@ -466,3 +466,43 @@ fn status_reader_golden_files_and_crm_mon_oracle() {
         }
     }
 }
+
+/// `kubemaker render -f FILE` prints exactly the golden rendering; bad input is explained.
+#[test]
+fn render_cli_matches_golden_files() {
+    let dir = golden_dir("plan");
+    for case in ["remote-full", "guest-virtualdomain", "many"] {
+        let out = support::run_with_timeout(
+            Command::new(env!("CARGO_BIN_EXE_kubemaker"))
+                .args(["render", "-f"])
+                .arg(dir.join(format!("{case}.yaml"))),
+            Duration::from_secs(30),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected = std::fs::read_to_string(dir.join(format!("{case}.render.xml"))).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{case}");
+    }
+    let bad = std::env::temp_dir().join(format!("km-render-bad-{}.yaml", std::process::id()));
+    std::fs::write(
+        &bad,
+        "apiVersion: kubemaker.io/v1alpha1\nkind: RemoteNode\nmetadata: {name: 9bad}\nspec: {port: 0}\n",
+    )
+    .unwrap();
+    let out = support::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_kubemaker"))
+            .args(["render", "-f"])
+            .arg(&bad),
+        Duration::from_secs(30),
+    );
+    let _ = std::fs::remove_file(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("node name \"9bad\"") && err.contains("between 1 and 65535"),
+        "{err}"
+    );
+}

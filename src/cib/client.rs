@@ -916,6 +916,27 @@ pub enum WatchEvent {
     },
 }
 
+/// Follows the version chain of diff notifications: each diff must start where the previous
+/// one ended, or some change was missed.
+#[derive(Debug, Default)]
+pub struct VersionChain {
+    last: Option<CibVersion>,
+}
+
+impl VersionChain {
+    /// Records `diff`; returns why a resync is needed if it does not continue the chain.
+    pub fn observe(&mut self, diff: &CibDiff) -> Option<String> {
+        let gap = match self.last {
+            Some(prev) if diff.source != prev => {
+                Some(format!("missed changes between {prev} and {}", diff.source))
+            }
+            _ => None,
+        };
+        self.last = Some(diff.target);
+        gap
+    }
+}
+
 /// A stream of CIB changes. Dropping it closes its connection.
 pub struct Watch {
     rx: mpsc::Receiver<WatchEvent>,
@@ -951,24 +972,18 @@ async fn watch_loop(
         if tx.send(WatchEvent::Resync { reason }).await.is_err() {
             return;
         }
-        let mut last: Option<CibVersion> = None;
+        let mut chain = VersionChain::default();
         let why = loop {
             match conn.recv().await {
                 Ok(Some(msg)) => {
                     let Some(diff) = CibDiff::from_notify(&msg) else {
                         continue;
                     };
-                    if let Some(prev) = last
-                        && diff.source != prev
+                    if let Some(reason) = chain.observe(&diff)
+                        && tx.send(WatchEvent::Resync { reason }).await.is_err()
                     {
-                        let ev = WatchEvent::Resync {
-                            reason: format!("missed changes between {prev} and {}", diff.source),
-                        };
-                        if tx.send(ev).await.is_err() {
-                            return;
-                        }
+                        return;
                     }
-                    last = Some(diff.target);
                     if tx.send(WatchEvent::Diff(diff)).await.is_err() {
                         return;
                     }
@@ -1059,6 +1074,28 @@ mod tests {
             e.to_string()
                 .contains("10.0.0.1:5989: Connection refused; 10.0.0.2:5989")
         );
+    }
+
+    #[test]
+    fn version_chain_reports_gaps() {
+        let v = |e, n| CibVersion {
+            admin_epoch: 0,
+            epoch: e,
+            num_updates: n,
+        };
+        let diff = |s, t| CibDiff {
+            op: "cib_modify".into(),
+            source: s,
+            target: t,
+            changes: vec![],
+            diff: Element::new("diff"),
+        };
+        let mut chain = VersionChain::default();
+        assert_eq!(chain.observe(&diff(v(3, 1), v(3, 2))), None);
+        assert_eq!(chain.observe(&diff(v(3, 2), v(4, 0))), None);
+        let gap = chain.observe(&diff(v(4, 5), v(4, 6))).expect("a gap");
+        assert_eq!(gap, "missed changes between 0.4.0 and 0.4.5");
+        assert_eq!(chain.observe(&diff(v(4, 6), v(4, 7))), None);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub mod validate;
 
 pub use client::{
     ApplyOptions, ApplyReport, CibClient, CibDiff, CibError, ClientConfig, Endpoint, Query, Secret,
-    Transport, Watch, WatchEvent,
+    Transport, VersionChain, Watch, WatchEvent,
 };
 pub use model::CibVersion;
 pub use plan::{Change, DesiredKind, DesiredNode, Plan, plan};
