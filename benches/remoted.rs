@@ -22,15 +22,29 @@ struct Contender {
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// (utime+stime, cutime+cstime) in seconds, and VmRSS in KiB.
 fn sample(pid: u32) -> (f64, f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     let tick = 100.0; // USER_HZ on Linux
-    let f = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / tick;
+    let f = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / tick
+    };
     // After "comm) ": field 3 is index 0, so utime(14)=11, stime(15)=12, cutime(16)=13, cstime(17)=14.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss = status
@@ -59,8 +73,18 @@ fn add_dummies(cluster: &Cluster, node: &str, prefix: &str, from: usize, to: usi
     }
     rsc.push_str("</resources>");
     cons.push_str("</constraints>");
-    assert!(cluster.cibadmin(&["--create", "-o", "resources", "--xml-text", &rsc]).status.success());
-    assert!(cluster.cibadmin(&["--create", "-o", "constraints", "--xml-text", &cons]).status.success());
+    assert!(
+        cluster
+            .cibadmin(&["--create", "-o", "resources", "--xml-text", &rsc])
+            .status
+            .success()
+    );
+    assert!(
+        cluster
+            .cibadmin(&["--create", "-o", "constraints", "--xml-text", &cons])
+            .status
+            .success()
+    );
     ids
 }
 
@@ -77,13 +101,17 @@ fn main() {
         std::process::exit(1);
     }
     let reference = support::reference_remoted();
-    assert!(reference.exists(), "{} missing: run scripts/install-test-deps.sh", reference.display());
+    assert!(
+        reference.exists(),
+        "{} missing: run scripts/install-test-deps.sh",
+        reference.display()
+    );
     let window = Duration::from_secs(env_num("BENCH_WINDOW_SECS", 60));
     let ops = env_num("BENCH_LATENCY_OPS", 300) as usize;
     let counts = [10usize, 50, 200];
 
     let cluster = Cluster::acquire();
-    let key = support::random_bytes(4096);
+    let key = support::test_authkey();
     support::install_cluster_authkey(&key);
     let dir = std::env::temp_dir().join("km-bench");
     let _ = std::fs::remove_dir_all(&dir);
@@ -95,23 +123,58 @@ fn main() {
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_kubemaker"));
     let mut contenders = Vec::new();
     for (label, node, program, args) in [
-        ("kubemaker remoted", "bench-km", ours.clone(), vec!["remoted"]),
-        ("pacemaker-remoted 2.1.5", "bench-ref", reference.clone(), vec![]),
+        (
+            "kubemaker remoted",
+            "bench-km",
+            ours.clone(),
+            vec!["remoted"],
+        ),
+        (
+            "pacemaker-remoted 2.1.5",
+            "bench-ref",
+            reference.clone(),
+            vec![],
+        ),
     ] {
         let host = NetnsHost::create(node);
         let log = dir.join(format!("{node}.log"));
         let log_env = log.display().to_string();
-        let daemon = Daemon::spawn_in(&host, &program, &args, &[("PCMK_authkey_location", &key_env), ("PCMK_logfile", &log_env)], &log);
+        let mut daemon = Daemon::spawn_in(
+            &host,
+            &program,
+            &args,
+            &[
+                ("PCMK_authkey_location", &key_env),
+                ("PCMK_logfile", &log_env),
+            ],
+            &log,
+        );
         std::thread::sleep(Duration::from_secs(1));
-        assert!(daemon.is_running(), "{label} did not start; see {}", log.display());
-        cluster.create_resource_xml(&connection_xml(node, &host.addr().to_string()));
-        contenders.push(Contender { label, node, host, daemon });
+        assert!(
+            daemon.is_running(),
+            "{label} did not start; see {}",
+            log.display()
+        );
+        cluster.create_resource_xml(&connection_xml(node, &host.addr()));
+        contenders.push(Contender {
+            label,
+            node,
+            host,
+            daemon,
+        });
     }
     for c in &contenders {
-        cluster.wait_until(&format!("{} online", c.node), Duration::from_secs(120), |v| v.node(c.node).is_some_and(|n| n.online));
+        cluster.wait_until(
+            &format!("{} online", c.node),
+            Duration::from_secs(120),
+            |v| v.remote_node_up(c.node),
+        );
     }
     println!("\n# kubemaker remoted vs pacemaker-remoted 2.1.5 (same cluster, same run)\n");
-    println!("| Dummies/node | daemon | RSS MiB | CPU s (daemon) / {}s | CPU s (agents) | start all (s) |", window.as_secs());
+    println!(
+        "| Dummies/node | daemon | RSS MiB | CPU s (daemon) / {}s | CPU s (agents) | start all (s) |",
+        window.as_secs()
+    );
     println!("|---|---|---|---|---|---|");
     let mut have = 0;
     let mut ratios = Vec::new();
@@ -119,14 +182,28 @@ fn main() {
         let t0 = Instant::now();
         let mut ids_per = Vec::new();
         for c in &contenders {
-            ids_per.push(add_dummies(&cluster, c.node, &format!("{}-d", c.node), have, n));
+            ids_per.push(add_dummies(
+                &cluster,
+                c.node,
+                &format!("{}-d", c.node),
+                have,
+                n,
+            ));
         }
         for (c, _) in contenders.iter().zip(&ids_per) {
             let prefix = format!("{}-d", c.node);
             let all: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
-            cluster.wait_until(&format!("{n} Dummies started on {}", c.node), Duration::from_secs(600), |v| {
-                all.iter().all(|id| v.resource(id).is_some_and(|r| r.role == "Started" && r.nodes.iter().any(|x| x == c.node)))
-            });
+            cluster.wait_until(
+                &format!("{n} Dummies started on {}", c.node),
+                Duration::from_secs(600),
+                |v| {
+                    all.iter().all(|id| {
+                        v.resource(id).is_some_and(|r| {
+                            r.role == "Started" && r.nodes.iter().any(|x| x == c.node)
+                        })
+                    })
+                },
+            );
         }
         let started = t0.elapsed();
         have = n;
@@ -139,7 +216,11 @@ fn main() {
             let cpu = after[i].0 - before[i].0;
             let agents = after[i].1 - before[i].1;
             let rss = after[i].2 as f64 / 1024.0;
-            println!("| {n} | {} | {rss:.1} | {cpu:.2} | {agents:.2} | {:.1} |", c.label, started.as_secs_f64());
+            println!(
+                "| {n} | {} | {rss:.1} | {cpu:.2} | {agents:.2} | {:.1} |",
+                c.label,
+                started.as_secs_f64()
+            );
             row.push((rss, cpu));
         }
         ratios.push((n, row[0].0 / row[1].0, row[0].1 / row[1].1.max(0.01)));
@@ -153,19 +234,38 @@ fn main() {
     // connection (lrmd_rsc_new_client), so detach the cluster first.
     for c in &contenders {
         let out = std::process::Command::new("crm_resource")
-            .args(["--resource", c.node, "--meta", "--set-parameter", "target-role", "--parameter-value", "Stopped"])
+            .args([
+                "--resource",
+                c.node,
+                "--meta",
+                "--set-parameter",
+                "target-role",
+                "--parameter-value",
+                "Stopped",
+            ])
             .output()
             .unwrap();
         assert!(out.status.success());
     }
     for c in &contenders {
-        cluster.wait_until(&format!("{} disconnected", c.node), Duration::from_secs(300), |v| !v.node(c.node).is_some_and(|n| n.online));
+        cluster.wait_until(
+            &format!("{} disconnected", c.node),
+            Duration::from_secs(300),
+            |v| !v.remote_node_up(c.node),
+        );
     }
     let noop_dir = Path::new("/usr/lib/ocf/resource.d/kubemaker-bench");
     let installed_noop = !noop_dir.exists();
     std::fs::create_dir_all(noop_dir).unwrap();
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/ocf/kubemaker-test/noop"), noop_dir.join("noop")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/ocf/kubemaker-test/noop"),
+        noop_dir.join("noop"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     println!("\n| exec→notify, no-op agent, {ops} ops | p50 ms | p99 ms |\n|---|---|---|");
     let mut p50s = Vec::new();
     for c in &contenders {
@@ -175,7 +275,10 @@ fn main() {
         println!("| {} | {p50:.2} | {p99:.2} |", c.label);
         p50s.push(p50);
     }
-    println!("\nratio kubemaker/reference latency p50: {:.2}", p50s[0] / p50s[1]);
+    println!(
+        "\nratio kubemaker/reference latency p50: {:.2}",
+        p50s[0] / p50s[1]
+    );
     if installed_noop {
         let _ = std::fs::remove_dir_all(noop_dir);
     }
@@ -184,21 +287,45 @@ fn main() {
 }
 
 async fn latency(addr: &str, key: &[u8], ops: usize) -> Vec<f64> {
-    let mut c = LrmdClient::connect(addr, key, "bench", false).await.expect("connect for latency");
-    let reg = rsc("lat").with_attr("lrmd_class", "ocf").with_attr("lrmd_provider", "kubemaker-bench").with_attr("lrmd_type", "noop");
-    let reply = c.request(LrmdClient::command("lrmd_rsc_register", Some(reg)), Duration::from_secs(10)).await.unwrap();
+    let mut c = LrmdClient::connect(addr, key, "bench", false)
+        .await
+        .expect("connect for latency");
+    let reg = rsc("lat")
+        .with_attr("lrmd_class", "ocf")
+        .with_attr("lrmd_provider", "kubemaker-bench")
+        .with_attr("lrmd_type", "noop");
+    let reply = c
+        .request(
+            LrmdClient::command("lrmd_rsc_register", Some(reg)),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
     assert_eq!(reply.attr("lrmd_rc"), Some("0"));
     let mut out = Vec::with_capacity(ops);
     for _ in 0..ops {
         let t0 = Instant::now();
-        let reply = c.request(exec_command("lat", "monitor", 0, 20_000, Element::new("attributes")), Duration::from_secs(10)).await.unwrap();
+        let reply = c
+            .request(
+                exec_command("lat", "monitor", 0, 20_000, Element::new("attributes")),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
         let call = reply.attr_i64("lrmd_rc").unwrap_or(-1);
         assert!(call > 0, "exec refused: {reply:?}");
         let n = c
-            .wait_notify(Duration::from_secs(20), |m| m.attr("lrmd_op") == Some("lrmd_rsc_exec") && m.attr_i64("lrmd_callid") == Some(call))
+            .wait_notify(Duration::from_secs(20), |m| {
+                m.attr("lrmd_op") == Some("lrmd_rsc_exec")
+                    && m.attr_i64("lrmd_callid") == Some(call)
+            })
             .await
             .unwrap();
-        assert_eq!(n.attr("lrmd_exec_rc"), Some("0"), "no-op monitor failed: {n:?}");
+        assert_eq!(
+            n.attr("lrmd_exec_rc"),
+            Some("0"),
+            "no-op monitor failed: {n:?}"
+        );
         out.push(t0.elapsed().as_secs_f64() * 1000.0);
         c.drain_pending();
     }
