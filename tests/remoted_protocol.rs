@@ -326,6 +326,20 @@ async fn session_follows_pacemaker_2_1_5() {
 }
 
 #[tokio::test]
+async fn too_old_protocol_version_is_refused() {
+    let r = Remoted::start("version", 256, &[]);
+    let mut c = LrmdClient::connect_raw(&r.addr(), &r.key).await.unwrap();
+    let reg = Element::new("lrmd_command")
+        .with_attr("t", "lrmd")
+        .with_attr("lrmd_op", "register")
+        .with_attr("lrmd_clientname", "ancient")
+        .with_attr("lrmd_protocol_version", "0.9");
+    let reply = c.request(reg, T).await.unwrap();
+    assert_eq!(reply.attr("lrmd_rc"), Some("-71"), "EPROTO for versions below 1.0");
+    assert_eq!(reply.attr("lrmd_op"), Some("register"));
+}
+
+#[tokio::test]
 async fn every_message_is_a_header_record_then_a_payload_record() {
     let r = Remoted::start("records", 256, &[]);
     let mut c = r.client("records", false).await;
