@@ -28,31 +28,48 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// (utime+stime, cutime+cstime) in seconds, and VmRSS in KiB.
-fn sample(pid: u32) -> (f64, f64, u64) {
+/// One sample of a process: CPU seconds of the daemon itself and of its reaped children (the
+/// agents), and memory in KiB: resident (RSS), proportional (PSS: shared library pages divided
+/// among the processes that map them) and anonymous (heap, stacks: what the daemon itself holds).
+struct Sample {
+    cpu: f64,
+    agents_cpu: f64,
+    rss: u64,
+    pss: u64,
+    anon: u64,
+}
+
+fn sample(pid: u32) -> Sample {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after "comm) ": utime, stime, cutime, cstime are fields 14-17, i.e. indexes 11-14.
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
         .unwrap_or_default()
         .split_whitespace()
         .collect();
-    let tick = 100.0; // USER_HZ on Linux
-    let f = |i: usize| {
+    let ticks = |i: usize| {
         fields
             .get(i)
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
-            / tick
+            / 100.0
     };
-    // After "comm) ": field 3 is index 0, so utime(14)=11, stime(15)=12, cutime(16)=13, cstime(17)=14.
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    (f(11) + f(12), f(13) + f(14), rss)
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let kib = |key: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Sample {
+        cpu: ticks(11) + ticks(12),
+        agents_cpu: ticks(13) + ticks(14),
+        rss: kib("Rss:"),
+        pss: kib("Pss:"),
+        anon: kib("Anonymous:"),
+    }
 }
 
 fn connection_xml(id: &str, addr: &str) -> String {

@@ -277,23 +277,49 @@ fn remote_node_with_real_pacemaker() {
         t0.elapsed()
     ));
 
-    step("7. SIGTERM: the cluster stops the node's resources and disconnects before the daemon exits");
+    step(
+        "7. SIGTERM: the cluster stops the node's resources and disconnects before the daemon exits",
+    );
     let t0 = Instant::now();
     main.daemon().terminate();
-    let v = cluster.wait_until("Dummies stopped and rn-main disconnected after SIGTERM", JOIN, |v| {
-        !online(v, "rn-main") && dummies.iter().all(|id| v.resource(id).is_some_and(|r| !r.active))
-    });
-    assert!(v.failures().is_empty(), "no failed actions during a graceful stop: {:?}", v.failures());
-    let status = main.daemon().wait_exit(Duration::from_secs(30)).expect("daemon exits once the cluster disconnected");
+    let v = cluster.wait_until(
+        "Dummies stopped and rn-main disconnected after SIGTERM",
+        JOIN,
+        |v| {
+            !online(v, "rn-main")
+                && dummies
+                    .iter()
+                    .all(|id| v.resource(id).is_some_and(|r| !r.active))
+        },
+    );
+    assert!(
+        v.failures().is_empty(),
+        "no failed actions during a graceful stop: {:?}",
+        v.failures()
+    );
+    let status = main
+        .daemon()
+        .wait_exit(Duration::from_secs(30))
+        .expect("daemon exits once the cluster disconnected");
     assert!(status.success(), "{status:?}");
-    step(&format!("   resources stopped and daemon exited after {:?}", t0.elapsed()));
+    step(&format!(
+        "   resources stopped and daemon exited after {:?}",
+        t0.elapsed()
+    ));
     let log = main.daemon().log();
-    let ack = log.find("acknowledged the shutdown request").expect("the cluster acknowledged");
-    let ended = log.rfind("Remote connection ended").expect("the cluster disconnected");
+    let ack = log
+        .find("acknowledged the shutdown request")
+        .expect("the cluster acknowledged");
+    let ended = log
+        .rfind("Remote connection ended")
+        .expect("the cluster disconnected");
     let exit = log.rfind("Exiting").expect("exit logged");
     assert!(ack < ended && ended < exit, "order: ack, disconnect, exit");
     for id in &dummies {
-        assert!(!Path::new(&format!("/run/resource-agents/km-test-{id}.state")).exists(), "{id} stopped");
+        assert!(
+            !Path::new(&format!("/run/resource-agents/km-test-{id}.state")).exists(),
+            "{id} stopped"
+        );
     }
 
     step("8. a 256-byte key (what pcs makes) works too");

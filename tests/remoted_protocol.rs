@@ -335,7 +335,11 @@ async fn too_old_protocol_version_is_refused() {
         .with_attr("lrmd_clientname", "ancient")
         .with_attr("lrmd_protocol_version", "0.9");
     let reply = c.request(reg, T).await.unwrap();
-    assert_eq!(reply.attr("lrmd_rc"), Some("-71"), "EPROTO for versions below 1.0");
+    assert_eq!(
+        reply.attr("lrmd_rc"),
+        Some("-71"),
+        "EPROTO for versions below 1.0"
+    );
     assert_eq!(reply.attr("lrmd_op"), Some("register"));
 }
 

@@ -70,9 +70,9 @@ pub fn decode(data: &[u8]) -> Result<IpcMessage, IpcWireError> {
     let msg_flags = u32_at(data, 32);
     let body = &data[IPC_HEADER_LEN..];
     let text: Vec<u8> = if msg_flags & flags::COMPRESSED != 0 {
-        let input = body
-            .get(..compressed)
-            .ok_or_else(|| IpcWireError::Sizes(format!("compressed {compressed} > body {}", body.len())))?;
+        let input = body.get(..compressed).ok_or_else(|| {
+            IpcWireError::Sizes(format!("compressed {compressed} > body {}", body.len()))
+        })?;
         let mut out = Vec::with_capacity(uncompressed.min(64 << 20));
         bzip2::read::BzDecoder::new(input)
             .take(uncompressed as u64)
@@ -81,13 +81,19 @@ pub fn decode(data: &[u8]) -> Result<IpcMessage, IpcWireError> {
         out
     } else {
         body.get(..uncompressed)
-            .ok_or_else(|| IpcWireError::Sizes(format!("payload {uncompressed} > body {}", body.len())))?
+            .ok_or_else(|| {
+                IpcWireError::Sizes(format!("payload {uncompressed} > body {}", body.len()))
+            })?
             .to_vec()
     };
     let text = text.split(|b| *b == 0).next().unwrap_or_default();
     let text = std::str::from_utf8(text).map_err(|e| IpcWireError::Payload(e.to_string()))?;
     let xml = Element::parse(text).map_err(|e| IpcWireError::Payload(e.to_string()))?;
-    Ok(IpcMessage { id, flags: msg_flags, xml })
+    Ok(IpcMessage {
+        id,
+        flags: msg_flags,
+        xml,
+    })
 }
 
 /// Encodes a message; payloads that would not fit in `max_size` are bzip2-compressed, as
@@ -129,11 +135,20 @@ mod tests {
 
     #[test]
     fn round_trip_plain_and_compressed() {
-        let xml = Element::new("cib_command").with_attr("cib_op", "cib_query").with_attr("x", "a&b");
+        let xml = Element::new("cib_command")
+            .with_attr("cib_op", "cib_query")
+            .with_attr("x", "a&b");
         let bytes = encode(7, flags::CLIENT_RESPONSE, &xml, 128 * 1024);
         assert_eq!(bytes.len(), IPC_HEADER_LEN + xml.to_xml().len() + 1);
         assert_eq!(&bytes[8..12], &(bytes.len() as i32).to_ne_bytes());
-        assert_eq!(decode(&bytes).unwrap(), IpcMessage { id: 7, flags: flags::CLIENT_RESPONSE, xml: xml.clone() });
+        assert_eq!(
+            decode(&bytes).unwrap(),
+            IpcMessage {
+                id: 7,
+                flags: flags::CLIENT_RESPONSE,
+                xml: xml.clone()
+            }
+        );
 
         let big = Element::new("cib").with_attr("data", "x".repeat(300_000));
         let bytes = encode(1, 0, &big, 128 * 1024);
