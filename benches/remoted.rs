@@ -195,10 +195,10 @@ fn main() {
     }
     println!("\n# kubemaker remoted vs pacemaker-remoted 2.1.5 (same cluster, same run)\n");
     println!(
-        "| Dummies/node | daemon | RSS MiB | CPU s (daemon) / {}s | CPU s (agents) | start all (s) |",
+        "| Dummies/node | daemon | RSS MiB | PSS MiB | anon MiB | CPU s (daemon) / {}s | CPU s (agents) |",
         window.as_secs()
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let mut have = 0;
     let mut ratios = Vec::new();
     for n in counts {
@@ -236,21 +236,30 @@ fn main() {
         let after: Vec<_> = contenders.iter().map(|c| sample(c.daemon.pid())).collect();
         let mut row = Vec::new();
         for (i, c) in contenders.iter().enumerate() {
-            let cpu = after[i].0 - before[i].0;
-            let agents = after[i].1 - before[i].1;
-            let rss = after[i].2 as f64 / 1024.0;
+            let (b, a) = (&before[i], &after[i]);
+            let mib = |k: u64| k as f64 / 1024.0;
+            let (cpu, agents) = (a.cpu - b.cpu, a.agents_cpu - b.agents_cpu);
             println!(
-                "| {n} | {} | {rss:.1} | {cpu:.2} | {agents:.2} | {:.1} |",
+                "| {n} | {} | {:.1} | {:.1} | {:.1} | {cpu:.2} | {agents:.2} |",
                 c.label,
-                started.as_secs_f64()
+                mib(a.rss),
+                mib(a.pss),
+                mib(a.anon)
             );
-            row.push((rss, cpu));
+            row.push([a.rss as f64, a.pss as f64, a.anon as f64, cpu]);
         }
-        ratios.push((n, row[0].0 / row[1].0, row[0].1 / row[1].1.max(0.01)));
+        println!(
+            "(all {n} per node started {:.1} s after creation)\n",
+            started.as_secs_f64()
+        );
+        let r = |i: usize| row[0][i] / row[1][i].max(1e-9);
+        ratios.push((n, r(0), r(1), r(2), r(3)));
     }
     println!();
-    for (n, mem, cpu) in &ratios {
-        println!("ratio kubemaker/reference at {n} Dummies: memory {mem:.2}, daemon CPU {cpu:.2}");
+    for (n, rss, pss, anon, cpu) in &ratios {
+        println!(
+            "ratio kubemaker/reference at {n} Dummies: RSS {rss:.2}, PSS {pss:.2}, anon {anon:.2}, daemon CPU {cpu:.2}"
+        );
     }
 
     // Latency needs a client of our own; a second client would make the cluster drop its
