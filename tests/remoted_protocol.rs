@@ -326,6 +326,68 @@ async fn session_follows_pacemaker_2_1_5() {
 }
 
 #[tokio::test]
+async fn alert_agents_run_with_their_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = Remoted::start("alert", 256, &[]);
+    let mut c = r.client("alerts", false).await;
+    // Alert agents run as hacluster: keep script and output where that user may go.
+    let dir = std::env::temp_dir().join(format!("km-alert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = dir.join("alert.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nenv > {}/out.tmp && id -un >> {}/out.tmp && mv {}/out.tmp {}/out\n",
+            dir.display(),
+            dir.display(),
+            dir.display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let alert = Element::new("lrmd_alert")
+        .with_attr("lrmd_alert_id", "a1")
+        .with_attr("lrmd_alert_path", script.display())
+        .with_attr("lrmd_timeout", 5000)
+        .with_child(
+            Element::new("attributes")
+                .with_attr("CRM_alert_kind", "node")
+                .with_attr("CRM_alert_node", "rn1"),
+        );
+    let reply = c
+        .request(LrmdClient::command("lrmd_alert_exec", Some(alert)), T)
+        .await
+        .unwrap();
+    assert_eq!(reply.attr("lrmd_rc"), Some("0"));
+    let deadline = Instant::now() + T;
+    let out = loop {
+        if let Ok(s) = std::fs::read_to_string(dir.join("out")) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "alert agent never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(out.lines().any(|l| l == "CRM_alert_kind=node"), "{out}");
+    assert!(
+        out.lines().any(|l| l == "CRM_alert_node_sequence=1"),
+        "{out}"
+    );
+    assert_eq!(out.lines().last(), Some("hacluster"));
+    let missing = Element::new("lrmd_alert")
+        .with_attr("lrmd_alert_id", "a2")
+        .with_attr("lrmd_alert_path", "/nonexistent");
+    let reply = c
+        .request(LrmdClient::command("lrmd_alert_exec", Some(missing)), T)
+        .await
+        .unwrap();
+    assert_eq!(reply.attr("lrmd_rc"), Some("-22"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn too_old_protocol_version_is_refused() {
     let r = Remoted::start("version", 256, &[]);
     let mut c = LrmdClient::connect_raw(&r.addr(), &r.key).await.unwrap();

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Daemon;
+use super::clients::Outbox;
 use super::requests;
 use super::shutdown::Control;
 use crate::wire::envelope::{MSG_TYPE, MsgType, set_envelope};
@@ -45,7 +46,7 @@ pub async fn serve<T: Transport>(
     peer: String,
 ) {
     let (tx, mut outgoing) = mpsc::unbounded_channel::<Element>();
-    daemon.clients.add(&client_id, tx.clone());
+    daemon.clients.add(&client_id, Outbox::Remote(tx.clone()));
     let mut reader = FrameReader::new(daemon.max_message);
     let mut buf = vec![0u8; 16 * 1024];
     let reason = 'conn: loop {
