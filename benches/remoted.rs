@@ -78,33 +78,6 @@ fn connection_xml(id: &str, addr: &str) -> String {
     )
 }
 
-fn add_dummies(cluster: &Cluster, node: &str, prefix: &str, from: usize, to: usize) -> Vec<String> {
-    let ids: Vec<String> = (from..to).map(|i| format!("{prefix}{i}")).collect();
-    let mut rsc = String::from("<resources>");
-    let mut cons = String::from("<constraints>");
-    for id in &ids {
-        rsc.push_str(&format!(
-            r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="Dummy"><instance_attributes id="{id}-ia"><nvpair id="{id}-ia-state" name="state" value="/run/resource-agents/km-bench-{id}.state"/></instance_attributes><operations><op id="{id}-monitor-interval-10s" interval="10s" name="monitor" timeout="20s"/></operations></primitive>"#
-        ));
-        cons.push_str(&format!(r#"<rsc_location id="{id}-on" rsc="{id}" node="{node}" score="INFINITY" resource-discovery="exclusive"/>"#));
-    }
-    rsc.push_str("</resources>");
-    cons.push_str("</constraints>");
-    assert!(
-        cluster
-            .cibadmin(&["--create", "-o", "resources", "--xml-text", &rsc])
-            .status
-            .success()
-    );
-    assert!(
-        cluster
-            .cibadmin(&["--create", "-o", "constraints", "--xml-text", &cons])
-            .status
-            .success()
-    );
-    ids
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -203,29 +176,21 @@ fn main() {
     let mut ratios = Vec::new();
     for n in counts {
         let t0 = Instant::now();
-        let mut ids_per = Vec::new();
         for c in &contenders {
-            ids_per.push(add_dummies(
+            support::create_pinned_dummies(
                 &cluster,
-                c.node,
                 &format!("{}-d", c.node),
-                have,
-                n,
-            ));
+                have..n,
+                c.node,
+                "10s",
+            );
         }
-        for (c, _) in contenders.iter().zip(&ids_per) {
-            let prefix = format!("{}-d", c.node);
-            let all: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+        for c in &contenders {
+            let all: Vec<String> = (0..n).map(|i| format!("{}-d{i}", c.node)).collect();
             cluster.wait_until(
                 &format!("{n} Dummies started on {}", c.node),
                 Duration::from_secs(600),
-                |v| {
-                    all.iter().all(|id| {
-                        v.resource(id).is_some_and(|r| {
-                            r.role == "Started" && r.nodes.iter().any(|x| x == c.node)
-                        })
-                    })
-                },
+                |v| support::all_started_on(v, &all, c.node),
             );
         }
         let started = t0.elapsed();

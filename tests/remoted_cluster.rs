@@ -81,42 +81,6 @@ fn connection_xml(id: &str, addr: &str, reconnect: Option<&str>) -> String {
     )
 }
 
-/// Dummies that may only run on `node` (and are only probed there: the test hosts share the
-/// cluster node's file system, so a probe elsewhere would find their state files).
-fn create_dummies(cluster: &Cluster, prefix: &str, n: usize, node: &str) -> Vec<String> {
-    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
-    let mut rsc = String::from("<resources>");
-    let mut cons = String::from("<constraints>");
-    for id in &ids {
-        rsc.push_str(&format!(
-            r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="Dummy"><instance_attributes id="{id}-instance_attributes"><nvpair id="{id}-instance_attributes-state" name="state" value="/run/resource-agents/km-test-{id}.state"/></instance_attributes><operations><op id="{id}-monitor-interval-3s" interval="3s" name="monitor" timeout="20s"/></operations></primitive>"#
-        ));
-        cons.push_str(&format!(r#"<rsc_location id="{id}-on-{node}" rsc="{id}" node="{node}" score="INFINITY" resource-discovery="exclusive"/>"#));
-    }
-    rsc.push_str("</resources>");
-    cons.push_str("</constraints>");
-    assert!(
-        cluster
-            .cibadmin(&["--create", "-o", "resources", "--xml-text", &rsc])
-            .status
-            .success()
-    );
-    assert!(
-        cluster
-            .cibadmin(&["--create", "-o", "constraints", "--xml-text", &cons])
-            .status
-            .success()
-    );
-    ids
-}
-
-fn all_started_on(v: &MonView, ids: &[String], node: &str) -> bool {
-    ids.iter().all(|id| {
-        v.resource(id)
-            .is_some_and(|r| r.role == "Started" && r.nodes.iter().any(|n| n == node))
-    })
-}
-
 fn set_target_role(cluster: &Cluster, id: &str, role: &str) {
     let out = std::process::Command::new("crm_resource")
         .args([
@@ -172,14 +136,14 @@ fn remote_node_with_real_pacemaker() {
 
     step("2. ten ocf:pacemaker:Dummy resources start there");
     let t0 = Instant::now();
-    let dummies = create_dummies(&cluster, "dm", 10, "rn-main");
+    let dummies = support::create_pinned_dummies(&cluster, "dm", 0..10, "rn-main", "3s");
     cluster.wait_until("10 Dummies started on rn-main", JOIN, |v| {
-        all_started_on(v, &dummies, "rn-main")
+        support::all_started_on(v, &dummies, "rn-main")
     });
     step(&format!("   all started after {:?}", t0.elapsed()));
 
     step("3. a monitor failure (state file removed) is detected and recovered");
-    std::fs::remove_file("/run/resource-agents/km-test-dm3.state")
+    std::fs::remove_file(support::dummy_state_file("dm3"))
         .expect("dm3's state file exists on the host");
     cluster.wait_until("dm3 monitor failure recorded", JOIN, |v| {
         v.failures()
@@ -187,10 +151,10 @@ fn remote_node_with_real_pacemaker() {
             .any(|(op, n)| op.starts_with("dm3_monitor") && n == "rn-main")
     });
     cluster.wait_until("dm3 recovered on rn-main", JOIN, |v| {
-        all_started_on(v, &dummies[3..4], "rn-main")
+        support::all_started_on(v, &dummies[3..4], "rn-main")
     });
     assert!(
-        Path::new("/run/resource-agents/km-test-dm3.state").exists(),
+        Path::new(&support::dummy_state_file("dm3")).exists(),
         "restarted by the cluster through our daemon"
     );
     let out = std::process::Command::new("crm_resource")
@@ -214,7 +178,7 @@ fn remote_node_with_real_pacemaker() {
     );
     for id in &dummies {
         assert!(
-            !Path::new(&format!("/run/resource-agents/km-test-{id}.state")).exists(),
+            !Path::new(&support::dummy_state_file(id)).exists(),
             "{id} really stopped"
         );
     }
@@ -224,7 +188,7 @@ fn remote_node_with_real_pacemaker() {
     );
     set_target_role(&cluster, "rn-main", "Started");
     cluster.wait_until("rn-main back with its Dummies", JOIN, |v| {
-        online(v, "rn-main") && all_started_on(v, &dummies, "rn-main")
+        online(v, "rn-main") && support::all_started_on(v, &dummies, "rn-main")
     });
 
     step("5. a wrong key is refused and the daemon keeps serving");
@@ -242,7 +206,7 @@ fn remote_node_with_real_pacemaker() {
     assert!(bad.daemon().is_running());
     assert!(main.daemon().is_running());
     cluster.wait_until("rn-main unaffected", Duration::from_secs(10), |v| {
-        online(v, "rn-main") && all_started_on(v, &dummies, "rn-main")
+        online(v, "rn-main") && support::all_started_on(v, &dummies, "rn-main")
     });
     // Fix the key: the same daemon picks it up and the node joins after a cleanup.
     support::write_key_file(&bad.key_path, &key4096);
@@ -270,7 +234,7 @@ fn remote_node_with_real_pacemaker() {
     cluster.wait_until(
         "rn-main back with all Dummies started",
         Duration::from_secs(180),
-        |v| online(v, "rn-main") && all_started_on(v, &dummies, "rn-main"),
+        |v| online(v, "rn-main") && support::all_started_on(v, &dummies, "rn-main"),
     );
     step(&format!(
         "   rejoined with resources after {:?}",
@@ -317,7 +281,7 @@ fn remote_node_with_real_pacemaker() {
     assert!(ack < ended && ended < exit, "order: ack, disconnect, exit");
     for id in &dummies {
         assert!(
-            !Path::new(&format!("/run/resource-agents/km-test-{id}.state")).exists(),
+            !Path::new(&support::dummy_state_file(id)).exists(),
             "{id} stopped"
         );
     }
@@ -340,9 +304,9 @@ fn remote_node_with_real_pacemaker() {
         Duration::from_secs(150),
         |v| online(v, "rn-256"),
     );
-    let d = create_dummies(&cluster, "ds", 2, "rn-256");
+    let d = support::create_pinned_dummies(&cluster, "ds", 0..2, "rn-256", "3s");
     cluster.wait_until("Dummies on rn-256", JOIN, |v| {
-        all_started_on(v, &d, "rn-256")
+        support::all_started_on(v, &d, "rn-256")
     });
     assert!(small.daemon().is_running());
     step("done");
