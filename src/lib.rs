@@ -5,6 +5,7 @@
 //! - [`tls`]: GnuTLS through a small FFI module (PSK server/client, anonymous-DH client).
 //! - [`remoted`]: the `pacemaker-remoted`-compatible daemon (sessions, executor, shutdown).
 
+pub mod ipc;
 pub mod logging;
 pub mod remoted;
 pub mod tls;
