@@ -30,7 +30,8 @@ impl Remoted {
         let port = free_port();
         let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/ocf");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubemaker"));
-        cmd.args(["remoted", "-p", &port.to_string(), "-l"])
+        // Loopback tests run beside the test cluster: its daemons own the IPC names here.
+        cmd.args(["remoted", "--no-local-ipc", "-p", &port.to_string(), "-l"])
             .arg(dir.join("remoted.log"))
             .env("PCMK_authkey_location", dir.join("authkey"))
             .env(
@@ -635,7 +636,7 @@ async fn dual_stack_listener_and_pacemaker_remoted_name() {
     std::fs::write(dir.join("authkey"), &key).unwrap();
     let port = free_port();
     let mut child = Command::new(&alias)
-        .args(["-p", &port.to_string(), "-l"])
+        .args(["--no-local-ipc", "-p", &port.to_string(), "-l"])
         .arg(dir.join("log"))
         .env("PCMK_authkey_location", dir.join("authkey"))
         .env_remove("PCMK_remote_address")

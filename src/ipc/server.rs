@@ -140,8 +140,7 @@ impl IpcServers {
             ffi::qb_ipcs_run(service)
         };
         if rc != 0 {
-            // SAFETY: the service failed to start and is not used again.
-            unsafe { ffi::qb_ipcs_destroy(service) };
+            // libqb releases a service whose start failed; destroying it again would abort.
             return Err(IpcError::Run(
                 name.to_string(),
                 std::io::Error::from_raw_os_error(-rc),

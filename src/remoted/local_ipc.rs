@@ -68,45 +68,16 @@ pub struct LocalIpc {
 impl LocalIpc {
     /// Starts every server. Failures are logged and leave that name unserved: the cluster link
     /// matters more than local tools.
-    pub fn start(daemon: &Daemon) -> LocalIpc {
-        let clients = daemon.clients.clone();
-        let accept: AcceptPolicy =
-            Box::new(move |service: &str, uid: u32, gid: u32| match service {
-                "pacemakerd" => Err(EREMOTEIO),
-                "lrmd" => Ok(()),
-                _ if clients.provider_count() == 0 => {
-                    warn!(
-                        service,
-                        uid, gid, "Cannot proxy IPC connection because not connected to cluster"
-                    );
-                    Err(EREMOTEIO)
-                }
-                _ => Ok(()),
-            });
+    pub fn start(daemon: &Daemon, enabled: bool) -> LocalIpc {
         let buffer_size = std::env::var("PCMK_ipc_buffer")
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
             .filter(|&b| b >= 1024)
             .unwrap_or(DEFAULT_BUFFER);
-        let servers = match IpcServers::new(accept) {
-            Ok(mut servers) => {
-                let transport = IpcTransport::from_env();
-                for name in PROXIED.iter().copied().chain(["pacemakerd", "lrmd"]) {
-                    let t = if name == "cib_shm" {
-                        IpcTransport::SharedMemory
-                    } else {
-                        transport
-                    };
-                    if let Err(e) = servers.add(name, t, buffer_size) {
-                        warn!(service = name, error = %e, "Local IPC server unavailable; Pacemaker tools on this node cannot use it");
-                    }
-                }
-                Some(servers)
-            }
-            Err(e) => {
-                warn!(error = %e, "Local IPC unavailable; Pacemaker tools on this node will not work");
-                None
-            }
+        let servers = if enabled {
+            start_servers(daemon, buffer_size)
+        } else {
+            None
         };
         let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
         LocalIpc {
@@ -333,6 +304,49 @@ impl LocalIpc {
             debug!(conn = %conn, error = %e, "Could not deliver to local IPC client");
         }
     }
+}
+
+fn start_servers(daemon: &Daemon, buffer_size: usize) -> Option<IpcServers> {
+    let clients = daemon.clients.clone();
+    let accept: AcceptPolicy = Box::new(move |service: &str, uid: u32, gid: u32| match service {
+        "pacemakerd" => Err(EREMOTEIO),
+        "lrmd" => Ok(()),
+        _ if clients.provider_count() == 0 => {
+            warn!(
+                service,
+                uid, gid, "Cannot proxy IPC connection because not connected to cluster"
+            );
+            Err(EREMOTEIO)
+        }
+        _ => Ok(()),
+    });
+    let mut servers = match IpcServers::new(accept) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "Local IPC unavailable; Pacemaker tools on this node will not work");
+            return None;
+        }
+    };
+    let transport = IpcTransport::from_env();
+    let mut failed = Vec::new();
+    for name in PROXIED.iter().copied().chain(["pacemakerd", "lrmd"]) {
+        let t = if name == "cib_shm" {
+            IpcTransport::SharedMemory
+        } else {
+            transport
+        };
+        if let Err(e) = servers.add(name, t, buffer_size) {
+            debug!(service = name, error = %e, "Local IPC server failed");
+            failed.push(name);
+        }
+    }
+    if !failed.is_empty() {
+        warn!(
+            services = ?failed,
+            "Local IPC names already taken (Pacemaker cluster daemons in this network namespace?); Pacemaker tools here will talk to those instead"
+        );
+    }
+    Some(servers)
 }
 
 /// The next IPC event, or never when local IPC could not start.

@@ -112,7 +112,7 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
         control: control_tx,
         local: local_tx,
     });
-    let mut local_tools = local_ipc::LocalIpc::start(&daemon);
+    let mut local_tools = local_ipc::LocalIpc::start(&daemon, config.local_ipc);
 
     let mut listener = Some(listener::bind(config.address.as_deref(), config.port).await?);
     let mut sigterm = signal(SignalKind::terminate()).map_err(RemotedError::Signal)?;
