@@ -659,3 +659,84 @@ async fn dual_stack_listener_and_pacemaker_remoted_name() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Local IPC without a cluster: `pacemakerd` says "remote node" (EREMOTEIO), proxied names say
+/// "not connected" (EREMOTEIO too), and the executor API answers locally. The daemon runs in a
+/// network namespace of its own so its IPC names cannot meet a cluster's.
+#[test]
+fn local_ipc_without_a_cluster() {
+    use kubemaker::ipc::IpcClient;
+    use kubemaker::wire::ipc::{decode, encode, flags};
+    let dir = std::env::temp_dir().join(format!("km-proto-ipc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("authkey"), [1u8; 256]).unwrap();
+    let mut child = Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(env!("CARGO_BIN_EXE_kubemaker"))
+        .args(["remoted", "-l"])
+        .arg(dir.join("log"))
+        .env("PCMK_authkey_location", dir.join("authkey"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unshare --net kubemaker remoted");
+    let deadline = Instant::now() + T;
+    while !std::fs::read_to_string(dir.join("log"))
+        .unwrap_or_default()
+        .contains("successfully started")
+    {
+        assert!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ns = std::fs::File::open(format!("/proc/{}/ns/net", child.id())).unwrap();
+    let result = std::thread::spawn(move || {
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        assert_eq!(IpcClient::connect("pacemakerd", 65536).err(), Some(-121));
+        assert_eq!(IpcClient::connect("cib_ro", 65536).err(), Some(-121));
+        let mut lrmd = IpcClient::connect("lrmd", 128 * 1024).expect("local executor API");
+        let register = Element::new("lrmd_command")
+            .with_attr("t", "lrmd")
+            .with_attr("lrmd_op", "register")
+            .with_attr("lrmd_clientname", "local-tool")
+            .with_attr("lrmd_protocol_version", "1.1");
+        let reply = decode(
+            &lrmd
+                .request(
+                    &encode(1, flags::CLIENT_RESPONSE, &register, 128 * 1024),
+                    5000,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(reply.id, 1);
+        assert_eq!(reply.xml.attr("lrmd_rc"), Some("0"));
+        // A local client cannot carry tools' traffic for the cluster.
+        let provider = register.clone().with_attr("lrmd_is_ipc_provider", "true");
+        let reply = decode(
+            &lrmd
+                .request(
+                    &encode(2, flags::CLIENT_RESPONSE, &provider, 128 * 1024),
+                    5000,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(reply.xml.attr("lrmd_rc"), Some("-13"));
+        let poke = LrmdClient::command("lrmd_rsc_poke", None);
+        let reply = decode(
+            &lrmd
+                .request(&encode(3, flags::CLIENT_RESPONSE, &poke, 128 * 1024), 5000)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!((reply.id, reply.xml.attr("lrmd_rc")), (3, Some("0")));
+        let event = decode(&lrmd.recv_event(5000).expect("poke notify as an IPC event")).unwrap();
+        assert_eq!(event.xml.attr("lrmd_op"), Some("lrmd_rsc_poke"));
+        assert_ne!(event.flags & flags::SERVER_EVENT, 0);
+    })
+    .join();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    result.expect("local IPC checks");
+}
