@@ -6,4 +6,11 @@ fn main() {
     {
         panic!("GnuTLS development files not found ({e}); install libgnutls28-dev and pkg-config");
     }
+    // libqb: the IPC transport of Pacemaker's command-line tools (src/ipc/ffi.rs).
+    if let Err(e) = pkg_config::Config::new()
+        .atleast_version("2.0")
+        .probe("libqb")
+    {
+        panic!("libqb development files not found ({e}); install libqb-dev and pkg-config");
+    }
 }

@@ -28,64 +28,54 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// (utime+stime, cutime+cstime) in seconds, and VmRSS in KiB.
-fn sample(pid: u32) -> (f64, f64, u64) {
+/// One sample of a process: CPU seconds of the daemon itself and of its reaped children (the
+/// agents), and memory in KiB: resident (RSS), proportional (PSS: shared library pages divided
+/// among the processes that map them) and anonymous (heap, stacks: what the daemon itself holds).
+struct Sample {
+    cpu: f64,
+    agents_cpu: f64,
+    rss: u64,
+    pss: u64,
+    anon: u64,
+}
+
+fn sample(pid: u32) -> Sample {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after "comm) ": utime, stime, cutime, cstime are fields 14-17, i.e. indexes 11-14.
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
         .unwrap_or_default()
         .split_whitespace()
         .collect();
-    let tick = 100.0; // USER_HZ on Linux
-    let f = |i: usize| {
+    let ticks = |i: usize| {
         fields
             .get(i)
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
-            / tick
+            / 100.0
     };
-    // After "comm) ": field 3 is index 0, so utime(14)=11, stime(15)=12, cutime(16)=13, cstime(17)=14.
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    (f(11) + f(12), f(13) + f(14), rss)
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let kib = |key: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Sample {
+        cpu: ticks(11) + ticks(12),
+        agents_cpu: ticks(13) + ticks(14),
+        rss: kib("Rss:"),
+        pss: kib("Pss:"),
+        anon: kib("Anonymous:"),
+    }
 }
 
 fn connection_xml(id: &str, addr: &str) -> String {
     format!(
         r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="remote"><instance_attributes id="{id}-instance_attributes"><nvpair id="{id}-instance_attributes-server" name="server" value="{addr}"/></instance_attributes><operations><op id="{id}-monitor-interval-10s" interval="10s" name="monitor" timeout="30s"/></operations></primitive>"#
     )
-}
-
-fn add_dummies(cluster: &Cluster, node: &str, prefix: &str, from: usize, to: usize) -> Vec<String> {
-    let ids: Vec<String> = (from..to).map(|i| format!("{prefix}{i}")).collect();
-    let mut rsc = String::from("<resources>");
-    let mut cons = String::from("<constraints>");
-    for id in &ids {
-        rsc.push_str(&format!(
-            r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="Dummy"><instance_attributes id="{id}-ia"><nvpair id="{id}-ia-state" name="state" value="/run/resource-agents/km-bench-{id}.state"/></instance_attributes><operations><op id="{id}-monitor-interval-10s" interval="10s" name="monitor" timeout="20s"/></operations></primitive>"#
-        ));
-        cons.push_str(&format!(r#"<rsc_location id="{id}-on" rsc="{id}" node="{node}" score="INFINITY" resource-discovery="exclusive"/>"#));
-    }
-    rsc.push_str("</resources>");
-    cons.push_str("</constraints>");
-    assert!(
-        cluster
-            .cibadmin(&["--create", "-o", "resources", "--xml-text", &rsc])
-            .status
-            .success()
-    );
-    assert!(
-        cluster
-            .cibadmin(&["--create", "-o", "constraints", "--xml-text", &cons])
-            .status
-            .success()
-    );
-    ids
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -97,6 +87,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` builds and runs bench targets too; the benchmark itself takes
+    // minutes of a real cluster, so it only runs under `cargo bench` (which passes --bench).
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("remoted benchmark: run it with `cargo bench --bench remoted`");
+        return;
+    }
     if !support::require_tools(&["crm_mon", "cibadmin", "ip", "corosync", "pacemakerd"]) {
         std::process::exit(1);
     }
@@ -111,7 +107,7 @@ fn main() {
     let counts = [10usize, 50, 200];
 
     let cluster = Cluster::acquire();
-    let key = support::random_bytes(4096);
+    let key = support::test_authkey();
     support::install_cluster_authkey(&key);
     let dir = std::env::temp_dir().join("km-bench");
     let _ = std::fs::remove_dir_all(&dir);
@@ -139,7 +135,7 @@ fn main() {
         let host = NetnsHost::create(node);
         let log = dir.join(format!("{node}.log"));
         let log_env = log.display().to_string();
-        let daemon = Daemon::spawn_in(
+        let mut daemon = Daemon::spawn_in(
             &host,
             &program,
             &args,
@@ -155,7 +151,7 @@ fn main() {
             "{label} did not start; see {}",
             log.display()
         );
-        cluster.create_resource_xml(&connection_xml(node, &host.addr().to_string()));
+        cluster.create_resource_xml(&connection_xml(node, &host.addr()));
         contenders.push(Contender {
             label,
             node,
@@ -167,42 +163,34 @@ fn main() {
         cluster.wait_until(
             &format!("{} online", c.node),
             Duration::from_secs(120),
-            |v| v.node(c.node).is_some_and(|n| n.online),
+            |v| v.remote_node_up(c.node),
         );
     }
     println!("\n# kubemaker remoted vs pacemaker-remoted 2.1.5 (same cluster, same run)\n");
     println!(
-        "| Dummies/node | daemon | RSS MiB | CPU s (daemon) / {}s | CPU s (agents) | start all (s) |",
+        "| Dummies/node | daemon | RSS MiB | PSS MiB | anon MiB | CPU s (daemon) / {}s | CPU s (agents) |",
         window.as_secs()
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let mut have = 0;
     let mut ratios = Vec::new();
     for n in counts {
         let t0 = Instant::now();
-        let mut ids_per = Vec::new();
         for c in &contenders {
-            ids_per.push(add_dummies(
+            support::create_pinned_dummies(
                 &cluster,
-                c.node,
                 &format!("{}-d", c.node),
-                have,
-                n,
-            ));
+                have..n,
+                c.node,
+                "10s",
+            );
         }
-        for (c, _) in contenders.iter().zip(&ids_per) {
-            let prefix = format!("{}-d", c.node);
-            let all: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+        for c in &contenders {
+            let all: Vec<String> = (0..n).map(|i| format!("{}-d{i}", c.node)).collect();
             cluster.wait_until(
                 &format!("{n} Dummies started on {}", c.node),
                 Duration::from_secs(600),
-                |v| {
-                    all.iter().all(|id| {
-                        v.resource(id).is_some_and(|r| {
-                            r.role == "Started" && r.nodes.iter().any(|x| x == c.node)
-                        })
-                    })
-                },
+                |v| support::all_started_on(v, &all, c.node),
             );
         }
         let started = t0.elapsed();
@@ -213,21 +201,30 @@ fn main() {
         let after: Vec<_> = contenders.iter().map(|c| sample(c.daemon.pid())).collect();
         let mut row = Vec::new();
         for (i, c) in contenders.iter().enumerate() {
-            let cpu = after[i].0 - before[i].0;
-            let agents = after[i].1 - before[i].1;
-            let rss = after[i].2 as f64 / 1024.0;
+            let (b, a) = (&before[i], &after[i]);
+            let mib = |k: u64| k as f64 / 1024.0;
+            let (cpu, agents) = (a.cpu - b.cpu, a.agents_cpu - b.agents_cpu);
             println!(
-                "| {n} | {} | {rss:.1} | {cpu:.2} | {agents:.2} | {:.1} |",
+                "| {n} | {} | {:.1} | {:.1} | {:.1} | {cpu:.2} | {agents:.2} |",
                 c.label,
-                started.as_secs_f64()
+                mib(a.rss),
+                mib(a.pss),
+                mib(a.anon)
             );
-            row.push((rss, cpu));
+            row.push([a.rss as f64, a.pss as f64, a.anon as f64, cpu]);
         }
-        ratios.push((n, row[0].0 / row[1].0, row[0].1 / row[1].1.max(0.01)));
+        println!(
+            "(all {n} per node started {:.1} s after creation)\n",
+            started.as_secs_f64()
+        );
+        let r = |i: usize| row[0][i] / row[1][i].max(1e-9);
+        ratios.push((n, r(0), r(1), r(2), r(3)));
     }
     println!();
-    for (n, mem, cpu) in &ratios {
-        println!("ratio kubemaker/reference at {n} Dummies: memory {mem:.2}, daemon CPU {cpu:.2}");
+    for (n, rss, pss, anon, cpu) in &ratios {
+        println!(
+            "ratio kubemaker/reference at {n} Dummies: RSS {rss:.2}, PSS {pss:.2}, anon {anon:.2}, daemon CPU {cpu:.2}"
+        );
     }
 
     // Latency needs a client of our own; a second client would make the cluster drop its
@@ -251,7 +248,7 @@ fn main() {
         cluster.wait_until(
             &format!("{} disconnected", c.node),
             Duration::from_secs(300),
-            |v| !v.node(c.node).is_some_and(|n| n.online),
+            |v| !v.remote_node_up(c.node),
         );
     }
     let noop_dir = Path::new("/usr/lib/ocf/resource.d/kubemaker-bench");

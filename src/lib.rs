@@ -6,6 +6,7 @@
 //! - [`remoted`]: the `pacemaker-remoted`-compatible daemon (sessions, executor, shutdown).
 
 pub mod cib;
+pub mod ipc;
 pub mod logging;
 pub mod remoted;
 pub mod tls;

@@ -43,6 +43,9 @@ struct RemotedArgs {
     /// More detail in the logs (repeat for more); PCMK_debug=yes does the same.
     #[arg(short = 'V', long = "verbose", action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Do not serve local IPC for Pacemaker tools (for hosts that run cluster daemons themselves).
+    #[arg(long, env = "KUBEMAKER_NO_LOCAL_IPC")]
+    no_local_ipc: bool,
     /// Log line format.
     #[arg(long, value_enum, env = "KUBEMAKER_LOG_FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -92,7 +95,8 @@ fn main() -> ExitCode {
 }
 
 fn run_remoted(args: RemotedArgs) -> ExitCode {
-    let config = remoted::Config::from_env(args.port, args.logfile);
+    let mut config = remoted::Config::from_env(args.port, args.logfile);
+    config.local_ipc = !args.no_local_ipc;
     let verbosity = args
         .verbose
         .max(u8::from(remoted::config::debug_from_env()));

@@ -38,7 +38,7 @@ impl RemoteHost {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let key_path = dir.join("authkey");
-        std::fs::write(&key_path, key).unwrap();
+        support::write_key_file(&key_path, key);
         let mut h = RemoteHost {
             host,
             daemon: None,
@@ -51,14 +51,12 @@ impl RemoteHost {
 
     fn start(&mut self) {
         let key = self.key_path.display().to_string();
+        let log = self.log.display().to_string();
         let d = Daemon::spawn_in(
             &self.host,
             &kubemaker(),
             &["remoted"],
-            &[
-                ("PCMK_authkey_location", &key),
-                ("PCMK_logfile", &self.log.display().to_string()),
-            ],
+            &[("PCMK_authkey_location", &key), ("PCMK_logfile", &log)],
             &self.log,
         );
         d.wait_log("successfully started", Duration::from_secs(10));
@@ -70,7 +68,7 @@ impl RemoteHost {
     }
 
     fn addr(&self) -> String {
-        self.host.addr().to_string()
+        self.host.addr()
     }
 }
 
@@ -81,42 +79,6 @@ fn connection_xml(id: &str, addr: &str, reconnect: Option<&str>) -> String {
     format!(
         r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="remote"><instance_attributes id="{id}-instance_attributes"><nvpair id="{id}-instance_attributes-server" name="server" value="{addr}"/>{reconnect}</instance_attributes><operations><op id="{id}-monitor-interval-5s" interval="5s" name="monitor" timeout="15s"/></operations></primitive>"#
     )
-}
-
-/// Dummies that may only run on `node` (and are only probed there: the test hosts share the
-/// cluster node's file system, so a probe elsewhere would find their state files).
-fn create_dummies(cluster: &Cluster, prefix: &str, n: usize, node: &str) -> Vec<String> {
-    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
-    let mut rsc = String::from("<resources>");
-    let mut cons = String::from("<constraints>");
-    for id in &ids {
-        rsc.push_str(&format!(
-            r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="Dummy"><instance_attributes id="{id}-instance_attributes"><nvpair id="{id}-instance_attributes-state" name="state" value="/run/resource-agents/km-test-{id}.state"/></instance_attributes><operations><op id="{id}-monitor-interval-3s" interval="3s" name="monitor" timeout="20s"/></operations></primitive>"#
-        ));
-        cons.push_str(&format!(r#"<rsc_location id="{id}-on-{node}" rsc="{id}" node="{node}" score="INFINITY" resource-discovery="exclusive"/>"#));
-    }
-    rsc.push_str("</resources>");
-    cons.push_str("</constraints>");
-    assert!(
-        cluster
-            .cibadmin(&["--create", "-o", "resources", "--xml-text", &rsc])
-            .status
-            .success()
-    );
-    assert!(
-        cluster
-            .cibadmin(&["--create", "-o", "constraints", "--xml-text", &cons])
-            .status
-            .success()
-    );
-    ids
-}
-
-fn all_started_on(v: &MonView, ids: &[String], node: &str) -> bool {
-    ids.iter().all(|id| {
-        v.resource(id)
-            .is_some_and(|r| r.role == "Started" && r.nodes.iter().any(|n| n == node))
-    })
 }
 
 fn set_target_role(cluster: &Cluster, id: &str, role: &str) {
@@ -140,8 +102,9 @@ fn set_target_role(cluster: &Cluster, id: &str, role: &str) {
     let _ = cluster;
 }
 
+/// Connected for real (crm_mon alone says online while the connection is still starting).
 fn online(v: &MonView, node: &str) -> bool {
-    v.node(node).is_some_and(|n| n.online)
+    v.remote_node_up(node)
 }
 
 #[test]
@@ -157,7 +120,7 @@ fn remote_node_with_real_pacemaker() {
         return;
     }
     let cluster = Cluster::acquire();
-    let key4096 = support::random_bytes(4096);
+    let key4096 = support::test_authkey();
     support::install_cluster_authkey(&key4096);
 
     step("1. the node joins: online in crm_mon");
@@ -173,14 +136,14 @@ fn remote_node_with_real_pacemaker() {
 
     step("2. ten ocf:pacemaker:Dummy resources start there");
     let t0 = Instant::now();
-    let dummies = create_dummies(&cluster, "dm", 10, "rn-main");
+    let dummies = support::create_pinned_dummies(&cluster, "dm", 0..10, "rn-main", "3s");
     cluster.wait_until("10 Dummies started on rn-main", JOIN, |v| {
-        all_started_on(v, &dummies, "rn-main")
+        support::all_started_on(v, &dummies, "rn-main")
     });
     step(&format!("   all started after {:?}", t0.elapsed()));
 
     step("3. a monitor failure (state file removed) is detected and recovered");
-    std::fs::remove_file("/run/resource-agents/km-test-dm3.state")
+    std::fs::remove_file(support::dummy_state_file("dm3"))
         .expect("dm3's state file exists on the host");
     cluster.wait_until("dm3 monitor failure recorded", JOIN, |v| {
         v.failures()
@@ -188,10 +151,10 @@ fn remote_node_with_real_pacemaker() {
             .any(|(op, n)| op.starts_with("dm3_monitor") && n == "rn-main")
     });
     cluster.wait_until("dm3 recovered on rn-main", JOIN, |v| {
-        all_started_on(v, &dummies[3..4], "rn-main")
+        support::all_started_on(v, &dummies[3..4], "rn-main")
     });
     assert!(
-        Path::new("/run/resource-agents/km-test-dm3.state").exists(),
+        Path::new(&support::dummy_state_file("dm3")).exists(),
         "restarted by the cluster through our daemon"
     );
     let out = std::process::Command::new("crm_resource")
@@ -215,7 +178,7 @@ fn remote_node_with_real_pacemaker() {
     );
     for id in &dummies {
         assert!(
-            !Path::new(&format!("/run/resource-agents/km-test-{id}.state")).exists(),
+            !Path::new(&support::dummy_state_file(id)).exists(),
             "{id} really stopped"
         );
     }
@@ -225,11 +188,11 @@ fn remote_node_with_real_pacemaker() {
     );
     set_target_role(&cluster, "rn-main", "Started");
     cluster.wait_until("rn-main back with its Dummies", JOIN, |v| {
-        online(v, "rn-main") && all_started_on(v, &dummies, "rn-main")
+        online(v, "rn-main") && support::all_started_on(v, &dummies, "rn-main")
     });
 
     step("5. a wrong key is refused and the daemon keeps serving");
-    let wrong = support::random_bytes(4096);
+    let wrong: Vec<u8> = key4096.iter().map(|b| b ^ 0xa5).collect();
     let mut bad = RemoteHost::new("rc-bad", &wrong);
     cluster.create_resource_xml(&connection_xml("rn-bad", &bad.addr(), None));
     cluster.wait_until("rn-bad connection start fails", JOIN, |v| {
@@ -237,21 +200,16 @@ fn remote_node_with_real_pacemaker() {
             .iter()
             .any(|(op, _)| op.starts_with("rn-bad_start"))
     });
-    assert!(
-        !cluster
-            .wait_until("view", Duration::from_secs(1), |_| true)
-            .node("rn-bad")
-            .is_some_and(|n| n.online)
-    );
+    assert!(!cluster.mon().remote_node_up("rn-bad"));
     bad.daemon()
         .wait_log("TLS handshake failed", Duration::from_secs(10));
     assert!(bad.daemon().is_running());
     assert!(main.daemon().is_running());
     cluster.wait_until("rn-main unaffected", Duration::from_secs(10), |v| {
-        online(v, "rn-main") && all_started_on(v, &dummies, "rn-main")
+        online(v, "rn-main") && support::all_started_on(v, &dummies, "rn-main")
     });
     // Fix the key: the same daemon picks it up and the node joins after a cleanup.
-    std::fs::write(&bad.key_path, &key4096).unwrap();
+    support::write_key_file(&bad.key_path, &key4096);
     std::thread::sleep(kubemaker::remoted::authkey::CACHE_FOR);
     let out = std::process::Command::new("crm_resource")
         .args(["--cleanup", "--resource", "rn-bad"])
@@ -276,17 +234,67 @@ fn remote_node_with_real_pacemaker() {
     cluster.wait_until(
         "rn-main back with all Dummies started",
         Duration::from_secs(180),
-        |v| online(v, "rn-main") && all_started_on(v, &dummies, "rn-main"),
+        |v| online(v, "rn-main") && support::all_started_on(v, &dummies, "rn-main"),
     );
     step(&format!(
         "   rejoined with resources after {:?}",
         t0.elapsed()
     ));
 
-    step("7. a 256-byte key (what pcs makes) works too");
+    step(
+        "7. SIGTERM: the cluster stops the node's resources and disconnects before the daemon exits",
+    );
+    let t0 = Instant::now();
+    main.daemon().terminate();
+    let v = cluster.wait_until(
+        "Dummies stopped and rn-main disconnected after SIGTERM",
+        JOIN,
+        |v| {
+            !online(v, "rn-main")
+                && dummies
+                    .iter()
+                    .all(|id| v.resource(id).is_some_and(|r| !r.active))
+        },
+    );
+    assert!(
+        v.failures().is_empty(),
+        "no failed actions during a graceful stop: {:?}",
+        v.failures()
+    );
+    let status = main
+        .daemon()
+        .wait_exit(Duration::from_secs(30))
+        .expect("daemon exits once the cluster disconnected");
+    assert!(status.success(), "{status:?}");
+    step(&format!(
+        "   resources stopped and daemon exited after {:?}",
+        t0.elapsed()
+    ));
+    let log = main.daemon().log();
+    let ack = log
+        .find("acknowledged the shutdown request")
+        .expect("the cluster acknowledged");
+    let ended = log
+        .rfind("Remote connection ended")
+        .expect("the cluster disconnected");
+    let exit = log.rfind("Exiting").expect("exit logged");
+    assert!(ack < ended && ended < exit, "order: ack, disconnect, exit");
+    for id in &dummies {
+        assert!(
+            !Path::new(&support::dummy_state_file(id)).exists(),
+            "{id} stopped"
+        );
+    }
+
+    step("8. a 256-byte key (what pcs makes) works too");
     set_target_role(&cluster, "rn-main", "Stopped");
-    cluster.wait_until("rn-main stopped", JOIN, |v| !online(v, "rn-main"));
-    let key256 = support::random_bytes(256);
+    // Changing the cluster's key costs one 60 s key-cache expiry (install_cluster_authkey waits);
+    // the next test binary that needs the suite key pays it again.
+    let key256: Vec<u8> = key4096
+        .iter()
+        .take(256)
+        .map(|b| b.wrapping_add(1))
+        .collect();
     support::install_cluster_authkey(&key256);
     let mut small = RemoteHost::new("rc-256", &key256);
     cluster.create_resource_xml(&connection_xml("rn-256", &small.addr(), Some("5s")));
@@ -296,9 +304,9 @@ fn remote_node_with_real_pacemaker() {
         Duration::from_secs(150),
         |v| online(v, "rn-256"),
     );
-    let d = create_dummies(&cluster, "ds", 2, "rn-256");
+    let d = support::create_pinned_dummies(&cluster, "ds", 0..2, "rn-256", "3s");
     cluster.wait_until("Dummies on rn-256", JOIN, |v| {
-        all_started_on(v, &d, "rn-256")
+        support::all_started_on(v, &d, "rn-256")
     });
     assert!(small.daemon().is_running());
     step("done");

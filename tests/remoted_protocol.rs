@@ -30,7 +30,8 @@ impl Remoted {
         let port = free_port();
         let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/ocf");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubemaker"));
-        cmd.args(["remoted", "-p", &port.to_string(), "-l"])
+        // Loopback tests run beside the test cluster: its daemons own the IPC names here.
+        cmd.args(["remoted", "--no-local-ipc", "-p", &port.to_string(), "-l"])
             .arg(dir.join("remoted.log"))
             .env("PCMK_authkey_location", dir.join("authkey"))
             .env(
@@ -326,6 +327,86 @@ async fn session_follows_pacemaker_2_1_5() {
 }
 
 #[tokio::test]
+async fn alert_agents_run_with_their_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = Remoted::start("alert", 256, &[]);
+    let mut c = r.client("alerts", false).await;
+    // Alert agents run as hacluster: keep script and output where that user may go.
+    let dir = std::env::temp_dir().join(format!("km-alert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = dir.join("alert.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nenv > {}/out.tmp && id -un >> {}/out.tmp && mv {}/out.tmp {}/out\n",
+            dir.display(),
+            dir.display(),
+            dir.display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let alert = Element::new("lrmd_alert")
+        .with_attr("lrmd_alert_id", "a1")
+        .with_attr("lrmd_alert_path", script.display())
+        .with_attr("lrmd_timeout", 5000)
+        .with_child(
+            Element::new("attributes")
+                .with_attr("CRM_alert_kind", "node")
+                .with_attr("CRM_alert_node", "rn1"),
+        );
+    let reply = c
+        .request(LrmdClient::command("lrmd_alert_exec", Some(alert)), T)
+        .await
+        .unwrap();
+    assert_eq!(reply.attr("lrmd_rc"), Some("0"));
+    let deadline = Instant::now() + T;
+    let out = loop {
+        if let Ok(s) = std::fs::read_to_string(dir.join("out")) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "alert agent never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(out.lines().any(|l| l == "CRM_alert_kind=node"), "{out}");
+    assert!(
+        out.lines().any(|l| l == "CRM_alert_node_sequence=1"),
+        "{out}"
+    );
+    assert_eq!(out.lines().last(), Some("hacluster"));
+    let missing = Element::new("lrmd_alert")
+        .with_attr("lrmd_alert_id", "a2")
+        .with_attr("lrmd_alert_path", "/nonexistent");
+    let reply = c
+        .request(LrmdClient::command("lrmd_alert_exec", Some(missing)), T)
+        .await
+        .unwrap();
+    assert_eq!(reply.attr("lrmd_rc"), Some("-22"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn too_old_protocol_version_is_refused() {
+    let r = Remoted::start("version", 256, &[]);
+    let mut c = LrmdClient::connect_raw(&r.addr(), &r.key).await.unwrap();
+    let reg = Element::new("lrmd_command")
+        .with_attr("t", "lrmd")
+        .with_attr("lrmd_op", "register")
+        .with_attr("lrmd_clientname", "ancient")
+        .with_attr("lrmd_protocol_version", "0.9");
+    let reply = c.request(reg, T).await.unwrap();
+    assert_eq!(
+        reply.attr("lrmd_rc"),
+        Some("-71"),
+        "EPROTO for versions below 1.0"
+    );
+    assert_eq!(reply.attr("lrmd_op"), Some("register"));
+}
+
+#[tokio::test]
 async fn every_message_is_a_header_record_then_a_payload_record() {
     let r = Remoted::start("records", 256, &[]);
     let mut c = r.client("records", false).await;
@@ -555,7 +636,7 @@ async fn dual_stack_listener_and_pacemaker_remoted_name() {
     std::fs::write(dir.join("authkey"), &key).unwrap();
     let port = free_port();
     let mut child = Command::new(&alias)
-        .args(["-p", &port.to_string(), "-l"])
+        .args(["--no-local-ipc", "-p", &port.to_string(), "-l"])
         .arg(dir.join("log"))
         .env("PCMK_authkey_location", dir.join("authkey"))
         .env_remove("PCMK_remote_address")
@@ -577,4 +658,85 @@ async fn dual_stack_listener_and_pacemaker_remoted_name() {
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Local IPC without a cluster: `pacemakerd` says "remote node" (EREMOTEIO), proxied names say
+/// "not connected" (EREMOTEIO too), and the executor API answers locally. The daemon runs in a
+/// network namespace of its own so its IPC names cannot meet a cluster's.
+#[test]
+fn local_ipc_without_a_cluster() {
+    use kubemaker::ipc::IpcClient;
+    use kubemaker::wire::ipc::{decode, encode, flags};
+    let dir = std::env::temp_dir().join(format!("km-proto-ipc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("authkey"), [1u8; 256]).unwrap();
+    let mut child = Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(env!("CARGO_BIN_EXE_kubemaker"))
+        .args(["remoted", "-l"])
+        .arg(dir.join("log"))
+        .env("PCMK_authkey_location", dir.join("authkey"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unshare --net kubemaker remoted");
+    let deadline = Instant::now() + T;
+    while !std::fs::read_to_string(dir.join("log"))
+        .unwrap_or_default()
+        .contains("successfully started")
+    {
+        assert!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ns = std::fs::File::open(format!("/proc/{}/ns/net", child.id())).unwrap();
+    let result = std::thread::spawn(move || {
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        assert_eq!(IpcClient::connect("pacemakerd", 65536).err(), Some(-121));
+        assert_eq!(IpcClient::connect("cib_ro", 65536).err(), Some(-121));
+        let mut lrmd = IpcClient::connect("lrmd", 128 * 1024).expect("local executor API");
+        let register = Element::new("lrmd_command")
+            .with_attr("t", "lrmd")
+            .with_attr("lrmd_op", "register")
+            .with_attr("lrmd_clientname", "local-tool")
+            .with_attr("lrmd_protocol_version", "1.1");
+        let reply = decode(
+            &lrmd
+                .request(
+                    &encode(1, flags::CLIENT_RESPONSE, &register, 128 * 1024),
+                    5000,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(reply.id, 1);
+        assert_eq!(reply.xml.attr("lrmd_rc"), Some("0"));
+        // A local client cannot carry tools' traffic for the cluster.
+        let provider = register.clone().with_attr("lrmd_is_ipc_provider", "true");
+        let reply = decode(
+            &lrmd
+                .request(
+                    &encode(2, flags::CLIENT_RESPONSE, &provider, 128 * 1024),
+                    5000,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(reply.xml.attr("lrmd_rc"), Some("-13"));
+        let poke = LrmdClient::command("lrmd_rsc_poke", None);
+        let reply = decode(
+            &lrmd
+                .request(&encode(3, flags::CLIENT_RESPONSE, &poke, 128 * 1024), 5000)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!((reply.id, reply.xml.attr("lrmd_rc")), (3, Some("0")));
+        let event = decode(&lrmd.recv_event(5000).expect("poke notify as an IPC event")).unwrap();
+        assert_eq!(event.xml.attr("lrmd_op"), Some("lrmd_rsc_poke"));
+        assert_ne!(event.flags & flags::SERVER_EVENT, 0);
+    })
+    .join();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    result.expect("local IPC checks");
 }

@@ -10,10 +10,27 @@ use tracing::debug;
 use super::executor::{NotifySink, NotifyTarget};
 use crate::wire::Element;
 
+/// Where a client's outgoing messages go: its TLS session task, or the local IPC driver (which
+/// delivers them to a libqb connection as events).
+#[derive(Clone)]
+pub enum Outbox {
+    Remote(UnboundedSender<Element>),
+    Local(UnboundedSender<(u64, Element)>, u64),
+}
+
+impl Outbox {
+    fn send(&self, msg: Element) -> bool {
+        match self {
+            Outbox::Remote(tx) => tx.send(msg).is_ok(),
+            Outbox::Local(tx, conn) => tx.send((*conn, msg)).is_ok(),
+        }
+    }
+}
+
 struct Client {
     /// Set by the first request carrying `lrmd_clientname` (the register). Unnamed clients get no notifies.
     name: Option<String>,
-    tx: UnboundedSender<Element>,
+    tx: Outbox,
 }
 
 #[derive(Default)]
@@ -42,7 +59,7 @@ impl Clients {
 
     /// Adds a client whose TLS handshake just completed, and tells every other named client
     /// (`lrmd_rsc_new_client`): the cluster's old connection uses it to detect a takeover.
-    pub fn add(&self, id: &str, tx: UnboundedSender<Element>) {
+    pub fn add(&self, id: &str, tx: Outbox) {
         let mut g = self.lock();
         let notice = Element::new("lrmd_notify")
             .with_attr("lrmd_origin", "notify_of_new_client")
@@ -100,7 +117,7 @@ impl Clients {
     /// Queues a message for one client; false when it is gone.
     pub fn send(&self, id: &str, msg: Element) -> bool {
         match self.lock().clients.get(id) {
-            Some(c) => c.tx.send(msg).is_ok(),
+            Some(c) => c.tx.send(msg),
             None => false,
         }
     }
@@ -109,7 +126,7 @@ impl Clients {
     pub fn broadcast(&self, msg: &Element) {
         let g = self.lock();
         for (id, c) in g.clients.iter() {
-            if c.name.is_some() && c.tx.send(msg.clone()).is_err() {
+            if c.name.is_some() && !c.tx.send(msg.clone()) {
                 debug!(client = %id, "Client went away before a notify could be queued");
             }
         }

@@ -25,6 +25,9 @@ pub struct Config {
     /// How long after a `shutdown_req` to wait for the cluster's answer.
     pub shutdown_ack_timeout: std::time::Duration,
     pub max_message: u32,
+    /// Serve libqb IPC for local Pacemaker tools (off on hosts that run cluster daemons
+    /// themselves, whose IPC names would clash).
+    pub local_ipc: bool,
 }
 
 impl Config {
@@ -55,6 +58,7 @@ impl Config {
             handshake_timeout: std::time::Duration::from_secs(10),
             shutdown_ack_timeout: std::time::Duration::from_secs(20),
             max_message: crate::wire::frame::DEFAULT_MAX_MESSAGE,
+            local_ipc: true,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! - [`requests`]: the `lrmd_op` handlers (register, poke, resource ops, ...)
 //! - [`executor`]: resource table, per-resource queues, recurring ops, cancel
 //! - [`agents`]: running OCF/LSB/systemd agents
-//! - [`proxy`]: IPC proxy messages between the cluster and local tools
+//! - [`proxy`]: IPC proxy messages from the cluster (shutdown answers, tool traffic)
+//! - [`local_ipc`]: libqb servers for local Pacemaker tools, proxied to the cluster
 //! - [`shutdown`]: graceful stop (shutdown_req / ack / disconnect)
 
 pub mod agents;
@@ -16,6 +17,7 @@ pub mod clients;
 pub mod config;
 pub mod executor;
 pub mod listener;
+pub mod local_ipc;
 pub mod proxy;
 pub mod requests;
 pub mod session;
@@ -47,6 +49,7 @@ pub struct Daemon {
     call_id: AtomicI64,
     msg_id: AtomicU64,
     control: mpsc::UnboundedSender<Control>,
+    local: mpsc::UnboundedSender<local_ipc::ToLocal>,
 }
 
 impl Daemon {
@@ -67,6 +70,10 @@ impl Daemon {
 
     pub fn control(&self, c: Control) {
         let _ = self.control.send(c);
+    }
+
+    pub fn to_local(&self, msg: local_ipc::ToLocal) {
+        let _ = self.local.send(msg);
     }
 }
 
@@ -93,6 +100,7 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
     let tls = PskServer::new(keys, &crate::tls::priorities_psk())?;
     let clients = Arc::new(Clients::default());
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
+    let (local_tx, mut local_rx) = mpsc::unbounded_channel();
     let daemon = Arc::new(Daemon {
         executor: Executor::new(paths, clients.clone()),
         clients,
@@ -102,7 +110,9 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
         call_id: AtomicI64::new(0),
         msg_id: AtomicU64::new(0),
         control: control_tx,
+        local: local_tx,
     });
+    let mut local_tools = local_ipc::LocalIpc::start(&daemon, config.local_ipc);
 
     let mut listener = Some(listener::bind(config.address.as_deref(), config.port).await?);
     let mut sigterm = signal(SignalKind::terminate()).map_err(RemotedError::Signal)?;
@@ -135,6 +145,7 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
             _ = sigterm.recv() => shutdown.on_sigterm(daemon.clients.provider_count(), std::time::Instant::now()),
             _ = sigint.recv() => shutdown.on_sigterm(daemon.clients.provider_count(), std::time::Instant::now()),
             Some(c) = control_rx.recv() => shutdown.on_control(c),
+            _ = local_tools.turn(&daemon, &mut local_rx) => Action::Continue,
             _ = async { tokio::time::sleep_until(deadline.expect("guarded").into()).await }, if deadline.is_some() => shutdown.on_deadline(),
         };
         match action {

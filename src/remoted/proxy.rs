@@ -1,10 +1,10 @@
-//! The IPC proxy, cluster side of the link: `ipc_fwd` messages from the cluster. Local IPC
-//! servers (so that crm_mon and friends work on the node) are not built yet; until they are,
-//! every proxied session is unknown and the cluster is told to drop it.
+//! The IPC proxy, cluster side of the link: `ipc_fwd` messages from the cluster. Shutdown
+//! answers are handled here; traffic for local tools goes to [`super::local_ipc`].
 
 use tracing::{info, warn};
 
 use super::Daemon;
+use super::local_ipc::ToLocal;
 use super::shutdown::Control;
 use crate::wire::Element;
 
@@ -26,19 +26,10 @@ pub fn from_cluster(daemon: &Daemon, client_id: &str, msg: &Element) {
             );
             daemon.control(Control::ShutdownNack);
         }
-        "event" | "response" | "destroy" => {
-            let Some(session) = msg.attr("lrmd_ipc_session") else {
-                warn!(client = client_id, op, "Proxy message without a session");
-                return;
-            };
-            if op != "destroy" {
-                // No local client holds this session: tell the cluster to forget it.
-                let notice = Element::new("lrmd_ipc_proxy")
-                    .with_attr("lrmd_ipc_op", "destroy")
-                    .with_attr("lrmd_ipc_session", session);
-                daemon.clients.send(client_id, notice);
-            }
-        }
+        "event" | "response" | "destroy" => daemon.to_local(ToLocal::FromCluster {
+            provider: client_id.to_string(),
+            msg: msg.clone(),
+        }),
         other => warn!(
             client = client_id,
             op = other,

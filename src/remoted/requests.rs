@@ -17,6 +17,7 @@ pub const PROTOCOL_VERSION: &str = "1.1";
 /// `LRMD_MIN_PROTOCOL_VERSION`.
 const MIN_PROTOCOL_VERSION: &str = "1.0";
 const EPROTO: i32 = -71;
+const EACCES: i32 = -13;
 
 /// What handling one message produced, in the order it must go out.
 #[derive(Default)]
@@ -26,12 +27,24 @@ pub struct Outcome {
     pub notify: Option<Element>,
 }
 
-/// Handles one message from the client `client_id` (already past the TLS handshake).
+/// Where a request came from: the TLS link (the cluster) or a local tool over libqb IPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Remote,
+    Local,
+}
+
+/// Handles one message from the TLS client `client_id` (already past the handshake).
 pub fn handle(daemon: &Daemon, client_id: &str, msg: &Element) -> Outcome {
     if MsgType::of(msg) != Some(MsgType::Request) {
         warn!(client = client_id, element = %msg.name, "Ignoring a message that is not a request");
         return Outcome::default();
     }
+    handle_request(daemon, client_id, msg, Origin::Remote)
+}
+
+/// Handles one executor request (local IPC requests carry no envelope).
+pub fn handle_request(daemon: &Daemon, client_id: &str, msg: &Element, origin: Origin) -> Outcome {
     let call_id = daemon.next_call_id();
     if let Some(name) = msg.attr("lrmd_clientname") {
         daemon.clients.set_name_if_unset(client_id, name);
@@ -41,7 +54,7 @@ pub fn handle(daemon: &Daemon, client_id: &str, msg: &Element) -> Outcome {
     let rsc = msg.descendant("lrmd_rsc");
     let reply = |rc: i64| reply(msg, "process_lrmd_message", rc, call_id);
     match op {
-        "register" => register(daemon, client_id, msg, call_id),
+        "register" => register(daemon, client_id, msg, call_id, origin),
         "lrmd_rsc_poke" => Outcome {
             reply: Some(reply(0)),
             notify: Some(generic_notify(op, 0, call_id, None)),
@@ -141,8 +154,15 @@ fn generic_notify(op: &str, rc: i32, call_id: i64, rsc_id: Option<&str>) -> Elem
     n
 }
 
-fn register(daemon: &Daemon, client_id: &str, msg: &Element, call_id: i64) -> Outcome {
+fn register(
+    daemon: &Daemon,
+    client_id: &str,
+    msg: &Element,
+    call_id: i64,
+    origin: Origin,
+) -> Outcome {
     let version = msg.attr("lrmd_protocol_version").unwrap_or("0");
+    let wants_provider = msg.attr("lrmd_is_ipc_provider").is_some_and(is_true);
     let mut rc = 0;
     if compare_versions(version, MIN_PROTOCOL_VERSION) == std::cmp::Ordering::Less {
         warn!(
@@ -150,7 +170,14 @@ fn register(daemon: &Daemon, client_id: &str, msg: &Element, call_id: i64) -> Ou
             version, "Rejecting client with an incompatible protocol version"
         );
         rc = EPROTO;
-    } else if msg.attr("lrmd_is_ipc_provider").is_some_and(is_true) {
+    } else if wants_provider && origin == Origin::Local {
+        // Only an authenticated cluster connection may carry local tools' traffic.
+        warn!(
+            client = client_id,
+            "Refusing a local IPC client as IPC provider"
+        );
+        rc = EACCES;
+    } else if wants_provider {
         daemon.clients.add_provider(client_id);
         info!(
             client = client_id,

@@ -7,6 +7,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Daemon;
+use super::clients::Outbox;
+use super::local_ipc::ToLocal;
 use super::requests;
 use super::shutdown::Control;
 use crate::wire::envelope::{MSG_TYPE, MsgType, set_envelope};
@@ -45,7 +47,7 @@ pub async fn serve<T: Transport>(
     peer: String,
 ) {
     let (tx, mut outgoing) = mpsc::unbounded_channel::<Element>();
-    daemon.clients.add(&client_id, tx.clone());
+    daemon.clients.add(&client_id, Outbox::Remote(tx.clone()));
     let mut reader = FrameReader::new(daemon.max_message);
     let mut buf = vec![0u8; 16 * 1024];
     let reason = 'conn: loop {
@@ -82,6 +84,11 @@ pub async fn serve<T: Transport>(
     info!(client = %client_id, name = %name, peer = %peer, reason = %reason, "Remote connection ended");
     if departure.remaining_clients == 0 {
         daemon.executor.last_client_gone();
+    }
+    if departure.was_provider {
+        daemon.to_local(ToLocal::ProviderGone {
+            provider: client_id.clone(),
+        });
     }
     daemon.control(Control::ClientGone {
         remaining_providers: departure.remaining_providers,

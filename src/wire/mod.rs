@@ -4,6 +4,7 @@
 pub mod envelope;
 pub mod frame;
 pub mod header;
+pub mod ipc;
 pub mod xml;
 
 pub use envelope::MsgType;

@@ -1220,3 +1220,57 @@ fn remote_key_last_read() -> Option<u64> {
     };
     Some(text.trim().parse().unwrap_or_else(|_| epoch_secs()))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Resources pinned to one remote node
+// ---------------------------------------------------------------------------------------------
+
+/// Creates `ocf:pacemaker:Dummy` resources `<prefix><i>` for `i` in `range`, each allowed (and
+/// probed) only on `node`, with a recurring monitor every `monitor`. Their state files live in
+/// `/run/resource-agents/km-<id>.state`: test hosts share the cluster node's file system, so a
+/// probe on another node would find them too (hence `resource-discovery="exclusive"`).
+/// Two CIB writes in all, however many resources.
+pub fn create_pinned_dummies(
+    cluster: &Cluster,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+    node: &str,
+    monitor: &str,
+) -> Vec<String> {
+    let ids: Vec<String> = range.map(|i| format!("{prefix}{i}")).collect();
+    let mut rsc = String::from("<resources>");
+    let mut cons = String::from("<constraints>");
+    for id in &ids {
+        rsc.push_str(&format!(
+            r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="Dummy"><instance_attributes id="{id}-instance_attributes"><nvpair id="{id}-instance_attributes-state" name="state" value="{}"/></instance_attributes><operations><op id="{id}-monitor-interval-{monitor}" interval="{monitor}" name="monitor" timeout="20s"/></operations></primitive>"#,
+            dummy_state_file(id)
+        ));
+        cons.push_str(&format!(
+            r#"<rsc_location id="{id}-on-{node}" rsc="{id}" node="{node}" score="INFINITY" resource-discovery="exclusive"/>"#
+        ));
+    }
+    rsc.push_str("</resources>");
+    cons.push_str("</constraints>");
+    for (section, xml) in [("resources", &rsc), ("constraints", &cons)] {
+        let out = cluster.cibadmin(&["--create", "-o", section, "--xml-text", xml]);
+        assert!(
+            out.status.success(),
+            "cibadmin --create -o {section}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    ids
+}
+
+/// Where [`create_pinned_dummies`] resources keep their state file.
+pub fn dummy_state_file(id: &str) -> String {
+    format!("/run/resource-agents/km-{id}.state")
+}
+
+/// Whether every resource in `ids` is Started on `node`.
+pub fn all_started_on(v: &MonView, ids: &[String], node: &str) -> bool {
+    ids.iter().all(|id| {
+        v.resource(id)
+            .is_some_and(|r| r.role == "Started" && r.nodes.iter().any(|n| n == node))
+    })
+}

@@ -461,6 +461,12 @@ async fn timeout_kills_the_process_group() {
     }
 }
 
+fn write_executable(path: &Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 fn process_alive(pid: i32) -> bool {
     // A zombie has been killed already; only count live processes.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -586,20 +592,17 @@ async fn notify_orig_only_targets_the_caller() {
 
 #[tokio::test]
 async fn lsb_and_systemd_classes() {
-    use std::os::unix::fs::PermissionsExt;
     let f = Fixture::new("classes");
     let state = f.dir.join("svc-state");
     std::fs::create_dir_all(f.dir.join("init.d")).unwrap();
     let script = f.dir.join("init.d/km-svc");
-    std::fs::write(
+    write_executable(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\ncase \"$1\" in\n start) touch {s};;\n stop) rm -f {s};;\n status) [ -f {s} ] && exit 0; exit 3;;\n *) exit 3;;\nesac\n",
             s = state.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let spec = |class: &str, t: &str| AgentSpec {
         class: class.into(),
         provider: None,
@@ -638,15 +641,13 @@ async fn lsb_and_systemd_classes() {
     std::fs::create_dir_all(&units).unwrap();
     std::fs::write(units.join("web.service"), "inactive").unwrap();
     let fake = f.dir.join("systemctl");
-    std::fs::write(
+    write_executable(
         &fake,
-        format!(
+        &format!(
             "#!/bin/sh\nu={u}\ncase \"$1\" in\n show) unit=\"$6\"; if [ -f \"$u/$unit\" ]; then echo LoadState=loaded; echo ActiveState=$(cat \"$u/$unit\"); else echo LoadState=not-found; echo ActiveState=inactive; fi;;\n start) echo active > \"$u/$3\";;\n stop) echo inactive > \"$u/$3\";;\n *) exit 1;;\nesac\n",
             u = units.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     assert_eq!(f.ex.register("web", spec("systemd", "web"), 0), 0);
     let run = |action: &str| f.exec("web", action, 0, 5000, 0);
     assert_eq!(f.rc_of(run("monitor")).await.as_deref(), Some("7"));
