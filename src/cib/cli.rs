@@ -224,6 +224,9 @@ async fn run_async(cmd: CibCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             client.close().await;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
             if dry_run {
                 println!(
                     "dry run: the cluster accepted the change for {} node(s)",

@@ -488,6 +488,8 @@ pub struct ApplyReport {
     pub changes: usize,
     /// The version the last read saw (before the last commit).
     pub last_read: CibVersion,
+    /// Advice that did not block the write ([`validate::warnings`]).
+    pub warnings: Vec<Problem>,
 }
 
 impl ApplyReport {
@@ -789,8 +791,14 @@ impl CibClient {
         if !problems.is_empty() {
             return Err(CibError::Invalid(problems));
         }
+        let mut total = ApplyReport {
+            warnings: validate::warnings(desired, &live),
+            ..Default::default()
+        };
+        for w in &total.warnings {
+            warn!(node = w.node(), "{w}");
+        }
         drop(live);
-        let mut total = ApplyReport::default();
         for batch in desired.chunks(opts.batch_size.max(1)) {
             // …and each batch against the CIB it is planned on, which may have moved.
             let r = self

@@ -32,4 +32,4 @@ pub use plan::{Change, DesiredKind, DesiredNode, Plan, plan};
 pub use removal::{RemovalOptions, RemovalReport, removal_plan, remove_node};
 pub use spec::{RemoteNodeManifest, RemoteNodeSpec};
 pub use status::{NodeState, NodeStatus, read_status};
-pub use validate::{Problem, check_against_cib, check_spec};
+pub use validate::{Problem, check_against_cib, check_spec, warnings};

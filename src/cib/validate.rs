@@ -100,6 +100,10 @@ pub enum Problem {
     Leftover { node: String, leftover: String },
     #[error("node {node:?} is listed twice; each node must appear once")]
     Duplicate { node: String },
+    #[error(
+        "fencing is enabled but {reason}, so if node {node:?} fails, recovery of its resources blocks until it is fenced by hand; configure a fence device that can target {node:?} (pcmk_host_list or pcmk_host_map) or make sure the node's resources may wait"
+    )]
+    Fencing { node: String, reason: String },
 }
 
 impl Problem {
@@ -118,7 +122,8 @@ impl Problem {
             | Problem::Duration { node, .. }
             | Problem::Spec { node, .. }
             | Problem::Leftover { node, .. }
-            | Problem::Duplicate { node } => node,
+            | Problem::Duplicate { node }
+            | Problem::Fencing { node, .. } => node,
         }
     }
 }
@@ -358,6 +363,49 @@ pub fn check_spec(name: &str, spec: &RemoteNodeSpec) -> Vec<Problem> {
             }
         }
         (NodeType::Remote, None) => {}
+    }
+    out
+}
+
+/// Advice that does not block a write: with fencing enabled, a failed remote node must be fenced
+/// before its resources recover, which needs a device able to target it (guests are "fenced" by
+/// recovering their resource, so they need none).
+pub fn warnings(desired: &[DesiredNode], live: &Element) -> Vec<Problem> {
+    let cib = Cib::new(live);
+    if !cib.stonith_enabled() {
+        return Vec::new();
+    }
+    let devices: Vec<LivePrimitive<'_>> = cib
+        .primitives()
+        .into_iter()
+        .filter(|p| p.agent().is_some_and(|a| a.class == "stonith"))
+        .collect();
+    let mut out = Vec::new();
+    for d in desired.iter().filter(|d| d.kind == DesiredKind::Remote) {
+        let reason = if devices.is_empty() {
+            Some("no fence device is configured".to_string())
+        } else {
+            // A device without a static host list asks the agent which hosts it can fence.
+            let can = devices.iter().any(|dev| {
+                let list = dev.param("pcmk_host_list");
+                let map = dev.param("pcmk_host_map");
+                let mentions = |v: &str| {
+                    v.split([' ', ',', ';', ':'])
+                        .any(|h| h.eq_ignore_ascii_case(&d.name))
+                };
+                (list.is_none() && map.is_none())
+                    || list.is_some_and(mentions)
+                    || map.is_some_and(mentions)
+            });
+            (!can)
+                .then(|| "no fence device lists it in pcmk_host_list or pcmk_host_map".to_string())
+        };
+        if let Some(reason) = reason {
+            out.push(Problem::Fencing {
+                node: d.name.clone(),
+                reason,
+            });
+        }
     }
     out
 }
@@ -713,6 +761,33 @@ fn check_leftovers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fencing_warnings() {
+        let d = DesiredNode::from_spec("rn1", &RemoteNodeSpec::default()).unwrap();
+        let cib = |config: &str, rsc: &str| {
+            Element::parse(&format!(
+                r#"<cib><configuration><crm_config>{config}</crm_config><nodes/><resources>{rsc}</resources><constraints/></configuration></cib>"#
+            ))
+            .unwrap()
+        };
+        let off = r#"<cluster_property_set id="o"><nvpair id="o1" name="stonith-enabled" value="false"/></cluster_property_set>"#;
+        assert!(warnings(std::slice::from_ref(&d), &cib(off, "")).is_empty());
+        let w = warnings(std::slice::from_ref(&d), &cib("", ""));
+        assert!(
+            w[0].to_string().contains("no fence device is configured"),
+            "{w:?}"
+        );
+        let listed = r#"<primitive id="f" class="stonith" type="fence_x"><instance_attributes id="f-ia"><nvpair id="f-ia-l" name="pcmk_host_list" value="node1,rn1"/></instance_attributes></primitive>"#;
+        assert!(warnings(std::slice::from_ref(&d), &cib("", listed)).is_empty());
+        let other = listed.replace("node1,rn1", "node1");
+        assert_eq!(
+            warnings(std::slice::from_ref(&d), &cib("", &other)).len(),
+            1
+        );
+        let dynamic = r#"<primitive id="f" class="stonith" type="fence_x"/>"#;
+        assert!(warnings(&[d], &cib("", dynamic)).is_empty());
+    }
 
     #[test]
     fn durations() {
