@@ -691,3 +691,80 @@ fn cli_status_apply_remove() {
         "{all}"
     );
 }
+
+/// A guest node: its "VM" is a Dummy on node1, its pacemaker-remoted a `kubemaker remoted` in a
+/// network namespace. It comes online, and removal stops the VM and leaves no trace.
+#[test]
+fn guest_node_lifecycle_and_removal() {
+    if !support::require_tools(TOOLS) || !support::require_root() {
+        return;
+    }
+    let cluster = Cluster::acquire();
+    let remote = cib_port::enable_remote_cib(&cluster);
+    let key = cluster_key();
+    let host = RemoteHost::start("cib-gn1", &key);
+    let state_file = "/run/resource-agents/km-cib-gvm1.state";
+    let _ = std::fs::remove_file(state_file);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = CibClient::connect(remote.config(Transport::Tls))
+            .await
+            .unwrap();
+        let spec = RemoteNodeSpec {
+            node_type: NodeType::Guest,
+            address: Some(host.addr()),
+            attributes: [("kind".to_string(), "vm".to_string())].into(),
+            guest: Some(GuestSpec {
+                resource_id: Some("cib-gvm1".into()),
+                agent: Some("ocf:pacemaker:Dummy".into()),
+                parameters: [("state".to_string(), state_file.to_string())].into(),
+                connect_timeout: Some("30s".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let d = DesiredNode::from_spec("cib-gn1", &spec).unwrap();
+        let r = client
+            .apply_nodes(std::slice::from_ref(&d), &ApplyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.transactions, 1);
+        note_remote_connection(&cluster);
+        cluster.wait_until("guest cib-gn1 online", Duration::from_secs(90), |v| {
+            v.remote_node_up("cib-gn1")
+        });
+        let st = read_status(&client.query_cib().await.unwrap());
+        let n = st
+            .iter()
+            .find(|n| n.name == "cib-gn1")
+            .expect("status of cib-gn1");
+        assert_eq!(n.state, NodeState::Online, "{n:?}");
+        assert_eq!(n.guest_resource.as_deref(), Some("cib-gvm1"));
+        assert_eq!(n.host.as_deref(), Some(cluster.node1()));
+
+        step("guest removal: the VM stops, then every trace goes");
+        let report = removal::remove_node(&client, "cib-gn1", &RemovalOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(report.resource.as_deref(), Some("cib-gvm1"));
+        assert!(report.stopped);
+        assert!(
+            !std::path::Path::new(state_file).exists(),
+            "the VM (Dummy) was stopped before deletion"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let xml = cluster.cib_xml();
+            if no_trace(&xml, "cib-gn1") && no_trace(&xml, "cib-gvm1") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "guest left a trace in cibadmin -Q:\n{xml}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        client.close().await;
+    });
+    drop(host);
+}
