@@ -11,6 +11,37 @@
 //! - [`removal`]: stop, wait, delete and purge a node through the CIB.
 //! - [`patch`]: patch paths and a local applier with Pacemaker's semantics.
 //! - [`render`]: human-facing output (indented XML, node tables).
+//!
+//! The operator's reconcile step, in short:
+//!
+//! ```no_run
+//! use kubemaker::cib::{
+//!     ApplyOptions, CibClient, ClientConfig, DesiredNode, RemoteNodeManifest, WatchEvent,
+//!     read_status,
+//! };
+//!
+//! # async fn reconcile(manifests: Vec<RemoteNodeManifest>) -> Result<(), Box<dyn std::error::Error>> {
+//! let client = CibClient::connect(ClientConfig::from_env()?).await?;
+//! // Spec problems (names, ports, durations, values) come back before any cluster is asked.
+//! let desired = manifests
+//!     .iter()
+//!     .map(DesiredNode::from_manifest)
+//!     .collect::<Result<Vec<_>, _>>()
+//!     .map_err(|problems| format!("{problems:?}"))?;
+//! // Validate against the live CIB, plan, and write in versioned, batched transactions.
+//! let report = client.apply_nodes(&desired, &ApplyOptions::default()).await?;
+//! println!("{} transaction(s), {} retried", report.transactions, report.conflicts);
+//! // Status for each node, and a stream of changes to re-read on.
+//! for node in read_status(&client.query_cib().await?) {
+//!     println!("{} is {}", node.name, node.state.as_str());
+//! }
+//! let mut watch = client.watch().await?;
+//! while let Some(event) = watch.next().await {
+//!     if let WatchEvent::Resync { .. } = event { /* read the whole CIB again */ }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod cli;
 pub mod client;
