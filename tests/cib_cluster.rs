@@ -300,6 +300,19 @@ fn remote_node_lifecycle_with_watch_and_removal() {
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        // For the record: how often the diff chain broke during all this.
+        let (mut diffs, mut gaps) = (0, 0);
+        while let Ok(ev) = watch.receiver().try_recv() {
+            match ev {
+                WatchEvent::Diff(_) => diffs += 1,
+                WatchEvent::Resync { reason } => {
+                    gaps += 1;
+                    step(&format!("resync: {reason}"));
+                }
+                WatchEvent::Lost { error } => panic!("watch lost: {error}"),
+            }
+        }
+        step(&format!("watch saw {diffs} more diffs and {gaps} gaps"));
         drop(watch);
         client.close().await;
     });

@@ -10,7 +10,9 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::logging::{self, LogFormat};
 
-use super::client::{self, ApplyOptions, CibClient, ClientConfig, Query, Secret, Transport};
+use super::client::{
+    self, ApplyOptions, CibClient, ClientConfig, Query, Secret, Transport, WatchEvent,
+};
 use super::plan::DesiredNode;
 use super::removal::{self, RemovalOptions};
 use super::render::{node_table, pretty_xml};
@@ -110,6 +112,17 @@ pub enum CibCommand {
         /// Seconds to wait for the resource to stop.
         #[arg(long, default_value_t = 120)]
         stop_timeout: u64,
+    },
+    /// Print CIB changes as they happen, one line each (Ctrl-C to stop).
+    Watch {
+        #[command(flatten)]
+        conn: ConnectionArgs,
+        /// Only changes to the configuration (not status updates).
+        #[arg(long)]
+        config_only: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
     },
     /// Print (part of) the CIB.
     Query {
@@ -264,6 +277,49 @@ async fn run_async(cmd: CibCommand) -> Result<(), String> {
             match report.resource {
                 Some(r) => println!("removed node {name} (resource {r})"),
                 None => println!("node {name}: no resource defined it; purged what was left"),
+            }
+            Ok(())
+        }
+        CibCommand::Watch {
+            conn,
+            config_only,
+            count,
+        } => {
+            let client = CibClient::connect(conn.config()?)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut watch = client.watch().await.map_err(|e| e.to_string())?;
+            let mut seen = 0;
+            while count.is_none_or(|c| seen < c) {
+                let Some(event) = watch.next().await else {
+                    break;
+                };
+                let line = match event {
+                    WatchEvent::Resync { reason } => format!("resync: {reason}"),
+                    WatchEvent::Lost { error } => {
+                        println!("lost: {error}");
+                        break;
+                    }
+                    WatchEvent::Diff(d) => {
+                        if config_only && !d.touches_configuration() {
+                            continue;
+                        }
+                        let paths: Vec<String> = d
+                            .changes
+                            .iter()
+                            .map(|(op, p)| format!("{op} {p}"))
+                            .collect();
+                        format!(
+                            "{} {} -> {}: {}",
+                            d.op,
+                            d.source,
+                            d.target,
+                            paths.join("; ")
+                        )
+                    }
+                };
+                println!("{line}");
+                seen += 1;
             }
             Ok(())
         }
