@@ -1,0 +1,509 @@
+#!/usr/bin/env bash
+# A throwaway Kubernetes API server (real kube-apiserver + etcd, no nodes, no controller-manager) on
+# 127.0.0.1 for the end-to-end tests. Binaries come from scripts/install-k8s-test-deps.sh
+# (/var/tmp/kubemaker-cache/k8s/bin), or from $KUBEBUILDER_ASSETS when it holds kube-apiserver and etcd.
+#
+#   scripts/test-apiserver.sh start [--fresh]  start it (or reuse the one this script started);
+#                                              --fresh wipes etcd's data first (an empty cluster)
+#   scripts/test-apiserver.sh stop             stop it (only the processes this script started)
+#   scripts/test-apiserver.sh status           pids, URL, /readyz; exit 0 when ready, 3 when not
+#   scripts/test-apiserver.sh env              prints `export ...` lines for eval "$(scripts/test-apiserver.sh env)":
+#                                              KUBECONFIG, KUBEMAKER_APISERVER_URL, KUBEMAKER_APISERVER_CA,
+#                                              KUBEMAKER_K8S_BIN, PATH (our kubectl/helm first), and
+#                                              KUBECACHEDIR/HELM_*_HOME inside the state folder
+#
+# State lives in /var/tmp/kubemaker-test/apiserver/: pki/ (CA, serving cert for 127.0.0.1/localhost, an
+# admin client cert in group system:masters, the service-account signing key), etcd-data/,
+# admin.kubeconfig, ports, etcd.pid and kube-apiserver.pid ("<pid> <starttime>": the start time from
+# /proc/<pid>/stat guards against pid reuse), etcd.log, kube-apiserver.log.
+# Processes that this script did not start are never signalled; `start` refuses to run beside a
+# kube-apiserver that it did not start on the chosen port, or beside anything using its data.
+#
+# What runs: authentication by client certificates and service-account tokens (TokenRequest works, so
+# `kubectl create token` does), --authorization-mode=RBAC, default admission plugins. What does not:
+# no controller-manager (namespaces stay Terminating after delete, no garbage collection, no
+# `default` service accounts, no pods ever run), no scheduler, no kubelet.
+#
+# Port: KUBEMAKER_APISERVER_PORT, else 6443, else (6443 taken by something that is not a kube-apiserver)
+# the first free port from 16443; the kubeconfig and `env` name the port in use.
+# Environment: KUBEMAKER_APISERVER_START_TIMEOUT (s, default 180) bounds the wait for /readyz.
+# start/stop serialize through an flock on /var/tmp/kubemaker-test/apiserver.lock; a harness that holds
+# that lock itself sets KUBEMAKER_APISERVER_LOCKED=1.
+set -euo pipefail
+
+BASE_DIR=/var/tmp/kubemaker-test
+STATE_DIR=$BASE_DIR/apiserver
+PKI_DIR=$STATE_DIR/pki
+ETCD_DATA=$STATE_DIR/etcd-data
+KUBECONFIG_FILE=$STATE_DIR/admin.kubeconfig
+PORTS_FILE=$STATE_DIR/ports
+LOCK_FILE=$BASE_DIR/apiserver.lock
+BIN_DIR=/var/tmp/kubemaker-cache/k8s/bin
+START_TIMEOUT=${KUBEMAKER_APISERVER_START_TIMEOUT:-180}
+STOP_TIMEOUT=30
+ETCD_PORT_RANGE="23790 23989"       # etcd client and peer ports are picked here (below the ephemeral range)
+APISERVER_FALLBACK_RANGE="16443 16642"  # when 6443 is taken by something other than a kube-apiserver
+SERVICE_CIDR=10.0.0.0/24            # never contacted: no kube-proxy, and --enable-aggregator-routing
+SA_ISSUER=https://kubernetes.default.svc.cluster.local
+
+say() { printf '[test-apiserver] %s\n' "$*" >&2; }
+die() { printf '[test-apiserver] ERROR: %s\n' "$*" >&2; exit 1; }
+
+take_lock() {
+    [ "${KUBEMAKER_APISERVER_LOCKED:-}" = 1 ] && return 0
+    mkdir -p "$BASE_DIR"
+    exec 9>>"$LOCK_FILE"
+    if ! flock -n 9; then
+        say "waiting (at most 600 s) for $LOCK_FILE"
+        flock -w 600 9 || die "could not lock $LOCK_FILE within 600 s"
+    fi
+}
+
+# Field 22 of /proc/<pid>/stat (start time in clock ticks); the command name may contain spaces.
+proc_starttime() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    set -- $stat
+    printf '%s\n' "${20}"
+}
+
+# The pid recorded in $STATE_DIR/<name>.pid if that process is still the one we started.
+our_pid() {
+    local name=$1 file=$STATE_DIR/$1.pid pid start comm
+    [ -f "$file" ] || return 1
+    read -r pid start <"$file" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    [ "$comm" = "$name" ] || return 1
+    [ "$(proc_starttime "$pid")" = "$start" ] || return 1
+    printf '%s\n' "$pid"
+}
+
+# Pids whose command name is exactly $1 (in this network namespace), except those given after it.
+MY_NETNS=$(readlink /proc/$$/ns/net)
+pids_named() {
+    local name=$1; shift
+    local f p
+    for f in /proc/[0-9]*/comm; do
+        p=${f#/proc/}; p=${p%/comm}
+        [ "$(cat "$f" 2>/dev/null)" = "$name" ] || continue
+        [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$MY_NETNS" ] || continue
+        case " $* " in *" $p "*) continue ;; esac
+        printf '%s\n' "$p"
+    done
+}
+
+# Local TCP ports in use (any state) in this network namespace.
+used_ports() {
+    local sl local_addr rest
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | while read -r sl local_addr rest; do
+        [ "$sl" = "sl" ] && continue
+        printf '%d\n' "0x${local_addr##*:}"
+    done | sort -un
+}
+
+# Pids holding a listening socket on TCP port $1.
+port_holders() {
+    local port=$1 hex inodes f p
+    hex=$(printf '%04X' "$port")
+    inodes=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+        awk -v h=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == h { print $10 }' | sort -u)
+    [ -n "$inodes" ] || return 0
+    for f in /proc/[0-9]*/fd/*; do
+        case "$(readlink "$f" 2>/dev/null)" in
+            socket:\[*\])
+                local ino; ino=$(readlink "$f"); ino=${ino#socket:[}; ino=${ino%]}
+                if grep -qx "$ino" <<<"$inodes"; then
+                    p=${f#/proc/}; printf '%s\n' "${p%%/*}"
+                fi ;;
+        esac
+    done | sort -u
+}
+
+port_free() { ! used_ports | grep -qx "$1"; }
+
+# First free port in [lo, hi] not among the ports given after them.
+free_port() {
+    local lo=$1 hi=$2 p used; shift 2
+    used=$(used_ports)
+    for ((p = lo; p <= hi; p++)); do
+        grep -qx "$p" <<<"$used" && continue
+        case " $* " in *" $p "*) continue ;; esac
+        printf '%s\n' "$p"; return 0
+    done
+    return 1
+}
+
+resolve_bins() {
+    if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ]; then
+        APISERVER_BIN=$KUBEBUILDER_ASSETS/kube-apiserver
+        ETCD_BIN=$KUBEBUILDER_ASSETS/etcd
+    else
+        APISERVER_BIN=$BIN_DIR/kube-apiserver
+        ETCD_BIN=$BIN_DIR/etcd
+    fi
+    [ -x "$APISERVER_BIN" ] && [ -x "$ETCD_BIN" ] ||
+        die "no kube-apiserver/etcd in $BIN_DIR: run scripts/install-k8s-test-deps.sh (or set KUBEBUILDER_ASSETS)"
+}
+
+load_ports() {
+    ETCD_CLIENT_PORT=""; ETCD_PEER_PORT=""; APISERVER_PORT=""
+    [ -f "$PORTS_FILE" ] || return 1
+    # shellcheck disable=SC1090
+    . "$PORTS_FILE"
+    [ -n "$ETCD_CLIENT_PORT" ] && [ -n "$ETCD_PEER_PORT" ] && [ -n "$APISERVER_PORT" ]
+}
+
+curl_api() { # path [curl args...]
+    local path=$1; shift
+    curl -sS --max-time 5 --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/admin.crt" --key "$PKI_DIR/admin.key" \
+        "$@" "https://127.0.0.1:$APISERVER_PORT$path"
+}
+apiserver_ready() { [ "$(curl_api /readyz 2>/dev/null)" = ok ]; }
+etcd_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$ETCD_CLIENT_PORT/health" 2>/dev/null | grep -q '"health":"true"'; }
+
+# --- certificates and keys (openssl) ---------------------------------------------------------------
+pki_valid() {
+    local f
+    for f in ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key sa.key sa.pub; do
+        [ -s "$PKI_DIR/$f" ] || return 1
+    done
+    for f in ca apiserver admin; do
+        openssl x509 -checkend 604800 -noout -in "$PKI_DIR/$f.crt" >/dev/null 2>&1 || return 1
+    done
+}
+
+gen_pki() {
+    local tmp=$PKI_DIR.partial
+    rm -rf "$tmp"; mkdir -p "$tmp"; chmod 0700 "$tmp"
+    (
+        cd "$tmp"
+        cat >openssl.cnf <<EOF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+[v3_server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:${SERVICE_CIDR%.*/*}.1
+[v3_client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+        ec() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+        ec ca.key
+        openssl req -x509 -new -key ca.key -subj "/CN=kubemaker-test-ca" -days 3650 \
+            -config openssl.cnf -extensions v3_ca -out ca.crt
+        sign() { # name subject extensions days
+            ec "$1.key"
+            openssl req -new -key "$1.key" -subj "$2" -config openssl.cnf -out "$1.csr"
+            openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+                -days "$4" -extfile openssl.cnf -extensions "$3" -out "$1.crt" 2>/dev/null
+            rm -f "$1.csr"
+        }
+        sign apiserver "/CN=kube-apiserver" v3_server 365
+        sign admin "/O=system:masters/CN=kubemaker-admin" v3_client 365
+        # the service-account token signing key pair
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
+        openssl pkey -in sa.key -pubout -out sa.pub
+        openssl verify -CAfile ca.crt apiserver.crt admin.crt >/dev/null
+        chmod 0600 ./*.key
+    ) || die "generating certificates with openssl failed"
+    rm -rf "$PKI_DIR"
+    mv "$tmp" "$PKI_DIR"
+}
+
+write_kubeconfig() {
+    local b64ca b64crt b64key
+    b64ca=$(base64 -w0 "$PKI_DIR/ca.crt")
+    b64crt=$(base64 -w0 "$PKI_DIR/admin.crt")
+    b64key=$(base64 -w0 "$PKI_DIR/admin.key")
+    umask 077
+    cat >"$KUBECONFIG_FILE.tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: kubemaker-test
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $b64ca
+users:
+- name: kubemaker-admin
+  user:
+    client-certificate-data: $b64crt
+    client-key-data: $b64key
+contexts:
+- name: kubemaker-test
+  context:
+    cluster: kubemaker-test
+    user: kubemaker-admin
+current-context: kubemaker-test
+EOF
+    mv -f "$KUBECONFIG_FILE.tmp" "$KUBECONFIG_FILE"
+}
+
+# --- processes -------------------------------------------------------------------------------------
+# Starts "$@" detached (own session), output appended to $log, and records "<pid> <starttime>" in
+# $pidfile. The inner shell writes its own pid and then execs the daemon, so the pid is the daemon's.
+spawn_daemon() {
+    local pidfile=$1 log=$2 name; shift 2
+    name=$(basename "$1")
+    : >"$pidfile.tmp"
+    printf '=== %s %s\n' "$(date -Is)" "$*" >>"$log"
+    setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile.tmp" "$@" </dev/null >>"$log" 2>&1 9>&- &
+    local pid="" i
+    for i in $(seq 1 50); do
+        read -r pid <"$pidfile.tmp" 2>/dev/null || true
+        [ -n "$pid" ] && break
+        sleep 0.1
+    done
+    [ -n "$pid" ] || die "could not start $1"
+    for i in $(seq 1 50); do
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] && break
+        sleep 0.1
+    done
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || { tail -n 20 "$log" >&2; die "$name exited at once (log above)"; }
+    printf '%s %s\n' "$pid" "$(proc_starttime "$pid" || echo 0)" >"$pidfile"
+    rm -f "$pidfile.tmp"
+}
+
+# TERM, wait (bounded), then KILL one pid that we started.
+stop_pid() {
+    local name=$1 pid=$2 limit=$3 deadline
+    kill -TERM "$pid" 2>/dev/null || return 0
+    deadline=$((SECONDS + limit))
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "$name ($pid) did not stop within $limit s: KILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.5
+    fi
+}
+
+stop_ours() {
+    local name pid
+    for name in kube-apiserver etcd; do
+        pid=$(our_pid "$name" || true)
+        if [ -n "$pid" ]; then
+            say "stopping $name ($pid)"
+            stop_pid "$name" "$pid" "$STOP_TIMEOUT"
+        fi
+        rm -f "$STATE_DIR/$name.pid" "$STATE_DIR/$name.pid.tmp"
+    done
+}
+
+cleanup_stale() {
+    local name
+    for name in kube-apiserver etcd; do
+        if [ -f "$STATE_DIR/$name.pid" ] && ! our_pid "$name" >/dev/null; then
+            say "removing stale $STATE_DIR/$name.pid (process gone)"
+            rm -f "$STATE_DIR/$name.pid"
+        fi
+        rm -f "$STATE_DIR/$name.pid.tmp"
+    done
+}
+
+# Foreign etcd/kube-apiserver processes whose command line names our state folder.
+foreign_users_of_state() {
+    local name p ours
+    for name in etcd kube-apiserver; do
+        ours=$(our_pid "$name" || true)
+        for p in $(pids_named "$name" $ours); do
+            tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "$STATE_DIR" && printf '%s(%s) ' "$name" "$p"
+        done
+    done
+    return 0
+}
+
+wait_etcd() {
+    local deadline=$((SECONDS + 60))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        etcd_healthy && return 0
+        our_pid etcd >/dev/null || { tail -n 30 "$STATE_DIR/etcd.log" >&2; die "etcd exited (log above)"; }
+        sleep 0.5
+    done
+    die "etcd not healthy after 60 s; see $STATE_DIR/etcd.log"
+}
+
+wait_apiserver() {
+    local deadline=$((SECONDS + START_TIMEOUT)) next_note=$((SECONDS + 10)) failing
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        apiserver_ready && return 0
+        our_pid kube-apiserver >/dev/null || { tail -n 40 "$STATE_DIR/kube-apiserver.log" >&2; die "kube-apiserver exited (log above)"; }
+        our_pid etcd >/dev/null || { tail -n 30 "$STATE_DIR/etcd.log" >&2; die "etcd exited (log above)"; }
+        if [ "$SECONDS" -ge "$next_note" ]; then
+            failing=$(curl_api '/readyz?verbose' 2>&1 | grep -E '^\[-\]|curl:' | cut -c1-60 | tr '\n' ' ' || true)
+            say "still waiting for /readyz ($((deadline - SECONDS)) s left) ${failing:+: $failing}"
+            next_note=$((SECONDS + 10))
+        fi
+        sleep 1
+    done
+    die "kube-apiserver not ready after ${START_TIMEOUT} s; see $STATE_DIR/kube-apiserver.log"
+}
+
+choose_ports() {
+    local want_api=${KUBEMAKER_APISERVER_PORT:-6443} holders h comm others=""
+    # reuse the ports of the last run when they are free (etcd's data remembers its peer URL)
+    load_ports || true
+    if [ -z "$ETCD_CLIENT_PORT" ] || ! port_free "$ETCD_CLIENT_PORT"; then
+        ETCD_CLIENT_PORT=$(free_port $ETCD_PORT_RANGE) || die "no free port in $ETCD_PORT_RANGE for etcd"
+    fi
+    if [ -z "$ETCD_PEER_PORT" ] || [ "$ETCD_PEER_PORT" = "$ETCD_CLIENT_PORT" ] || ! port_free "$ETCD_PEER_PORT"; then
+        ETCD_PEER_PORT=$(free_port $ETCD_PORT_RANGE "$ETCD_CLIENT_PORT") || die "no free port in $ETCD_PORT_RANGE for etcd"
+    fi
+    APISERVER_PORT=$want_api
+    if ! port_free "$APISERVER_PORT"; then
+        holders=$(port_holders "$APISERVER_PORT" | tr '\n' ' ')
+        for h in $holders; do
+            comm=$(cat "/proc/$h/comm" 2>/dev/null || echo '?')
+            others+="$comm($h) "
+            [ "$comm" = kube-apiserver ] &&
+                die "port $APISERVER_PORT is held by a kube-apiserver that this script did not start (pid $h); not touching it. Set KUBEMAKER_APISERVER_PORT to a free port to run beside it."
+        done
+        others=${others% }
+        [ -z "${KUBEMAKER_APISERVER_PORT:-}" ] ||
+            die "port $APISERVER_PORT is in use (${others:-by a socket not listening}); set KUBEMAKER_APISERVER_PORT to a free port"
+        APISERVER_PORT=$(free_port $APISERVER_FALLBACK_RANGE "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT") ||
+            die "port $want_api is in use (${others:-by a socket not listening}) and $APISERVER_FALLBACK_RANGE has no free port"
+        say "port $want_api is in use (${others:-by a socket not listening}): using $APISERVER_PORT instead"
+    fi
+    [ "$APISERVER_PORT" != "$ETCD_CLIENT_PORT" ] && [ "$APISERVER_PORT" != "$ETCD_PEER_PORT" ] ||
+        die "KUBEMAKER_APISERVER_PORT=$APISERVER_PORT clashes with etcd's ports"
+    printf 'ETCD_CLIENT_PORT=%s\nETCD_PEER_PORT=%s\nAPISERVER_PORT=%s\n' \
+        "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" >"$PORTS_FILE"
+}
+
+cmd_start() {
+    local fresh=0
+    [ "${1:-}" = --fresh ] && fresh=1
+    take_lock
+    mkdir -p "$STATE_DIR"
+    cleanup_stale
+    resolve_bins
+    local etcd_pid kas_pid foreign
+    etcd_pid=$(our_pid etcd || true)
+    kas_pid=$(our_pid kube-apiserver || true)
+
+    if [ -n "$etcd_pid" ] && [ -n "$kas_pid" ] && load_ports && apiserver_ready; then
+        if [ "$fresh" -eq 0 ]; then
+            [ -s "$KUBECONFIG_FILE" ] || write_kubeconfig
+            say "reusing the running API server https://127.0.0.1:$APISERVER_PORT (etcd $etcd_pid, kube-apiserver $kas_pid)"
+            [ -z "${KUBEMAKER_APISERVER_PORT:-}" ] || [ "$KUBEMAKER_APISERVER_PORT" = "$APISERVER_PORT" ] ||
+                say "note: it listens on $APISERVER_PORT, not on KUBEMAKER_APISERVER_PORT=$KUBEMAKER_APISERVER_PORT (stop it first to move it)"
+            return 0
+        fi
+        say "--fresh: restarting with empty etcd data"
+    fi
+    # Half up, not ready, or --fresh: start both anew (only our own processes are stopped).
+    [ -z "$etcd_pid$kas_pid" ] || stop_ours
+
+    foreign=$(foreign_users_of_state)
+    [ -z "$foreign" ] || die "processes not started by this script use $STATE_DIR: $foreign; stop them yourself (by pid)"
+
+    pki_valid || { say "generating certificates and keys in $PKI_DIR (openssl)"; gen_pki; }
+    if [ "$fresh" -eq 1 ] && [ -d "$ETCD_DATA" ]; then
+        say "--fresh: removing $ETCD_DATA"
+        rm -rf "$ETCD_DATA"
+    fi
+    choose_ports
+    write_kubeconfig
+
+    local t0=$SECONDS
+    say "starting etcd on 127.0.0.1:$ETCD_CLIENT_PORT (data $ETCD_DATA, log $STATE_DIR/etcd.log)"
+    spawn_daemon "$STATE_DIR/etcd.pid" "$STATE_DIR/etcd.log" "$ETCD_BIN" \
+        --name=kubemaker-test \
+        --data-dir="$ETCD_DATA" \
+        --listen-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+        --advertise-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+        --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-cluster="kubemaker-test=http://127.0.0.1:$ETCD_PEER_PORT" \
+        --unsafe-no-fsync \
+        --log-level=warn
+    wait_etcd
+
+    say "starting kube-apiserver on https://127.0.0.1:$APISERVER_PORT (log $STATE_DIR/kube-apiserver.log)"
+    spawn_daemon "$STATE_DIR/kube-apiserver.pid" "$STATE_DIR/kube-apiserver.log" "$APISERVER_BIN" \
+        --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+        --bind-address=127.0.0.1 \
+        --advertise-address=127.0.0.1 \
+        --secure-port="$APISERVER_PORT" \
+        --cert-dir="$STATE_DIR/cert-dir" \
+        --tls-cert-file="$PKI_DIR/apiserver.crt" \
+        --tls-private-key-file="$PKI_DIR/apiserver.key" \
+        --client-ca-file="$PKI_DIR/ca.crt" \
+        --service-account-issuer="$SA_ISSUER" \
+        --service-account-key-file="$PKI_DIR/sa.pub" \
+        --service-account-signing-key-file="$PKI_DIR/sa.key" \
+        --service-cluster-ip-range="$SERVICE_CIDR" \
+        --authorization-mode=RBAC \
+        --allow-privileged=true \
+        --endpoint-reconciler-type=none \
+        --enable-aggregator-routing=true \
+        --profiling=false
+    say "waiting (at most ${START_TIMEOUT} s) for https://127.0.0.1:$APISERVER_PORT/readyz"
+    wait_apiserver
+    say "API server ready after $((SECONDS - t0)) s (etcd $(our_pid etcd), kube-apiserver $(our_pid kube-apiserver)); KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+cmd_stop() {
+    take_lock
+    stop_ours
+    say "stopped"
+}
+
+cmd_status() {
+    local etcd_pid kas_pid foreign
+    etcd_pid=$(our_pid etcd || true)
+    kas_pid=$(our_pid kube-apiserver || true)
+    printf 'etcd:           %s\n' "${etcd_pid:-not running (ours)}"
+    printf 'kube-apiserver: %s\n' "${kas_pid:-not running (ours)}"
+    foreign=$(pids_named kube-apiserver $kas_pid | tr '\n' ' ')
+    [ -z "$foreign" ] || printf 'foreign kube-apiserver pids: %s\n' "$foreign"
+    if [ -n "$kas_pid" ] && load_ports; then
+        printf 'url:            https://127.0.0.1:%s (etcd http://127.0.0.1:%s)\n' "$APISERVER_PORT" "$ETCD_CLIENT_PORT"
+        printf 'kubeconfig:     %s\n' "$KUBECONFIG_FILE"
+        if apiserver_ready; then
+            printf 'readyz:         ok\n'
+            return 0
+        fi
+        printf 'readyz:         not ready\n'
+    fi
+    return 3
+}
+
+cmd_env() {
+    load_ports || die "not started yet: run $0 start"
+    local bin=$BIN_DIR
+    [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ] &&
+        [ -x "$KUBEBUILDER_ASSETS/kubectl" ] && bin=$KUBEBUILDER_ASSETS:$BIN_DIR
+    printf 'export KUBECONFIG=%s\n' "$KUBECONFIG_FILE"
+    printf 'export KUBEMAKER_APISERVER_URL=https://127.0.0.1:%s\n' "$APISERVER_PORT"
+    printf 'export KUBEMAKER_APISERVER_CA=%s\n' "$PKI_DIR/ca.crt"
+    printf 'export KUBEMAKER_K8S_BIN=%s\n' "$BIN_DIR"
+    printf 'export PATH="%s:$PATH"\n' "$bin"
+    # keep kubectl's discovery cache and helm's files in the state folder, not in $HOME
+    printf 'export KUBECACHEDIR=%s\n' "$STATE_DIR/kube-cache"
+    printf 'export HELM_CACHE_HOME=%s HELM_CONFIG_HOME=%s HELM_DATA_HOME=%s\n' \
+        "$STATE_DIR/helm/cache" "$STATE_DIR/helm/config" "$STATE_DIR/helm/data"
+}
+
+case "${1:-}" in
+    start) shift; [ "$(id -u)" -eq 0 ] || die "must run as root"; cmd_start "$@" ;;
+    stop) [ "$(id -u)" -eq 0 ] || die "must run as root"; cmd_stop ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    *) echo "usage: $0 start [--fresh]|stop|status|env" >&2; exit 2 ;;
+esac
