@@ -59,7 +59,7 @@ fn crm(args: &[&str]) {
 }
 
 #[test]
-#[ignore = "rewrites tests/golden/cib/status; run by hand against the test cluster"]
+#[ignore = "rewrites tests/golden/cib/status from the live test cluster; run by hand: sudo cargo test --test cib_status_capture -- --ignored"]
 fn capture_status_fixtures() {
     assert!(support::require_tools(&[
         "crm_mon",
