@@ -532,12 +532,98 @@ fn check_against_apiserver() {
             kubectl(&["delete", "remotenode", "km-crd-test-valid"], None),
             "deleting it",
         );
+
+        check_manifests_and_rbac();
     });
     if started {
         let _ = Command::new("bash").arg(&script).arg("stop").status();
     }
     if let Err(e) = result {
         std::panic::resume_unwind(e);
+    }
+}
+
+/// The chart's rendered objects (`manifests/`) are valid for the API server, and the RBAC they
+/// grant is what the design promises: enough for the controller, nothing for remoted.
+fn check_manifests_and_rbac() {
+    const NS: &str = "kubemaker-system";
+    let ns = must(
+        kubectl(
+            &["create", "namespace", NS, "--dry-run=client", "-o", "yaml"],
+            None,
+        ),
+        "rendering the namespace",
+    );
+    must(
+        kubectl(&["apply", "-f", "-"], Some(&ns)),
+        "creating the namespace",
+    );
+    let manifests = repo().join("manifests/kubemaker.yaml");
+    let manifests = manifests.to_str().unwrap();
+    must(
+        kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                manifests,
+            ],
+            None,
+        ),
+        "kubectl apply --server-side -f manifests/kubemaker.yaml",
+    );
+
+    let can = |who: &str, args: &[&str]| -> bool {
+        let sa = format!("--as=system:serviceaccount:{NS}:kubemaker-{who}");
+        let mut all = vec!["auth", "can-i", sa.as_str()];
+        all.extend_from_slice(args);
+        let o = kubectl(&all, None);
+        let t = text(&o);
+        assert!(
+            t.trim_start().starts_with("yes") || t.trim_start().starts_with("no"),
+            "kubectl auth can-i {args:?}: {t}"
+        );
+        o.status.success()
+    };
+    let allowed: &[&[&str]] = &[
+        &["watch", "remotenodes.kubemaker.io"],
+        &["patch", "remotenodes.kubemaker.io", "--subresource=status"],
+        &[
+            "update",
+            "remotenodes.kubemaker.io",
+            "--subresource=finalizers",
+        ],
+        &[
+            "patch",
+            "pacemakerclusters.kubemaker.io",
+            "--subresource=status",
+        ],
+        &["list", "nodes"],
+        &["create", "events.events.k8s.io", "-n", "default"],
+        &["get", "secrets", "-n", NS],
+        &["create", "secrets", "-n", NS],
+        &["update", "leases.coordination.k8s.io", "-n", NS],
+    ];
+    for a in allowed {
+        assert!(can("controller", a), "the controller needs {a:?}");
+    }
+    let denied: &[&[&str]] = &[
+        &["list", "secrets", "-n", NS],
+        &["get", "secrets", "-n", "default"],
+        &["list", "secrets", "--all-namespaces"],
+        &["delete", "nodes"],
+        &["create", "pods", "-n", NS],
+    ];
+    for d in denied {
+        assert!(!can("controller", d), "the controller must not {d:?}");
+    }
+    for d in [
+        &["get", "secrets", "-n", NS][..],
+        &["list", "nodes"],
+        &["get", "remotenodes.kubemaker.io"],
+    ] {
+        assert!(!can("remoted", d), "remoted must not {d:?}");
     }
 }
 
