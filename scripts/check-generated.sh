@@ -8,7 +8,7 @@
 #   scripts/check-generated.sh --update   rewrite the files instead
 #
 # helm comes from PATH, else from /var/tmp/kubemaker-cache/k8s/bin (scripts/install-k8s-test-deps.sh).
-# Respects CARGO_TARGET_DIR.
+# Builds the binary with cargo (respects CARGO_TARGET_DIR) unless KUBEMAKER_BIN names one.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -38,8 +38,12 @@ trap 'rm -rf "$tmp"' EXIT
 # helm must not write into $HOME or read a user's repositories
 export HELM_CACHE_HOME=$tmp/helm/cache HELM_CONFIG_HOME=$tmp/helm/config HELM_DATA_HOME=$tmp/helm/data
 
-cargo build --quiet --bin kubemaker
-bin=${CARGO_TARGET_DIR:-target}/debug/kubemaker
+if [ -n "${KUBEMAKER_BIN:-}" ]; then
+    bin=$KUBEMAKER_BIN   # a binary already built (the cargo test that runs this script)
+else
+    cargo build --quiet --bin kubemaker
+    bin=${CARGO_TARGET_DIR:-target}/debug/kubemaker
+fi
 "$bin" crds >"$tmp/crds.yaml"
 
 # The chart's CRDs must be the fresh ones before templating it.

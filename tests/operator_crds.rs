@@ -295,6 +295,28 @@ fn checked_in_crds_are_current() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
 }
 
+/// `scripts/check-generated.sh` in check mode: the chart lints and `manifests/` (helm template
+/// output) is current. Needs helm; without it the test skips, except in CI where it fails.
+#[test]
+fn chart_lints_and_manifests_are_current() {
+    let cached = Path::new("/var/tmp/kubemaker-cache/k8s/bin/helm");
+    let on_path = Command::new("bash")
+        .args(["-c", "command -v helm"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !on_path && !cached.exists() && !in_ci() {
+        eprintln!("SKIPPED: no helm (run scripts/install-k8s-test-deps.sh)");
+        return;
+    }
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/check-generated.sh"))
+        .env("KUBEMAKER_BIN", env!("CARGO_BIN_EXE_kubemaker"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Against a real API server
 // ---------------------------------------------------------------------------------------------
