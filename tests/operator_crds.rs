@@ -565,6 +565,27 @@ fn check_against_apiserver() {
     }
 }
 
+/// Values that switch on every optional branch of the chart's templates.
+const NON_DEFAULT_VALUES: &str = r#"
+imagePullSecrets: [{name: regcred}]
+controller:
+  leaderElection: false
+  replicas: 2
+  serviceAccount: {annotations: {example.com/role: operator}}
+  tolerations: [{operator: Exists}]
+remoted:
+  port: 3200
+  verbosity: 2
+  forceFilesystemSockets: false
+  dbus: {enabled: true}
+  nodeSelector: {}
+  tolerations: [{operator: Exists}]
+  extraEnv: [{name: PCMK_debug, value: "yes"}]
+  extraHostPaths:
+    - {name: lib-modules, hostPath: /lib/modules, mountPath: /lib/modules, type: Directory, readOnly: true}
+  serviceAccount: {create: false, name: existing-remoted}
+"#;
+
 /// The chart's rendered objects (`manifests/`) are valid for the API server, and the RBAC they
 /// grant is what the design promises: enough for the controller, nothing for remoted.
 fn check_manifests_and_rbac() {
@@ -594,6 +615,36 @@ fn check_manifests_and_rbac() {
             None,
         ),
         "kubectl apply --server-side -f manifests/kubemaker.yaml",
+    );
+
+    // The optional branches of the templates render to objects the API server accepts too.
+    let values = std::env::temp_dir().join(format!("kubemaker-values-{}.yaml", std::process::id()));
+    std::fs::write(&values, NON_DEFAULT_VALUES).unwrap();
+    let chart = repo().join("charts/kubemaker");
+    let rendered = must(
+        with_apiserver_env(
+            "helm",
+            &[
+                "template",
+                "other",
+                chart.to_str().unwrap(),
+                "--namespace",
+                NS,
+                "-f",
+                values.to_str().unwrap(),
+            ],
+            None,
+        ),
+        "helm template with non-default values",
+    );
+    let _ = std::fs::remove_file(&values);
+    let dry = must(
+        kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered)),
+        "server-side dry run of the non-default rendering",
+    );
+    assert!(
+        dry.contains("daemonset.apps/other-kubemaker-remoted"),
+        "{dry}"
     );
 
     let can = |who: &str, args: &[&str]| -> bool {
