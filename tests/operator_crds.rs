@@ -218,12 +218,16 @@ fn validation_lives_in_the_schema() {
     ] {
         assert_eq!(prop(s, d).pattern.as_deref(), Some(DURATION_PATTERN), "{d}");
     }
+    // A `kubemaker render -f` file (no clusterRef) must stay a valid object.
     assert!(
-        prop(s, "spec")
-            .required
-            .iter()
-            .flatten()
-            .any(|r| r == "clusterRef")
+        prop(s, "spec").required.iter().flatten().next().is_none(),
+        "no required spec fields"
+    );
+    let conditions = prop(s, "status.conditions");
+    assert_eq!(conditions.x_kubernetes_list_type.as_deref(), Some("map"));
+    assert_eq!(
+        conditions.x_kubernetes_list_map_keys.as_deref(),
+        Some(&["type".to_string()][..])
     );
     // CEL: the object name stands in for nodeName, so it must be a valid node name too; guests
     // need their guest section.
@@ -268,8 +272,7 @@ fn validation_lives_in_the_schema() {
 /// A file `kubemaker render -f` accepts stays a valid RemoteNode spec once it names its cluster.
 #[test]
 fn render_examples_are_valid_specs() {
-    let text =
-        "clusterRef: {name: prod}\ntype: remote\naddress: 192.0.2.11\nattributes: {rack: r1}\n";
+    let text = "type: remote\naddress: 192.0.2.11\nattributes: {rack: r1}\n";
     let spec: kubemaker::operator::crd::RemoteNodeSpec = serde_yaml::from_str(text).unwrap();
     let cib = spec.to_cib_spec(None, None);
     assert_eq!(cib.address.as_deref(), Some("192.0.2.11"));
@@ -486,7 +489,7 @@ fn check_against_apiserver() {
         for needle in [
             "clusterRef",
             "kubernetesNode",
-            "Name of the PacemakerCluster this node joins",
+            "The PacemakerCluster this node joins",
             "The Pacemaker node name",
             "InternalIP",
         ] {
@@ -510,6 +513,19 @@ fn check_against_apiserver() {
                 );
             }
         }
+
+        // The example in the CIB layer's docs, as `kubemaker render -f` reads it.
+        let render_example = "apiVersion: kubemaker.io/v1alpha1\nkind: RemoteNode\nmetadata: {name: worker-1}\nspec:\n  type: remote\n  address: 192.0.2.11\n  attributes: {rack: r1}\n";
+        kubemaker::cib::RemoteNodeManifest::from_yaml(render_example).unwrap();
+        let dry = kubectl(
+            &["create", "--dry-run=server", "-f", "-"],
+            Some(render_example),
+        );
+        assert!(
+            dry.status.success(),
+            "render example refused: {}",
+            text(&dry)
+        );
 
         let _ = kubectl(
             &[

@@ -237,6 +237,7 @@ pub struct PacemakerClusterStatus {
     pub observed_generation: Option<i64>,
     /// Standard conditions (`Connected`, `Ready`), each with a reason and a transition time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 
@@ -271,8 +272,11 @@ pub struct PacemakerClusterStatus {
 #[x_kube(validation = Rule::new("self.type != 'guest' || !has(self.reconnectInterval)").message("reconnectInterval applies to remote nodes only"))]
 #[serde(rename_all = "camelCase")]
 pub struct RemoteNodeSpec {
-    /// Name of the PacemakerCluster this node joins.
-    pub cluster_ref: ClusterRef,
+    /// The PacemakerCluster this node joins. May be left out while exactly one PacemakerCluster
+    /// exists (then that one is meant), so that a file written for `kubemaker render -f` is also a
+    /// valid object; required as soon as there are several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ref: Option<ClusterRef>,
 
     /// The Pacemaker node name (`crm_node -n` on the node). Defaults to the object's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -343,11 +347,11 @@ pub struct RemoteNodeSpec {
     pub guest: Option<Guest>,
 }
 
-/// Which PacemakerCluster a RemoteNode belongs to.
+/// A reference to a PacemakerCluster.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRef {
-    /// Name of the PacemakerCluster object.
+    /// Name of the PacemakerCluster this node joins.
     #[schemars(regex(pattern = OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
     pub name: String,
 }
@@ -415,6 +419,7 @@ pub struct RemoteNodeStatus {
     /// Conditions `Configured` (the CIB holds what the spec asks for), `Connected` (the cluster
     /// reaches the node) and `Ready` (online, not in standby or maintenance), each with a reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The Pacemaker node name in effect (`spec.nodeName` or the object's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
