@@ -29,6 +29,9 @@ enum Command {
     /// Talk to a cluster's CIB through its remote CIB port.
     #[command(subcommand)]
     Cib(cli_cib::CibCommand),
+    /// Print the CustomResourceDefinitions (PacemakerCluster, RemoteNode) as YAML; `crds/` holds
+    /// this output.
+    Crds,
 }
 
 /// The flags of `pacemaker-remoted`, plus kubemaker's own log format switch.
@@ -89,9 +92,25 @@ fn main() -> ExitCode {
             Command::Remoted(a) => a,
             Command::Render(a) => return cli_cib::render(&a),
             Command::Cib(c) => return cli_cib::run(c),
+            Command::Crds => return print_crds(),
         }
     };
     run_remoted(args)
+}
+
+/// `kubemaker crds`: the generated CRD YAML on stdout, nothing else, so that redirecting it
+/// reproduces the checked-in files byte for byte.
+fn print_crds() -> ExitCode {
+    match kubemaker::operator::crds_yaml() {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kubemaker crds: cannot serialize the CRDs: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_remoted(args: RemotedArgs) -> ExitCode {
