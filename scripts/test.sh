@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs kubemaker's whole test suite:  sudo scripts/test.sh
 #
-# Installs the test dependencies (Debian packages, reference pacemaker-remoted), then runs
+# Installs the test dependencies (Debian packages, reference pacemaker-remoted, a Kubernetes API
+# server, etcd, kubectl and helm built from the Go module proxy), then runs
 # rustfmt, clippy and every test target. Integration tests start a throwaway one-node Pacemaker
 # cluster (scripts/test-cluster.sh); it is stopped at the end, also on failure.
 # Respects CARGO_TARGET_DIR (default /var/tmp/kubemaker-cache/target).
@@ -20,6 +21,7 @@ cleanup() {
     local rc=$?
     step "stopping the test cluster"
     bash scripts/test-cluster.sh stop || echo "warning: scripts/test-cluster.sh stop failed" >&2
+    bash scripts/test-apiserver.sh stop || echo "warning: scripts/test-apiserver.sh stop failed" >&2
     if [ "$rc" -eq 0 ]; then
         step "all checks passed"
     else
@@ -33,6 +35,9 @@ trap 'exit 143' TERM
 
 step "installing test dependencies"
 bash scripts/install-test-deps.sh
+
+step "building the Kubernetes test binaries (kube-apiserver, etcd, kubectl, helm; cached, ~10 min cold)"
+bash scripts/install-k8s-test-deps.sh
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/kubemaker-cache/target}"
 echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 pub const API_VERSION: &str = "kubemaker.io/v1alpha1";
 pub const KIND: &str = "RemoteNode";
+/// RemoteNode fields that matter to the operator only (see `RemoteNodeManifest::from_yaml`).
+const OPERATOR_ONLY_FIELDS: [&str; 2] = ["clusterRef", "kubernetesNode"];
 
 /// A whole manifest, as read by `kubemaker render -f FILE`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,8 +135,22 @@ pub enum ManifestError {
 impl RemoteNodeManifest {
     /// Parses one YAML (or JSON) document and checks apiVersion and kind.
     pub fn from_yaml(text: &str) -> Result<RemoteNodeManifest, ManifestError> {
-        let m: RemoteNodeManifest =
+        let value: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| ManifestError::Parse(e.to_string()))?;
+        Self::from_value(value)
+    }
+
+    fn from_value(mut value: serde_yaml::Value) -> Result<RemoteNodeManifest, ManifestError> {
+        // Fields only the operator uses: which PacemakerCluster, and the Kubernetes Node the
+        // address comes from. They do not change the CIB a manifest becomes, so a file applied
+        // with kubectl renders here too.
+        if let Some(spec) = value.get_mut("spec").and_then(|s| s.as_mapping_mut()) {
+            for key in OPERATOR_ONLY_FIELDS {
+                spec.remove(key);
+            }
+        }
+        let m: RemoteNodeManifest =
+            serde_yaml::from_value(value).map_err(|e| ManifestError::Parse(e.to_string()))?;
         m.check_header()?;
         Ok(m)
     }
@@ -148,10 +164,7 @@ impl RemoteNodeManifest {
             if value.is_null() {
                 continue; // an empty document, e.g. a trailing `---`
             }
-            let m: RemoteNodeManifest =
-                serde_yaml::from_value(value).map_err(|e| ManifestError::Parse(e.to_string()))?;
-            m.check_header()?;
-            out.push(m);
+            out.push(Self::from_value(value)?);
         }
         Ok(out)
     }
