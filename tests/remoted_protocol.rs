@@ -733,6 +733,24 @@ fn local_ipc_without_a_cluster() {
         let event = decode(&lrmd.recv_event(5000).expect("poke notify as an IPC event")).unwrap();
         assert_eq!(event.xml.attr("lrmd_op"), Some("lrmd_rsc_poke"));
         assert_ne!(event.flags & flags::SERVER_EVENT, 0);
+        // A client lying about its message size (libqb passes the claimed size on): the daemon
+        // must read no further than the buffer, drop that client, and keep serving.
+        let mut liar = IpcClient::connect("lrmd", 128 * 1024).expect("connect");
+        let mut msg = vec![0u8; 64];
+        msg[8..12].copy_from_slice(&1_000_000i32.to_ne_bytes());
+        let _ = liar.send(&msg);
+        assert!(liar.recv(2000).is_err());
+        let mut again = IpcClient::connect("lrmd", 128 * 1024).expect("still serving");
+        let reply = decode(
+            &again
+                .request(
+                    &encode(4, flags::CLIENT_RESPONSE, &register, 128 * 1024),
+                    5000,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(reply.xml.attr("lrmd_rc"), Some("0"));
     })
     .join();
     let _ = child.kill();

@@ -107,6 +107,7 @@ unsafe extern "C" {
         size: usize,
     ) -> isize;
     pub fn qb_ipcs_disconnect(c: *mut qb_ipcs_connection);
+    pub fn qb_ipcs_connection_get_buffer_size(c: *mut qb_ipcs_connection) -> i32;
     pub fn qb_ipcs_connection_stats_get(
         c: *mut qb_ipcs_connection,
         stats: *mut qb_ipcs_connection_stats,

@@ -22,6 +22,8 @@ use super::{AcceptPolicy, ConnId, IpcError, IpcEvent, IpcTransport, Peer};
 
 /// Queued sends per connection before a client that does not read is dropped.
 const MAX_QUEUED_PER_CLIENT: usize = 1024;
+/// How often sends that libqb refused (client buffer full) are retried.
+const BACKLOG_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 /// Descriptor dispatches per turn before yielding to other tasks.
 const MAX_DISPATCH_PER_TURN: usize = 256;
 
@@ -266,9 +268,26 @@ impl IpcServers {
     /// Sleeps until tokio sees any watched descriptor become ready (a wake-up hint only: the
     /// level-triggered probe decides what to dispatch).
     async fn wait_readiness(&mut self) {
+        // Sends libqb refused for lack of room are retried on a short timer: nothing else
+        // would wake us for them.
+        let backlog = with(|r| r.conns.values().any(|c| !c.backlog.is_empty()));
+        let retry = async {
+            if backlog {
+                tokio::time::sleep(BACKLOG_RETRY).await
+            } else {
+                std::future::pending().await
+            }
+        };
         if self.watchers.is_empty() {
-            return std::future::pending().await;
+            return retry.await;
         }
+        tokio::select! {
+            _ = retry => {}
+            _ = self.wait_descriptors() => {}
+        }
+    }
+
+    async fn wait_descriptors(&self) {
         std::future::poll_fn(|cx| {
             let mut ready = false;
             for (_, w) in self.watchers.values() {
@@ -541,10 +560,15 @@ unsafe extern "C" fn cb_msg(
     size: usize,
 ) -> i32 {
     guarded(0, || {
+        // libqb takes `size` from the client's own header: never read past the connection's
+        // buffer, whatever a misbehaving client claims.
+        // SAFETY: `c` is the live connection this callback is for.
+        let limit = unsafe { ffi::qb_ipcs_connection_get_buffer_size(c) }.max(0) as usize;
+        let size = size.min(limit);
         let bytes = if data.is_null() || size == 0 {
             Vec::new()
         } else {
-            // SAFETY: libqb passes a buffer of `size` bytes valid for the duration of the call.
+            // SAFETY: libqb's receive buffer holds at least `limit` >= `size` bytes for the call.
             unsafe { std::slice::from_raw_parts(data as *const u8, size) }.to_vec()
         };
         with(|r| {
