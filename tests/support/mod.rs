@@ -27,7 +27,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use quick_xml::events::{BytesStart, Event};
+use kubemaker::wire::Element;
 
 /// Shared state of the test cluster and of the harness (pid files, logs, locks).
 pub const TEST_STATE_DIR: &str = "/var/tmp/kubemaker-test";
@@ -541,63 +541,53 @@ struct CibLeftovers {
 
 impl CibLeftovers {
     fn scan(cib: &str) -> CibLeftovers {
+        let root =
+            Element::parse(cib).unwrap_or_else(|e| panic!("cannot parse cibadmin -Q output: {e}"));
         let mut found = CibLeftovers::default();
-        let mut reader = quick_xml::Reader::from_str(cib);
-        let mut stack: Vec<String> = Vec::new();
-        loop {
-            let (e, empty) = match reader.read_event() {
-                Ok(Event::Start(e)) => (e, false),
-                Ok(Event::Empty(e)) => (e, true),
-                Ok(Event::End(_)) => {
-                    stack.pop();
-                    continue;
-                }
-                Ok(Event::Eof) => break,
-                Ok(_) => continue,
-                Err(e) => panic!("cannot parse cibadmin -Q output: {e}"),
-            };
-            let name = elem_name(&e);
-            let parent = stack.last().map(String::as_str).unwrap_or("");
-            let in_nodes = stack.iter().any(|s| s == "nodes");
-            match (parent, name.as_str()) {
-                ("resources", _) => found.has_resources = true,
-                ("constraints", _) => found.has_constraints = true,
-                ("nodes", "node") if attr(&e, "type").as_deref() == Some("remote") => {
-                    push_unique(
-                        &mut found.remote_nodes,
-                        attr(&e, "uname").or(attr(&e, "id")),
-                    );
-                }
-                ("status", "node_state") if attr(&e, "remote_node").as_deref() == Some("true") => {
-                    push_unique(
-                        &mut found.remote_nodes,
-                        attr(&e, "id").or(attr(&e, "uname")),
-                    );
-                }
-                (_, "primitive")
-                    if attr(&e, "type").as_deref() == Some("remote")
-                        && attr(&e, "provider").as_deref() == Some("pacemaker") =>
-                {
-                    found.had_remote_connection = true;
-                }
-                (_, "nvpair") => {
-                    let nv_name = attr(&e, "name").unwrap_or_default();
-                    if nv_name == "remote-node" {
-                        found.had_remote_connection = true;
-                    }
-                    if nv_name == "stop-all-resources" {
-                        found.stop_all_resources_set = true;
-                    }
-                    if in_nodes {
-                        push_unique(&mut found.node_attrs, Some(nv_name));
-                    }
-                }
-                _ => {}
+        let config = root.child("configuration");
+        let section = |name: &str| config.and_then(|c| c.child(name));
+        found.has_resources = section("resources").is_some_and(|r| !r.children.is_empty());
+        found.has_constraints = section("constraints").is_some_and(|c| !c.children.is_empty());
+        for node in section("nodes")
+            .map(|n| n.children.as_slice())
+            .unwrap_or_default()
+        {
+            if node.name == "node" && node.attr("type") == Some("remote") {
+                push_unique(
+                    &mut found.remote_nodes,
+                    node.attr("uname").or(node.attr("id")),
+                );
             }
-            if !empty {
-                stack.push(name);
+            walk(node, &mut |e| {
+                if e.name == "nvpair" {
+                    push_unique(&mut found.node_attrs, e.attr("name"));
+                }
+            });
+        }
+        for state in root
+            .child("status")
+            .map(|s| s.children.as_slice())
+            .unwrap_or_default()
+        {
+            if state.name == "node_state" && state.attr("remote_node") == Some("true") {
+                push_unique(
+                    &mut found.remote_nodes,
+                    state.attr("id").or(state.attr("uname")),
+                );
             }
         }
+        walk(&root, &mut |e| match e.name.as_str() {
+            "primitive"
+                if e.attr("type") == Some("remote") && e.attr("provider") == Some("pacemaker") =>
+            {
+                found.had_remote_connection = true;
+            }
+            "nvpair" if e.attr("name") == Some("remote-node") => found.had_remote_connection = true,
+            "nvpair" if e.attr("name") == Some("stop-all-resources") => {
+                found.stop_all_resources_set = true
+            }
+            _ => {}
+        });
         if !found.remote_nodes.is_empty() {
             found.had_remote_connection = true;
         }
@@ -605,11 +595,19 @@ impl CibLeftovers {
     }
 }
 
-fn push_unique(list: &mut Vec<String>, item: Option<String>) {
+/// Calls `f` on `el` and every element below it, in document order.
+fn walk<'a>(el: &'a Element, f: &mut impl FnMut(&'a Element)) {
+    f(el);
+    for c in &el.children {
+        walk(c, f);
+    }
+}
+
+fn push_unique(list: &mut Vec<String>, item: Option<&str>) {
     if let Some(item) = item
-        && !list.contains(&item)
+        && !list.iter().any(|x| x == item)
     {
-        list.push(item);
+        list.push(item.to_string());
     }
 }
 
@@ -663,69 +661,68 @@ pub struct MonView {
 impl MonView {
     /// Parses crm_mon's XML (panics on malformed XML).
     pub fn parse(xml: &str) -> MonView {
-        let mut view = MonView::default();
-        let mut reader = quick_xml::Reader::from_str(xml);
-        let mut stack: Vec<String> = Vec::new();
-        loop {
-            let (e, empty) = match reader.read_event() {
-                Ok(Event::Start(e)) => (e, false),
-                Ok(Event::Empty(e)) => (e, true),
-                Ok(Event::End(_)) => {
-                    stack.pop();
-                    continue;
+        let root =
+            Element::parse(xml).unwrap_or_else(|e| panic!("cannot parse crm_mon XML: {e}\n{xml}"));
+        let flag = |e: &Element, name: &str| e.attr(name) == Some("true");
+        let text = |e: &Element, name: &str| e.attr(name).unwrap_or_default().to_string();
+        let children = |name: &str| {
+            root.child(name)
+                .map(|c| c.children.as_slice())
+                .unwrap_or_default()
+        };
+        let mut view = MonView {
+            dc: root
+                .child("summary")
+                .and_then(|s| s.child("current_dc"))
+                .filter(|dc| flag(dc, "present"))
+                .map(|dc| text(dc, "name")),
+            ..MonView::default()
+        };
+        for n in children("nodes").iter().filter(|n| n.name == "node") {
+            view.nodes.push(MonNode {
+                name: text(n, "name"),
+                online: flag(n, "online"),
+                standby: flag(n, "standby"),
+                maintenance: flag(n, "maintenance"),
+                unclean: flag(n, "unclean"),
+                pending: flag(n, "pending"),
+                shutdown: flag(n, "shutdown"),
+                is_dc: flag(n, "is_dc"),
+                resources_running: n.attr_i64("resources_running").unwrap_or(0).max(0) as u32,
+                node_type: text(n, "type"),
+            });
+        }
+        // Resources nest inside groups, clones and bundles: take every <resource> below.
+        for top in children("resources") {
+            walk(top, &mut |r| {
+                if r.name == "resource" {
+                    view.resources.push(MonResource {
+                        id: text(r, "id"),
+                        agent: text(r, "resource_agent"),
+                        role: text(r, "role"),
+                        active: flag(r, "active"),
+                        failed: flag(r, "failed"),
+                        orphaned: flag(r, "orphaned"),
+                        blocked: flag(r, "blocked"),
+                        managed: flag(r, "managed"),
+                        nodes: r
+                            .children
+                            .iter()
+                            .filter(|c| c.name == "node")
+                            .filter_map(|c| c.attr("name"))
+                            .map(str::to_string)
+                            .collect(),
+                    });
                 }
-                Ok(Event::Eof) => break,
-                Ok(_) => continue,
-                Err(err) => panic!("cannot parse crm_mon XML: {err}\n{xml}"),
-            };
-            let name = elem_name(&e);
-            let parent = stack.last().map(String::as_str).unwrap_or("");
-            let in_resources = stack.first().map(String::as_str) == Some("pacemaker-result")
-                && stack.get(1).map(String::as_str) == Some("resources");
-            match (parent, name.as_str()) {
-                ("summary", "current_dc") if flag(&e, "present") => {
-                    view.dc = Some(attr(&e, "name").unwrap_or_default());
-                }
-                ("nodes", "node") if stack.len() == 2 => view.nodes.push(MonNode {
-                    name: attr(&e, "name").unwrap_or_default(),
-                    online: flag(&e, "online"),
-                    standby: flag(&e, "standby"),
-                    maintenance: flag(&e, "maintenance"),
-                    unclean: flag(&e, "unclean"),
-                    pending: flag(&e, "pending"),
-                    shutdown: flag(&e, "shutdown"),
-                    is_dc: flag(&e, "is_dc"),
-                    resources_running: attr(&e, "resources_running")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                    node_type: attr(&e, "type").unwrap_or_default(),
-                }),
-                (_, "resource") if in_resources => view.resources.push(MonResource {
-                    id: attr(&e, "id").unwrap_or_default(),
-                    agent: attr(&e, "resource_agent").unwrap_or_default(),
-                    role: attr(&e, "role").unwrap_or_default(),
-                    active: flag(&e, "active"),
-                    failed: flag(&e, "failed"),
-                    orphaned: flag(&e, "orphaned"),
-                    blocked: flag(&e, "blocked"),
-                    managed: flag(&e, "managed"),
-                    nodes: Vec::new(),
-                }),
-                ("resource", "node") if in_resources => {
-                    if let (Some(r), Some(n)) = (view.resources.last_mut(), attr(&e, "name")) {
-                        r.nodes.push(n);
-                    }
-                }
-                ("failures", "failure") => {
-                    let key = attr(&e, "op_key").or(attr(&e, "id")).unwrap_or_default();
-                    view.failures
-                        .push((key, attr(&e, "node").unwrap_or_default()));
-                }
-                _ => {}
-            }
-            if !empty {
-                stack.push(name);
-            }
+            });
+        }
+        for f in children("failures").iter().filter(|f| f.name == "failure") {
+            let key = f
+                .attr("op_key")
+                .or(f.attr("id"))
+                .unwrap_or_default()
+                .to_string();
+            view.failures.push((key, text(f, "node")));
         }
         view
     }
@@ -784,24 +781,6 @@ impl MonView {
     pub fn failures(&self) -> Vec<(String, String)> {
         self.failures.clone()
     }
-}
-
-fn elem_name(e: &BytesStart<'_>) -> String {
-    e.name().as_ref().to_string()
-}
-
-fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
-    e.attributes().flatten().find_map(|a| {
-        (a.key.as_ref() == name).then(|| {
-            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                .map(|v| v.into_owned())
-                .unwrap_or_else(|_| a.value.to_string())
-        })
-    })
-}
-
-fn flag(e: &BytesStart<'_>, name: &str) -> bool {
-    attr(e, name).as_deref() == Some("true")
 }
 
 // ---------------------------------------------------------------------------------------------
