@@ -587,6 +587,7 @@ imagePullSecrets: [{name: regcred}]
 controller:
   leaderElection: false
   replicas: 2
+  metricsPort: 9090
   serviceAccount: {annotations: {example.com/role: operator}}
   tolerations: [{operator: Exists}]
 remoted:
