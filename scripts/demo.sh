@@ -74,10 +74,10 @@ die() {
 }
 
 on_error() {
-    local rc=$? line=$1
+    local rc=$? line=$1 cmd=$2
     trap - ERR
-    printf '\n%s ERROR: step "%s" failed (exit code %s, %s line %s).\n' "$(ts)" "$CURRENT_STEP" "$rc" \
-        "${BASH_SOURCE[0]}" "$line" >&2
+    printf '\n%s ERROR: step "%s" failed: '%s' exited with %s (%s line %s).\n' "$(ts)" "$CURRENT_STEP" \
+        "$cmd" "$rc" "${BASH_SOURCE[0]}" "$line" >&2
     printf '       Logs: %s/*.log. Undo everything with: make demo-down (scripts/demo.sh down)\n' "$DEMO_DIR" >&2
     exit "$rc"
 }
@@ -276,8 +276,11 @@ start_cluster() {
     step "Pacemaker cluster (scripts/test-cluster.sh start)"
     take_cluster_lock
     if cluster_script status >/dev/null 2>&1; then
-        say "a test cluster is already running: reusing it (make demo-down will leave it running)"
-        [ -f "$DEMO_DIR/started-cluster" ] && say "(the demo started it earlier: make demo-down stops it)"
+        if [ -f "$DEMO_DIR/started-cluster" ]; then
+            say "already running (the demo started it: make demo-down stops it)"
+        else
+            say "a test cluster is already running: reusing it (make demo-down will leave it running)"
+        fi
     else
         cluster_script start
         touch "$DEMO_DIR/started-cluster"
@@ -351,7 +354,11 @@ enable_remote_cib() {
 start_apiserver() {
     step "Kubernetes API server (scripts/test-apiserver.sh start)"
     if apiserver_script status >/dev/null 2>&1; then
-        say "a test API server is already running: reusing it (make demo-down will leave it running)"
+        if [ -f "$DEMO_DIR/started-apiserver" ]; then
+            say "already running (the demo started it: make demo-down stops it)"
+        else
+            say "a test API server is already running: reusing it (make demo-down will leave it running)"
+        fi
     else
         apiserver_script start
         touch "$DEMO_DIR/started-apiserver"
@@ -368,7 +375,20 @@ helm_install() {
         say "release $RELEASE exists: helm upgrade"
         helm upgrade "$RELEASE" "$REPO/charts/kubemaker" -n "$NAMESPACE" --timeout 2m >/dev/null
     else
-        helm install "$RELEASE" "$REPO/charts/kubemaker" -n "$NAMESPACE" --create-namespace --timeout 2m >/dev/null
+        # The release's cluster-scoped objects may exist without Helm's ownership annotations, e.g.
+        # from `kubectl apply -f manifests/kubemaker.yaml` (tests/operator_crds.rs does that on this
+        # API server). Take those over; refuse to touch another Helm release's.
+        local take=() kind owner
+        for kind in clusterrole clusterrolebinding; do
+            owner=$(kc get "$kind" "$CONTROLLER_SA" -o jsonpath='{.metadata.annotations.meta\.helm\.sh/release-name}/{.metadata.annotations.meta\.helm\.sh/release-namespace}' 2>/dev/null) || continue
+            case "$owner" in
+                /) take=(--take-ownership)
+                   say "$kind $CONTROLLER_SA exists outside Helm (applied from manifests/?): the release takes it over" ;;
+                "$RELEASE/$NAMESPACE") ;;
+                *) die "$kind $CONTROLLER_SA belongs to Helm release ${owner%/*} in namespace ${owner#*/}; uninstall that release first" ;;
+            esac
+        done
+        helm install "$RELEASE" "$REPO/charts/kubemaker" -n "$NAMESPACE" --create-namespace --timeout 2m "${take[@]}" >/dev/null
         touch "$DEMO_DIR/installed-release"
     fi
     kc get crd remotenodes.kubemaker.io pacemakerclusters.kubemaker.io >/dev/null ||
@@ -451,18 +471,27 @@ EOF
             --metrics-addr "$METRICS_ADDR"
         say "started (pid $(our_pid controller)), log $DEMO_DIR/controller.log"
     fi
-    say "waiting (at most 60 s) for http://$METRICS_ADDR/readyz and the leader Lease"
+    say "waiting (at most 60 s) for http://$METRICS_ADDR/healthz and the leader Lease"
     local deadline=$((SECONDS + 60))
     while :; do
         our_pid controller >/dev/null || { tail -n 30 "$DEMO_DIR/controller.log" >&2; die "the controller exited (log above)"; }
-        if [ "$(curl -s --max-time 3 "http://$METRICS_ADDR/readyz" || true)" = ok ] &&
+        if [ "$(curl -s --max-time 3 "http://$METRICS_ADDR/healthz" || true)" = ok ] &&
             contains "$(printf '\n'; curl -s --max-time 3 "http://$METRICS_ADDR/metrics" || true)" $'\nkubemaker_leader 1'; then
             break
         fi
-        [ "$SECONDS" -lt "$deadline" ] || { tail -n 30 "$DEMO_DIR/controller.log" >&2; die "the controller is not ready and leading after 60 s (log above)"; }
+        [ "$SECONDS" -lt "$deadline" ] || { tail -n 30 "$DEMO_DIR/controller.log" >&2; die "the controller is not healthy and leading after 60 s (log above)"; }
         sleep 1
     done
-    say "ready and leading (Lease $NAMESPACE/$LEASE)"
+    say "healthy and leading (Lease $NAMESPACE/$LEASE); waiting (at most 20 s) for /readyz"
+    deadline=$((SECONDS + 20))
+    until [ "$(curl -s --max-time 3 "http://$METRICS_ADDR/readyz" || true)" = ok ]; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            warn "/readyz still answers: $(curl -s --max-time 3 "http://$METRICS_ADDR/readyz" || true); going on, the next steps show whether the controller reconciles"
+            return 0
+        fi
+        sleep 1
+    done
+    say "ready"
 }
 
 fetch_authkey() {
@@ -519,8 +548,8 @@ install_cluster_authkey() {
     else
         if [ ! -e "$DEMO_DIR/cluster-authkey.orig" ] && [ ! -e "$DEMO_DIR/cluster-authkey.none" ]; then
             if [ -e "$CLUSTER_AUTHKEY" ]; then
-                cp -p "$CLUSTER_AUTHKEY" "$DEMO_DIR/cluster-authkey.orig"
-                chmod 0600 "$DEMO_DIR/cluster-authkey.orig"
+                stat -c '%a %U %G' "$CLUSTER_AUTHKEY" >"$DEMO_DIR/cluster-authkey.meta"
+                install -m 0600 "$CLUSTER_AUTHKEY" "$DEMO_DIR/cluster-authkey.orig"
                 say "kept the previous $CLUSTER_AUTHKEY in $DEMO_DIR/cluster-authkey.orig (make demo-down puts it back)"
             else
                 touch "$DEMO_DIR/cluster-authkey.none"
@@ -663,7 +692,7 @@ EOF
 cmd_up() {
     [ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces, Pacemaker, /etc/pacemaker/authkey): sudo $0 up"
     take_demo_lock
-    trap 'on_error $LINENO' ERR
+    trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
     say "state folder $DEMO_DIR"
     install_deps
     build
@@ -778,7 +807,9 @@ cmd_down() {
     if [ -f "$DEMO_DIR/cluster-authkey.orig" ] || [ -f "$DEMO_DIR/cluster-authkey.none" ]; then
         if [ -f "$DEMO_DIR/authkey" ] && cmp -s "$DEMO_DIR/authkey" "$CLUSTER_AUTHKEY"; then
             if [ -f "$DEMO_DIR/cluster-authkey.orig" ]; then
-                cp -p "$DEMO_DIR/cluster-authkey.orig" "$CLUSTER_AUTHKEY.kmdemo.tmp"
+                local mode owner group
+                read -r mode owner group <"$DEMO_DIR/cluster-authkey.meta" || { mode=640; owner=root; group=haclient; }
+                install -m "$mode" -o "$owner" -g "$group" "$DEMO_DIR/cluster-authkey.orig" "$CLUSTER_AUTHKEY.kmdemo.tmp"
                 mv -f "$CLUSTER_AUTHKEY.kmdemo.tmp" "$CLUSTER_AUTHKEY"
                 say "put the previous $CLUSTER_AUTHKEY back"
             else
@@ -829,8 +860,15 @@ cmd_down() {
 cmd_status() {
     local pid
     printf 'state folder: %s%s\n' "$DEMO_DIR" "$([ -d "$DEMO_DIR" ] || echo ' (absent: the demo is down)')"
-    pid=$(our_pid controller || true); printf 'controller:   %s\n' "${pid:+pid $pid}${pid:-not running}"
-    pid=$(our_pid remoted || true);    printf 'remoted:      %s\n' "${pid:+pid $pid}${pid:-not running}"
+    local name
+    for name in controller remoted; do
+        pid=$(our_pid "$name" || true)
+        if [ -n "$pid" ]; then
+            printf '%-13s pid %s, log %s\n' "$name:" "$pid" "$DEMO_DIR/$name.log"
+        else
+            printf '%-13s not running\n' "$name:"
+        fi
+    done
     printf 'netns:        %s\n' "$(netns_exists && echo "$NETNS" || echo none)"
     printf 'cluster:      %s\n' "$(cluster_script status 2>/dev/null | tr '\n' ' ' || true)"
     if apiserver_script status >/dev/null 2>&1 && load_k8s_env; then
