@@ -749,17 +749,18 @@ delete_remotenode() {
 cmd_down() {
     [ "$(id -u)" -eq 0 ] || die "must run as root: sudo $0 down"
     local had_state=no k8s=no
-    [ -d "$DEMO_DIR" ] && had_state=yes
+    [ -n "$(ls -A "$DEMO_DIR" 2>/dev/null)" ] && had_state=yes
     if [ "$had_state" = no ]; then
         if netns_exists; then
             say "no state folder $DEMO_DIR, but a leftover network namespace $NETNS: deleting it"
             ip netns delete "$NETNS" || true
             ip link delete "$NETNS" 2>/dev/null || true
         fi
-        say "the demo is not up (no $DEMO_DIR): nothing to do"
+        say "the demo is not up (no state in $DEMO_DIR): nothing to do"
         return 0
     fi
     take_demo_lock
+    trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
     # Tests hold the cluster lock while they run; do not pull the demo's node from under one.
     take_cluster_lock
 
@@ -852,14 +853,15 @@ cmd_down() {
 
     step "state folder $DEMO_DIR"
     # The lock file goes with it; our open fd keeps the lock until we exit.
-    rm -rf "$DEMO_DIR"
+    find "$DEMO_DIR" -mindepth 1 -delete
+    rmdir "$DEMO_DIR" 2>/dev/null || true
     say "removed"
     printf '\n%s the demo is down\n' "$(ts)"
 }
 
 cmd_status() {
     local pid
-    printf 'state folder: %s%s\n' "$DEMO_DIR" "$([ -d "$DEMO_DIR" ] || echo ' (absent: the demo is down)')"
+    printf 'state folder: %s%s\n' "$DEMO_DIR" "$([ -n "$(ls -A "$DEMO_DIR" 2>/dev/null)" ] || echo ' (empty: the demo is down)')"
     local name
     for name in controller remoted; do
         pid=$(our_pid "$name" || true)
