@@ -200,6 +200,7 @@ async fn reconcile_until(
         remote_nodes: remote_nodes.clone(),
         pacemaker_clusters: clusters.clone(),
         removals: Semaphore::new(4),
+        failures: Default::default(),
     });
 
     // RemoteNodes: reconciled when their cluster's CIB changes or their Node changes.
