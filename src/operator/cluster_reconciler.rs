@@ -102,7 +102,11 @@ pub async fn reconcile(
                 },
             )
             .await?;
-            return Ok(Action::requeue(RETRY_CONNECT));
+            // Backoff from RETRY_CONNECT up, so a cluster that is down is not hammered.
+            let delay = ctx
+                .backoff(&format!("pacemakercluster/{name}"))
+                .max(RETRY_CONNECT);
+            return Ok(Action::requeue(delay));
         }
     };
 
@@ -116,12 +120,14 @@ pub async fn reconcile(
     if let Some(aj) = &pc.spec.auto_join {
         apply_auto_join(&ctx, &name, &aj.node_selector).await?;
     }
+    ctx.succeeded(&format!("pacemakercluster/{name}"));
     Ok(Action::requeue(RESYNC))
 }
 
-pub fn error_policy(pc: Arc<PacemakerCluster>, err: &ClusterError, _ctx: Arc<Context>) -> Action {
-    warn!(cluster = %pc.name_any(), error = %err, "PacemakerCluster reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+pub fn error_policy(pc: Arc<PacemakerCluster>, err: &ClusterError, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&format!("pacemakercluster/{}", pc.name_any()));
+    warn!(cluster = %pc.name_any(), error = %err, retry_in = ?delay, "PacemakerCluster reconcile failed");
+    Action::requeue(delay)
 }
 
 /// The open connection for `pc`, opening (or re-opening) it when needed.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use kube::Resource;
@@ -44,9 +45,37 @@ pub struct Context {
     pub pacemaker_clusters: Store<PacemakerCluster>,
     /// Removals write outside the batch writer; a few at a time keeps their conflicts rare.
     pub removals: Semaphore,
+    /// Consecutive failed reconciles per object, for exponential backoff.
+    pub failures: std::sync::Mutex<HashMap<String, u32>>,
 }
 
+/// First retry after a failed reconcile; doubles per further failure up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
 impl Context {
+    /// The delay before retrying `key` after one more failure.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let n = match self.failures.lock() {
+            Ok(mut m) => {
+                let n = m.entry(key.to_string()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            }
+            Err(_) => 1,
+        };
+        FIRST_BACKOFF
+            .saturating_mul(1u32 << (n - 1).min(16))
+            .min(MAX_BACKOFF)
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut m) = self.failures.lock() {
+            m.remove(key);
+        }
+    }
+
     /// The open connection to `cluster`, if the cluster reconciler has one.
     pub async fn connection(&self, cluster: &str) -> Option<Arc<ClusterConnection>> {
         let map = self.clusters.lock().await;

@@ -89,7 +89,7 @@ pub fn remote_node_status(i: &Inputs<'_>) -> RemoteNodeStatus {
             true,
             "Configured",
             format!(
-                "the CIB holds {} for node {}",
+                "the CIB holds resource {} for node {}",
                 i.connection_resource.unwrap_or("the resource"),
                 i.node_name
             ),

@@ -42,6 +42,7 @@ pub enum ReconcileError {
 
 pub async fn reconcile(rn: Arc<RemoteNode>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
+    let name = rn.name_any();
     let api: Api<RemoteNode> = Api::all(ctx.client.clone());
     let result = finalizer::finalizer(&api, FINALIZER, rn, |ev| async {
         match ev {
@@ -52,12 +53,16 @@ pub async fn reconcile(rn: Arc<RemoteNode>, ctx: Arc<Context>) -> Result<Action,
     .await
     .map_err(|e| ReconcileError::Finalizer(Box::new(e)));
     ctx.metrics.reconciled(result.is_ok(), started.elapsed());
+    if result.is_ok() {
+        ctx.succeeded(&format!("remotenode/{name}"));
+    }
     result
 }
 
-pub fn error_policy(rn: Arc<RemoteNode>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    warn!(remotenode = %rn.name_any(), error = %err, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+pub fn error_policy(rn: Arc<RemoteNode>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&format!("remotenode/{}", rn.name_any()));
+    warn!(remotenode = %rn.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }
 
 /// The address the cluster should connect to: `spec.address`, else the bound Node's InternalIP.
