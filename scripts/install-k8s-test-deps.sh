@@ -13,8 +13,19 @@
 # used and not built (scripts/test-apiserver.sh then runs them); kubectl is taken from there too when
 # present. helm is always built.
 #
+# Go: the `go` on PATH, else /usr/local/go/bin/go, if it is at least MIN_GO (below). Otherwise (none, or
+# too old, like Debian 12's golang package) the Go toolchain GO_FETCH_VERSION (below) is fetched from the
+# Go module proxy (module golang.org/toolchain; $GOPROXY, default https://proxy.golang.org), checked
+# against its go.sum hash and unpacked once into /var/tmp/kubemaker-cache/go-toolchain/go<version>/.
+#
 # Environment: KUBEMAKER_K8S_STEP_TIMEOUT (s, default 3600) bounds each build step,
 # KUBEMAKER_K8S_FETCH_TIMEOUT (s, default 1200) each module download step.
+# KUBEMAKER_GO_VERSION overrides the Go version fetched (a version without a hash pinned here is checked
+# against the checksum database $GOSUMDB, default sum.golang.org, when that is reachable),
+# KUBEMAKER_GO_TOOLCHAIN_DIR where it is unpacked (default /var/tmp/kubemaker-cache/go-toolchain).
+#
+# Sourcing this file (`. scripts/install-k8s-test-deps.sh`) only defines its settings and functions,
+# e.g. to run `fetch_go_toolchain 1.26.11` alone.
 set -euo pipefail
 
 # --- pinned versions ------------------------------------------------------------------------------
@@ -22,7 +33,8 @@ K8S_VERSION=1.34.4          # k8s.io/kubernetes v$K8S_VERSION (kube-apiserver, k
 K8S_STAGING_VERSION=0.34.4  # its staging modules (k8s.io/api, k8s.io/apiserver, ...) at v$K8S_STAGING_VERSION
 ETCD_VERSION=3.6.4          # go.etcd.io/etcd/server/v3; the etcd that kubernetes v1.34 is built and tested with
 HELM_VERSION=3.22.0         # helm.sh/helm/v3
-MIN_GO=1.24                 # what k8s.io/kubernetes v1.34 needs
+MIN_GO=1.26                 # helm v3.22.0's go.mod says `go 1.26.0` (k8s.io/kubernetes v1.34: go 1.24.0)
+GO_FETCH_VERSION=${KUBEMAKER_GO_VERSION:-1.26.11}  # fetched when no go >= $MIN_GO is installed: newest 1.26 patch
 
 CACHE_DIR=/var/tmp/kubemaker-cache
 K8S_DIR=$CACHE_DIR/k8s
@@ -30,9 +42,161 @@ BIN_DIR=$K8S_DIR/bin
 SRC_DIR=$K8S_DIR/src
 STEP_TIMEOUT=${KUBEMAKER_K8S_STEP_TIMEOUT:-3600}
 FETCH_TIMEOUT=${KUBEMAKER_K8S_FETCH_TIMEOUT:-1200}
+GO_TOOLCHAIN_DIR=${KUBEMAKER_GO_TOOLCHAIN_DIR:-$CACHE_DIR/go-toolchain}
 
 say() { printf '[install-k8s-test-deps] %s\n' "$*"; }
 die() { printf '[install-k8s-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --- Go toolchain from the module proxy ----------------------------------------------------------------
+# The go.sum hashes (sum.golang.org) of golang.org/toolchain v0.0.1-go$GO_FETCH_VERSION.linux-<arch>.
+go_toolchain_pinned_h1() { # version arch
+    case "$1/$2" in
+        1.26.11/amd64) echo 'h1:KyINmJ/FQdKRmDYGuTAAXkumyeR2DyUlSNHZj7XaLFg=' ;;
+        1.26.11/arm64) echo 'h1:GFS9FmglLJxMwOSuun3qb8tBjpr8ibzOkt8tBrRLrnk=' ;;
+    esac
+}
+
+go_arch() { # this machine's GOARCH
+    local a
+    a=$(dpkg --print-architecture 2>/dev/null || uname -m)
+    case "$a" in
+        amd64 | x86_64) echo amd64 ;;
+        arm64 | aarch64) echo arm64 ;;
+        *) die "no Go toolchain to fetch for the architecture $a (only amd64 and arm64)" ;;
+    esac
+}
+
+go_version_of() { # go-command: prints its version (e.g. go1.26.8) if it runs
+    [ -x "$1" ] && (cd / && GOTOOLCHAIN=local "$1" env GOVERSION) 2>/dev/null
+}
+
+go_is_recent() { # version (e.g. go1.26.8): whether it is at least $MIN_GO
+    printf '%s\n%s\n' "$MIN_GO" "${1#go}" | sort -V -C
+}
+
+go_proxies() { # the proxy URLs of $GOPROXY, one a line ("direct" is skipped, "off" ends the list)
+    local p list
+    IFS=',|' read -r -a list <<<"${GOPROXY:-https://proxy.golang.org,direct}"
+    for p in "${list[@]}"; do
+        case "$p" in
+            off) break ;;
+            direct | '') ;;
+            *) printf '%s\n' "${p%/}" ;;
+        esac
+    done
+}
+
+# The go.sum hash ("h1:...") of the files under $1/$2, named $2/... as in a module zip: the SHA-256 of
+# the lines "<sha256 of the file>  <name>" in byte order of the names, in base64 (golang.org/x/mod dirhash).
+go_dirhash() { # dir prefix
+    local hex esc='' i
+    hex=$(cd "$1" && find "$2" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d ' ' -f 1)
+    [ "${#hex}" -eq 64 ] || return 1
+    for ((i = 0; i < 64; i += 2)); do esc+="\\x${hex:i:2}"; done
+    printf 'h1:%s\n' "$(printf '%b' "$esc" | base64)"
+}
+
+# The go.sum hash of module $1 at version $2 from the checksum database $GOSUMDB (through each proxy of
+# $GOPROXY, then directly); prints nothing when it is off or unreachable.
+go_sumdb_h1() { # module version
+    local db=${GOSUMDB:-sum.golang.org} name url u h
+    [ "$db" = off ] && return 0
+    name=${db%% *}; name=${name%%+*}
+    url=https://$name
+    [[ "$db" == *' '* ]] && url=${db#* }
+    local urls=()
+    mapfile -t urls < <(go_proxies | sed "s|\$|/sumdb/$name|")
+    for u in "${urls[@]}" "${url%/}"; do
+        h=$(curl -fsS --connect-timeout 15 --max-time 30 --retry 2 --retry-delay 2 "$u/lookup/$1@$2" 2>/dev/null |
+            awk -v m="$1" -v v="$2" '$1 == m && $2 == v && $3 ~ /^h1:/ { print $3; exit }') || true
+        if [ -n "$h" ]; then printf '%s\n' "$h"; return 0; fi
+    done
+}
+
+need_commands() { # command...: installs (apt-get) the Debian packages of that name that are missing
+    local c missing=()
+    for c in "$@"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    command -v apt-get >/dev/null 2>&1 || die "${missing[*]} missing (and no apt-get to install it)"
+    say "installing ${missing[*]}"
+    if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            ca-certificates "${missing[@]}"; }; then
+        die "could not install ${missing[*]}"
+    fi
+}
+
+go_toolchain_runs() { # goroot version: whether goroot/bin/go is go<version> for this machine
+    local out
+    out=$(cd / && env -u GOROOT GOTOOLCHAIN=local "$1/bin/go" version 2>/dev/null) || return 1
+    [ "$out" = "go version go$2 linux/$(go_arch)" ]
+}
+
+GO_FETCH_TMP=
+go_fetch_fail() { rm -rf "$GO_FETCH_TMP"; trap - EXIT; die "$@"; }
+
+# Fetches (once) the Go toolchain go$1 for this machine from the module proxy (module golang.org/toolchain
+# at v0.0.1-go$1.linux-<arch>), checks its hash, unpacks it into $GO_TOOLCHAIN_DIR/go$1 and sets
+# GO_FETCHED_ROOT to that folder (a GOROOT: bin/go is the go command). Does nothing when it is there.
+fetch_go_toolchain() { # version
+    local ver=$1 arch modver dest zip root p from='' want got src
+    arch=$(go_arch)
+    modver=v0.0.1-go$ver.linux-$arch
+    dest=$GO_TOOLCHAIN_DIR/go$ver
+    GO_FETCHED_ROOT=$dest
+    if [ -f "$dest/.kubemaker-verified" ] && go_toolchain_runs "$dest" "$ver"; then
+        say "go$ver: present in $dest"
+        return 0
+    fi
+    need_commands curl unzip
+    local proxies=()
+    mapfile -t proxies < <(go_proxies)
+    [ "${#proxies[@]}" -gt 0 ] || die "GOPROXY=${GOPROXY:-} names no proxy to fetch golang.org/toolchain from"
+    mkdir -p "$GO_TOOLCHAIN_DIR"
+    GO_FETCH_TMP=$(mktemp -d "$GO_TOOLCHAIN_DIR/.fetch-go$ver.XXXXXX")
+    trap 'rm -rf "$GO_FETCH_TMP"' EXIT
+    zip=$GO_FETCH_TMP/toolchain.zip
+    for p in "${proxies[@]}"; do
+        say "go$ver: fetching $p/golang.org/toolchain/@v/$modver.zip (at most ${FETCH_TIMEOUT} s)"
+        if curl -fsSL --connect-timeout 30 --max-time "$FETCH_TIMEOUT" --retry 3 --retry-delay 5 \
+                --retry-connrefused --retry-max-time "$FETCH_TIMEOUT" -o "$zip" \
+                "$p/golang.org/toolchain/@v/$modver.zip"; then
+            from=$p
+            break
+        fi
+    done
+    [ -n "$from" ] || go_fetch_fail "could not fetch golang.org/toolchain@$modver (GOPROXY=${GOPROXY:-https://proxy.golang.org}); set KUBEMAKER_GO_VERSION to a version the proxy has (${proxies[0]}/golang.org/toolchain/@v/list) or install Go >= $MIN_GO"
+    unzip -q "$zip" -d "$GO_FETCH_TMP/x" </dev/null || go_fetch_fail "$from/golang.org/toolchain/@v/$modver.zip is not a valid zip"
+    rm -f "$zip"
+    root=$GO_FETCH_TMP/x/golang.org/toolchain@$modver
+    [ -f "$root/bin/go" ] || go_fetch_fail "the zip of golang.org/toolchain@$modver holds no golang.org/toolchain@$modver/bin/go"
+    got=$(go_dirhash "$GO_FETCH_TMP/x" "golang.org/toolchain@$modver") || go_fetch_fail "could not hash $root"
+    want=$(go_toolchain_pinned_h1 "$ver" "$arch")
+    src="pinned in install-k8s-test-deps.sh"
+    if [ -z "$want" ]; then
+        want=$(go_sumdb_h1 golang.org/toolchain "$modver")
+        src="from the checksum database ${GOSUMDB:-sum.golang.org}"
+    fi
+    if [ -n "$want" ]; then
+        [ "$got" = "$want" ] || go_fetch_fail "golang.org/toolchain@$modver from $from has the hash $got, not $want ($src)"
+        say "  hash $got: as $src"
+    else
+        say "  WARNING: golang.org/toolchain@$modver not checked against the checksum database (GOSUMDB=${GOSUMDB:-sum.golang.org} off or unreachable; hash $got): only checking that it runs"
+    fi
+    # Zips keep no file modes: make the commands executable, as the go command does for the toolchains it fetches.
+    for p in "$root/bin" "$root/pkg/tool"; do
+        [ -d "$p" ] && find "$p" -type f -exec chmod 0755 {} +
+    done
+    go_toolchain_runs "$root" "$ver" || go_fetch_fail "$root/bin/go is not a working go$ver for linux/$arch"
+    printf 'golang.org/toolchain@%s %s\nfrom %s on %s\n' "$modver" "$got" "$from" "$(date -Is)" >"$root/.kubemaker-verified"
+    rm -rf "$dest"   # an incomplete copy: it had no .kubemaker-verified
+    mv -T "$root" "$dest" || go_fetch_fail "could not move the toolchain to $dest"
+    rm -rf "$GO_FETCH_TMP"
+    trap - EXIT
+    say "go$ver: $(du -sh "$dest" | cut -f1) in $dest"
+}
+
+# Sourced: only the settings and functions above.
+(return 0 2>/dev/null) && return 0
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo $0)"
 
@@ -47,20 +211,34 @@ T_START=$SECONDS
 elapsed() { local s=$((SECONDS - $1)); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
 
 # --- Go toolchain and its caches -------------------------------------------------------------------
-GO=$(command -v go || true)
-[ -n "$GO" ] || GO=/usr/local/go/bin/go
-[ -x "$GO" ] || die "no Go toolchain (go not on PATH, no /usr/local/go/bin/go); install Go >= $MIN_GO"
 export GOPATH=$CACHE_DIR/go
 export GOMODCACHE=$CACHE_DIR/go/pkg/mod
 export GOCACHE=$CACHE_DIR/go/build-cache
-export GOTOOLCHAIN=local         # never fetch another toolchain: build with the installed one
+export GOTOOLCHAIN=local         # never switch to another toolchain: build with the chosen one
 export CGO_ENABLED=0
 export GOFLAGS="-buildvcs=false -modcacherw"
 unset GOBIN GOWORK GO111MODULE GOOS GOARCH || true
-go_version=$("$GO" env GOVERSION)            # e.g. go1.26.8
-gv=${go_version#go}
-if ! printf '%s\n%s\n' "$MIN_GO" "$gv" | sort -V -C; then
-    die "$GO is $go_version; k8s.io/kubernetes v$K8S_VERSION needs go >= $MIN_GO"
+GO='' go_version='' prev=''
+for g in "$(command -v go || true)" /usr/local/go/bin/go; do
+    if [ -z "$g" ] || [ "$g" = "$prev" ] || [ ! -x "$g" ]; then continue; fi
+    prev=$g
+    if ! v=$(go_version_of "$g"); then
+        say "$g does not run: ignoring it"
+    elif go_is_recent "$v"; then
+        GO=$g go_version=$v
+        break
+    else
+        say "$g is $v; k8s.io/kubernetes v$K8S_VERSION and helm v$HELM_VERSION need go >= $MIN_GO: ignoring it"
+    fi
+done
+if [ -z "$GO" ]; then
+    go_is_recent "go$GO_FETCH_VERSION" || die "KUBEMAKER_GO_VERSION=$GO_FETCH_VERSION is older than $MIN_GO"
+    say "no go >= $MIN_GO installed: using go$GO_FETCH_VERSION from the Go module proxy"
+    fetch_go_toolchain "$GO_FETCH_VERSION"
+    GO=$GO_FETCHED_ROOT/bin/go
+    unset GOROOT             # it is the folder above bin/go
+    export PATH=$GO_FETCHED_ROOT/bin:$PATH
+    go_version=$(go_version_of "$GO") || die "$GO does not run"
 fi
 say "go: $GO ($go_version), GOPATH=$GOPATH, GOCACHE=$GOCACHE"
 
