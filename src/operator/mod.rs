@@ -1,9 +1,28 @@
-//! The Kubernetes side of kubemaker: custom resource types now, the controller later.
+//! The Kubernetes side of kubemaker: the custom resources and `kubemaker controller`.
 //!
 //! - [`crd`]: `PacemakerCluster` and `RemoteNode` (`kubemaker.io/v1alpha1`), whose generated
 //!   CustomResourceDefinitions `kubemaker crds` prints and `crds/` holds.
+//! - [`controller`]: start-up, leader election ([`leader_election`]), the caches and both
+//!   reconcilers, `/healthz` `/readyz` `/metrics` ([`http_endpoints`], [`metrics`]).
+//! - [`remote_node_reconciler`]: RemoteNode read → validate → plan → apply → status, and the
+//!   finalizer's cleanup that removes the node from the CIB.
+//! - [`cluster_reconciler`]: PacemakerCluster: authkey Secret ([`authkey_secret`]), the CIB
+//!   connection ([`cluster_connection`]: snapshot from notifications, batched writes), status,
+//!   auto-join ([`auto_join`]).
+//! - [`node_status`]: pure mapping from Pacemaker's view to the RemoteNode status.
 
+pub mod authkey_secret;
+pub mod auto_join;
+pub mod cluster_connection;
+pub mod cluster_reconciler;
+pub mod context;
+pub mod controller;
 pub mod crd;
+pub mod http_endpoints;
+pub mod leader_election;
+pub mod metrics;
+pub mod node_status;
+pub mod remote_node_reconciler;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -1,0 +1,336 @@
+//! `kubemaker controller`: wires the caches, the two reconcilers, leader election, the HTTP
+//! endpoints and signal handling together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tokio::sync::{Mutex, Semaphore, broadcast, watch};
+use tracing::{error, info, warn};
+
+use super::context::{Context, Trigger};
+use super::crd::{PacemakerCluster, RemoteNode};
+use super::leader_election::{LeaderElector, LeaseConfig};
+use super::metrics::Metrics;
+use super::{cluster_reconciler, http_endpoints, remote_node_reconciler};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Namespace of the Secrets and the Lease; `None`: the kubeconfig's default namespace.
+    pub namespace: Option<String>,
+    pub identity: String,
+    pub leader_election: bool,
+    pub lease_name: String,
+    pub lease_duration: Duration,
+    pub lease_renew: Duration,
+    pub metrics_addr: SocketAddr,
+}
+
+/// Why the controller stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM/SIGINT: stopped cleanly.
+    Signalled,
+    /// Another replica leads now; a restart makes this one a standby again.
+    LostLeadership,
+}
+
+pub async fn run(opts: Options) -> Result<Exit, String> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("no Kubernetes API access (KUBECONFIG or in-cluster config): {e}"))?;
+    let namespace = opts
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let metrics = Arc::new(Metrics::default());
+    http_endpoints::serve(opts.metrics_addr, metrics.clone())
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.metrics_addr))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let mut elector = opts.leader_election.then(|| {
+        LeaderElector::new(
+            Api::<Lease>::namespaced(client.clone(), &namespace),
+            LeaseConfig {
+                name: opts.lease_name.clone(),
+                identity: opts.identity.clone(),
+                lease_duration: opts.lease_duration,
+                renew_interval: opts.lease_renew,
+            },
+        )
+    });
+    // A standby is healthy and ready: it only waits.
+    metrics.set_ready(true);
+    if let Some(e) = elector.as_mut()
+        && !e.acquire(stopped()).await
+    {
+        info!("stopped while waiting for leadership");
+        return Ok(Exit::Signalled);
+    }
+    metrics.set_leader(true);
+    metrics.set_ready(false);
+
+    let (lost_tx, lost_rx) = watch::channel(false);
+    let holder = elector.map(|mut e| {
+        tokio::spawn(async move {
+            e.hold().await;
+            let _ = lost_tx.send(true);
+            e
+        })
+    });
+    let lost = {
+        let mut rx = lost_rx.clone();
+        async move {
+            let _ = rx.wait_for(|l| *l).await;
+        }
+    };
+    let shutdown = futures::future::select(Box::pin(stopped()), Box::pin(lost)).map(|_| ());
+    let shutdown = shutdown.shared();
+
+    reconcile_until(
+        client.clone(),
+        namespace.clone(),
+        opts.identity.clone(),
+        metrics.clone(),
+        shutdown,
+    )
+    .await;
+    metrics.set_leader(false);
+
+    if *lost_rx.borrow() {
+        error!("lost leadership; exiting so that only one replica reconciles");
+        return Ok(Exit::LostLeadership);
+    }
+    if let Some(h) = holder {
+        h.abort();
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(1), h).await
+            && !e.is_cancelled()
+        {
+            warn!(error = %e, "lease holder task failed");
+        }
+        // The aborted task took the elector with it; release through a fresh one.
+        let mut e = LeaderElector::new(
+            Api::<Lease>::namespaced(client, &namespace),
+            LeaseConfig {
+                name: opts.lease_name.clone(),
+                identity: opts.identity.clone(),
+                lease_duration: opts.lease_duration,
+                renew_interval: opts.lease_renew,
+            },
+        );
+        e.release().await;
+    }
+    info!("controller stopped");
+    Ok(Exit::Signalled)
+}
+
+/// Runs both controllers until `shutdown` resolves, then lets in-flight reconciles finish.
+async fn reconcile_until(
+    client: Client,
+    namespace: String,
+    identity: String,
+    metrics: Arc<Metrics>,
+    shutdown: futures::future::Shared<impl std::future::Future<Output = ()> + Send + 'static>,
+) {
+    let (triggers, _) = broadcast::channel::<Trigger>(4096);
+
+    // Nodes: one cache for addresses and auto-join; changes become triggers.
+    let (nodes, node_writer) = reflector::store::<Node>();
+    let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(node_writer)
+        .applied_objects();
+    {
+        let triggers = triggers.clone();
+        tokio::spawn(async move {
+            let mut s = std::pin::pin!(node_events);
+            while let Some(ev) = s.next().await {
+                match ev {
+                    Ok(node) => {
+                        let _ = triggers.send(Trigger::NodeChanged(node.name_any()));
+                    }
+                    Err(e) => warn!(error = %e, "watching Nodes failed; retrying"),
+                }
+            }
+        });
+    }
+
+    let rn_api: Api<RemoteNode> = Api::all(client.clone());
+    let pc_api: Api<PacemakerCluster> = Api::all(client.clone());
+    let rn_controller = Controller::new(rn_api, watcher::Config::default());
+    let pc_controller = Controller::new(pc_api, watcher::Config::default());
+    let remote_nodes = rn_controller.store();
+    let clusters = pc_controller.store();
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        namespace,
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "kubemaker-controller".into(),
+                instance: Some(identity),
+            },
+        ),
+        metrics: metrics.clone(),
+        clusters: Mutex::new(Default::default()),
+        triggers: triggers.clone(),
+        nodes: nodes.clone(),
+        remote_nodes: remote_nodes.clone(),
+        pacemaker_clusters: clusters.clone(),
+        removals: Semaphore::new(4),
+        failures: Default::default(),
+    });
+
+    // RemoteNodes: reconciled when their cluster's CIB changes or their Node changes.
+    let rn_triggers = {
+        let remote_nodes = remote_nodes.clone();
+        let clusters = clusters.clone();
+        trigger_stream(triggers.subscribe(), move |t| {
+            remote_nodes
+                .state()
+                .iter()
+                .filter(|rn| match t {
+                    Trigger::CibChanged(c) => {
+                        cluster_name(rn, &clusters).as_deref() == Some(c.as_str())
+                    }
+                    Trigger::NodeChanged(n) => {
+                        rn.spec.kubernetes_node.as_deref() == Some(n.as_str())
+                    }
+                })
+                .map(|rn| ObjectRef::from_obj(rn.as_ref()))
+                .collect()
+        })
+    };
+    // Clusters: status on CIB changes, auto-join on Node changes.
+    let pc_triggers = {
+        let clusters = clusters.clone();
+        trigger_stream(triggers.subscribe(), move |t| {
+            clusters
+                .state()
+                .iter()
+                .filter(|pc| match t {
+                    Trigger::CibChanged(c) => pc.name_any() == *c,
+                    Trigger::NodeChanged(_) => pc.spec.auto_join.is_some(),
+                })
+                .map(|pc| ObjectRef::from_obj(pc.as_ref()))
+                .collect()
+        })
+    };
+
+    let ready = {
+        let (n, r, c) = (nodes.clone(), remote_nodes.clone(), clusters.clone());
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let synced = n.wait_until_ready().await.is_ok()
+                && r.wait_until_ready().await.is_ok()
+                && c.wait_until_ready().await.is_ok();
+            if synced {
+                info!("caches synced; reconciling");
+                metrics.set_ready(true);
+            }
+        })
+    };
+
+    let rn_run = rn_controller
+        .reconcile_on(rn_triggers)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            remote_node_reconciler::reconcile,
+            remote_node_reconciler::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "RemoteNode controller");
+            }
+        });
+    let pc_run = pc_controller
+        .reconcile_on(pc_triggers)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            cluster_reconciler::reconcile,
+            cluster_reconciler::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "PacemakerCluster controller");
+            }
+        });
+    futures::future::join(rn_run, pc_run).await;
+    ready.abort();
+    // Close the CIB connections politely.
+    ctx.clusters.lock().await.clear();
+}
+
+fn cluster_name(rn: &RemoteNode, clusters: &reflector::Store<PacemakerCluster>) -> Option<String> {
+    match &rn.spec.cluster_ref {
+        Some(r) => Some(r.name.clone()),
+        None => match clusters.state().as_slice() {
+            [one] => Some(one.name_any()),
+            _ => None,
+        },
+    }
+}
+
+/// Turns the trigger broadcast into a stream of objects to reconcile. A lagging receiver (a
+/// burst larger than the channel) is not an error: the periodic resync catches up.
+fn trigger_stream<K, F>(
+    rx: broadcast::Receiver<Trigger>,
+    map: F,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + 'static,
+    F: Fn(&Trigger) -> Vec<ObjectRef<K>> + Send + 'static,
+{
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(t) => return Some((t, rx)),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(missed = n, "reconcile triggers lagged");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(move |t| futures::stream::iter(map(&t)))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still dies on SIGTERM, just not cleanly.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: stopping"),
+        _ = int.recv() => info!("SIGINT: stopping"),
+    }
+}

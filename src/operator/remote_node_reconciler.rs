@@ -1,0 +1,487 @@
+//! RemoteNode reconcile: read → validate → plan → apply → status, behind the finalizer whose
+//! cleanup ([`cleanup`]) takes the node out of the CIB before the object goes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::cib::plan::{self, DesiredKind, DesiredNode};
+use crate::cib::removal::{self, RemovalOptions};
+use crate::cib::validate;
+
+use super::cluster_connection::{Snapshot, WriteError, WriteOutcome};
+use super::context::Context;
+use super::crd::{NodeType, RemoteNode, RemoteNodeStatus};
+use super::node_status::{self, Inputs, Outcome, READY};
+
+/// The finalizer that keeps a RemoteNode until its node is out of the CIB.
+pub const FINALIZER: &str = "kubemaker.io/cib-cleanup";
+
+/// Status is also kept current by CIB notifications; this is the safety net.
+const RESYNC: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(Box<finalizer::Error<ReconcileError>>),
+    #[error("CIB of cluster {cluster}: {message}")]
+    Cib { cluster: String, message: String },
+}
+
+pub async fn reconcile(rn: Arc<RemoteNode>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let name = rn.name_any();
+    let api: Api<RemoteNode> = Api::all(ctx.client.clone());
+    let result = finalizer::finalizer(&api, FINALIZER, rn, |ev| async {
+        match ev {
+            FinalizerEvent::Apply(rn) => apply(&rn, &ctx).await,
+            FinalizerEvent::Cleanup(rn) => cleanup(&rn, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| ReconcileError::Finalizer(Box::new(e)));
+    ctx.metrics.reconciled(result.is_ok(), started.elapsed());
+    if result.is_ok() {
+        ctx.succeeded(&format!("remotenode/{name}"));
+    }
+    result
+}
+
+pub fn error_policy(rn: Arc<RemoteNode>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&format!("remotenode/{}", rn.name_any()));
+    warn!(remotenode = %rn.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The address the cluster should connect to: `spec.address`, else the bound Node's InternalIP.
+/// `Err` when the spec names a Node that does not exist or has no InternalIP.
+fn resolve_address(rn: &RemoteNode, ctx: &Context) -> Result<Option<String>, String> {
+    if let Some(a) = &rn.spec.address {
+        return Ok(Some(a.clone()));
+    }
+    let Some(node_name) = &rn.spec.kubernetes_node else {
+        return Ok(None);
+    };
+    let node = ctx
+        .nodes
+        .get(&ObjectRef::<Node>::new(node_name))
+        .ok_or_else(|| format!("Kubernetes Node {node_name:?} does not exist"))?;
+    internal_ip(&node)
+        .map(Some)
+        .ok_or_else(|| format!("Kubernetes Node {node_name:?} has no InternalIP address"))
+}
+
+pub fn internal_ip(node: &Node) -> Option<String> {
+    node.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")
+        .map(|a| a.address.clone())
+}
+
+async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError> {
+    let name = rn.node_name().to_string();
+    let reference = rn.object_ref(&());
+    let cluster = match ctx.cluster_of(rn) {
+        Ok(c) => c,
+        Err(message) => {
+            let outcome = Outcome::failed("ClusterNotFound", message);
+            publish_status(ctx, rn, &name, None, None, &outcome, None).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    let cluster_name = cluster.name_any();
+
+    let address = match resolve_address(rn, ctx) {
+        Ok(a) => a,
+        Err(message) => {
+            let outcome = Outcome::failed("AddressUnknown", message.clone());
+            warn_once(ctx, rn, &reference, "AddressUnknown", &message).await;
+            publish_status(ctx, rn, &name, None, None, &outcome, None).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    };
+    let spec = rn
+        .spec
+        .to_cib_spec(cluster.spec.remote_node_defaults.as_ref(), address);
+    let desired = match DesiredNode::from_spec(&name, &spec) {
+        Ok(d) => d,
+        Err(problems) => {
+            let outcome = Outcome::from_problems(&problems);
+            if let Outcome::NotConfigured { message, .. } = &outcome {
+                warn_once(ctx, rn, &reference, "InvalidSpec", message).await;
+            }
+            publish_status(ctx, rn, &name, None, None, &outcome, None).await?;
+            // Only a spec change can fix it.
+            return Ok(Action::await_change());
+        }
+    };
+    let resource = desired.resource_id().to_string();
+
+    let Some(conn) = ctx.connection(&cluster_name).await else {
+        let outcome = Outcome::failed(
+            "CibUnavailable",
+            format!(
+                "no connection to the CIB of PacemakerCluster {cluster_name:?} (see its status)"
+            ),
+        );
+        publish_status(
+            ctx,
+            rn,
+            &name,
+            Some(&desired),
+            Some(&resource),
+            &outcome,
+            None,
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    };
+
+    let snap = conn.snapshot();
+    let problems = validate::check_against_cib(std::slice::from_ref(&desired), &snap.cib);
+    let outcome = if !problems.is_empty() {
+        refused(ctx, rn, &reference, &problems).await
+    } else if plan::plan(std::slice::from_ref(&desired), &snap.cib).is_empty() {
+        Outcome::Configured
+    } else {
+        match conn.write(desired.clone()).await {
+            Ok(WriteOutcome::Written(changes)) => {
+                info!(remotenode = %rn.name_any(), node = %name, changes = changes.len(), "configured in the CIB");
+                let note = format!("CIB of {cluster_name}: {}", changes.join("; "));
+                ctx.event(
+                    &reference,
+                    EventType::Normal,
+                    "Configured",
+                    "WriteCib",
+                    note.clone(),
+                )
+                .await;
+                if let Some(node_ref) = ctx.bound_node(rn) {
+                    ctx.event(&node_ref, EventType::Normal, "Configured", "WriteCib", note)
+                        .await;
+                }
+                Outcome::Configured
+            }
+            Ok(WriteOutcome::Unchanged) => Outcome::Configured,
+            Err(WriteError::Invalid(problems)) => refused(ctx, rn, &reference, &problems).await,
+            Err(WriteError::Cib(message)) => {
+                ctx.event(
+                    &reference,
+                    EventType::Warning,
+                    "CibUnavailable",
+                    "WriteCib",
+                    message.clone(),
+                )
+                .await;
+                let outcome = Outcome::failed("CibUnavailable", message.clone());
+                publish_status(
+                    ctx,
+                    rn,
+                    &name,
+                    Some(&desired),
+                    Some(&resource),
+                    &outcome,
+                    None,
+                )
+                .await?;
+                return Err(ReconcileError::Cib {
+                    cluster: cluster_name,
+                    message,
+                });
+            }
+        }
+    };
+    let configured = outcome == Outcome::Configured;
+    // The writer refreshed the snapshot after its write.
+    let snap = conn.snapshot();
+    publish_status(
+        ctx,
+        rn,
+        &name,
+        Some(&desired),
+        Some(&resource),
+        &outcome,
+        Some(&snap),
+    )
+    .await?;
+    Ok(if configured {
+        Action::requeue(RESYNC)
+    } else {
+        // A clash may be resolved by someone else removing the other resource.
+        Action::requeue(Duration::from_secs(60))
+    })
+}
+
+async fn refused(
+    ctx: &Context,
+    rn: &RemoteNode,
+    reference: &ObjectReference,
+    problems: &[validate::Problem],
+) -> Outcome {
+    let outcome = Outcome::from_problems(problems);
+    if let Outcome::NotConfigured { reason, message } = &outcome {
+        warn_once(ctx, rn, reference, reason, message).await;
+    }
+    outcome
+}
+
+/// A Warning event, unless the object's Configured condition already says the same (so a
+/// requeue does not repeat it every minute).
+async fn warn_once(
+    ctx: &Context,
+    rn: &RemoteNode,
+    reference: &ObjectReference,
+    reason: &str,
+    message: &str,
+) {
+    let already = rn
+        .status
+        .as_ref()
+        .and_then(|s| node_status::find(&s.conditions, node_status::CONFIGURED))
+        .is_some_and(|c| c.reason == reason && c.message == message);
+    if !already {
+        warn!(remotenode = %rn.name_any(), reason, "{message}");
+        ctx.event(reference, EventType::Warning, reason, "Validate", message)
+            .await;
+    }
+}
+
+/// Computes and, when it differs, writes the status; Online/Offline events on Ready changes.
+async fn publish_status(
+    ctx: &Context,
+    rn: &RemoteNode,
+    name: &str,
+    desired: Option<&DesiredNode>,
+    resource: Option<&str>,
+    outcome: &Outcome,
+    snap: Option<&Snapshot>,
+) -> Result<(), kube::Error> {
+    let previous = rn.status.clone().unwrap_or_default();
+    let pacemaker = snap.and_then(|s| s.node(name));
+    let connection_resource = match desired.map(|d| &d.kind) {
+        Some(DesiredKind::Guest { .. }) => Some(name),
+        _ => resource,
+    };
+    let status = node_status::remote_node_status(&Inputs {
+        generation: rn.metadata.generation,
+        node_name: name,
+        address: desired.map(|d| d.address.as_str()),
+        connection_resource,
+        outcome,
+        pacemaker,
+        previous: &previous.conditions,
+        now: Timestamp::now(),
+    });
+    ctx.metrics
+        .set_node_state(&rn.name_any(), status.pacemaker_state.as_deref());
+    if status == previous {
+        return Ok(());
+    }
+    let was_ready = node_status::is_true(&previous.conditions, READY);
+    let is_ready = node_status::is_true(&status.conditions, READY);
+    if was_ready != is_ready {
+        let reference = rn.object_ref(&());
+        let state = status
+            .pacemaker_state
+            .as_deref()
+            .unwrap_or("not configured");
+        if is_ready {
+            ctx.event(
+                &reference,
+                EventType::Normal,
+                "Online",
+                "Observe",
+                format!("node {name} is online"),
+            )
+            .await;
+        } else {
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                "Offline",
+                "Observe",
+                format!("node {name} is not ready: {state}"),
+            )
+            .await;
+        }
+    }
+    patch_status(ctx, &rn.name_any(), &status).await
+}
+
+async fn patch_status(
+    ctx: &Context,
+    object: &str,
+    status: &RemoteNodeStatus,
+) -> Result<(), kube::Error> {
+    let api: Api<RemoteNode> = Api::all(ctx.client.clone());
+    match api
+        .patch_status(
+            object,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Deleted meanwhile: nothing left to report on.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Stops the node's resource, deletes it and purges the node, then lets the object go. Only
+/// what kubemaker would own is touched: a RemoteNode that never got configured because its name
+/// clashed leaves the other resource alone.
+async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError> {
+    let name = rn.node_name().to_string();
+    let reference = rn.object_ref(&());
+    ctx.metrics.set_node_state(&rn.name_any(), None);
+    let Some(cluster_name) = ctx.cluster_name_of(rn) else {
+        ctx.event(
+            &reference,
+            EventType::Warning,
+            "Removed",
+            "RemoveFromCib",
+            format!("no PacemakerCluster for node {name}; nothing removed from any CIB"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    };
+    if ctx
+        .pacemaker_clusters
+        .get(&ObjectRef::new(&cluster_name))
+        .is_none()
+    {
+        ctx.event(
+            &reference,
+            EventType::Warning,
+            "Removed",
+            "RemoveFromCib",
+            format!("PacemakerCluster {cluster_name} is gone; node {name} was not removed from its CIB (remove it with `kubemaker cib remove {name}`)"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let Some(conn) = ctx.connection(&cluster_name).await else {
+        return Err(ReconcileError::Cib {
+            cluster: cluster_name,
+            message: "not connected; the node will be removed once the CIB is reachable".into(),
+        });
+    };
+    let snap = conn.snapshot();
+    if !owns_node(&snap.cib, rn, &name) {
+        info!(remotenode = %rn.name_any(), node = %name, "nothing of this RemoteNode in the CIB; releasing");
+        ctx.event(
+            &reference,
+            EventType::Normal,
+            "Removed",
+            "RemoveFromCib",
+            format!("node {name} had nothing configured in the CIB of {cluster_name}"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let _permit = ctx
+        .removals
+        .acquire()
+        .await
+        .map_err(|_| ReconcileError::Cib {
+            cluster: cluster_name.clone(),
+            message: "shutting down".into(),
+        })?;
+    ctx.event(
+        &reference,
+        EventType::Normal,
+        "Removing",
+        "RemoveFromCib",
+        format!("stopping node {name} and removing it from the CIB of {cluster_name}"),
+    )
+    .await;
+    match removal::remove_node(conn.client(), &name, &RemovalOptions::default()).await {
+        Ok(report) => {
+            ctx.metrics
+                .add_cib_writes(report.writes.transactions, report.writes.conflicts);
+            let note = format!(
+                "node {name} removed from the CIB of {cluster_name} ({} transaction(s){})",
+                report.writes.transactions,
+                if report.stopped {
+                    ""
+                } else {
+                    "; it had not stopped"
+                }
+            );
+            ctx.event(
+                &reference,
+                EventType::Normal,
+                "Removed",
+                "RemoveFromCib",
+                note.clone(),
+            )
+            .await;
+            if let Some(node_ref) = ctx.bound_node(rn) {
+                ctx.event(
+                    &node_ref,
+                    EventType::Normal,
+                    "Removed",
+                    "RemoveFromCib",
+                    note,
+                )
+                .await;
+            }
+            Ok(Action::await_change())
+        }
+        Err(e) => {
+            let message = e.to_string();
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                "RemovalFailed",
+                "RemoveFromCib",
+                message.clone(),
+            )
+            .await;
+            Err(ReconcileError::Cib {
+                cluster: cluster_name,
+                message,
+            })
+        }
+    }
+}
+
+/// Whether the CIB holds something this RemoteNode would own: the connection resource of node
+/// `name`, its guest resource, or leftovers of node `name` with no foreign resource of that name.
+pub fn owns_node(cib: &crate::wire::Element, rn: &RemoteNode, name: &str) -> bool {
+    let view = crate::cib::model::Cib::new(cib);
+    if let Some((id, _)) = removal::defining_resource(cib, name) {
+        let expected = match rn.spec.node_type {
+            NodeType::Remote => name.to_string(),
+            NodeType::Guest => rn
+                .spec
+                .guest
+                .as_ref()
+                .and_then(|g| g.resource_id.clone())
+                .unwrap_or_else(|| format!("vm-{name}")),
+        };
+        return id.eq_ignore_ascii_case(&expected);
+    }
+    let foreign = view
+        .primitives()
+        .iter()
+        .any(|p| p.id().eq_ignore_ascii_case(name));
+    !foreign && (view.node_entry(name).is_some() || view.node_state(name).is_some())
+}
