@@ -243,9 +243,7 @@ async fn reconcile_until(
         let (n, r, c) = (nodes.clone(), remote_nodes.clone(), clusters.clone());
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let synced = n.wait_until_ready().await.is_ok()
-                && r.wait_until_ready().await.is_ok()
-                && c.wait_until_ready().await.is_ok();
+            let synced = store_ready(&n).await && store_ready(&r).await && store_ready(&c).await;
             if synced {
                 info!("caches synced; reconciling");
                 metrics.set_ready(true);
@@ -283,6 +281,23 @@ async fn reconcile_until(
     ready.abort();
     // Close the CIB connections politely.
     ctx.clusters.lock().await.clear();
+}
+
+/// Whether `store` finished its initial list. kube-runtime's `Store::wait_until_ready` wakes only
+/// the task that polled it last, and each Controller's own runner waits on the same store, so a
+/// single await here can miss its wake-up forever: poll again every 200 ms.
+async fn store_ready<K>(store: &reflector::Store<K>) -> bool
+where
+    K: 'static + Clone + kube::runtime::reflector::Lookup,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(r) =
+            tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await
+        {
+            return r.is_ok();
+        }
+    }
 }
 
 fn cluster_name(rn: &RemoteNode, clusters: &reflector::Store<PacemakerCluster>) -> Option<String> {
