@@ -167,7 +167,7 @@ impl Drop for E2e {
         }
         let api = &self.api;
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            api.remove_leftovers(NS);
+            api.remove_leftovers(NS, &[CLUSTER]);
         }));
         let cluster = &self.cluster;
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cluster.reset()));
@@ -440,7 +440,10 @@ fn phase_a_setup(api: Api) -> E2e {
     let t0 = Instant::now();
     let cluster = Cluster::acquire();
     let remote = cib_port::enable_remote_cib(&cluster);
-    api.remove_leftovers(NS);
+    // The API server is shared: never run beside another kubemaker controller or delete others'
+    // objects. (Anyone using the Pacemaker cluster holds the cluster lock taken above, too.)
+    api.wait_until_unshared(NS, &[CLUSTER], Duration::from_secs(600));
+    api.remove_leftovers(NS, &[CLUSTER]);
     let dir = state_dir();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -462,7 +465,7 @@ fn phase_a_setup(api: Api) -> E2e {
     api.apply(&json!({
         "apiVersion": "kubemaker.io/v1alpha1",
         "kind": "PacemakerCluster",
-        "metadata": {"name": CLUSTER},
+        "metadata": {"name": CLUSTER, "labels": {TEST_LABEL: "true"}},
         "spec": {
             "endpoints": [{"host": "127.0.0.1", "port": cib_port::TLS_PORT}],
             "tlsMode": "anonymous",
@@ -1053,6 +1056,9 @@ fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
                     "address": a,
                     "reconnectInterval": "300s",
                     "monitor": {"interval": "60s", "timeout": "20s"},
+                    // Nothing listens there: the cluster retries connecting until the start
+                    // times out, and a removal waits for that before the stop.
+                    "startTimeout": "5s",
                 }),
             );
             o["metadata"]["labels"][GROUP_LABEL] = json!("g");
@@ -1061,21 +1067,48 @@ fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
         .collect();
     let a = e2e.controllers.len() - 1;
     assert!(e2e.ctl_mut(a).is_running());
-    e2e.api
-        .apply(&json!({"apiVersion": "v1", "kind": "List", "items": items}));
+    // kubectl creates the 20 one after another; the controller dies 300 ms after kubectl started.
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+    let mut kubectl = e2e
+        .api
+        .command("kubectl")
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl apply");
+    {
+        use std::io::Write;
+        let mut stdin = kubectl.stdin.take().unwrap();
+        stdin.write_all(list.as_bytes()).unwrap();
+    }
     std::thread::sleep(Duration::from_millis(300));
     let status = e2e.ctl_mut(a).kill9();
     let at_kill = primitives(&operator::cib_root())
         .iter()
         .filter(|p| p.attr("id").is_some_and(|id| id.starts_with("rn-g")))
         .count();
+    let applied = kubectl.wait_with_output().expect("kubectl apply");
+    assert!(
+        applied.status.success(),
+        "kubectl apply of the 20: {}",
+        operator::text(&applied)
+    );
+    let sel = format!("{GROUP_LABEL}=g");
+    let with_status = e2e
+        .api
+        .list("remotenodes", &["-l", &sel])
+        .unwrap_or_default()
+        .iter()
+        .filter(|o| condition(o, "Configured").is_some())
+        .count();
     step(&format!(
-        "   killed ({status}); {at_kill} of 20 primitives were in the CIB"
+        "   killed ({status}); {at_kill} of 20 primitives were in the CIB then, {with_status} objects had a status when kubectl finished"
     ));
     let restarted = Instant::now();
     let a2 = e2e.start_controller("ctl-a");
     e2e.wait_leader(a2, 1.0, Duration::from_secs(30));
-    let sel = format!("{GROUP_LABEL}=g");
     e2e.wait(
         "all 20 RemoteNodes Configured=True after the restart",
         Duration::from_secs(120),
@@ -1274,7 +1307,7 @@ fn phase_i_auto_join(e2e: &mut E2e) {
         CLUSTER,
         "--type=merge",
         "-p",
-        r#"{"spec":{"autoJoin":{"nodeSelector":{"kubemaker.io/remote-node":"true"}}}}"#,
+        r#"{"spec":{"autoJoin":{"nodeSelector":{"kubemaker.io/remote-node":"true"}},"remoteNodeDefaults":{"startTimeout":"10s"}}}"#,
     ]);
     let spare = operator::add_host_addresses(&e2e.hosts[HOST_E].host, 40, 2);
     let d = e2e.hosts[HOST_D].addr();
@@ -1329,11 +1362,27 @@ fn phase_i_auto_join(e2e: &mut E2e) {
         Duration::from_secs(60),
         |o| condition_is(o, "Configured", "True", "Configured"),
     );
-    e2e.wait_cib("primitive worker-b", Duration::from_secs(30), |root| {
-        primitive(root, "worker-b")
-            .map(|_| ())
-            .ok_or_else(|| "no primitive worker-b".into())
-    });
+    // remoteNodeDefaults apply to nodes that do not set their own (auto-joined ones set none).
+    e2e.wait_cib(
+        "primitive worker-b with the cluster's default start timeout 10s",
+        Duration::from_secs(30),
+        |root| {
+            let p = primitive(root, "worker-b").ok_or("no primitive worker-b")?;
+            let start = p
+                .child("operations")
+                .and_then(|o| {
+                    o.children
+                        .iter()
+                        .find(|op| op.attr("name") == Some("start"))
+                })
+                .and_then(|op| op.attr("timeout"));
+            if start == Some("10s") {
+                Ok(())
+            } else {
+                Err(p.to_xml())
+            }
+        },
+    );
     e2e.api.kubectl_ok(&["delete", "node", "worker-b"]);
     e2e.wait_rn_gone("worker-b", JOIN);
     e2e.wait_cib("worker-b gone", Duration::from_secs(30), |root| {

@@ -415,28 +415,131 @@ impl Api {
         ]);
     }
 
-    /// Removes what an earlier (crashed) run may have left: all RemoteNodes (finalizers stripped:
-    /// no controller runs now) and PacemakerClusters, Nodes labelled [`TEST_LABEL`], the helm
-    /// release and namespace `ns`.
-    pub fn remove_leftovers(&self, ns: &str) {
-        self.strip_finalizers_and_delete("remotenodes.kubemaker.io");
-        self.strip_finalizers_and_delete("pacemakerclusters.kubemaker.io");
+    /// Which kubemaker objects and controllers on this (shared) API server are not ours: other
+    /// PacemakerClusters and RemoteNodes, and Leases named [`LEASE`] outside `ns` renewed in the last
+    /// 60 s (a running controller reconciles every object, ours included). Ours: PacemakerClusters
+    /// named in `my_clusters` or labelled [`TEST_LABEL`]; RemoteNodes labelled [`TEST_LABEL`],
+    /// auto-joined into or referring to one of `my_clusters`, or `tests/operator_crds.rs`'s
+    /// `km-crd-test-*`.
+    pub fn foreign_activity(&self, ns: &str, my_clusters: &[&str]) -> Vec<String> {
+        let mut found = Vec::new();
+        let labelled = |o: &Value| o["metadata"]["labels"][TEST_LABEL] == "true";
+        let mine = |c: &str| my_clusters.contains(&c);
+        for pc in self
+            .list("pacemakerclusters.kubemaker.io", &[])
+            .unwrap_or_default()
+        {
+            let name = str_at(&pc, "/metadata/name");
+            if !mine(&name) && !labelled(&pc) {
+                found.push(format!("PacemakerCluster {name}"));
+            }
+        }
+        for rn in self
+            .list("remotenodes.kubemaker.io", &[])
+            .unwrap_or_default()
+        {
+            let name = str_at(&rn, "/metadata/name");
+            let ours = labelled(&rn)
+                || mine(&str_at(&rn, "/metadata/labels/kubemaker.io~1auto-join"))
+                || mine(&str_at(&rn, "/spec/clusterRef/name"))
+                || name.starts_with("km-crd-test-");
+            if !ours {
+                found.push(format!("RemoteNode {name}"));
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        for lease in self
+            .list("leases.coordination.k8s.io", &["--all-namespaces"])
+            .unwrap_or_default()
+        {
+            let lns = str_at(&lease, "/metadata/namespace");
+            let holder = str_at(&lease, "/spec/holderIdentity");
+            let renewed = parse_rfc3339(&str_at(&lease, "/spec/renewTime"));
+            if str_at(&lease, "/metadata/name") == LEASE
+                && lns != ns
+                && !holder.is_empty()
+                && renewed.is_some_and(|t| now - t < 60)
+            {
+                found.push(format!("a controller ({holder}, Lease in namespace {lns})"));
+            }
+        }
+        found
+    }
+
+    /// Waits (at most `timeout`) until nobody else uses kubemaker objects on the shared API server
+    /// (see [`Api::foreign_activity`]); panics naming them otherwise. Our own objects would be
+    /// reconciled by another controller, and cleaning up must never delete someone else's.
+    pub fn wait_until_unshared(&self, ns: &str, my_clusters: &[&str], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut noted = false;
+        loop {
+            let foreign = self.foreign_activity(ns, my_clusters);
+            if foreign.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the test API server is in use by someone else after waiting {timeout:?}: {}",
+                foreign.join(", ")
+            );
+            if !noted {
+                eprintln!(
+                    "[operator] waiting for others to finish with the test API server: {}",
+                    foreign.join(", ")
+                );
+                noted = true;
+            }
+            thread::sleep(Duration::from_secs(5));
+        }
+    }
+
+    /// Removes what an earlier (crashed) run may have left: our RemoteNodes and PacemakerClusters
+    /// (see [`Api::foreign_activity`]; finalizers stripped: no controller of ours runs now), Nodes
+    /// labelled [`TEST_LABEL`], the helm release and namespace `ns`. Never touches other objects.
+    pub fn remove_leftovers(&self, ns: &str, my_clusters: &[&str]) {
+        let labelled = |o: &Value| o["metadata"]["labels"][TEST_LABEL] == "true";
+        let mine = |c: &str| my_clusters.contains(&c);
+        let rns: Vec<String> = self
+            .list("remotenodes.kubemaker.io", &[])
+            .unwrap_or_default()
+            .iter()
+            .filter(|rn| {
+                labelled(rn)
+                    || mine(&str_at(rn, "/metadata/labels/kubemaker.io~1auto-join"))
+                    || mine(&str_at(rn, "/spec/clusterRef/name"))
+                    || str_at(rn, "/metadata/name").starts_with("km-crd-test-")
+            })
+            .map(|rn| str_at(rn, "/metadata/name"))
+            .collect();
+        self.strip_finalizers_and_delete("remotenodes.kubemaker.io", &rns);
+        let pcs: Vec<String> = self
+            .list("pacemakerclusters.kubemaker.io", &[])
+            .unwrap_or_default()
+            .iter()
+            .filter(|pc| labelled(pc) || mine(&str_at(pc, "/metadata/name")))
+            .map(|pc| str_at(pc, "/metadata/name"))
+            .collect();
+        self.strip_finalizers_and_delete("pacemakerclusters.kubemaker.io", &pcs);
         let sel = format!("{TEST_LABEL}=true");
         let _ = self.kubectl(&["delete", "nodes", "-l", &sel, "--wait=false"]);
         self.delete_namespace(ns);
     }
 
-    /// Deletes every object of a cluster-scoped kind after removing its finalizers (one
-    /// `kubectl replace` of the whole list). Only for when no controller runs.
-    pub fn strip_finalizers_and_delete(&self, kind: &str) {
+    /// Deletes the named objects of a cluster-scoped kind after removing their finalizers (one
+    /// `kubectl replace` for all). Only for when no controller of ours runs.
+    pub fn strip_finalizers_and_delete(&self, kind: &str, names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
         let Ok(items) = self.list(kind, &[]) else {
             return; // the CRD is not installed yet: nothing to clean
         };
-        if items.is_empty() {
-            return;
-        }
         let with_finalizers: Vec<Value> = items
             .into_iter()
+            .filter(|i| names.contains(&str_at(i, "/metadata/name")))
             .filter(|i| {
                 i["metadata"]["finalizers"]
                     .as_array()
@@ -457,10 +560,18 @@ impl Api {
                 );
             }
         }
-        let _ = self.kubectl(&["delete", kind, "--all", "--wait=false"]);
+        let mut args = vec!["delete", kind, "--ignore-not-found", "--wait=false"];
+        args.extend(names.iter().map(String::as_str));
+        let _ = self.kubectl(&args);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if self.list(kind, &[]).is_ok_and(|i| i.is_empty()) {
+            let left = self.list(kind, &[]).map(|items| {
+                items
+                    .iter()
+                    .filter(|i| names.contains(&str_at(i, "/metadata/name")))
+                    .count()
+            });
+            if left.is_ok_and(|n| n == 0) {
                 return;
             }
             thread::sleep(Duration::from_millis(250));
@@ -617,6 +728,25 @@ pub struct EventInfo {
     pub kind: String,
     pub uid: String,
     pub message: String,
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time (`2026-11-25T23:13:01.495034Z`).
+pub fn parse_rfc3339(t: &str) -> Option<i64> {
+    let (date, time) = t.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let time = time.trim_end_matches('Z');
+    let time = time.split(['.', '+']).next()?;
+    let mut hms = time.split(':').map(|x| x.parse::<i64>());
+    let (h, mi, s) = (hms.next()?.ok()?, hms.next()?.ok()?, hms.next()?.ok()?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + h * 3600 + mi * 60 + s)
 }
 
 /// Writes `data` to `path` with mode 0600 (parent created).
@@ -780,6 +910,7 @@ impl Controller {
         .args(extra)
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", log_filter)
+        .env("NO_COLOR", "1")
         .env_remove("KUBEMAKER_NAMESPACE")
         .env_remove("KUBEMAKER_POD_NAME")
         .env_remove("KUBEMAKER_LEADER_ELECTION")
@@ -1246,6 +1377,12 @@ pub fn add_host_addresses(host: &support::NetnsHost, first: u32, count: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2000-03-01T00:00:01.5Z"), Some(951868801));
+    }
 
     #[test]
     fn base64_round_trip() {
