@@ -1069,27 +1069,17 @@ fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
     assert!(e2e.ctl_mut(a).is_running());
     // kubectl creates the 20 one after another; the controller dies 300 ms after kubectl started.
     let list = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
-    let mut kubectl = e2e
-        .api
-        .command("kubectl")
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run kubectl apply");
-    {
-        use std::io::Write;
-        let mut stdin = kubectl.stdin.take().unwrap();
-        stdin.write_all(list.as_bytes()).unwrap();
-    }
+    let mut kubectl = operator::spawn_with_input(
+        e2e.api.command("kubectl").args(["apply", "-f", "-"]),
+        list.into_bytes(),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let status = e2e.ctl_mut(a).kill9();
     let at_kill = primitives(&operator::cib_root())
         .iter()
         .filter(|p| p.attr("id").is_some_and(|id| id.starts_with("rn-g")))
         .count();
-    let applied = kubectl.wait_with_output().expect("kubectl apply");
+    let applied = kubectl.wait_output(Duration::from_secs(60));
     assert!(
         applied.status.success(),
         "kubectl apply of the 20: {}",
@@ -1483,4 +1473,47 @@ fn finish(e2e: &mut E2e) {
         total += *d;
     }
     eprintln!("  {:<28} {:>7.1} s", "total", total.as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness's own parsers
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn harness_parses_rfc3339() {
+    assert_eq!(operator::parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+    assert_eq!(
+        operator::parse_rfc3339("2000-03-01T00:00:01.5Z"),
+        Some(951868801)
+    );
+}
+
+#[test]
+fn harness_base64_round_trip() {
+    for n in 0..10 {
+        let data: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+        assert_eq!(
+            operator::base64_decode(&operator::base64_encode(&data)).unwrap(),
+            data
+        );
+    }
+    assert_eq!(operator::base64_encode(b"foobar"), "Zm9vYmFy");
+    assert_eq!(operator::base64_encode(b"fo"), "Zm8=");
+}
+
+#[test]
+fn harness_parses_prometheus_text() {
+    let m = operator::Metrics::parse(
+        "# HELP x\nkubemaker_leader 1\nkubemaker_reconcile_total{result=\"ok\"} 5\nkubemaker_reconcile_total{result=\"error\"} 2\nkubemaker_cib_connected{cluster=\"e2e\"} 1\n",
+    );
+    assert_eq!(m.get("kubemaker_leader", &[]), Some(1.0));
+    assert_eq!(
+        m.get("kubemaker_reconcile_total", &[("result", "ok")]),
+        Some(5.0)
+    );
+    assert_eq!(m.sum("kubemaker_reconcile_total"), 7.0);
+    assert_eq!(
+        m.get("kubemaker_cib_connected", &[("cluster", "e2e")]),
+        Some(1.0)
+    );
 }

@@ -1374,40 +1374,73 @@ pub fn add_host_addresses(host: &support::NetnsHost, first: u32, count: u32) -> 
     addrs
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A thread reading one pipe to its end.
+type Reader = thread::JoinHandle<Vec<u8>>;
 
-    #[test]
-    fn parses_rfc3339() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2000-03-01T00:00:01.5Z"), Some(951868801));
-    }
+/// A child process whose stdout and stderr are drained by threads from the start (so it never
+/// blocks on a full pipe); killed (SIGKILL, by pid, our own child) and reaped on drop unless it
+/// was waited for.
+pub struct ChildGuard {
+    child: Option<Child>,
+    readers: Option<(Reader, Reader)>,
+}
 
-    #[test]
-    fn base64_round_trip() {
-        for n in 0..10 {
-            let data: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
-            assert_eq!(base64_decode(&base64_encode(&data)).unwrap(), data);
+impl ChildGuard {
+    /// Waits for the child (at most `timeout`, then kills it) and returns its output.
+    pub fn wait_output(&mut self, timeout: Duration) -> Output {
+        let mut child = self.child.take().expect("a child not yet waited for");
+        let (status, _) = wait_child(&mut child, timeout);
+        let (out, err) = self.readers.take().expect("reader threads");
+        Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
         }
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
     }
 
-    #[test]
-    fn parses_prometheus_text() {
-        let m = Metrics::parse(
-            "# HELP x\nkubemaker_leader 1\nkubemaker_reconcile_total{result=\"ok\"} 5\nkubemaker_reconcile_total{result=\"error\"} 2\nkubemaker_cib_connected{cluster=\"e2e\"} 1\n",
-        );
-        assert_eq!(m.get("kubemaker_leader", &[]), Some(1.0));
-        assert_eq!(
-            m.get("kubemaker_reconcile_total", &[("result", "ok")]),
-            Some(5.0)
-        );
-        assert_eq!(m.sum("kubemaker_reconcile_total"), 7.0);
-        assert_eq!(
-            m.get("kubemaker_cib_connected", &[("cluster", "e2e")]),
-            Some(1.0)
-        );
+    /// Whether the child has exited (Some(status)), without blocking.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Spawns `cmd` with `input` written to its stdin (from a thread), stdout and stderr captured.
+pub fn spawn_with_input(cmd: &mut Command, input: Vec<u8>) -> ChildGuard {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut out_pipe = child.stdout.take().expect("piped stdout");
+    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    let out = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out_pipe.read_to_end(&mut buf);
+        buf
+    });
+    let err = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err_pipe.read_to_end(&mut buf);
+        buf
+    });
+    ChildGuard {
+        child: Some(child),
+        readers: Some((out, err)),
     }
 }
