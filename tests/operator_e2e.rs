@@ -40,6 +40,8 @@ use support::{Cluster, Daemon, MonView, NetnsHost};
 
 const NS: &str = "kubemaker-e2e";
 const CLUSTER: &str = "e2e";
+/// A second PacemakerCluster with wrong credentials (phase j).
+const BAD_CLUSTER: &str = "e2e-bad";
 const CREDENTIALS: &str = "pcmk-credentials";
 const AUTHKEY_SECRET: &str = "kubemaker-authkey";
 const LEASE_ARGS: [&str; 4] = ["--lease-duration", "6", "--lease-renew", "2"];
@@ -63,45 +65,64 @@ fn state_dir() -> PathBuf {
 struct RemoteHost {
     daemon: Option<Daemon>,
     host: NetnsHost,
+    dir: PathBuf,
+    port: Option<u16>,
 }
 
 impl RemoteHost {
     /// A host with remoted on `port` (None: the default 3121) using `key`.
     fn with_remoted(tag: &str, key: &[u8], port: Option<u16>) -> RemoteHost {
-        let host = NetnsHost::create(tag);
+        let mut h = RemoteHost::empty(tag);
+        support::write_key_file(&h.dir.join("authkey"), key);
+        h.port = port;
+        h.start();
+        h
+    }
+
+    /// A host where nothing listens (connections are refused).
+    fn empty(tag: &str) -> RemoteHost {
         let dir = state_dir().join("hosts").join(tag);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let key_path = dir.join("authkey");
-        support::write_key_file(&key_path, key);
-        let log = dir.join("remoted.log");
-        let key_s = key_path.display().to_string();
+        RemoteHost {
+            daemon: None,
+            host: NetnsHost::create(tag),
+            dir,
+            port: None,
+        }
+    }
+
+    /// (Re)starts remoted with the host's key file and port.
+    fn start(&mut self) {
+        let log = self.dir.join("remoted.log");
+        let key_s = self.dir.join("authkey").display().to_string();
         let log_s = log.display().to_string();
-        let port_s = port.map(|p| p.to_string());
+        let port_s = self.port.map(|p| p.to_string());
         let mut args = vec!["remoted"];
         if let Some(p) = &port_s {
             args.extend(["-p", p]);
         }
+        // The log is appended to: wait for one more start line than before.
+        let started = |text: &str| text.matches("successfully started").count();
+        let before = started(&std::fs::read_to_string(&log).unwrap_or_default());
         let d = Daemon::spawn_in(
-            &host,
+            &self.host,
             Path::new(env!("CARGO_BIN_EXE_kubemaker")),
             &args,
             &[("PCMK_authkey_location", &key_s), ("PCMK_logfile", &log_s)],
             &log,
         );
-        d.wait_log("successfully started", Duration::from_secs(10));
-        RemoteHost {
-            daemon: Some(d),
-            host,
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while started(&d.log()) <= before {
+            assert!(
+                Instant::now() < deadline,
+                "remoted in {} did not start within 10 s:\n{}",
+                self.host.name(),
+                support::tail(&d.log(), 20)
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// A host where nothing listens (connections are refused).
-    fn empty(tag: &str) -> RemoteHost {
-        RemoteHost {
-            daemon: None,
-            host: NetnsHost::create(tag),
-        }
+        self.daemon = Some(d);
     }
 
     fn addr(&self) -> String {
@@ -167,7 +188,7 @@ impl Drop for E2e {
         }
         let api = &self.api;
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            api.remove_leftovers(NS, &[CLUSTER]);
+            api.remove_leftovers(NS, &[CLUSTER, BAD_CLUSTER]);
         }));
         let cluster = &self.cluster;
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cluster.reset()));
@@ -425,6 +446,7 @@ fn operator_end_to_end() {
     phase_g_kill_mid_reconcile(&mut e2e);
     phase_h_replicas(&mut e2e);
     phase_i_auto_join(&mut e2e);
+    phase_j_failures(&mut e2e);
     finish(&mut e2e);
 }
 
@@ -442,8 +464,8 @@ fn phase_a_setup(api: Api) -> E2e {
     let remote = cib_port::enable_remote_cib(&cluster);
     // The API server is shared: never run beside another kubemaker controller or delete others'
     // objects. (Anyone using the Pacemaker cluster holds the cluster lock taken above, too.)
-    api.wait_until_unshared(NS, &[CLUSTER], Duration::from_secs(600));
-    api.remove_leftovers(NS, &[CLUSTER]);
+    api.wait_until_unshared(NS, &[CLUSTER, BAD_CLUSTER], Duration::from_secs(600));
+    api.remove_leftovers(NS, &[CLUSTER, BAD_CLUSTER]);
     let dir = state_dir();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -712,6 +734,21 @@ fn phase_b_join(e2e: &mut E2e) {
     );
     assert!(m.sum("kubemaker_reconcile_duration_seconds_count") >= 1.0);
     assert!(m.sum("kubemaker_cib_transactions_total") >= 1.0);
+    for name in [
+        "kubemaker_leader",
+        "kubemaker_reconcile_total",
+        "kubemaker_reconcile_duration_seconds_sum",
+        "kubemaker_reconcile_duration_seconds_count",
+        "kubemaker_cib_transactions_total",
+        "kubemaker_cib_conflicts_total",
+        "kubemaker_remote_nodes",
+        "kubemaker_cib_connected",
+    ] {
+        assert!(
+            m.series.iter().any(|s| s.0 == name),
+            "contract metric {name} missing from /metrics"
+        );
+    }
     e2e.time("b. join", t0);
 }
 
@@ -828,7 +865,7 @@ fn phase_c_changes(e2e: &mut E2e) {
             "clusterRef": {"name": CLUSTER},
             "address": b,
             "port": 3122,
-            "reconnectInterval": "30s",
+            "reconnectInterval": "5s",
             "monitor": {"interval": "10s", "timeout": "20s"},
         }),
     ));
@@ -1006,9 +1043,78 @@ fn phase_e_guest(e2e: &mut E2e) {
 }
 
 fn phase_f_delete(e2e: &mut E2e) {
-    step("f. deleting rn-b removes it from the CIB");
+    step(
+        "f. rn-b's daemon dies and comes back (status from CIB notifications); deleting rn-b removes it from the CIB",
+    );
     let t0 = Instant::now();
     let uid = e2e.uid("remotenode", "rn-b");
+    let events_before = e2e
+        .api
+        .events("default", "rn-b")
+        .iter()
+        .filter(|e| e.uid == uid && e.reason == "Online")
+        .count();
+    let killed = Instant::now();
+    e2e.hosts[HOST_B].daemon.as_mut().unwrap().kill9();
+    let rn = e2e.wait_rn(
+        "Ready False (Offline or Unclean) after kill -9 of its remoted",
+        "rn-b",
+        Duration::from_secs(15),
+        |o| {
+            condition(o, "Ready")
+                .is_some_and(|(st, r)| st == "False" && (r == "Offline" || r == "Unclean"))
+        },
+    );
+    step(&format!(
+        "   rn-b reported {:?} {:.1} s after its daemon was killed",
+        condition(&rn, "Ready"),
+        killed.elapsed().as_secs_f64()
+    ));
+    assert!(
+        matches!(
+            str_at(&rn, "/status/pacemakerState").as_str(),
+            "offline" | "unclean"
+        ),
+        "{}",
+        describe(&rn)
+    );
+    assert_eq!(
+        condition(&rn, "Connected").map(|c| c.0),
+        Some("False".to_string()),
+        "{}",
+        describe(&rn)
+    );
+    e2e.wait_event("rn-b", &uid, "Offline", Some("Warning"));
+    e2e.hosts[HOST_B].start();
+    e2e.wait_mon("rn-b back online", JOIN, |v| v.remote_node_up("rn-b"));
+    e2e.wait_rn("Ready True again", "rn-b", Duration::from_secs(30), |o| {
+        condition_is(o, "Ready", "True", "Online")
+    });
+    e2e.wait(
+        "a second Online Event on rn-b",
+        Duration::from_secs(20),
+        || {
+            let n = e2e
+                .api
+                .events("default", "rn-b")
+                .iter()
+                .filter(|e| e.uid == uid && e.reason == "Online")
+                .count();
+            // Events.k8s.io may fold repeats into a series on one Event object.
+            let series = e2e
+                .api
+                .list("events.events.k8s.io", &["-n", "default"])?
+                .iter()
+                .filter(|e| str_at(e, "/regarding/uid") == uid && str_at(e, "/reason") == "Online")
+                .map(|e| e["series"]["count"].as_u64().unwrap_or(1))
+                .sum::<u64>();
+            if n > events_before || series >= 2 {
+                Ok(())
+            } else {
+                Err(format!("{n} Online events, series count {series}"))
+            }
+        },
+    );
     e2e.api
         .kubectl_ok(&["delete", "remotenode", "rn-b", "--wait=false"]);
     e2e.wait_rn_gone("rn-b", JOIN);
@@ -1407,6 +1513,85 @@ fn phase_i_auto_join(e2e: &mut E2e) {
     );
     e2e.wait_event("worker-a", &node_a_uid, "Removed", None);
     e2e.time("i. auto-join", t0);
+}
+
+fn phase_j_failures(e2e: &mut E2e) {
+    step("j. failures are reported: unknown cluster, refused credentials");
+    let t0 = Instant::now();
+    e2e.api.apply(&remote_node(
+        "rn-orphan",
+        json!({"clusterRef": {"name": "no-such-cluster"}, "address": e2e.hosts[HOST_E].addr()}),
+    ));
+    e2e.wait_rn(
+        "Configured False ClusterNotFound",
+        "rn-orphan",
+        Duration::from_secs(30),
+        |o| condition_is(o, "Configured", "False", "ClusterNotFound"),
+    );
+    assert!(
+        primitive(&operator::cib_root(), "rn-orphan").is_none(),
+        "a RemoteNode of an unknown cluster reached the CIB"
+    );
+    e2e.api
+        .kubectl_ok(&["delete", "remotenode", "rn-orphan", "--wait=false"]);
+    e2e.wait_rn_gone("rn-orphan", Duration::from_secs(30));
+
+    e2e.api
+        .create_credentials_secret(NS, "bad-credentials", "not-the-password");
+    e2e.api.apply(&json!({
+        "apiVersion": "kubemaker.io/v1alpha1",
+        "kind": "PacemakerCluster",
+        "metadata": {"name": BAD_CLUSTER, "labels": {TEST_LABEL: "true"}},
+        "spec": {
+            "endpoints": [{"host": "127.0.0.1", "port": cib_port::TLS_PORT}],
+            "tlsMode": "anonymous",
+            "credentialsSecretRef": {"name": "bad-credentials"},
+        },
+    }));
+    let pc = e2e.wait(
+        "PacemakerCluster e2e-bad status.connection=Failed",
+        Duration::from_secs(60),
+        || match e2e.api.try_get("pacemakercluster", None, BAD_CLUSTER)? {
+            Some(o) if str_at(&o, "/status/connection") == "Failed" => Ok(o),
+            Some(o) => Err(describe(&o)),
+            None => Err("no PacemakerCluster".into()),
+        },
+    );
+    assert!(
+        !str_at(&pc, "/status/message").is_empty(),
+        "status.message explains the failure: {}",
+        describe(&pc)
+    );
+    let uid = str_at(&pc, "/metadata/uid");
+    e2e.wait_event(BAD_CLUSTER, &uid, "CibUnreachable", Some("Warning"));
+    let i = e2e.controllers.len() - 1;
+    let connected = e2e
+        .metrics(i)
+        .get("kubemaker_cib_connected", &[("cluster", BAD_CLUSTER)]);
+    assert_ne!(
+        connected,
+        Some(1.0),
+        "kubemaker_cib_connected{{cluster=\"{BAD_CLUSTER}\"}}"
+    );
+    // The good cluster is unaffected.
+    let good = e2e.api.get_json("pacemakercluster", CLUSTER).expect("e2e");
+    assert_eq!(
+        str_at(&good, "/status/connection"),
+        "Connected",
+        "{}",
+        describe(&good)
+    );
+    e2e.api
+        .kubectl_ok(&["delete", "pacemakercluster", BAD_CLUSTER, "--wait=false"]);
+    e2e.wait(
+        "PacemakerCluster e2e-bad gone",
+        Duration::from_secs(30),
+        || match e2e.api.try_get("pacemakercluster", None, BAD_CLUSTER)? {
+            Some(o) => Err(describe(&o)),
+            None => Ok(()),
+        },
+    );
+    e2e.time("j. failures", t0);
 }
 
 fn finish(e2e: &mut E2e) {
