@@ -587,6 +587,7 @@ imagePullSecrets: [{name: regcred}]
 controller:
   leaderElection: false
   replicas: 2
+  metricsPort: 9090
   serviceAccount: {annotations: {example.com/role: operator}}
   tolerations: [{operator: Exists}]
 remoted:
@@ -714,6 +715,22 @@ fn check_manifests_and_rbac() {
     ] {
         assert!(!can("remoted", d), "remoted must not {d:?}");
     }
+    // Leave no cluster-scoped RBAC behind: a later `helm install kubemaker` (the e2e test, the
+    // demo) would find objects it does not own. The CRDs stay: later tests use them.
+    must(
+        kubectl(
+            &[
+                "delete",
+                "clusterrole,clusterrolebinding",
+                "kubemaker-controller",
+                "--ignore-not-found",
+            ],
+            None,
+        ),
+        "deleting the applied ClusterRole and ClusterRoleBinding",
+    );
+    // The namespace stays: without kube-controller-manager a deleted namespace never finishes
+    // terminating, and a terminating namespace refuses the next run's objects.
 }
 
 #[test]

@@ -99,10 +99,16 @@ pub async fn run(opts: Options) -> Result<Exit, String> {
             e
         })
     });
+    let electing = holder.is_some();
     let lost = {
         let mut rx = lost_rx.clone();
         async move {
-            let _ = rx.wait_for(|l| *l).await;
+            if electing {
+                let _ = rx.wait_for(|l| *l).await;
+            } else {
+                // Without leader election nothing can be lost (and the sender is already gone).
+                std::future::pending::<()>().await;
+            }
         }
     };
     let shutdown = futures::future::select(Box::pin(stopped()), Box::pin(lost)).map(|_| ());

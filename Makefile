@@ -1,0 +1,17 @@
+# Convenience targets; the scripts are the real entry points (run as root).
+.PHONY: demo demo-down demo-status test
+
+## A one-machine demo: Pacemaker cluster + API server + chart + controller + a remote node.
+demo:
+	bash scripts/demo.sh up
+
+## Undo `make demo`.
+demo-down:
+	bash scripts/demo.sh down
+
+demo-status:
+	bash scripts/demo.sh status
+
+## The whole test suite (what .ci/run runs with CI=true).
+test:
+	bash scripts/test.sh
