@@ -1031,6 +1031,20 @@ impl Controller {
         self.metrics().ok()?.get("kubemaker_leader", &[])
     }
 
+    /// CPU time used so far (user + system), from /proc/<pid>/stat.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        // Fields after the command: state is field 3; utime and stime are fields 14 and 15.
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as u64;
+        Some(Duration::from_millis(ticks * 1000 / hz.max(1)))
+    }
+
     /// Peak and current resident memory in KiB (VmHWM, VmRSS from /proc/<pid>/status).
     pub fn memory_kib(&self) -> Option<(u64, u64)> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
