@@ -1176,7 +1176,9 @@ pub fn install_cluster_authkey(key: &[u8]) {
 }
 
 /// Records that a remote connection is (or may soon be) active: the key may be read any time.
-fn mark_remote_key_in_use() {
+/// [`Cluster::cibadmin`] calls it itself; a test whose remote connections something else creates
+/// (the operator's controller) calls it before the first one.
+pub fn mark_remote_key_in_use() {
     let _ = fs::create_dir_all(
         Path::new(KEY_READ_MARKER)
             .parent()
@@ -1186,7 +1188,8 @@ fn mark_remote_key_in_use() {
 }
 
 /// Records that no remote connection is configured any more: the key was last read at most now.
-fn mark_remote_key_idle() {
+/// Call it only once every remote connection resource is gone from the CIB.
+pub fn mark_remote_key_idle() {
     let _ = fs::write(KEY_READ_MARKER, format!("{}\n", epoch_secs()));
 }
 

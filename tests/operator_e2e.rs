@@ -1,0 +1,1704 @@
+//! `kubemaker controller` end to end: a real kube-apiserver (`scripts/test-apiserver.sh`), the
+//! helm chart, the controller running as the chart's ServiceAccount, the real one-node Pacemaker
+//! cluster reached over its remote CIB port, and `kubemaker remoted` in network namespaces as the
+//! remote (and guest) nodes. Written against /work/notes/controller-contract.md.
+//!
+//! One test with phases, because they share the cluster lock and the one authkey the controller
+//! creates (changing the cluster's key costs a 61 s key-cache wait):
+//!
+//! a. setup: chart, credentials, PacemakerCluster → Connected, authkey Secret created (4096 bytes,
+//!    never logged), installed into the cluster and the test hosts
+//! b. a RemoteNode joins: CIB primitive, crm_mon online, conditions, printer columns, Event, finalizer
+//! c. spec changes follow into the CIB; a no-op re-apply writes nothing; a non-default port
+//! d. name clash with a resource kubemaker did not create: refused and never touched
+//! e. a guest node (ocf:pacemaker:Dummy standing in for VirtualDomain) with remoted in the "guest"
+//! f. deletion: resource, node entry and node state gone, finalizer released, Event Removed
+//! g. kill -9 of the controller right after 20 RemoteNodes were applied: no duplicates after restart
+//! h. two replicas: one leader, fail-over after kill -9 and after SIGSTOP, SIGTERM releases the Lease
+//! i. auto-join of labelled Kubernetes Nodes, removal when the label goes or the Node is deleted
+//!
+//! Skips outside CI when tools, root or the API server are missing; fails with CI=true.
+
+mod support;
+
+#[path = "support/cib_port.rs"]
+mod cib_port;
+#[path = "support/operator.rs"]
+mod operator;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use operator::{
+    Api, Controller, EventInfo, TEST_LABEL, condition, condition_is, describe, has_finalizer,
+    has_node_entry, has_node_state, nvpair, op_interval, poll, primitive, primitives, str_at,
+};
+use serde_json::{Value, json};
+use support::{Cluster, Daemon, MonView, NetnsHost};
+
+const NS: &str = "kubemaker-e2e";
+const CLUSTER: &str = "e2e";
+/// A second PacemakerCluster with wrong credentials (phase j).
+const BAD_CLUSTER: &str = "e2e-bad";
+const CREDENTIALS: &str = "pcmk-credentials";
+const AUTHKEY_SECRET: &str = "kubemaker-authkey";
+const LEASE_ARGS: [&str; 4] = ["--lease-duration", "6", "--lease-renew", "2"];
+const LOG_FILTER: &str = "info,kubemaker=debug";
+const JOIN: Duration = Duration::from_secs(90);
+const GROUP_LABEL: &str = "kubemaker-e2e/group";
+
+fn step(msg: &str) {
+    eprintln!("[operator_e2e] {msg}");
+}
+
+fn state_dir() -> PathBuf {
+    PathBuf::from(operator::STATE_DIR)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test hosts running kubemaker remoted
+// ---------------------------------------------------------------------------------------------
+
+/// A network namespace, optionally with `kubemaker remoted` listening in it.
+struct RemoteHost {
+    daemon: Option<Daemon>,
+    host: NetnsHost,
+    dir: PathBuf,
+    port: Option<u16>,
+}
+
+impl RemoteHost {
+    /// A host with remoted on `port` (None: the default 3121) using `key`.
+    fn with_remoted(tag: &str, key: &[u8], port: Option<u16>) -> RemoteHost {
+        let mut h = RemoteHost::empty(tag);
+        support::write_key_file(&h.dir.join("authkey"), key);
+        h.port = port;
+        h.start();
+        h
+    }
+
+    /// A host where nothing listens (connections are refused).
+    fn empty(tag: &str) -> RemoteHost {
+        let dir = state_dir().join("hosts").join(tag);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        RemoteHost {
+            daemon: None,
+            host: NetnsHost::create(tag),
+            dir,
+            port: None,
+        }
+    }
+
+    /// (Re)starts remoted with the host's key file and port.
+    fn start(&mut self) {
+        let log = self.dir.join("remoted.log");
+        let key_s = self.dir.join("authkey").display().to_string();
+        let log_s = log.display().to_string();
+        let port_s = self.port.map(|p| p.to_string());
+        let mut args = vec!["remoted"];
+        if let Some(p) = &port_s {
+            args.extend(["-p", p]);
+        }
+        // The log is appended to: wait for one more start line than before.
+        let started = |text: &str| text.matches("successfully started").count();
+        let before = started(&std::fs::read_to_string(&log).unwrap_or_default());
+        let d = Daemon::spawn_in(
+            &self.host,
+            Path::new(env!("CARGO_BIN_EXE_kubemaker")),
+            &args,
+            &[("PCMK_authkey_location", &key_s), ("PCMK_logfile", &log_s)],
+            &log,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while started(&d.log()) <= before {
+            assert!(
+                Instant::now() < deadline,
+                "remoted in {} did not start within 10 s:\n{}",
+                self.host.name(),
+                support::tail(&d.log(), 20)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.daemon = Some(d);
+    }
+
+    fn addr(&self) -> String {
+        self.host.addr()
+    }
+}
+
+/// A guest node is up: listed online, not unclean, and its resource started.
+fn guest_up(v: &MonView, node: &str, rsc: &str) -> bool {
+    v.node(node).is_some_and(|n| n.online && !n.unclean)
+        && v.resource(rsc)
+            .is_some_and(|r| r.role == "Started" && r.active && !r.failed)
+}
+
+fn remote_node(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "kubemaker.io/v1alpha1",
+        "kind": "RemoteNode",
+        "metadata": {"name": name, "labels": {TEST_LABEL: "true"}},
+        "spec": spec,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixture
+// ---------------------------------------------------------------------------------------------
+
+/// Everything the phases share. Dropping it without [`E2e::finish`] (a failed phase) kills the
+/// controllers, removes the Kubernetes objects (finalizers stripped), resets the cluster while the
+/// remote daemons still run, and only then drops the hosts and the cluster lock (field order).
+struct E2e {
+    api: Api,
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    log_dir: PathBuf,
+    /// Every controller started, in order (kept for the log checks).
+    controllers: Vec<Controller>,
+    timings: Vec<(String, Duration)>,
+    finished: bool,
+    password: String,
+    key: Vec<u8>,
+    key_version: String,
+    hosts: Vec<RemoteHost>,
+    cluster: Cluster,
+}
+
+impl Drop for E2e {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        eprintln!("[operator_e2e] cleaning up after a failure");
+        for c in &mut self.controllers {
+            if c.is_running() {
+                eprintln!(
+                    "--- last lines of controller {} ({}) ---\n{}",
+                    c.identity,
+                    c.log_path.display(),
+                    c.log_tail(40)
+                );
+                c.kill9();
+            }
+        }
+        let api = &self.api;
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            api.remove_leftovers(NS, &[CLUSTER, BAD_CLUSTER]);
+        }));
+        let cluster = &self.cluster;
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cluster.reset()));
+        self.api.stop_if_started();
+    }
+}
+
+impl E2e {
+    fn start_controller(&mut self, identity: &str) -> usize {
+        let c = Controller::spawn(
+            &self.bin,
+            NS,
+            identity,
+            &self.kubeconfig,
+            &LEASE_ARGS,
+            &self.log_dir,
+            LOG_FILTER,
+        );
+        self.controllers.push(c);
+        self.controllers.len() - 1
+    }
+
+    fn ctl(&self, i: usize) -> &Controller {
+        &self.controllers[i]
+    }
+
+    fn ctl_mut(&mut self, i: usize) -> &mut Controller {
+        &mut self.controllers[i]
+    }
+
+    /// What a failure message needs besides the last state: the running controllers' log tails.
+    fn context(&self) -> String {
+        let mut s = String::new();
+        for c in self.controllers.iter().rev().take(2) {
+            s.push_str(&format!(
+                "\n--- controller {} ({}) ---\n{}",
+                c.identity,
+                c.log_path.display(),
+                c.log_tail(25)
+            ));
+        }
+        s
+    }
+
+    /// [`poll`] every 250 ms; on timeout panics with `what`, the last state and the context.
+    fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl FnMut() -> Result<T, String>,
+    ) -> T {
+        poll(timeout, Duration::from_millis(250), check).unwrap_or_else(|last| {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\nlast seen: {last}{}",
+                self.context()
+            )
+        })
+    }
+
+    /// Waits until RemoteNode `name` exists and satisfies `pred`; returns it.
+    fn wait_rn(
+        &self,
+        what: &str,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.wait(
+            &format!("RemoteNode {name}: {what}"),
+            timeout,
+            || match self.api.try_get("remotenode", None, name)? {
+                Some(o) if pred(&o) => Ok(o),
+                Some(o) => Err(describe(&o)),
+                None => Err("no such RemoteNode".into()),
+            },
+        )
+    }
+
+    /// Waits until RemoteNode `name` no longer exists.
+    fn wait_rn_gone(&self, name: &str, timeout: Duration) {
+        self.wait(
+            &format!("RemoteNode {name} to be gone"),
+            timeout,
+            || match self.api.try_get("remotenode", None, name)? {
+                Some(o) => Err(describe(&o)),
+                None => Ok(()),
+            },
+        );
+    }
+
+    /// Waits until the Events about the object with `uid` include `reason` (of `type_` if given).
+    fn wait_event(&self, name: &str, uid: &str, reason: &str, type_: Option<&str>) -> EventInfo {
+        self.wait(
+            &format!("Event {reason} on {name}"),
+            Duration::from_secs(20),
+            || {
+                let events = self.api.events("default", name);
+                let mine: Vec<&EventInfo> = events.iter().filter(|e| e.uid == uid).collect();
+                match mine
+                    .iter()
+                    .find(|e| e.reason == reason && type_.is_none_or(|t| e.type_ == t))
+                {
+                    Some(e) => Ok((*e).clone()),
+                    None => Err(format!(
+                        "events: {:?}",
+                        mine.iter()
+                            .map(|e| format!("{}/{}", e.type_, e.reason))
+                            .collect::<Vec<_>>()
+                    )),
+                }
+            },
+        )
+    }
+
+    /// Waits until the CIB satisfies `pred` (checked every 250 ms); returns the root.
+    fn wait_cib(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&kubemaker::wire::Element) -> Result<(), String>,
+    ) -> kubemaker::wire::Element {
+        self.wait(&format!("CIB: {what}"), timeout, || {
+            let root = operator::cib_root();
+            pred(&root).map(|_| root)
+        })
+    }
+
+    fn wait_mon(&self, what: &str, timeout: Duration, pred: impl Fn(&MonView) -> bool) -> MonView {
+        self.cluster.wait_until(what, timeout, pred)
+    }
+
+    /// Panics (with its log) if controller `i` has exited: no point waiting for it.
+    fn assert_alive(&self, i: usize) {
+        let c = self.ctl(i);
+        if c.has_exited() {
+            panic!(
+                "controller {} exited unexpectedly; last lines of {}:\n{}",
+                c.identity,
+                c.log_path.display(),
+                c.log_tail(40)
+            );
+        }
+    }
+
+    fn metrics(&self, i: usize) -> operator::Metrics {
+        self.ctl(i)
+            .metrics()
+            .unwrap_or_else(|e| panic!("controller {}: {e}", self.ctl(i).identity))
+    }
+
+    fn wait_leader(&self, i: usize, want: f64, timeout: Duration) {
+        let id = self.ctl(i).identity.clone();
+        self.wait(
+            &format!("controller {id}: kubemaker_leader {want}"),
+            timeout,
+            || {
+                self.assert_alive(i);
+                match self.ctl(i).metrics()?.get("kubemaker_leader", &[]) {
+                    Some(v) if v == want => Ok(()),
+                    other => Err(format!("kubemaker_leader = {other:?}")),
+                }
+            },
+        );
+    }
+
+    fn wait_ready(&self, i: usize) {
+        let id = self.ctl(i).identity.clone();
+        self.wait(
+            &format!("controller {id}: /healthz and /readyz 200"),
+            Duration::from_secs(60),
+            || {
+                self.assert_alive(i);
+                let h = self.ctl(i).get("/healthz")?;
+                let r = self.ctl(i).get("/readyz")?;
+                if h.0 == 200 && h.1.trim() == "ok" && r.0 == 200 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "/healthz {} {:?}, /readyz {}",
+                        h.0,
+                        h.1.trim(),
+                        r.0
+                    ))
+                }
+            },
+        );
+    }
+
+    fn lease_holder(&self) -> Option<String> {
+        let lease = self
+            .api
+            .get_json_ns("lease.coordination.k8s.io", NS, operator::LEASE)?;
+        Some(str_at(&lease, "/spec/holderIdentity"))
+    }
+
+    fn time(&mut self, phase: &str, started: Instant) {
+        let d = started.elapsed();
+        step(&format!("   {phase} done in {:.1} s", d.as_secs_f64()));
+        self.timings.push((phase.to_string(), d));
+    }
+
+    fn uid(&self, kind: &str, name: &str) -> String {
+        let o = self
+            .api
+            .get_json(kind, name)
+            .unwrap_or_else(|| panic!("{kind} {name} does not exist"));
+        str_at(&o, "/metadata/uid")
+    }
+}
+
+/// Three lines of a CIB primitive for failure messages.
+fn show_primitive(root: &kubemaker::wire::Element, id: &str) -> String {
+    primitive(root, id)
+        .map(|p| p.to_xml())
+        .unwrap_or_else(|| format!("(no primitive {id})"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn operator_end_to_end() {
+    if !support::require_tools(&[
+        "crm_mon",
+        "cibadmin",
+        "crm_resource",
+        "crm_node",
+        "crm_attribute",
+        "ip",
+        "corosync",
+        "pacemakerd",
+        "chpasswd",
+    ]) || !support::require_root()
+    {
+        return;
+    }
+    let api = match Api::ensure() {
+        Ok(api) => api,
+        Err(e) if support::in_ci() => {
+            panic!("CI=true and the test API server is not available: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIP: operator_end_to_end needs the test API server: {e}");
+            return;
+        }
+    };
+
+    let mut e2e = phase_a_setup(api);
+    phase_b_join(&mut e2e);
+    phase_c_changes(&mut e2e);
+    phase_d_name_clash(&mut e2e);
+    phase_e_guest(&mut e2e);
+    phase_f_delete(&mut e2e);
+    phase_g_kill_mid_reconcile(&mut e2e);
+    phase_h_replicas(&mut e2e);
+    phase_i_auto_join(&mut e2e);
+    phase_j_failures(&mut e2e);
+    finish(&mut e2e);
+}
+
+/// Index of each host in `E2e::hosts`.
+const HOST_A: usize = 0; // rn-a, remoted on 3121
+const HOST_B: usize = 1; // rn-b, remoted on 3122
+const HOST_C: usize = 2; // guest1, remoted on 3121
+const HOST_D: usize = 3; // worker-a (auto-join), remoted on 3121
+const HOST_E: usize = 4; // nothing listens: clash1, the 20 of phase g, worker-b/c
+
+fn phase_a_setup(api: Api) -> E2e {
+    step("a. setup: cluster, remote CIB port, chart, credentials, PacemakerCluster, controller");
+    let t0 = Instant::now();
+    let cluster = Cluster::acquire();
+    let remote = cib_port::enable_remote_cib(&cluster);
+    // The API server is shared: never run beside another kubemaker controller or delete others'
+    // objects. (Anyone using the Pacemaker cluster holds the cluster lock taken above, too.)
+    api.wait_until_unshared(NS, &[CLUSTER, BAD_CLUSTER], Duration::from_secs(600));
+    api.remove_leftovers(NS, &[CLUSTER, BAD_CLUSTER]);
+    let dir = state_dir();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    api.install_chart(NS);
+    let kubeconfig = dir.join("controller.kubeconfig");
+    api.sa_kubeconfig(NS, operator::CONTROLLER_SA, &kubeconfig);
+    api.create_credentials_secret(NS, CREDENTIALS, remote.password.expose());
+    // The ServiceAccount really is limited to the chart's RBAC (not admin).
+    let sa = format!(
+        "--as=system:serviceaccount:{NS}:{}",
+        operator::CONTROLLER_SA
+    );
+    let o = api.kubectl(&["auth", "can-i", &sa, "list", "secrets", "-n", NS]);
+    assert!(
+        !o.status.success(),
+        "the controller SA must not list Secrets"
+    );
+
+    api.apply(&json!({
+        "apiVersion": "kubemaker.io/v1alpha1",
+        "kind": "PacemakerCluster",
+        "metadata": {"name": CLUSTER, "labels": {TEST_LABEL: "true"}},
+        "spec": {
+            "endpoints": [{"host": "127.0.0.1", "port": cib_port::TLS_PORT}],
+            "tlsMode": "anonymous",
+            "credentialsSecretRef": {"name": CREDENTIALS},
+        },
+    }));
+
+    let mut e2e = E2e {
+        api,
+        bin: PathBuf::from(env!("CARGO_BIN_EXE_kubemaker")),
+        kubeconfig,
+        log_dir: dir.join("logs"),
+        controllers: Vec::new(),
+        timings: Vec::new(),
+        finished: false,
+        password: remote.password.expose().to_string(),
+        key: Vec::new(),
+        key_version: String::new(),
+        hosts: Vec::new(),
+        cluster,
+    };
+    let a = e2e.start_controller("ctl-a");
+    e2e.wait_ready(a);
+    e2e.wait_leader(a, 1.0, Duration::from_secs(30));
+    assert!(
+        e2e.ctl(a).log().contains("became leader"),
+        "contract: log line `became leader`"
+    );
+
+    let pc = e2e.wait(
+        "PacemakerCluster status.connection=Connected",
+        Duration::from_secs(60),
+        || match e2e.api.try_get("pacemakercluster", None, CLUSTER)? {
+            Some(o) if str_at(&o, "/status/connection") == "Connected" => Ok(o),
+            Some(o) => Err(describe(&o)),
+            None => Err("no PacemakerCluster".into()),
+        },
+    );
+    let node1 = e2e.cluster.node1().to_string();
+    assert_eq!(
+        str_at(&pc, "/status/dc"),
+        node1,
+        "status.dc: {}",
+        describe(&pc)
+    );
+    assert!(
+        pc["status"]["quorum"].is_boolean(),
+        "status.quorum: {}",
+        describe(&pc)
+    );
+    assert!(
+        !str_at(&pc, "/status/cibVersion").is_empty(),
+        "status.cibVersion: {}",
+        describe(&pc)
+    );
+    let m = e2e.metrics(a);
+    assert_eq!(
+        m.get("kubemaker_cib_connected", &[("cluster", CLUSTER)]),
+        Some(1.0),
+        "kubemaker_cib_connected{{cluster=\"{CLUSTER}\"}}"
+    );
+
+    // The authkey Secret: created by the controller, 4096 random bytes, labelled.
+    let (key, version) = e2e.wait("the authkey Secret", Duration::from_secs(30), || match e2e
+        .api
+        .secret_bytes(NS, AUTHKEY_SECRET, "authkey")
+    {
+        Some(k) => Ok(k),
+        None => Err("no Secret yet".into()),
+    });
+    assert_eq!(key.len(), 4096, "the authkey has 4096 bytes");
+    assert!(
+        key.iter().collect::<BTreeSet<_>>().len() > 200,
+        "the authkey looks random (many distinct byte values)"
+    );
+    let secret = e2e
+        .api
+        .get_json_ns("secret", NS, AUTHKEY_SECRET)
+        .expect("authkey Secret");
+    assert_eq!(
+        str_at(&secret, "/metadata/labels/app.kubernetes.io~1managed-by"),
+        "kubemaker",
+        "label app.kubernetes.io/managed-by=kubemaker on the authkey Secret"
+    );
+    let pc_uid = e2e.uid("pacemakercluster", CLUSTER);
+    e2e.wait_event(CLUSTER, &pc_uid, "AuthkeyCreated", None);
+    e2e.wait_event(CLUSTER, &pc_uid, "CibConnected", None);
+    operator::assert_key_not_logged(&e2e.ctl(a).log(), &key, "the controller log");
+    e2e.key = key;
+    e2e.key_version = version;
+
+    step("   installing the controller's authkey into the cluster and four test hosts");
+    support::install_cluster_authkey(&e2e.key);
+    let key = e2e.key.clone();
+    e2e.hosts
+        .push(RemoteHost::with_remoted("e2e-a", &key, None));
+    e2e.hosts
+        .push(RemoteHost::with_remoted("e2e-b", &key, Some(3122)));
+    e2e.hosts
+        .push(RemoteHost::with_remoted("e2e-c", &key, None));
+    e2e.hosts
+        .push(RemoteHost::with_remoted("e2e-d", &key, None));
+    e2e.hosts.push(RemoteHost::empty("e2e-e"));
+    // Remote connections are made by the controller from here on, not by the harness.
+    support::mark_remote_key_in_use();
+    e2e.time("a. setup", t0);
+    e2e
+}
+
+fn rn_a_spec(addr: &str, reconnect: &str, monitor: &str, cluster_ref: bool) -> Value {
+    let mut spec = json!({
+        "address": addr,
+        "reconnectInterval": reconnect,
+        "monitor": {"interval": monitor, "timeout": "20s"},
+    });
+    if cluster_ref {
+        spec["clusterRef"] = json!({"name": CLUSTER});
+    }
+    spec
+}
+
+fn phase_b_join(e2e: &mut E2e) {
+    step("b. RemoteNode rn-a joins");
+    let t0 = Instant::now();
+    let addr = e2e.hosts[HOST_A].addr();
+    let node1 = e2e.cluster.node1().to_string();
+    e2e.api
+        .apply(&remote_node("rn-a", rn_a_spec(&addr, "30s", "10s", true)));
+
+    e2e.wait_cib(
+        "primitive rn-a ocf:pacemaker:remote server=A",
+        Duration::from_secs(30),
+        |root| {
+            let p = primitive(root, "rn-a").ok_or("no primitive rn-a")?;
+            let agent = operator::agent_of(p);
+            let server = nvpair(p, "instance_attributes", "server");
+            if agent == "ocf:pacemaker:remote" && server.as_deref() == Some(addr.as_str()) {
+                Ok(())
+            } else {
+                Err(p.to_xml())
+            }
+        },
+    );
+    let joined = Instant::now();
+    e2e.wait_mon("rn-a online in crm_mon", JOIN, |v| v.remote_node_up("rn-a"));
+    step(&format!(
+        "   rn-a online {:.1} s after its primitive appeared",
+        joined.elapsed().as_secs_f64()
+    ));
+
+    let rn = e2e.wait_rn(
+        "Configured/Connected/Ready True, state online",
+        "rn-a",
+        Duration::from_secs(60),
+        |o| {
+            condition_is(o, "Configured", "True", "Configured")
+                && condition_is(o, "Connected", "True", "Connected")
+                && condition_is(o, "Ready", "True", "Online")
+                && str_at(o, "/status/pacemakerState") == "online"
+                && str_at(o, "/status/observedGeneration") == str_at(o, "/metadata/generation")
+        },
+    );
+    assert_eq!(str_at(&rn, "/status/nodeName"), "rn-a", "{}", describe(&rn));
+    assert_eq!(str_at(&rn, "/status/address"), addr, "{}", describe(&rn));
+    assert_eq!(str_at(&rn, "/status/host"), node1, "{}", describe(&rn));
+    assert_eq!(
+        str_at(&rn, "/status/connectionResource"),
+        "rn-a",
+        "{}",
+        describe(&rn)
+    );
+    assert!(
+        has_finalizer(&rn, operator::FINALIZER),
+        "finalizer {} on rn-a: {}",
+        operator::FINALIZER,
+        describe(&rn)
+    );
+
+    // What `kubectl get remotenodes` shows.
+    let table = e2e.api.kubectl_ok(&["get", "remotenodes"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "NODE",
+            "TYPE",
+            "ADDRESS",
+            "STATE",
+            "HOST",
+            "RESOURCES",
+            "AGE"
+        ],
+        "kubectl get remotenodes header:\n{table}"
+    );
+    let row: Vec<&str> = lines
+        .find(|l| l.split_whitespace().next() == Some("rn-a"))
+        .unwrap_or_else(|| panic!("no rn-a row:\n{table}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[..6],
+        [
+            "rn-a",
+            "rn-a",
+            "remote",
+            addr.as_str(),
+            "online",
+            node1.as_str()
+        ],
+        "rn-a row:\n{table}"
+    );
+    assert!(
+        row.get(6).is_some_and(|r| r.parse::<u32>().is_ok()),
+        "RESOURCES column is a number:\n{table}"
+    );
+
+    let uid = str_at(&rn, "/metadata/uid");
+    let ev = e2e.wait_event("rn-a", &uid, "Configured", Some("Normal"));
+    assert!(
+        !ev.message.is_empty(),
+        "the Configured Event notes the CIB changes"
+    );
+    e2e.wait_event("rn-a", &uid, "Online", Some("Normal"));
+
+    let m = e2e.metrics(0);
+    assert!(
+        m.get("kubemaker_remote_nodes", &[("state", "online")])
+            .is_some_and(|v| v >= 1.0),
+        "kubemaker_remote_nodes{{state=\"online\"}} >= 1: {:?}",
+        m.series
+            .iter()
+            .filter(|s| s.0 == "kubemaker_remote_nodes")
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        m.get("kubemaker_reconcile_total", &[("result", "ok")])
+            .is_some_and(|v| v >= 1.0)
+    );
+    assert!(m.sum("kubemaker_reconcile_duration_seconds_count") >= 1.0);
+    assert!(m.sum("kubemaker_cib_transactions_total") >= 1.0);
+    for name in [
+        "kubemaker_leader",
+        "kubemaker_reconcile_total",
+        "kubemaker_reconcile_duration_seconds_sum",
+        "kubemaker_reconcile_duration_seconds_count",
+        "kubemaker_cib_transactions_total",
+        "kubemaker_cib_conflicts_total",
+        "kubemaker_remote_nodes",
+        "kubemaker_cib_connected",
+    ] {
+        assert!(
+            m.series.iter().any(|s| s.0 == name),
+            "contract metric {name} missing from /metrics"
+        );
+    }
+    e2e.time("b. join", t0);
+}
+
+fn phase_c_changes(e2e: &mut E2e) {
+    step("c. spec changes reach the CIB; a no-op re-apply writes nothing; port 3122");
+    let t0 = Instant::now();
+    let addr = e2e.hosts[HOST_A].addr();
+    let changed = remote_node("rn-a", rn_a_spec(&addr, "45s", "20s", true));
+    e2e.api.apply(&changed);
+    e2e.wait_cib(
+        "rn-a reconnect_interval=45s, monitor interval 20s",
+        Duration::from_secs(30),
+        |root| {
+            let p = primitive(root, "rn-a").ok_or("no primitive rn-a")?;
+            if nvpair(p, "instance_attributes", "reconnect_interval").as_deref() == Some("45s")
+                && op_interval(p, "monitor").as_deref() == Some("20s")
+                && nvpair(p, "instance_attributes", "server").as_deref() == Some(addr.as_str())
+            {
+                Ok(())
+            } else {
+                Err(p.to_xml())
+            }
+        },
+    );
+    let generation_caught_up = |o: &Value| {
+        str_at(o, "/status/observedGeneration") == str_at(o, "/metadata/generation")
+            && condition_is(o, "Configured", "True", "Configured")
+    };
+    e2e.wait_rn(
+        "observedGeneration caught up",
+        "rn-a",
+        Duration::from_secs(30),
+        generation_caught_up,
+    );
+    e2e.wait_mon("rn-a online after the change", JOIN, |v| {
+        v.remote_node_up("rn-a")
+    });
+
+    // Settle: no configuration change for 3 s, then the baseline.
+    let settle_start = Instant::now();
+    let mut last = operator::cib_version();
+    let mut stable_since = Instant::now();
+    while stable_since.elapsed() < Duration::from_secs(3) {
+        assert!(
+            settle_start.elapsed() < Duration::from_secs(60),
+            "the CIB configuration kept changing for 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let now = operator::cib_version();
+        if (now.0, now.1) != (last.0, last.1) {
+            stable_since = Instant::now();
+        }
+        last = now;
+    }
+    let before_xml = operator::cib_root();
+    let v0 = operator::cib_version();
+    let m0 = e2e.metrics(0);
+    let tx0 = m0.sum("kubemaker_cib_transactions_total");
+    let window = Instant::now();
+
+    let out = e2e.api.apply(&changed);
+    assert!(
+        out.contains("unchanged"),
+        "re-applying the same manifest: {out}"
+    );
+    e2e.api.kubectl_ok(&[
+        "annotate",
+        "remotenode",
+        "rn-a",
+        "kubemaker-e2e/poke=1",
+        "--overwrite",
+    ]);
+    // A spec change that plans to nothing: clusterRef left out while only one cluster exists.
+    e2e.api
+        .apply(&remote_node("rn-a", rn_a_spec(&addr, "45s", "20s", false)));
+    e2e.wait_rn(
+        "reconciled without clusterRef",
+        "rn-a",
+        Duration::from_secs(30),
+        |o| o["spec"].get("clusterRef").is_none() && generation_caught_up(o),
+    );
+    e2e.api.apply(&changed);
+    e2e.wait_rn(
+        "reconciled with clusterRef again",
+        "rn-a",
+        Duration::from_secs(30),
+        |o| o["spec"].get("clusterRef").is_some() && generation_caught_up(o),
+    );
+    if let Some(rest) = Duration::from_secs(5).checked_sub(window.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    let v1 = operator::cib_version();
+    let tx1 = e2e.metrics(0).sum("kubemaker_cib_transactions_total");
+    assert!(
+        (v1.0, v1.1) == (v0.0, v0.1),
+        "no-op reconciles changed the CIB configuration: version {v0:?} -> {v1:?}\nbefore: {}\nafter: {}",
+        show_primitive(&before_xml, "rn-a"),
+        show_primitive(&operator::cib_root(), "rn-a"),
+    );
+    assert_eq!(
+        tx1, tx0,
+        "kubemaker_cib_transactions_total grew during no-op reconciles"
+    );
+    step(&format!(
+        "   no-op window: CIB {}.{} unchanged, {tx0} transactions before and after",
+        v0.0, v0.1
+    ));
+
+    // A non-default port: remoted in host B listens on 3122.
+    let b = e2e.hosts[HOST_B].addr();
+    e2e.api.apply(&remote_node(
+        "rn-b",
+        json!({
+            "clusterRef": {"name": CLUSTER},
+            "address": b,
+            "port": 3122,
+            "reconnectInterval": "5s",
+            "monitor": {"interval": "10s", "timeout": "20s"},
+        }),
+    ));
+    e2e.wait_cib("rn-b port=3122", Duration::from_secs(30), |root| {
+        let p = primitive(root, "rn-b").ok_or("no primitive rn-b")?;
+        if nvpair(p, "instance_attributes", "port").as_deref() == Some("3122")
+            && nvpair(p, "instance_attributes", "server").as_deref() == Some(b.as_str())
+        {
+            Ok(())
+        } else {
+            Err(p.to_xml())
+        }
+    });
+    e2e.wait_mon("rn-b online on port 3122", JOIN, |v| {
+        v.remote_node_up("rn-b")
+    });
+    e2e.wait_rn("rn-b Ready", "rn-b", Duration::from_secs(60), |o| {
+        condition_is(o, "Ready", "True", "Online")
+            && str_at(o, "/status/pacemakerState") == "online"
+    });
+    e2e.time("c. changes", t0);
+}
+
+fn phase_d_name_clash(e2e: &mut E2e) {
+    step("d. a RemoteNode whose name is taken by a resource kubemaker did not create");
+    let t0 = Instant::now();
+    e2e.cluster.create_resource_xml(
+        r#"<primitive class="ocf" id="clash1" provider="pacemaker" type="Dummy"><operations><op id="clash1-monitor-interval-10s" interval="10s" name="monitor" timeout="20s"/></operations></primitive>"#,
+    );
+    e2e.wait_mon("Dummy clash1 started", JOIN, |v| {
+        v.resource("clash1").is_some_and(|r| r.role == "Started")
+    });
+    let dummy_xml = primitive(&operator::cib_root(), "clash1")
+        .expect("clash1")
+        .to_xml();
+    let clash_addr = operator::add_host_addresses(&e2e.hosts[HOST_E].host, 5, 1).remove(0);
+    e2e.api.apply(&remote_node(
+        "clash1",
+        json!({"clusterRef": {"name": CLUSTER}, "address": clash_addr}),
+    ));
+    let rn = e2e.wait_rn(
+        "Configured False NameClash",
+        "clash1",
+        Duration::from_secs(30),
+        |o| condition_is(o, "Configured", "False", "NameClash"),
+    );
+    assert_eq!(
+        condition(&rn, "Connected").map(|c| c.0),
+        Some("False".to_string()),
+        "Connected on a clashing node: {}",
+        describe(&rn)
+    );
+    let uid = str_at(&rn, "/metadata/uid");
+    e2e.wait_event("clash1", &uid, "NameClash", Some("Warning"));
+    // Give a misbehaving controller time to touch it anyway.
+    std::thread::sleep(Duration::from_secs(3));
+    let check_untouched = |when: &str| {
+        let root = operator::cib_root();
+        let now = primitive(&root, "clash1")
+            .unwrap_or_else(|| panic!("{when}: the Dummy clash1 is gone"))
+            .to_xml();
+        assert_eq!(now, dummy_xml, "{when}: the Dummy clash1 was modified");
+        let connections: Vec<String> = primitives(&root)
+            .iter()
+            .filter(|p| {
+                nvpair(p, "instance_attributes", "server").as_deref() == Some(clash_addr.as_str())
+                    || nvpair(p, "meta_attributes", "remote-node").as_deref() == Some("clash1")
+            })
+            .map(|p| p.to_xml())
+            .collect();
+        assert!(
+            connections.is_empty(),
+            "{when}: a connection for clash1: {connections:?}"
+        );
+        assert!(
+            !has_node_entry(&root, "clash1"),
+            "{when}: a <node> clash1 was added"
+        );
+        assert!(
+            e2e.cluster
+                .mon()
+                .resource("clash1")
+                .is_some_and(|r| r.role == "Started"),
+            "{when}: the Dummy clash1 no longer runs"
+        );
+    };
+    check_untouched("while the RemoteNode exists");
+
+    e2e.api
+        .kubectl_ok(&["delete", "remotenode", "clash1", "--wait=false"]);
+    e2e.wait_rn_gone("clash1", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    check_untouched("after the RemoteNode was deleted");
+
+    // Our own Dummy: stop and remove it.
+    let o = support::run(
+        "crm_resource",
+        &[
+            "--resource",
+            "clash1",
+            "--meta",
+            "--set-parameter",
+            "target-role",
+            "--parameter-value",
+            "Stopped",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "crm_resource: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    e2e.wait_mon("Dummy clash1 stopped", JOIN, |v| {
+        v.resource("clash1").is_none_or(|r| !r.active)
+    });
+    support::run_ok(
+        "cibadmin",
+        &[
+            "--delete",
+            "-o",
+            "resources",
+            "--xml-text",
+            r#"<primitive id="clash1"/>"#,
+        ],
+    );
+    e2e.time("d. name clash", t0);
+}
+
+fn phase_e_guest(e2e: &mut E2e) {
+    step("e. guest node guest1 (ocf:pacemaker:Dummy as its VM, remoted in host C)");
+    let t0 = Instant::now();
+    let c = e2e.hosts[HOST_C].addr();
+    e2e.api.apply(&remote_node(
+        "guest1",
+        json!({
+            "clusterRef": {"name": CLUSTER},
+            "type": "guest",
+            "address": c,
+            "guest": {"agent": "ocf:pacemaker:Dummy", "resourceId": "vm-guest1", "parameters": {}},
+        }),
+    ));
+    e2e.wait_cib(
+        "primitive vm-guest1 with remote-node/remote-addr",
+        Duration::from_secs(30),
+        |root| {
+            let p = primitive(root, "vm-guest1").ok_or("no primitive vm-guest1")?;
+            if operator::agent_of(p) == "ocf:pacemaker:Dummy"
+                && nvpair(p, "meta_attributes", "remote-node").as_deref() == Some("guest1")
+                && nvpair(p, "meta_attributes", "remote-addr").as_deref() == Some(c.as_str())
+            {
+                Ok(())
+            } else {
+                Err(p.to_xml())
+            }
+        },
+    );
+    e2e.wait_rn("Configured True", "guest1", Duration::from_secs(30), |o| {
+        condition_is(o, "Configured", "True", "Configured")
+    });
+    e2e.wait_mon("guest1 online with vm-guest1 started", JOIN, |v| {
+        guest_up(v, "guest1", "vm-guest1")
+    });
+    let rn = e2e.wait_rn(
+        "Connected and Ready True",
+        "guest1",
+        Duration::from_secs(60),
+        |o| {
+            condition_is(o, "Connected", "True", "Connected")
+                && condition_is(o, "Ready", "True", "Online")
+                && str_at(o, "/status/pacemakerState") == "online"
+        },
+    );
+    assert_eq!(str_at(&rn, "/status/address"), c, "{}", describe(&rn));
+    e2e.time("e. guest", t0);
+}
+
+fn phase_f_delete(e2e: &mut E2e) {
+    step(
+        "f. rn-b's daemon dies and comes back (status from CIB notifications); deleting rn-b removes it from the CIB",
+    );
+    let t0 = Instant::now();
+    let uid = e2e.uid("remotenode", "rn-b");
+    let events_before = e2e
+        .api
+        .events("default", "rn-b")
+        .iter()
+        .filter(|e| e.uid == uid && e.reason == "Online")
+        .count();
+    let killed = Instant::now();
+    e2e.hosts[HOST_B].daemon.as_mut().unwrap().kill9();
+    let rn = e2e.wait_rn(
+        "Ready False (Offline or Unclean) after kill -9 of its remoted",
+        "rn-b",
+        Duration::from_secs(15),
+        |o| {
+            condition(o, "Ready")
+                .is_some_and(|(st, r)| st == "False" && (r == "Offline" || r == "Unclean"))
+        },
+    );
+    step(&format!(
+        "   rn-b reported {:?} {:.1} s after its daemon was killed",
+        condition(&rn, "Ready"),
+        killed.elapsed().as_secs_f64()
+    ));
+    assert!(
+        matches!(
+            str_at(&rn, "/status/pacemakerState").as_str(),
+            "offline" | "unclean"
+        ),
+        "{}",
+        describe(&rn)
+    );
+    assert_eq!(
+        condition(&rn, "Connected").map(|c| c.0),
+        Some("False".to_string()),
+        "{}",
+        describe(&rn)
+    );
+    e2e.wait_event("rn-b", &uid, "Offline", Some("Warning"));
+    e2e.hosts[HOST_B].start();
+    e2e.wait_mon("rn-b back online", JOIN, |v| v.remote_node_up("rn-b"));
+    e2e.wait_rn("Ready True again", "rn-b", Duration::from_secs(30), |o| {
+        condition_is(o, "Ready", "True", "Online")
+    });
+    e2e.wait(
+        "a second Online Event on rn-b",
+        Duration::from_secs(20),
+        || {
+            let n = e2e
+                .api
+                .events("default", "rn-b")
+                .iter()
+                .filter(|e| e.uid == uid && e.reason == "Online")
+                .count();
+            // Events.k8s.io may fold repeats into a series on one Event object.
+            let series = e2e
+                .api
+                .list("events.events.k8s.io", &["-n", "default"])?
+                .iter()
+                .filter(|e| str_at(e, "/regarding/uid") == uid && str_at(e, "/reason") == "Online")
+                .map(|e| e["series"]["count"].as_u64().unwrap_or(1))
+                .sum::<u64>();
+            if n > events_before || series >= 2 {
+                Ok(())
+            } else {
+                Err(format!("{n} Online events, series count {series}"))
+            }
+        },
+    );
+    e2e.api
+        .kubectl_ok(&["delete", "remotenode", "rn-b", "--wait=false"]);
+    e2e.wait_rn_gone("rn-b", JOIN);
+    let root = operator::cib_root();
+    assert!(
+        primitive(&root, "rn-b").is_none(),
+        "{}",
+        show_primitive(&root, "rn-b")
+    );
+    assert!(!has_node_entry(&root, "rn-b"), "a <node> rn-b remains");
+    assert!(
+        !has_node_state(&root, "rn-b"),
+        "a <node_state> rn-b remains"
+    );
+    assert!(
+        e2e.cluster.mon().node("rn-b").is_none(),
+        "crm_mon still lists rn-b"
+    );
+    e2e.wait_event("rn-b", &uid, "Removed", Some("Normal"));
+    let reasons = e2e.api.event_reasons("rn-b", &uid);
+    assert!(
+        reasons.iter().any(|r| r == "Removing"),
+        "Event Removing: {reasons:?}"
+    );
+    assert!(
+        e2e.hosts[HOST_B].daemon.as_mut().unwrap().is_running(),
+        "remoted in host B keeps running"
+    );
+    e2e.time("f. delete", t0);
+}
+
+fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
+    step("g. kill -9 of the controller 300 ms after 20 RemoteNodes were applied");
+    let t0 = Instant::now();
+    let addrs = operator::add_host_addresses(&e2e.hosts[HOST_E].host, 10, 20);
+    let names: Vec<String> = (0..20).map(|i| format!("rn-g{i:02}")).collect();
+    let items: Vec<Value> = names
+        .iter()
+        .zip(&addrs)
+        .map(|(n, a)| {
+            let mut o = remote_node(
+                n,
+                json!({
+                    "clusterRef": {"name": CLUSTER},
+                    "address": a,
+                    "reconnectInterval": "300s",
+                    "monitor": {"interval": "60s", "timeout": "20s"},
+                    // Nothing listens there: the cluster retries connecting until the start
+                    // times out, and a removal waits for that before the stop.
+                    "startTimeout": "5s",
+                }),
+            );
+            o["metadata"]["labels"][GROUP_LABEL] = json!("g");
+            o
+        })
+        .collect();
+    let a = e2e.controllers.len() - 1;
+    assert!(e2e.ctl_mut(a).is_running());
+    // kubectl creates the 20 one after another; the controller dies 300 ms after kubectl started.
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+    let mut kubectl = operator::spawn_with_input(
+        e2e.api.command("kubectl").args(["apply", "-f", "-"]),
+        list.into_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let status = e2e.ctl_mut(a).kill9();
+    let at_kill = primitives(&operator::cib_root())
+        .iter()
+        .filter(|p| p.attr("id").is_some_and(|id| id.starts_with("rn-g")))
+        .count();
+    let applied = kubectl.wait_output(Duration::from_secs(60));
+    assert!(
+        applied.status.success(),
+        "kubectl apply of the 20: {}",
+        operator::text(&applied)
+    );
+    let sel = format!("{GROUP_LABEL}=g");
+    let with_status = e2e
+        .api
+        .list("remotenodes", &["-l", &sel])
+        .unwrap_or_default()
+        .iter()
+        .filter(|o| condition(o, "Configured").is_some())
+        .count();
+    step(&format!(
+        "   killed ({status}); {at_kill} of 20 primitives were in the CIB then, {with_status} objects had a status when kubectl finished"
+    ));
+    let restarted = Instant::now();
+    let a2 = e2e.start_controller("ctl-a");
+    e2e.wait_leader(a2, 1.0, Duration::from_secs(30));
+    e2e.wait(
+        "all 20 RemoteNodes Configured=True after the restart",
+        Duration::from_secs(120),
+        || {
+            let items = e2e.api.list("remotenodes", &["-l", &sel])?;
+            let not: Vec<String> = items
+                .iter()
+                .filter(|o| !condition_is(o, "Configured", "True", "Configured"))
+                .map(|o| {
+                    format!(
+                        "{}: {:?}",
+                        str_at(o, "/metadata/name"),
+                        condition(o, "Configured")
+                    )
+                })
+                .collect();
+            if items.len() == 20 && not.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} objects, not configured: {not:?}", items.len()))
+            }
+        },
+    );
+    step(&format!(
+        "   all 20 configured {:.1} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    ));
+    let root = operator::cib_root();
+    let ids: Vec<String> = primitives(&root)
+        .iter()
+        .filter_map(|p| p.attr("id").map(str::to_string))
+        .collect();
+    let mut expected: BTreeSet<String> = names.iter().cloned().collect();
+    expected.insert("rn-a".into());
+    expected.insert("vm-guest1".into());
+    let actual: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(actual.len(), ids.len(), "duplicate primitive ids: {ids:?}");
+    assert_eq!(
+        actual, expected,
+        "the primitives in the CIB after the restart"
+    );
+    for (n, a) in names.iter().zip(&addrs) {
+        let p = primitive(&root, n).unwrap();
+        assert_eq!(
+            nvpair(p, "instance_attributes", "server").as_deref(),
+            Some(a.as_str()),
+            "{}",
+            p.to_xml()
+        );
+        let servers = primitives(&root)
+            .iter()
+            .filter(|p| nvpair(p, "instance_attributes", "server").as_deref() == Some(a.as_str()))
+            .count();
+        assert_eq!(servers, 1, "exactly one connection to {a}");
+    }
+
+    e2e.api
+        .kubectl_ok(&["delete", "remotenodes", "-l", &sel, "--wait=false"]);
+    e2e.wait("the 20 RemoteNodes gone", Duration::from_secs(180), || {
+        let items = e2e.api.list("remotenodes", &["-l", &sel])?;
+        if items.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} left: {}",
+                items.len(),
+                items.first().map(describe).unwrap_or_default()
+            ))
+        }
+    });
+    e2e.wait_cib(
+        "no rn-g primitives, nodes or node states",
+        Duration::from_secs(30),
+        |root| {
+            let left: Vec<&String> = names
+                .iter()
+                .filter(|n| {
+                    primitive(root, n).is_some()
+                        || has_node_entry(root, n)
+                        || has_node_state(root, n)
+                })
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still in the CIB: {left:?}"))
+            }
+        },
+    );
+    e2e.time("g. kill -9 mid-reconcile", t0);
+}
+
+fn phase_h_replicas(e2e: &mut E2e) {
+    step("h. two replicas: one leader; fail-over after kill -9 and after SIGSTOP; SIGTERM");
+    let t0 = Instant::now();
+    let a = e2e.controllers.len() - 1;
+    let b = e2e.start_controller("ctl-b");
+    e2e.wait_ready(b);
+    e2e.wait(
+        "ctl-b logs `waiting for leadership`",
+        Duration::from_secs(30),
+        || {
+            if e2e.ctl(b).log().contains("waiting for leadership") {
+                Ok(())
+            } else {
+                Err(e2e.ctl(b).log_tail(5))
+            }
+        },
+    );
+    for _ in 0..3 {
+        let la = e2e.ctl(a).leader();
+        let lb = e2e.ctl(b).leader();
+        assert_eq!(
+            (la, lb),
+            (Some(1.0), Some(0.0)),
+            "exactly one leader (the first replica): kubemaker_leader of ctl-a, ctl-b{}",
+            e2e.context()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(e2e.lease_holder().as_deref(), Some("ctl-a"), "Lease holder");
+
+    let killed = Instant::now();
+    e2e.ctl_mut(a).kill9();
+    e2e.wait_leader(b, 1.0, Duration::from_secs(20));
+    step(&format!(
+        "   ctl-b leads {:.1} s after the leader was killed",
+        killed.elapsed().as_secs_f64()
+    ));
+    assert!(e2e.ctl(b).log().contains("became leader"));
+    assert_eq!(e2e.lease_holder().as_deref(), Some("ctl-b"), "Lease holder");
+    let addr = e2e.hosts[HOST_A].addr();
+    e2e.api
+        .apply(&remote_node("rn-a", rn_a_spec(&addr, "50s", "20s", true)));
+    e2e.wait_cib(
+        "rn-a reconnect_interval=50s (by ctl-b)",
+        Duration::from_secs(30),
+        |root| {
+            let p = primitive(root, "rn-a").ok_or("no primitive rn-a")?;
+            match nvpair(p, "instance_attributes", "reconnect_interval").as_deref() {
+                Some("50s") => Ok(()),
+                _ => Err(p.to_xml()),
+            }
+        },
+    );
+
+    // A leader that stalls past its lease loses it; when it wakes up it must exit (code 1).
+    let c = e2e.start_controller("ctl-c");
+    e2e.wait_ready(c);
+    e2e.wait_leader(c, 0.0, Duration::from_secs(30));
+    let stopped = Instant::now();
+    e2e.ctl_mut(b).signal(Signal::SIGSTOP);
+    e2e.wait_leader(c, 1.0, Duration::from_secs(20));
+    step(&format!(
+        "   ctl-c leads {:.1} s after ctl-b was stopped",
+        stopped.elapsed().as_secs_f64()
+    ));
+    e2e.ctl_mut(b).signal(Signal::SIGCONT);
+    let status = e2e.ctl_mut(b).wait_exit(Duration::from_secs(20));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "contract: a replica that lost the lease exits with code 1; got {status:?}{}",
+        e2e.context()
+    );
+    assert_eq!(e2e.lease_holder().as_deref(), Some("ctl-c"), "Lease holder");
+
+    let term = Instant::now();
+    e2e.ctl_mut(c).terminate();
+    let status = e2e.ctl_mut(c).wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM: exit 0 within 10 s; got {status:?}{}",
+        e2e.context()
+    );
+    step(&format!(
+        "   ctl-c exited {:.1} s after SIGTERM",
+        term.elapsed().as_secs_f64()
+    ));
+    let holder = e2e.lease_holder();
+    assert!(
+        holder.as_deref().is_some_and(str::is_empty),
+        "the Lease's holderIdentity is cleared after SIGTERM: {holder:?}"
+    );
+    e2e.time("h. replicas", t0);
+}
+
+fn phase_i_auto_join(e2e: &mut E2e) {
+    step("i. auto-join of labelled Kubernetes Nodes");
+    let t0 = Instant::now();
+    let i = e2e.start_controller("ctl-i");
+    e2e.wait_leader(i, 1.0, Duration::from_secs(30));
+    e2e.api.kubectl_ok(&[
+        "patch",
+        "pacemakercluster",
+        CLUSTER,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"autoJoin":{"nodeSelector":{"kubemaker.io/remote-node":"true"}},"remoteNodeDefaults":{"startTimeout":"10s"}}}"#,
+    ]);
+    let spare = operator::add_host_addresses(&e2e.hosts[HOST_E].host, 40, 2);
+    let d = e2e.hosts[HOST_D].addr();
+    e2e.api.create_node("worker-c", &[], &spare[1]);
+    let node_a = e2e
+        .api
+        .create_node("worker-a", &[("kubemaker.io/remote-node", "true")], &d);
+    let node_a_uid = str_at(&node_a, "/metadata/uid");
+
+    let rn = e2e.wait_rn(
+        "auto-joined and Configured",
+        "worker-a",
+        Duration::from_secs(60),
+        |o| condition_is(o, "Configured", "True", "Configured"),
+    );
+    assert_eq!(
+        str_at(&rn, "/metadata/labels/kubemaker.io~1auto-join"),
+        CLUSTER,
+        "label kubemaker.io/auto-join: {}",
+        describe(&rn)
+    );
+    assert_eq!(str_at(&rn, "/spec/kubernetesNode"), "worker-a");
+    assert_eq!(str_at(&rn, "/spec/clusterRef/name"), CLUSTER);
+    e2e.wait_cib(
+        "primitive worker-a server=D",
+        Duration::from_secs(30),
+        |root| {
+            let p = primitive(root, "worker-a").ok_or("no primitive worker-a")?;
+            match nvpair(p, "instance_attributes", "server") {
+                Some(s) if s == d => Ok(()),
+                _ => Err(p.to_xml()),
+            }
+        },
+    );
+    e2e.wait_mon("worker-a online", JOIN, |v| v.remote_node_up("worker-a"));
+    let rn = e2e.wait_rn("Ready", "worker-a", Duration::from_secs(60), |o| {
+        condition_is(o, "Ready", "True", "Online")
+    });
+    assert_eq!(str_at(&rn, "/status/address"), d, "{}", describe(&rn));
+    e2e.wait_event("worker-a", &node_a_uid, "AutoJoined", None);
+    e2e.wait_event("worker-a", &node_a_uid, "Configured", None);
+
+    // A matching Node that is deleted takes its RemoteNode (and CIB entry) with it.
+    e2e.api.create_node(
+        "worker-b",
+        &[("kubemaker.io/remote-node", "true")],
+        &spare[0],
+    );
+    e2e.wait_rn(
+        "auto-joined and Configured",
+        "worker-b",
+        Duration::from_secs(60),
+        |o| condition_is(o, "Configured", "True", "Configured"),
+    );
+    // remoteNodeDefaults apply to nodes that do not set their own (auto-joined ones set none).
+    e2e.wait_cib(
+        "primitive worker-b with the cluster's default start timeout 10s",
+        Duration::from_secs(30),
+        |root| {
+            let p = primitive(root, "worker-b").ok_or("no primitive worker-b")?;
+            let start = p
+                .child("operations")
+                .and_then(|o| {
+                    o.children
+                        .iter()
+                        .find(|op| op.attr("name") == Some("start"))
+                })
+                .and_then(|op| op.attr("timeout"));
+            if start == Some("10s") {
+                Ok(())
+            } else {
+                Err(p.to_xml())
+            }
+        },
+    );
+    e2e.api.kubectl_ok(&["delete", "node", "worker-b"]);
+    e2e.wait_rn_gone("worker-b", JOIN);
+    e2e.wait_cib("worker-b gone", Duration::from_secs(30), |root| {
+        if primitive(root, "worker-b").is_some() || has_node_entry(root, "worker-b") {
+            Err(show_primitive(root, "worker-b"))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(
+        e2e.api.get_json("remotenode", "worker-c").is_none(),
+        "a Node without the selector's label got a RemoteNode"
+    );
+
+    // The label goes: the RemoteNode and its CIB entries go.
+    e2e.api
+        .kubectl_ok(&["label", "node", "worker-a", "kubemaker.io/remote-node-"]);
+    e2e.wait_rn_gone("worker-a", JOIN);
+    let root = operator::cib_root();
+    assert!(
+        primitive(&root, "worker-a").is_none(),
+        "{}",
+        show_primitive(&root, "worker-a")
+    );
+    assert!(
+        !has_node_entry(&root, "worker-a"),
+        "a <node> worker-a remains"
+    );
+    assert!(
+        !has_node_state(&root, "worker-a"),
+        "a <node_state> worker-a remains"
+    );
+    e2e.wait_event("worker-a", &node_a_uid, "Removed", None);
+    e2e.time("i. auto-join", t0);
+}
+
+fn phase_j_failures(e2e: &mut E2e) {
+    step("j. failures are reported: unknown cluster, refused credentials");
+    let t0 = Instant::now();
+    e2e.api.apply(&remote_node(
+        "rn-orphan",
+        json!({"clusterRef": {"name": "no-such-cluster"}, "address": e2e.hosts[HOST_E].addr()}),
+    ));
+    e2e.wait_rn(
+        "Configured False ClusterNotFound",
+        "rn-orphan",
+        Duration::from_secs(30),
+        |o| condition_is(o, "Configured", "False", "ClusterNotFound"),
+    );
+    assert!(
+        primitive(&operator::cib_root(), "rn-orphan").is_none(),
+        "a RemoteNode of an unknown cluster reached the CIB"
+    );
+    e2e.api
+        .kubectl_ok(&["delete", "remotenode", "rn-orphan", "--wait=false"]);
+    e2e.wait_rn_gone("rn-orphan", Duration::from_secs(30));
+
+    e2e.api
+        .create_credentials_secret(NS, "bad-credentials", "not-the-password");
+    e2e.api.apply(&json!({
+        "apiVersion": "kubemaker.io/v1alpha1",
+        "kind": "PacemakerCluster",
+        "metadata": {"name": BAD_CLUSTER, "labels": {TEST_LABEL: "true"}},
+        "spec": {
+            "endpoints": [{"host": "127.0.0.1", "port": cib_port::TLS_PORT}],
+            "tlsMode": "anonymous",
+            "credentialsSecretRef": {"name": "bad-credentials"},
+        },
+    }));
+    let pc = e2e.wait(
+        "PacemakerCluster e2e-bad status.connection=Failed",
+        Duration::from_secs(60),
+        || match e2e.api.try_get("pacemakercluster", None, BAD_CLUSTER)? {
+            Some(o) if str_at(&o, "/status/connection") == "Failed" => Ok(o),
+            Some(o) => Err(describe(&o)),
+            None => Err("no PacemakerCluster".into()),
+        },
+    );
+    assert!(
+        !str_at(&pc, "/status/message").is_empty(),
+        "status.message explains the failure: {}",
+        describe(&pc)
+    );
+    let uid = str_at(&pc, "/metadata/uid");
+    e2e.wait_event(BAD_CLUSTER, &uid, "CibUnreachable", Some("Warning"));
+    let i = e2e.controllers.len() - 1;
+    let connected = e2e
+        .metrics(i)
+        .get("kubemaker_cib_connected", &[("cluster", BAD_CLUSTER)]);
+    assert_ne!(
+        connected,
+        Some(1.0),
+        "kubemaker_cib_connected{{cluster=\"{BAD_CLUSTER}\"}}"
+    );
+    // The good cluster is unaffected.
+    let good = e2e.api.get_json("pacemakercluster", CLUSTER).expect("e2e");
+    assert_eq!(
+        str_at(&good, "/status/connection"),
+        "Connected",
+        "{}",
+        describe(&good)
+    );
+    e2e.api
+        .kubectl_ok(&["delete", "pacemakercluster", BAD_CLUSTER, "--wait=false"]);
+    e2e.wait(
+        "PacemakerCluster e2e-bad gone",
+        Duration::from_secs(30),
+        || match e2e.api.try_get("pacemakercluster", None, BAD_CLUSTER)? {
+            Some(o) => Err(describe(&o)),
+            None => Ok(()),
+        },
+    );
+    e2e.time("j. failures", t0);
+}
+
+fn finish(e2e: &mut E2e) {
+    step("finally: the authkey was never replaced; delete everything; no secrets in any log");
+    let t0 = Instant::now();
+    let (key, version) = e2e
+        .api
+        .secret_bytes(NS, AUTHKEY_SECRET, "authkey")
+        .expect("the authkey Secret still exists");
+    assert!(key == e2e.key, "the authkey Secret was overwritten");
+    assert_eq!(version, e2e.key_version, "the authkey Secret was updated");
+
+    e2e.api
+        .kubectl_ok(&["delete", "remotenodes", "rn-a", "guest1", "--wait=false"]);
+    e2e.wait_rn_gone("rn-a", Duration::from_secs(120));
+    e2e.wait_rn_gone("guest1", Duration::from_secs(120));
+    e2e.wait_cib("no primitives left", Duration::from_secs(30), |root| {
+        let left: Vec<String> = primitives(root).iter().map(|p| p.to_xml()).collect();
+        if left.is_empty() && !has_node_entry(root, "rn-a") && !has_node_entry(root, "guest1") {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
+    support::mark_remote_key_idle();
+    e2e.api
+        .kubectl_ok(&["delete", "pacemakercluster", CLUSTER, "--wait=false"]);
+    e2e.wait(
+        "the PacemakerCluster gone",
+        Duration::from_secs(30),
+        || match e2e.api.try_get("pacemakercluster", None, CLUSTER)? {
+            Some(o) => Err(describe(&o)),
+            None => Ok(()),
+        },
+    );
+    let last = e2e.controllers.len() - 1;
+    e2e.ctl_mut(last).terminate();
+    let status = e2e.ctl_mut(last).wait_exit(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "SIGTERM: {status:?}");
+
+    for c in &e2e.controllers {
+        let log = c.log();
+        operator::assert_key_not_logged(&log, &e2e.key, &format!("log of {}", c.identity));
+        assert!(
+            !log.contains(&e2e.password),
+            "the log of {} contains the hacluster password (not shown)",
+            c.identity
+        );
+    }
+
+    let sel = format!("{TEST_LABEL}=true");
+    e2e.api
+        .kubectl_ok(&["delete", "nodes", "-l", &sel, "--wait=false"]);
+    e2e.api.delete_namespace(NS);
+    e2e.cluster.reset();
+    e2e.api.stop_if_started();
+    e2e.finished = true;
+    e2e.time("finally: cleanup", t0);
+
+    eprintln!("\n[operator_e2e] phase timings");
+    let mut total = Duration::ZERO;
+    for (phase, d) in &e2e.timings {
+        eprintln!("  {phase:<28} {:>7.1} s", d.as_secs_f64());
+        total += *d;
+    }
+    eprintln!("  {:<28} {:>7.1} s", "total", total.as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness's own parsers
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn harness_parses_rfc3339() {
+    assert_eq!(operator::parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+    assert_eq!(
+        operator::parse_rfc3339("2000-03-01T00:00:01.5Z"),
+        Some(951868801)
+    );
+}
+
+#[test]
+fn harness_base64_round_trip() {
+    for n in 0..10 {
+        let data: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+        assert_eq!(
+            operator::base64_decode(&operator::base64_encode(&data)).unwrap(),
+            data
+        );
+    }
+    assert_eq!(operator::base64_encode(b"foobar"), "Zm9vYmFy");
+    assert_eq!(operator::base64_encode(b"fo"), "Zm8=");
+}
+
+#[test]
+fn harness_parses_prometheus_text() {
+    let m = operator::Metrics::parse(
+        "# HELP x\nkubemaker_leader 1\nkubemaker_reconcile_total{result=\"ok\"} 5\nkubemaker_reconcile_total{result=\"error\"} 2\nkubemaker_cib_connected{cluster=\"e2e\"} 1\n",
+    );
+    assert_eq!(m.get("kubemaker_leader", &[]), Some(1.0));
+    assert_eq!(
+        m.get("kubemaker_reconcile_total", &[("result", "ok")]),
+        Some(5.0)
+    );
+    assert_eq!(m.sum("kubemaker_reconcile_total"), 7.0);
+    assert_eq!(
+        m.get("kubemaker_cib_connected", &[("cluster", "e2e")]),
+        Some(1.0)
+    );
+}
