@@ -83,24 +83,11 @@ on_error() {
 }
 
 # --- processes: "<pid> <starttime>" pid files, as in scripts/test-cluster.sh -----------------------
-proc_starttime() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    # shellcheck disable=SC2086 # split the fields on purpose
-    set -- $stat
-    printf '%s\n' "${20}"
-}
+# shellcheck source=scripts/lib/procs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 
 # The pid in $DEMO_DIR/<name>.pid if that process still runs (same pid, same start time).
-our_pid() {
-    local file=$DEMO_DIR/$1.pid pid start
-    [ -f "$file" ] || return 1
-    read -r pid start <"$file" || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    [ "$(proc_starttime "$pid" 2>/dev/null)" = "$start" ] || return 1
-    printf '%s\n' "$pid"
-}
+our_pid() { pid_if_ours "$DEMO_DIR/$1.pid"; }
 
 # spawn NAME COMM CMD...: starts CMD detached (own session), output appended to $DEMO_DIR/NAME.log,
 # and records its pid once the process's command name is COMM (after the exec chain).

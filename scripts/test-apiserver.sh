@@ -59,40 +59,11 @@ take_lock() {
     fi
 }
 
-# Field 22 of /proc/<pid>/stat (start time in clock ticks); the command name may contain spaces.
-proc_starttime() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    set -- $stat
-    printf '%s\n' "${20}"
-}
+# shellcheck source=scripts/lib/procs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 
 # The pid recorded in $STATE_DIR/<name>.pid if that process is still the one we started.
-our_pid() {
-    local name=$1 file=$STATE_DIR/$1.pid pid start comm
-    [ -f "$file" ] || return 1
-    read -r pid start <"$file" || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-    [ "$comm" = "$name" ] || return 1
-    [ "$(proc_starttime "$pid")" = "$start" ] || return 1
-    printf '%s\n' "$pid"
-}
-
-# Pids whose command name is exactly $1 (in this network namespace), except those given after it.
-MY_NETNS=$(readlink /proc/$$/ns/net)
-pids_named() {
-    local name=$1; shift
-    local f p
-    for f in /proc/[0-9]*/comm; do
-        p=${f#/proc/}; p=${p%/comm}
-        [ "$(cat "$f" 2>/dev/null)" = "$name" ] || continue
-        [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$MY_NETNS" ] || continue
-        case " $* " in *" $p "*) continue ;; esac
-        printf '%s\n' "$p"
-    done
-}
+our_pid() { pid_if_ours "$STATE_DIR/$1.pid" "$1"; }
 
 # Local TCP ports in use (any state) in this network namespace.
 used_ports() {
@@ -277,19 +248,6 @@ spawn_daemon() {
     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || { tail -n 20 "$log" >&2; die "$name exited at once (log above)"; }
     printf '%s %s\n' "$pid" "$(proc_starttime "$pid" || echo 0)" >"$pidfile"
     rm -f "$pidfile.tmp"
-}
-
-# TERM, wait (bounded), then KILL one pid that we started.
-stop_pid() {
-    local name=$1 pid=$2 limit=$3 deadline
-    kill -TERM "$pid" 2>/dev/null || return 0
-    deadline=$((SECONDS + limit))
-    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "$name ($pid) did not stop within $limit s: KILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.5
-    fi
 }
 
 stop_ours() {

@@ -38,47 +38,11 @@ take_lock() {
     fi
 }
 
-# Field 22 of /proc/<pid>/stat (start time in clock ticks). The command name (field 2) may contain
-# spaces, so cut everything up to the last ')'.
-proc_starttime() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    # after "comm) " the fields start at field 3; starttime is field 22 => 20th here
-    set -- $stat
-    printf '%s\n' "${20}"
-}
+# shellcheck source=scripts/lib/procs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 
-# Prints the pid recorded in $STATE_DIR/<name>.pid if that process is still the one we started.
-our_pid() {
-    local name=$1 file=$STATE_DIR/$1.pid pid start now comm
-    [ -f "$file" ] || return 1
-    read -r pid start <"$file" || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-    [ "$comm" = "$name" ] || return 1
-    now=$(proc_starttime "$pid") || return 1
-    [ "$now" = "$start" ] || return 1
-    printf '%s\n' "$pid"
-}
-
-# Pids of processes whose command name (/proc/<pid>/comm, at most 15 characters) matches the
-# extended regex $1 exactly, except the pids given after it. Only processes in this network namespace
-# count: Pacemaker's IPC (abstract unix sockets) and corosync's loopback ports are per namespace, so a
-# cluster (or a daemon) that someone runs in a namespace of their own does not clash with this one.
-MY_NETNS=$(readlink /proc/$$/ns/net)
-pids_named() {
-    local re=$1; shift
-    local f p comm
-    for f in /proc/[0-9]*/comm; do
-        p=${f#/proc/}; p=${p%/comm}
-        comm=$(cat "$f" 2>/dev/null) || continue
-        [[ "$comm" =~ ^($re)$ ]] || continue
-        [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$MY_NETNS" ] || continue
-        case " $* " in *" $p "*) continue ;; esac
-        printf '%s\n' "$p"
-    done
-}
+# The pid recorded in $STATE_DIR/<name>.pid if that process is still the one we started.
+our_pid() { pid_if_ours "$STATE_DIR/$1.pid" "$1"; }
 
 crm_mon_xml() { timeout 15 crm_mon -1 --output-as=xml 2>/dev/null; }
 
@@ -261,21 +225,6 @@ cmd_start() {
     wait_for_dc
     set_cluster_options
     say "cluster up after $((SECONDS - t0)) s (corosync $(our_pid corosync), pacemakerd $(our_pid pacemakerd))"
-}
-
-# TERM, wait (bounded), then KILL one pid.
-stop_pid() {
-    local name=$1 pid=$2 limit=$3
-    kill -TERM "$pid" 2>/dev/null || return 0
-    local deadline=$((SECONDS + limit))
-    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
-        sleep 0.5
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "$name ($pid) did not stop within $limit s: KILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.5
-    fi
 }
 
 cmd_stop() {
