@@ -223,7 +223,12 @@ fn run_controller(a: ControllerArgs) -> ExitCode {
         lease_renew: std::time::Duration::from_secs(a.lease_renew),
         metrics_addr: a.metrics_addr,
     };
-    let rt = match tokio::runtime::Runtime::new() {
+    // One thread: the controller waits on the network, and a single malloc arena keeps its
+    // memory from fragmenting across worker threads.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kubemaker controller: cannot start the runtime: {e}");

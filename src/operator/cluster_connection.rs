@@ -5,14 +5,19 @@
 //! writer reads the CIB fresh, re-validates and re-plans right before it writes, so a stale
 //! snapshot can cost a wasted request but never a wrong write.
 
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::cib::plan::{self, DesiredNode, Plan};
+use crate::cib::model::Cib;
+use crate::cib::plan::{self, DesiredNode, NodeChanges, Plan};
+use crate::cib::removal;
 use crate::cib::status::{self, NodeStatus};
 use crate::cib::validate::{self, Problem};
 use crate::cib::{CibClient, CibError, ClientConfig, WatchEvent};
@@ -29,20 +34,84 @@ const NOTIFY_DEBOUNCE: Duration = Duration::from_millis(250);
 #[derive(Debug)]
 pub struct Snapshot {
     pub cib: Element,
-    pub nodes: std::collections::BTreeMap<String, NodeStatus>,
+    /// Lowercased node name → status.
+    pub nodes: BTreeMap<String, NodeStatus>,
+    /// Lowercased node name → digest of everything a RemoteNode's reconcile reads about it (its
+    /// status, its resource, its node entry), to reconcile only the nodes a change touched.
+    digests: BTreeMap<String, u64>,
+}
+
+/// Which nodes a CIB change concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// Everything may have changed (first read, reconnect).
+    All,
+    /// Lowercased Pacemaker node names.
+    Nodes(Arc<BTreeSet<String>>),
 }
 
 impl Snapshot {
     pub fn new(cib: Element) -> Snapshot {
-        let nodes = status::read_status(&cib)
+        let nodes: BTreeMap<String, NodeStatus> = status::read_status(&cib)
             .into_iter()
             .map(|n| (n.name.to_ascii_lowercase(), n))
             .collect();
-        Snapshot { cib, nodes }
+        let view = Cib::new(&cib);
+        let mut digests: BTreeMap<String, DefaultHasher> = BTreeMap::new();
+        for p in view.primitives() {
+            if let Some(name) = p.defines_node().or(p.guest_node_name()) {
+                let h = digests.entry(name.to_ascii_lowercase()).or_default();
+                p.element.to_xml().hash(h);
+            }
+        }
+        for (name, n) in &nodes {
+            let h = digests.entry(name.clone()).or_default();
+            format!("{n:?}").hash(h);
+            if let Some(entry) = view.node_entry(name) {
+                entry.to_xml().hash(h);
+            }
+        }
+        let digests = digests.into_iter().map(|(k, h)| (k, h.finish())).collect();
+        Snapshot {
+            cib,
+            nodes,
+            digests,
+        }
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeStatus> {
         self.nodes.get(&name.to_ascii_lowercase())
+    }
+
+    /// The nodes whose digest differs between `self` (older) and `newer`.
+    pub fn changed_nodes(&self, newer: &Snapshot) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (k, v) in &newer.digests {
+            if self.digests.get(k) != Some(v) {
+                out.insert(k.clone());
+            }
+        }
+        for k in self.digests.keys() {
+            if !newer.digests.contains_key(k) {
+                out.insert(k.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Publishes `cib` as the new snapshot and reports which nodes changed.
+fn publish(
+    tx: &watch::Sender<Arc<Snapshot>>,
+    changed: &mpsc::UnboundedSender<(String, Changed)>,
+    cluster: &str,
+    cib: Element,
+) {
+    let next = Arc::new(Snapshot::new(cib));
+    let prev = tx.send_replace(next.clone());
+    let nodes = prev.changed_nodes(&next);
+    if !nodes.is_empty() {
+        let _ = changed.send((cluster.to_string(), Changed::Nodes(Arc::new(nodes))));
     }
 }
 
@@ -74,6 +143,7 @@ pub struct ClusterConnection {
     client: Arc<CibClient>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     writes: mpsc::Sender<WriteRequest>,
+    removals: mpsc::Sender<RemovalRequest>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -94,12 +164,12 @@ impl std::fmt::Debug for ClusterConnection {
 }
 
 impl ClusterConnection {
-    /// Logs in, reads the CIB, subscribes to its changes. `changed` gets the cluster's name after
-    /// every refresh of the snapshot.
+    /// Logs in, reads the CIB, subscribes to its changes. `changed` gets the cluster's name and
+    /// the nodes that differ after every refresh of the snapshot.
     pub async fn open(
         cluster: &str,
         cfg: ClientConfig,
-        changed: mpsc::UnboundedSender<String>,
+        changed: mpsc::UnboundedSender<(String, Changed)>,
         metrics: Arc<Metrics>,
     ) -> Result<ClusterConnection, CibError> {
         let client = Arc::new(CibClient::connect(cfg).await?);
@@ -122,14 +192,20 @@ impl ClusterConnection {
                         metrics.set_cib_connected(&name, false);
                         break;
                     }
+                    let mut resync = matches!(ev, WatchEvent::Resync { .. });
                     // Coalesce a burst (a transaction, a status update storm) into one read.
                     tokio::time::sleep(NOTIFY_DEBOUNCE).await;
-                    while notifications.receiver().try_recv().is_ok() {}
+                    while let Ok(ev) = notifications.receiver().try_recv() {
+                        resync |= matches!(ev, WatchEvent::Resync { .. });
+                    }
                     match client.query_cib().await {
                         Ok(cib) => {
                             metrics.set_cib_connected(&name, true);
-                            snap_tx.send_replace(Arc::new(Snapshot::new(cib)));
-                            let _ = changed.send(name.clone());
+                            publish(&snap_tx, &changed, &name, cib);
+                            if resync {
+                                // Changes may have been missed: look at every node again.
+                                let _ = changed.send((name.clone(), Changed::All));
+                            }
                         }
                         Err(e) => {
                             metrics.set_cib_connected(&name, false);
@@ -139,6 +215,13 @@ impl ClusterConnection {
                 }
             })
         };
+        let (rtx, rrx) = mpsc::channel(4096);
+        let remover = tokio::spawn(removal_loop(
+            client.clone(),
+            rrx,
+            snap_rx.clone(),
+            metrics.clone(),
+        ));
         let writer = tokio::spawn(write_loop(
             cluster.to_string(),
             client.clone(),
@@ -154,7 +237,8 @@ impl ClusterConnection {
             client,
             snapshot: snap_rx,
             writes: wtx,
-            tasks: vec![watcher, writer],
+            removals: rtx,
+            tasks: vec![watcher, writer, remover],
         })
     }
 
@@ -181,6 +265,173 @@ impl ClusterConnection {
         rx.await
             .map_err(|_| WriteError::Cib("the CIB writer has stopped".into()))?
     }
+
+    /// Queues node `name` for removal (stop, wait, delete, purge), batched with other removals,
+    /// and waits for the outcome: the number of CIB transactions its batch used.
+    pub async fn remove(&self, name: &str) -> Result<usize, String> {
+        let (reply, rx) = oneshot::channel();
+        self.removals
+            .send(RemovalRequest {
+                name: name.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| "the CIB remover has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the CIB remover has stopped".to_string())?
+    }
+}
+
+struct RemovalRequest {
+    name: String,
+    reply: oneshot::Sender<Result<usize, String>>,
+}
+
+/// How long a removal waits for a node's resource to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Removals that arrive together share their transactions: one sets `target-role=Stopped` on all
+/// their resources, one deletes everything of all of them once stopped. Each batch runs as its own
+/// task, so a slow stop never holds up the next batch; their writes are versioned and retried.
+async fn removal_loop(
+    client: Arc<CibClient>,
+    mut rx: mpsc::Receiver<RemovalRequest>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        while batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(r)) => batch.push(r),
+                _ => break,
+            }
+        }
+        tokio::spawn(remove_batch(
+            client.clone(),
+            batch,
+            snapshot.clone(),
+            metrics.clone(),
+        ));
+    }
+}
+
+async fn remove_batch(
+    client: Arc<CibClient>,
+    batch: Vec<RemovalRequest>,
+    mut snapshot: watch::Receiver<Arc<Snapshot>>,
+    metrics: Arc<Metrics>,
+) {
+    let names: Vec<String> = batch.iter().map(|r| r.name.clone()).collect();
+    info!(nodes = names.len(), "removing nodes from the CIB");
+    // 1. Stop: one transaction for the whole batch.
+    let mut watched: Vec<(String, Vec<String>)> = Vec::new();
+    let stop = client
+        .apply_with_retry(
+            |live| {
+                watched.clear();
+                let mut p = Plan::default();
+                for n in &names {
+                    if let Some((rsc, watch)) = removal::defining_resource(live, n) {
+                        let changes = plan::stop_resource(live, &rsc);
+                        if !changes.is_empty() {
+                            p.nodes.push(NodeChanges {
+                                node: n.clone(),
+                                changes,
+                            });
+                        }
+                        watched.push((n.clone(), watch));
+                    }
+                }
+                Ok(p)
+            },
+            false,
+        )
+        .await;
+    let mut transactions = 0;
+    match stop {
+        Ok(r) => {
+            metrics.add_cib_writes(r.transactions, r.conflicts);
+            transactions += r.transactions;
+        }
+        Err(e) => {
+            let msg = format!("stopping before removal: {e}");
+            for r in batch {
+                let _ = r.reply.send(Err(msg.clone()));
+            }
+            return;
+        }
+    }
+    // 2. Wait, on the snapshot notifications keep fresh, until nothing watched is active.
+    let started = Instant::now();
+    let still_active = |snap: &Snapshot| -> Vec<String> {
+        watched
+            .iter()
+            .filter(|(_, ids)| ids.iter().any(|id| status::resource_active(&snap.cib, id)))
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    let mut active = still_active(&snapshot.borrow_and_update());
+    while !active.is_empty() && started.elapsed() < STOP_TIMEOUT {
+        let left = STOP_TIMEOUT.saturating_sub(started.elapsed());
+        // A missed notification costs at most 5 s: look again anyway.
+        let wait = tokio::time::timeout(left.min(Duration::from_secs(5)), snapshot.changed());
+        if let Ok(Err(_)) = wait.await {
+            break;
+        }
+        active = still_active(&snapshot.borrow_and_update());
+    }
+    let (stuck, ready): (Vec<RemovalRequest>, Vec<RemovalRequest>) = batch
+        .into_iter()
+        .partition(|r| active.iter().any(|a| a == &r.name));
+    for r in stuck {
+        let _ = r.reply.send(Err(format!(
+            "the resource of node {} is still active {:?} after target-role=Stopped; check `crm_mon` for a failed stop",
+            r.name, STOP_TIMEOUT
+        )));
+    }
+    if ready.is_empty() {
+        return;
+    }
+    // 3. Delete and purge: one transaction for the rest.
+    let names: Vec<String> = ready.iter().map(|r| r.name.clone()).collect();
+    let delete = client
+        .apply_with_retry(
+            |live| {
+                let mut seen = BTreeSet::new();
+                let mut p = Plan::default();
+                for n in &names {
+                    for mut nc in removal::removal_plan(live, n).nodes {
+                        // A constraint naming two of these nodes is deleted once.
+                        nc.changes.retain(|c| seen.insert(c.describe()));
+                        p.nodes.push(nc);
+                    }
+                }
+                Ok(p)
+            },
+            false,
+        )
+        .await;
+    match delete {
+        Ok(r) => {
+            metrics.add_cib_writes(r.transactions, r.conflicts);
+            transactions += r.transactions;
+            info!(
+                nodes = names.len(),
+                transactions, "nodes removed from the CIB"
+            );
+            for req in ready {
+                let _ = req.reply.send(Ok(transactions));
+            }
+        }
+        Err(e) => {
+            let msg = format!("deleting: {e}");
+            for req in ready {
+                let _ = req.reply.send(Err(msg.clone()));
+            }
+        }
+    }
 }
 
 /// Collects requests that arrive together into one transaction (up to [`MAX_BATCH`] nodes).
@@ -189,7 +440,7 @@ async fn write_loop(
     client: Arc<CibClient>,
     mut rx: mpsc::Receiver<WriteRequest>,
     snapshot: Arc<watch::Sender<Arc<Snapshot>>>,
-    changed: mpsc::UnboundedSender<String>,
+    changed: mpsc::UnboundedSender<(String, Changed)>,
     metrics: Arc<Metrics>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -207,10 +458,7 @@ async fn write_loop(
         debug!(cluster = %cluster, nodes = n, wrote, "CIB write batch done");
         if wrote {
             match client.query_cib().await {
-                Ok(cib) => {
-                    snapshot.send_replace(Arc::new(Snapshot::new(cib)));
-                    let _ = changed.send(cluster.clone());
-                }
+                Ok(cib) => publish(&snapshot, &changed, &cluster, cib),
                 Err(e) => {
                     warn!(cluster = %cluster, error = %e, "reading the CIB after a write failed")
                 }

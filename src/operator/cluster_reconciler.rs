@@ -20,7 +20,7 @@ use crate::wire::Element;
 
 use super::authkey_secret::{self, Ensured};
 use super::auto_join::{self, AUTO_JOIN_LABEL};
-use super::cluster_connection::ClusterConnection;
+use super::cluster_connection::{Changed, ClusterConnection};
 use super::context::{ClusterSlot, Context, Trigger};
 use super::crd::{PacemakerCluster, PacemakerClusterStatus, RemoteNode, TlsMode};
 
@@ -174,17 +174,17 @@ async fn connect(
     )
     .await;
     // Every RemoteNode of this cluster may now be configured.
-    let _ = ctx.triggers.send(Trigger::CibChanged(name));
+    let _ = ctx.triggers.send(Trigger::CibChanged(name, Changed::All));
     Ok(conn)
 }
 
 /// Change notifications of a connection become reconcile triggers.
-fn cib_change_sender(ctx: &Context) -> tokio::sync::mpsc::UnboundedSender<String> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+fn cib_change_sender(ctx: &Context) -> tokio::sync::mpsc::UnboundedSender<(String, Changed)> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Changed)>();
     let triggers = ctx.triggers.clone();
     tokio::spawn(async move {
-        while let Some(cluster) = rx.recv().await {
-            let _ = triggers.send(Trigger::CibChanged(cluster));
+        while let Some((cluster, changed)) = rx.recv().await {
+            let _ = triggers.send(Trigger::CibChanged(cluster, changed));
         }
     });
     tx

@@ -9,18 +9,18 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use tokio::sync::{Mutex, Semaphore, broadcast};
+use tokio::sync::{Mutex, broadcast};
 use tracing::debug;
 
-use super::cluster_connection::ClusterConnection;
+use super::cluster_connection::{Changed, ClusterConnection};
 use super::crd::{PacemakerCluster, RemoteNode};
 use super::metrics::Metrics;
 
 /// Something changed that some objects should be reconciled for.
 #[derive(Debug, Clone)]
 pub enum Trigger {
-    /// The CIB of this PacemakerCluster changed (or its connection came up).
-    CibChanged(String),
+    /// The CIB of this PacemakerCluster changed (or its connection came up); which nodes.
+    CibChanged(String, Changed),
     /// A Kubernetes Node changed.
     NodeChanged(String),
 }
@@ -43,8 +43,6 @@ pub struct Context {
     pub nodes: Store<Node>,
     pub remote_nodes: Store<RemoteNode>,
     pub pacemaker_clusters: Store<PacemakerCluster>,
-    /// Removals write outside the batch writer; a few at a time keeps their conflicts rare.
-    pub removals: Semaphore,
     /// Consecutive failed reconciles per object, for exponential backoff.
     pub failures: std::sync::Mutex<HashMap<String, u32>>,
 }

@@ -14,9 +14,10 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use tokio::sync::{Mutex, Semaphore, broadcast, watch};
+use tokio::sync::{Mutex, broadcast, watch};
 use tracing::{error, info, warn};
 
+use super::cluster_connection::Changed;
 use super::context::{Context, Trigger};
 use super::crd::{PacemakerCluster, RemoteNode};
 use super::leader_election::{LeaderElector, LeaseConfig};
@@ -185,7 +186,9 @@ async fn reconcile_until(
     let rn_api: Api<RemoteNode> = Api::all(client.clone());
     let pc_api: Api<PacemakerCluster> = Api::all(client.clone());
     let rn_controller = Controller::new(rn_api, watcher::Config::default());
-    let pc_controller = Controller::new(pc_api, watcher::Config::default());
+    // A cluster's status follows its CIB; once a second is enough however busy the CIB is.
+    let pc_controller = Controller::new(pc_api, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_secs(1)));
     let remote_nodes = rn_controller.store();
     let clusters = pc_controller.store();
 
@@ -205,7 +208,6 @@ async fn reconcile_until(
         nodes: nodes.clone(),
         remote_nodes: remote_nodes.clone(),
         pacemaker_clusters: clusters.clone(),
-        removals: Semaphore::new(4),
         failures: Default::default(),
     });
 
@@ -218,8 +220,14 @@ async fn reconcile_until(
                 .state()
                 .iter()
                 .filter(|rn| match t {
-                    Trigger::CibChanged(c) => {
+                    Trigger::CibChanged(c, changed) => {
                         cluster_name(rn, &clusters).as_deref() == Some(c.as_str())
+                            && match changed {
+                                Changed::All => true,
+                                Changed::Nodes(names) => {
+                                    names.contains(&rn.node_name().to_ascii_lowercase())
+                                }
+                            }
                     }
                     Trigger::NodeChanged(n) => {
                         rn.spec.kubernetes_node.as_deref() == Some(n.as_str())
@@ -237,7 +245,7 @@ async fn reconcile_until(
                 .state()
                 .iter()
                 .filter(|pc| match t {
-                    Trigger::CibChanged(c) => pc.name_any() == *c,
+                    Trigger::CibChanged(c, _) => pc.name_any() == *c,
                     Trigger::NodeChanged(_) => pc.spec.auto_join.is_some(),
                 })
                 .map(|pc| ObjectRef::from_obj(pc.as_ref()))

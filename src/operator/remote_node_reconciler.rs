@@ -16,7 +16,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::cib::plan::{self, DesiredKind, DesiredNode};
-use crate::cib::removal::{self, RemovalOptions};
+use crate::cib::removal;
 use crate::cib::validate;
 
 use super::cluster_connection::{Snapshot, WriteError, WriteOutcome};
@@ -396,14 +396,6 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
         .await;
         return Ok(Action::await_change());
     }
-    let _permit = ctx
-        .removals
-        .acquire()
-        .await
-        .map_err(|_| ReconcileError::Cib {
-            cluster: cluster_name.clone(),
-            message: "shutting down".into(),
-        })?;
     ctx.event(
         &reference,
         EventType::Normal,
@@ -412,19 +404,12 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
         format!("stopping node {name} and removing it from the CIB of {cluster_name}"),
     )
     .await;
-    match removal::remove_node(conn.client(), &name, &RemovalOptions::default()).await {
-        Ok(report) => {
-            ctx.metrics
-                .add_cib_writes(report.writes.transactions, report.writes.conflicts);
+    match conn.remove(&name).await {
+        Ok(transactions) => {
             let note = format!(
-                "node {name} removed from the CIB of {cluster_name} ({} transaction(s){})",
-                report.writes.transactions,
-                if report.stopped {
-                    ""
-                } else {
-                    "; it had not stopped"
-                }
+                "node {name} removed from the CIB of {cluster_name} ({transactions} transaction(s), shared with the nodes removed together)"
             );
+            info!(remotenode = %rn.name_any(), node = %name, "removed from the CIB");
             ctx.event(
                 &reference,
                 EventType::Normal,
@@ -445,8 +430,7 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
             }
             Ok(Action::await_change())
         }
-        Err(e) => {
-            let message = e.to_string();
+        Err(message) => {
             ctx.event(
                 &reference,
                 EventType::Warning,
