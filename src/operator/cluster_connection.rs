@@ -215,16 +215,20 @@ impl ClusterConnection {
                 }
             })
         };
+        // The controller's own writes never race each other: one at a time per cluster.
+        let write_lock = Arc::new(tokio::sync::Mutex::new(()));
         let (rtx, rrx) = mpsc::channel(4096);
         let remover = tokio::spawn(removal_loop(
             client.clone(),
             rrx,
             snap_rx.clone(),
             metrics.clone(),
+            write_lock.clone(),
         ));
         let writer = tokio::spawn(write_loop(
             cluster.to_string(),
             client.clone(),
+            write_lock,
             wrx,
             snap_tx,
             changed,
@@ -282,6 +286,8 @@ impl ClusterConnection {
     }
 }
 
+type WriteLock = Arc<tokio::sync::Mutex<()>>;
+
 struct RemovalRequest {
     name: String,
     reply: oneshot::Sender<Result<usize, String>>,
@@ -298,6 +304,7 @@ async fn removal_loop(
     mut rx: mpsc::Receiver<RemovalRequest>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
+    write_lock: WriteLock,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -313,6 +320,7 @@ async fn removal_loop(
             batch,
             snapshot.clone(),
             metrics.clone(),
+            write_lock.clone(),
         ));
     }
 }
@@ -322,11 +330,13 @@ async fn remove_batch(
     batch: Vec<RemovalRequest>,
     mut snapshot: watch::Receiver<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
+    write_lock: WriteLock,
 ) {
     let names: Vec<String> = batch.iter().map(|r| r.name.clone()).collect();
     info!(nodes = names.len(), "removing nodes from the CIB");
     // 1. Stop: one transaction for the whole batch.
     let mut watched: Vec<(String, Vec<String>)> = Vec::new();
+    let guard = write_lock.lock().await;
     let stop = client
         .apply_with_retry(
             |live| {
@@ -349,6 +359,7 @@ async fn remove_batch(
             false,
         )
         .await;
+    drop(guard);
     let mut transactions = 0;
     match stop {
         Ok(r) => {
@@ -396,6 +407,7 @@ async fn remove_batch(
     }
     // 3. Delete and purge: one transaction for the rest.
     let names: Vec<String> = ready.iter().map(|r| r.name.clone()).collect();
+    let guard = write_lock.lock().await;
     let delete = client
         .apply_with_retry(
             |live| {
@@ -413,6 +425,7 @@ async fn remove_batch(
             false,
         )
         .await;
+    drop(guard);
     match delete {
         Ok(r) => {
             metrics.add_cib_writes(r.transactions, r.conflicts);
@@ -438,6 +451,7 @@ async fn remove_batch(
 async fn write_loop(
     cluster: String,
     client: Arc<CibClient>,
+    write_lock: WriteLock,
     mut rx: mpsc::Receiver<WriteRequest>,
     snapshot: Arc<watch::Sender<Arc<Snapshot>>>,
     changed: mpsc::UnboundedSender<(String, Changed)>,
@@ -454,7 +468,9 @@ async fn write_loop(
             }
         }
         let n = batch.len();
+        let guard = write_lock.lock().await;
         let wrote = write_batch(&client, batch, &metrics).await;
+        drop(guard);
         debug!(cluster = %cluster, nodes = n, wrote, "CIB write batch done");
         if wrote {
             match client.query_cib().await {

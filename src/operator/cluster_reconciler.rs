@@ -110,8 +110,7 @@ pub async fn reconcile(
         }
     };
 
-    let snap = conn.snapshot();
-    let mut status = summarize(&snap.cib);
+    let mut status = summarize(&conn.snapshot().cib);
     status.connection = Some("Connected".into());
     status.connected_endpoint = None;
     status.observed_generation = pc.metadata.generation;
@@ -251,6 +250,9 @@ async fn client_config(
     cfg.user = user;
     cfg.client_name = "kubemaker-controller".into();
     cfg.retry.connect_rounds = 1;
+    // Failing connections update the status section several times a second; each update moves
+    // the CIB version a versioned write must match, so allow more attempts than a CLI does.
+    cfg.retry.write_attempts = 30;
     Ok(cfg)
 }
 

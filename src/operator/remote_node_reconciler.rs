@@ -19,10 +19,11 @@ use crate::cib::plan::{self, DesiredKind, DesiredNode};
 use crate::cib::removal;
 use crate::cib::validate;
 
-use super::cluster_connection::{Snapshot, WriteError, WriteOutcome};
+use super::cluster_connection::{WriteError, WriteOutcome};
 use super::context::Context;
 use super::crd::{NodeType, RemoteNode, RemoteNodeStatus};
 use super::node_status::{self, Inputs, Outcome, READY};
+use crate::cib::status::NodeStatus;
 
 /// The finalizer that keeps a RemoteNode until its node is out of the CIB.
 pub const FINALIZER: &str = "kubemaker.io/cib-cleanup";
@@ -50,8 +51,14 @@ pub async fn reconcile(rn: Arc<RemoteNode>, ctx: Arc<Context>) -> Result<Action,
             FinalizerEvent::Cleanup(rn) => cleanup(&rn, &ctx).await,
         }
     })
-    .await
-    .map_err(|e| ReconcileError::Finalizer(Box::new(e)));
+    .await;
+    let result = match result {
+        // Cleanup ran again on a cached copy of an object that is already gone.
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(s))) if s.code == 404 => {
+            Ok(Action::await_change())
+        }
+        other => other.map_err(|e| ReconcileError::Finalizer(Box::new(e))),
+    };
     ctx.metrics.reconciled(result.is_ok(), started.elapsed());
     if result.is_ok() {
         ctx.succeeded(&format!("remotenode/{name}"));
@@ -152,11 +159,18 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
         return Ok(Action::requeue(Duration::from_secs(10)));
     };
 
-    let snap = conn.snapshot();
-    let problems = validate::check_against_cib(std::slice::from_ref(&desired), &snap.cib);
+    // Decide from the shared snapshot, and let go of it before any await: a reconcile that holds
+    // one while the CIB moves on keeps a whole CIB alive per waiting object.
+    let (problems, in_sync) = {
+        let snap = conn.snapshot();
+        let d = std::slice::from_ref(&desired);
+        let problems = validate::check_against_cib(d, &snap.cib);
+        let in_sync = problems.is_empty() && plan::plan(d, &snap.cib).is_empty();
+        (problems, in_sync)
+    };
     let outcome = if !problems.is_empty() {
         refused(ctx, rn, &reference, &problems).await
-    } else if plan::plan(std::slice::from_ref(&desired), &snap.cib).is_empty() {
+    } else if in_sync {
         Outcome::Configured
     } else {
         match conn.write(desired.clone()).await {
@@ -208,7 +222,7 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
     };
     let configured = outcome == Outcome::Configured;
     // The writer refreshed the snapshot after its write.
-    let snap = conn.snapshot();
+    let pacemaker = conn.snapshot().node(&name).cloned();
     publish_status(
         ctx,
         rn,
@@ -216,7 +230,7 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
         Some(&desired),
         Some(&resource),
         &outcome,
-        Some(&snap),
+        pacemaker.as_ref(),
     )
     .await?;
     Ok(if configured {
@@ -269,10 +283,9 @@ async fn publish_status(
     desired: Option<&DesiredNode>,
     resource: Option<&str>,
     outcome: &Outcome,
-    snap: Option<&Snapshot>,
+    pacemaker: Option<&NodeStatus>,
 ) -> Result<(), kube::Error> {
     let previous = rn.status.clone().unwrap_or_default();
-    let pacemaker = snap.and_then(|s| s.node(name));
     let connection_resource = match desired.map(|d| &d.kind) {
         Some(DesiredKind::Guest { .. }) => Some(name),
         _ => resource,
@@ -383,8 +396,8 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
             message: "not connected; the node will be removed once the CIB is reachable".into(),
         });
     };
-    let snap = conn.snapshot();
-    if !owns_node(&snap.cib, rn, &name) {
+    let owned = owns_node(&conn.snapshot().cib, rn, &name);
+    if !owned {
         info!(remotenode = %rn.name_any(), node = %name, "nothing of this RemoteNode in the CIB; releasing");
         ctx.event(
             &reference,
