@@ -120,13 +120,29 @@ pub fn repo_root() -> PathBuf {
 /// Runs `cmd` to completion with captured stdout/stderr, killing it (our own child, by pid) if it
 /// is still running after `timeout`; a note is then appended to stderr. Panics if it cannot start.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    run_with_input(cmd, None, timeout)
+}
+
+/// [`run_with_timeout`] with `input` on stdin (or /dev/null when `None`).
+pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Output {
     let shown = format!("{cmd:?}");
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    let writer = input.map(|data| {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        let data = data.to_vec();
+        thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        })
+    });
     let mut out_pipe = child.stdout.take().expect("piped stdout");
     let mut err_pipe = child.stderr.take().expect("piped stderr");
     let out_reader = thread::spawn(move || {
@@ -140,6 +156,9 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
         buf
     });
     let (status, timed_out) = wait_child(&mut child, timeout);
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
     let stdout = out_reader.join().unwrap_or_default();
     let mut stderr = err_reader.join().unwrap_or_default();
     if timed_out {
@@ -155,7 +174,7 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
 }
 
 /// Waits (bounded) for our child; kills it on timeout. Returns its status and whether it timed out.
-fn wait_child(child: &mut Child, timeout: Duration) -> (ExitStatus, bool) {
+pub fn wait_child(child: &mut Child, timeout: Duration) -> (ExitStatus, bool) {
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use kubemaker::wire::Element;
 use serde_json::{Value, json};
 
-use super::support::{self, repo_root, tail};
+use super::support::{self, repo_root, run_with_input, tail, wait_child};
 
 /// Where the e2e tests keep kubeconfigs, controller logs and key files.
 pub const STATE_DIR: &str = "/var/tmp/kubemaker-test/operator-e2e";
@@ -55,70 +55,9 @@ const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
 // Commands with stdin and a time limit
 // ---------------------------------------------------------------------------------------------
 
-/// Runs `cmd` with `input` on stdin (or /dev/null), captures stdout and stderr, and kills it (our
-/// own child, by pid) after `timeout`; a note is then appended to stderr.
+/// Runs `cmd` with `input` on stdin (or /dev/null); see [`run_with_input`].
 pub fn run_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Output {
-    let shown = format!("{:?}", cmd.get_program());
-    let mut child = cmd
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    let writer = input.map(|data| {
-        let mut pipe = child.stdin.take().expect("piped stdin");
-        let data = data.to_vec();
-        thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        })
-    });
-    let mut out_pipe = child.stdout.take().expect("piped stdout");
-    let mut err_pipe = child.stderr.take().expect("piped stderr");
-    let out_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out_pipe.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err_pipe.read_to_end(&mut buf);
-        buf
-    });
-    let (status, timed_out) = wait_child(&mut child, timeout);
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    let stdout = out_reader.join().unwrap_or_default();
-    let mut stderr = err_reader.join().unwrap_or_default();
-    if timed_out {
-        stderr.extend_from_slice(
-            format!("\n[operator] {shown} killed after {timeout:?}\n").as_bytes(),
-        );
-    }
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
-}
-
-fn wait_child(child: &mut Child, timeout: Duration) -> (ExitStatus, bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return (status, false),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let status = child.wait().expect("wait for killed child");
-                return (status, true);
-            }
-        }
-    }
+    run_with_input(cmd, input, timeout)
 }
 
 /// stdout and stderr of `o`, lossy UTF-8.
