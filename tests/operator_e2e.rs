@@ -526,6 +526,12 @@ fn phase_a_setup(api: Api) -> E2e {
             None => Err("no PacemakerCluster".into()),
         },
     );
+    assert!(
+        condition_is(&pc, "Connected", "True", "Connected")
+            && condition_is(&pc, "Ready", "True", "Quorate"),
+        "PacemakerCluster conditions: {}",
+        describe(&pc)
+    );
     let node1 = e2e.cluster.node1().to_string();
     assert_eq!(
         str_at(&pc, "/status/dc"),
@@ -1560,6 +1566,12 @@ fn phase_j_failures(e2e: &mut E2e) {
     assert!(
         !str_at(&pc, "/status/message").is_empty(),
         "status.message explains the failure: {}",
+        describe(&pc)
+    );
+    assert!(
+        condition_is(&pc, "Connected", "False", "CibUnreachable")
+            && condition_is(&pc, "Ready", "False", "CibUnreachable"),
+        "PacemakerCluster conditions after a refused login: {}",
         describe(&pc)
     );
     let uid = str_at(&pc, "/metadata/uid");

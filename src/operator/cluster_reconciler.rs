@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -297,11 +299,12 @@ async fn write_status(
     pc: &PacemakerCluster,
     mut status: PacemakerClusterStatus,
 ) -> Result<(), kube::Error> {
-    status.conditions = pc
+    let previous = pc
         .status
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
+    status.conditions = cluster_conditions(&status, &previous, Timestamp::now());
     if pc.status.as_ref() == Some(&status) {
         return Ok(());
     }
@@ -313,6 +316,63 @@ async fn write_status(
     )
     .await?;
     Ok(())
+}
+
+/// Pure: the `Connected` and `Ready` conditions for a cluster status (transition times kept
+/// while a condition's status stays the same).
+pub fn cluster_conditions(
+    status: &PacemakerClusterStatus,
+    previous: &[Condition],
+    now: Timestamp,
+) -> Vec<Condition> {
+    let connected = status.connection.as_deref() == Some("Connected");
+    let unreachable = || {
+        status
+            .message
+            .clone()
+            .unwrap_or_else(|| "not connected to the CIB".into())
+    };
+    let (c_ok, c_reason, c_msg) = if connected {
+        (true, "Connected", "connected to the CIB".to_string())
+    } else {
+        (false, "CibUnreachable", unreachable())
+    };
+    let (r_ok, r_reason, r_msg) = match (connected, status.quorum) {
+        (false, _) => (false, "CibUnreachable", unreachable()),
+        (true, Some(true)) => (
+            true,
+            "Quorate",
+            format!(
+                "the partition has quorum; DC {}",
+                status.dc.as_deref().unwrap_or("unknown")
+            ),
+        ),
+        (true, _) => (
+            false,
+            "NoQuorum",
+            "the partition the controller talks to has no quorum".to_string(),
+        ),
+    };
+    let make = |type_: &str, ok: bool, reason: &str, message: String| {
+        let st = if ok { "True" } else { "False" };
+        let since = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == st)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        Condition {
+            type_: type_.into(),
+            status: st.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: status.observed_generation,
+            last_transition_time: since,
+        }
+    };
+    vec![
+        make("Connected", c_ok, c_reason, c_msg),
+        make("Ready", r_ok, r_reason, r_msg),
+    ]
 }
 
 async fn apply_auto_join(
@@ -379,5 +439,31 @@ mod tests {
         assert_eq!(s.quorum, Some(true));
         assert_eq!(s.cib_version.as_deref(), Some("0.7.3"));
         assert_eq!(s.pacemaker_version.as_deref(), Some("2.1.5-a3f44794f94"));
+
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t1: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let mut st = s.clone();
+        st.connection = Some("Connected".into());
+        let c0 = cluster_conditions(&st, &[], t0);
+        assert_eq!(
+            c0.iter()
+                .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("Connected", "True", "Connected"),
+                ("Ready", "True", "Quorate")
+            ]
+        );
+        assert_eq!(
+            cluster_conditions(&st, &c0, t1),
+            c0,
+            "unchanged: same times"
+        );
+        st.connection = Some("Failed".into());
+        st.message = Some("cannot reach the CIB".into());
+        let c1 = cluster_conditions(&st, &c0, t1);
+        assert_eq!(c1[0].reason, "CibUnreachable");
+        assert_eq!(c1[0].message, "cannot reach the CIB");
+        assert_eq!(c1[0].last_transition_time.0, t1);
     }
 }
