@@ -309,6 +309,8 @@ fn pacemaker_tools_work_on_the_remote_node() {
         ]),
         "maintenance off",
     );
+    // Leave the shared cluster as found: nothing of this test stays configured.
+    cluster.reset();
     step("done");
 }
 
