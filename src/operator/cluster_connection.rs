@@ -140,7 +140,6 @@ struct WriteRequest {
 /// A running connection to one cluster. Dropping the last handle stops its tasks.
 pub struct ClusterConnection {
     pub cluster: String,
-    client: Arc<CibClient>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     writes: mpsc::Sender<WriteRequest>,
     removals: mpsc::Sender<RemovalRequest>,
@@ -238,7 +237,6 @@ impl ClusterConnection {
         info!(cluster, "connected to the cluster's CIB");
         Ok(ClusterConnection {
             cluster: cluster.to_string(),
-            client,
             snapshot: snap_rx,
             writes: wtx,
             removals: rtx,
@@ -253,10 +251,6 @@ impl ClusterConnection {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
-    }
-
-    pub fn client(&self) -> &CibClient {
-        &self.client
     }
 
     /// Queues `desired` for the next batched transaction and waits for its outcome.

@@ -214,14 +214,14 @@ async fn reconcile_until(
     // RemoteNodes: reconciled when their cluster's CIB changes or their Node changes.
     let rn_triggers = {
         let remote_nodes = remote_nodes.clone();
-        let clusters = clusters.clone();
+        let ctx = ctx.clone();
         trigger_stream(triggers.subscribe(), move |t| {
             remote_nodes
                 .state()
                 .iter()
                 .filter(|rn| match t {
                     Trigger::CibChanged(c, changed) => {
-                        cluster_name(rn, &clusters).as_deref() == Some(c.as_str())
+                        ctx.cluster_name_of(rn).as_deref() == Some(c.as_str())
                             && match changed {
                                 Changed::All => true,
                                 Changed::Nodes(names) => {
@@ -311,16 +311,6 @@ where
         {
             return r.is_ok();
         }
-    }
-}
-
-fn cluster_name(rn: &RemoteNode, clusters: &reflector::Store<PacemakerCluster>) -> Option<String> {
-    match &rn.spec.cluster_ref {
-        Some(r) => Some(r.name.clone()),
-        None => match clusters.state().as_slice() {
-            [one] => Some(one.name_any()),
-            _ => None,
-        },
     }
 }
 

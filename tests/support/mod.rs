@@ -970,30 +970,27 @@ impl Daemon {
         env: &[(&str, &str)],
         log: &Path,
     ) -> Daemon {
-        if let Some(dir) = log.parent() {
-            fs::create_dir_all(dir)
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        }
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
-        let err = out.try_clone().expect("dup log file");
         let mut cmd = host.command(program);
-        cmd.args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let child = cmd.spawn().unwrap_or_else(|e| {
+        cmd.args(args).envs(env.iter().copied());
+        Daemon::spawn(cmd, log).unwrap_or_else(|e| {
             panic!("cannot start {} in {}: {e}", program.display(), host.name())
-        });
-        Daemon {
+        })
+    }
+
+    /// Starts `cmd` with stdin from /dev/null and stdout and stderr appended to `log` (created,
+    /// with its parent directory, if needed).
+    pub fn spawn(mut cmd: Command, log: &Path) -> std::io::Result<Daemon> {
+        if let Some(dir) = log.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let out = OpenOptions::new().create(true).append(true).open(log)?;
+        let err = out.try_clone()?;
+        let child = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn()?;
+        Ok(Daemon {
             child,
             log_path: log.to_path_buf(),
             exit: None,
-        }
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -1004,7 +1001,8 @@ impl Daemon {
         &self.log_path
     }
 
-    fn signal(&mut self, sig: nix::sys::signal::Signal) {
+    /// Sends `sig` (by pid) unless the process has exited.
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) {
         if self.try_exit().is_none() {
             let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
             let _ = nix::sys::signal::kill(pid, sig);
@@ -1026,6 +1024,21 @@ impl Daemon {
             self.exit = self.child.try_wait().ok().flatten();
         }
         self.exit
+    }
+
+    /// Whether the process has exited (a zombie not yet reaped counts), without needing `&mut`.
+    pub fn has_exited(&self) -> bool {
+        if self.exit.is_some() {
+            return true;
+        }
+        match fs::read_to_string(format!("/proc/{}/stat", self.child.id())) {
+            // The state follows the parenthesized command name.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_none_or(|state| state == "Z" || state == "X"),
+            Err(_) => true,
+        }
     }
 
     /// Whether the process is still running.

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use kubemaker::wire::Element;
 use serde_json::{Value, json};
 
-use super::support::{self, repo_root, run_with_input, tail, wait_child};
+use super::support::{self, Daemon, repo_root, run_with_input, tail, wait_child};
 
 /// Where the e2e tests keep kubeconfigs, controller logs and key files.
 pub const STATE_DIR: &str = "/var/tmp/kubemaker-test/operator-e2e";
@@ -799,11 +799,11 @@ pub fn free_port() -> u16 {
 /// A `kubemaker controller` process we started; stdout and stderr go to its log file. Dropping it
 /// kills it (SIGKILL, by pid, our own unreaped child) if it still runs.
 pub struct Controller {
-    child: Child,
+    /// The process; dropping it kills the controller.
+    pub daemon: Daemon,
     pub identity: String,
     pub metrics_addr: String,
     pub log_path: PathBuf,
-    exit: Option<ExitStatus>,
 }
 
 impl Controller {
@@ -829,12 +829,6 @@ impl Controller {
             }
             n += 1;
         };
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
-        let err = out.try_clone().expect("dup log file");
         let metrics_addr = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(bin);
         cmd.args([
@@ -855,96 +849,60 @@ impl Controller {
         .env_remove("KUBEMAKER_LEADER_ELECTION")
         .env_remove("KUBEMAKER_METRICS_ADDR")
         .env_remove("KUBEMAKER_LOG_FORMAT")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-        let child = cmd
-            .spawn()
+        .env_remove("KUBERNETES_SERVICE_HOST");
+        let daemon = Daemon::spawn(cmd, &log_path)
             .unwrap_or_else(|e| panic!("cannot start {} controller: {e}", bin.display()));
         eprintln!(
             "[operator] controller {identity} pid {} metrics {metrics_addr} log {}",
-            child.id(),
+            daemon.pid(),
             log_path.display()
         );
         Controller {
-            child,
+            daemon,
             identity: identity.to_string(),
             metrics_addr,
             log_path,
-            exit: None,
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn try_exit(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
-            self.exit = self.child.try_wait().ok().flatten();
-        }
-        self.exit
+        self.daemon.pid()
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.try_exit().is_none()
+        self.daemon.is_running()
     }
 
     /// Whether the process has exited (a zombie not yet reaped counts), without needing `&mut`.
     pub fn has_exited(&self) -> bool {
-        if self.exit.is_some() {
-            return true;
-        }
-        match fs::read_to_string(format!("/proc/{}/stat", self.child.id())) {
-            // The state follows the parenthesized command name.
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_none_or(|state| state == "Z" || state == "X"),
-            Err(_) => true,
-        }
+        self.daemon.has_exited()
     }
 
     /// Sends `sig` (by pid) unless the process has exited.
     pub fn signal(&mut self, sig: nix::sys::signal::Signal) {
-        if self.try_exit().is_none() {
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, sig);
-        }
+        self.daemon.signal(sig);
     }
 
     /// SIGKILL and reap (a crash).
     pub fn kill9(&mut self) -> ExitStatus {
-        self.signal(nix::sys::signal::Signal::SIGKILL);
+        self.daemon.kill9();
         self.wait_exit(Duration::from_secs(10))
             .expect("a SIGKILLed process exits")
     }
 
     /// SIGTERM (a graceful stop request).
     pub fn terminate(&mut self) {
-        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.daemon.terminate();
     }
 
     /// Waits at most `timeout` for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.try_exit() {
-                return Some(s);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.daemon.wait_exit(timeout)
     }
 
     /// The log so far.
     pub fn log(&self) -> String {
-        fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        self.daemon.log()
     }
 
     /// The last `n` lines of the log.
@@ -972,7 +930,7 @@ impl Controller {
 
     /// CPU time used so far (user + system), from /proc/<pid>/stat.
     pub fn cpu_time(&self) -> Option<Duration> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
         let rest = stat.rsplit_once(')')?.1;
         // Fields after the command: state is field 3; utime and stime are fields 14 and 15.
         let f: Vec<&str> = rest.split_whitespace().collect();
@@ -986,7 +944,7 @@ impl Controller {
 
     /// Peak and current resident memory in KiB (VmHWM, VmRSS from /proc/<pid>/status).
     pub fn memory_kib(&self) -> Option<(u64, u64)> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         let field = |name: &str| {
             status
                 .lines()
@@ -995,15 +953,6 @@ impl Controller {
                 .and_then(|v| v.parse::<u64>().ok())
         };
         Some((field("VmHWM:")?, field("VmRSS:")?))
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        if self.try_exit().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
