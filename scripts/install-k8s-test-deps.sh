@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds what the end-to-end tests against a real Kubernetes API server need (run as root):
-# kube-apiserver, etcd, kubectl and helm, all from the Go module proxy (no container engine, no image
+# the control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd), the node agents
+# (kubelet, kube-proxy), kubectl and helm, all from the Go module proxy (no container engine, no image
 # registry, no release downloads), into a fixed cache folder:
 #
-#   /var/tmp/kubemaker-cache/k8s/bin/{kube-apiserver,etcd,kubectl,helm}
+#   /var/tmp/kubemaker-cache/k8s/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,
+#                                     kube-proxy,etcd,kubectl,helm}
 #
 # Idempotent: a binary whose stamp file (bin/.<name>.stamp) names the pinned version is not rebuilt.
 # Go's module and build caches live in /var/tmp/kubemaker-cache/go/, so a fresh clone (CI) reuses them.
@@ -293,7 +295,8 @@ copy_go_directives() {
 # with `go install pkg@version`: the wrapper is the main module, so its replaces are the ones that count.
 prepare_wrapper() {
     local name=$1 dir=$SRC_DIR/$1 upstream_mod=$2; shift 2
-    if [ -f "$dir/.ready" ]; then
+    # .ready names what was resolved: a wrapper prepared for fewer packages is prepared again.
+    if [ -f "$dir/.ready" ] && [ "$(cat "$dir/.ready")" = "$*" ]; then
         return 0
     fi
     rm -rf "$dir"
@@ -315,7 +318,7 @@ prepare_wrapper() {
         fi
         say "  $(grep -c '^go: downloading' go-get.log || true) modules downloaded"
     ) || die "could not prepare the wrapper module $dir (log above)"
-    touch "$dir/.ready"
+    printf '%s\n' "$*" >"$dir/.ready"
 }
 
 # --- KUBEBUILDER_ASSETS ----------------------------------------------------------------------------
@@ -333,7 +336,7 @@ need_apiserver=1; need_kubectl=1
 [ "$use_assets" -eq 1 ] && need_apiserver=0
 [ "$use_assets" -eq 1 ] && [ -x "$KUBEBUILDER_ASSETS/kubectl" ] && need_kubectl=0 && say "kubectl: using $KUBEBUILDER_ASSETS/kubectl"
 
-# --- kube-apiserver and kubectl --------------------------------------------------------------------
+# --- the Kubernetes commands: control plane, node agents, kubectl --------------------------------------------------------------------
 # The k8s.io/kubernetes module replaces its staging modules (k8s.io/api, ...) with ./staging/src/...;
 # the wrapper replaces each of them with its published version v0.<minor>.<patch> instead.
 k8s_ldflags() {
@@ -359,13 +362,15 @@ build_k8s_cmd() { # name
     say "$1: built in $(elapsed "$t0")"
 }
 
+# kube-apiserver comes from KUBEBUILDER_ASSETS when given; the rest of the control plane and the node
+# agents (scripts/local-k8s.sh runs them) are always built.
+K8S_CMDS=(kube-controller-manager kube-scheduler kubelet kube-proxy)
+[ "$need_apiserver" -eq 1 ] && K8S_CMDS=(kube-apiserver "${K8S_CMDS[@]}")
+[ "$need_kubectl" -eq 1 ] && K8S_CMDS+=(kubectl)
 k8s_todo=()
-if [ "$need_apiserver" -eq 1 ]; then
-    if stamp_ok kube-apiserver "$K8S_VERSION"; then say "kube-apiserver v$K8S_VERSION: present"; else k8s_todo+=(kube-apiserver); fi
-fi
-if [ "$need_kubectl" -eq 1 ]; then
-    if stamp_ok kubectl "$K8S_VERSION"; then say "kubectl v$K8S_VERSION: present"; else k8s_todo+=(kubectl); fi
-fi
+for c in "${K8S_CMDS[@]}"; do
+    if stamp_ok "$c" "$K8S_VERSION"; then say "$c v$K8S_VERSION: present"; else k8s_todo+=("$c"); fi
+done
 if [ "${#k8s_todo[@]}" -gt 0 ]; then
     t0=$SECONDS
     say "k8s.io/kubernetes v$K8S_VERSION: preparing the wrapper module in $SRC_DIR/kubernetes-v$K8S_VERSION"
@@ -387,8 +392,11 @@ if [ "${#k8s_todo[@]}" -gt 0 ]; then
     done <<<"$local_replaces"
     [ -n "$WRAPPER_REPLACES" ] || die "found no staging replaces in $k8s_mod"
     say "  $(wc -w <<<"$WRAPPER_REPLACES") staging modules pinned at v$K8S_STAGING_VERSION"
-    prepare_wrapper "kubernetes-v$K8S_VERSION" "$k8s_mod" \
-        "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" "k8s.io/kubernetes/cmd/kubectl@v$K8S_VERSION"
+    get_args=()
+    for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
+        get_args+=("k8s.io/kubernetes/cmd/$c@v$K8S_VERSION")
+    done
+    prepare_wrapper "kubernetes-v$K8S_VERSION" "$k8s_mod" "${get_args[@]}"
     unset WRAPPER_REPLACES
     say "k8s.io/kubernetes v$K8S_VERSION: wrapper ready after $(elapsed "$t0")"
     for c in "${k8s_todo[@]}"; do build_k8s_cmd "$c"; done
@@ -451,6 +459,9 @@ say "kube-apiserver: $(timeout 30 "$apiserver_bin" --version 2>&1 | head -n 1) (
 say "etcd:           $(timeout 30 "$etcd_bin" --version 2>&1 | head -n 1) ($etcd_bin)"
 say "kubectl:        $(timeout 30 "$kubectl_bin" version --client 2>&1 | head -n 1) ($kubectl_bin)"
 say "helm:           $(timeout 30 "$BIN_DIR/helm" version --short 2>&1 | head -n 1) ($BIN_DIR/helm)"
+for c in kube-controller-manager kube-scheduler kubelet kube-proxy; do
+    say "$(printf '%-15s' "$c:") $(timeout 30 "$BIN_DIR/$c" --version 2>&1 | head -n 1) ($BIN_DIR/$c)"
+done
 for d in "$GOMODCACHE" "$GOCACHE" "$BIN_DIR"; do
     [ -d "$d" ] && say "disk: $(du -sh "$d" 2>/dev/null | cut -f1) in $d"
 done

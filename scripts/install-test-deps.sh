@@ -3,7 +3,10 @@
 # Idempotent: re-running it on a prepared machine only checks and prints.
 #
 #  - Debian packages: a real Pacemaker 2.1.5 cluster stack, GnuTLS/libqb headers for the build,
-#    iproute2 (network namespaces), gnutls-bin (gnutls-cli for probing), procps.
+#    iproute2 (network namespaces), gnutls-bin (gnutls-cli for probing), procps; for the local
+#    Kubernetes nodes (scripts/local-k8s.sh) containerd, runc, the CNI plugins, iptables, conntrack,
+#    openssl (certificates), util-linux (nsenter/unshare); for the image without Docker
+#    (scripts/build-image.sh) mmdebstrap and a static libc for the pause program.
 #  - A Rust toolchain: the existing `cargo` on PATH is used; none is installed here.
 #  - The reference pacemaker-remoted, extracted (not installed: pacemaker-remote conflicts with
 #    pacemaker as packages) into /var/tmp/kubemaker-cache/reference/.
@@ -15,7 +18,9 @@ die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo $0)"
 
 PACKAGES=(pacemaker corosync pacemaker-cli-utils resource-agents libgnutls28-dev libqb-dev
-          pkg-config iproute2 gnutls-bin procps)
+          pkg-config iproute2 gnutls-bin procps
+          containerd runc containernetworking-plugins iptables conntrack openssl util-linux
+          mmdebstrap gcc libc6-dev)
 REFERENCE_DIR=${KUBEMAKER_REFERENCE_DIR:-/var/tmp/kubemaker-cache/reference}
 REFERENCE_BIN="$REFERENCE_DIR/usr/sbin/pacemaker-remoted"
 export DEBIAN_FRONTEND=noninteractive
