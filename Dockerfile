@@ -7,11 +7,12 @@ COPY . .
 RUN cargo build --release --locked --bin kubemaker
 
 FROM debian:bookworm-slim
-# resource-agents: the OCF agents the cluster schedules here; the runtime libraries the binary links;
-# pacemaker-cli-utils so crm_mon and friends work inside the pod through the IPC proxy.
-RUN apt-get update && apt-get install -y --no-install-recommends \
-        libgnutls30 libqb100 resource-agents pacemaker-cli-utils procps iproute2 \
-    && rm -rf /var/lib/apt/lists/*
+# The runtime packages (the libraries the binary links, resource-agents, pacemaker-cli-utils, ...) are
+# listed, with the reasons, in image/packages.txt, which scripts/build-image.sh (the image without
+# Docker) installs too; tests/image_packages.rs keeps this file from naming packages of its own.
+COPY image/packages.txt /tmp/packages.txt
+RUN apt-get update && apt-get install -y --no-install-recommends $(sed 's/#.*//' /tmp/packages.txt) \
+    && rm -rf /var/lib/apt/lists/* /tmp/packages.txt
 COPY --from=build /src/target/release/kubemaker /usr/sbin/kubemaker
 RUN ln -s kubemaker /usr/sbin/pacemaker-remoted
 EXPOSE 3121
