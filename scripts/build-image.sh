@@ -250,6 +250,11 @@ else
     pack_oci "$IMAGE_OUT" "$IMAGE_NAME" "$WORK/layer.tar" \
         "$(printf '"Entrypoint":["/usr/sbin/kubemaker"],"Cmd":["remoted"],"ExposedPorts":{"3121/tcp":{}},"Env":["PATH=%s"],"WorkingDir":"/"' "$ENV_PATH")"
     printf '%s\n%s\n' "$IMAGE_KEY" "$rootfs_mb" >"$IMAGE_OUT.key"
+    # Each build is ~90 MB: keep the newest three kubemaker archives in OUT, drop older ones.
+    ls -1t "$OUT"/kubemaker-*.oci.tar | tail -n +4 | while read -r old; do
+        say "image: removing old $old"
+        rm -f "$old" "$old.key"
+    done
 fi
 T_IMAGE=$(elapsed "$t0")
 
