@@ -24,6 +24,14 @@
 # no controller-manager (namespaces stay Terminating after delete, no garbage collection, no
 # `default` service accounts, no pods ever run), no scheduler, no kubelet.
 #
+# Profile (scripts/local-k8s.sh uses it for the node cluster; the defaults are the tests' API server):
+#   KUBEMAKER_APISERVER_STATE_DIR   state folder (default /var/tmp/kubemaker-test/apiserver)
+#   KUBEMAKER_APISERVER_ADDRESS     address to bind and advertise (default 127.0.0.1); another address
+#                                   must already exist (local-k8s.sh makes a bridge for it)
+#   KUBEMAKER_APISERVER_NODES=1     a control plane for real kubelets: also kube-controller-manager and
+#                                   kube-scheduler, Node authorization + NodeRestriction, kubelet client
+#                                   certificate, the `kubernetes` Service with endpoints (lease reconciler)
+#
 # Port: KUBEMAKER_APISERVER_PORT, else 6443, else (6443 taken by something that is not a kube-apiserver)
 # the first free port from 16443; the kubeconfig and `env` name the port in use.
 # Environment: KUBEMAKER_APISERVER_START_TIMEOUT (s, default 180) bounds the wait for /readyz.
@@ -32,12 +40,14 @@
 set -euo pipefail
 
 BASE_DIR=/var/tmp/kubemaker-test
-STATE_DIR=$BASE_DIR/apiserver
+STATE_DIR=${KUBEMAKER_APISERVER_STATE_DIR:-$BASE_DIR/apiserver}
+ADDRESS=${KUBEMAKER_APISERVER_ADDRESS:-127.0.0.1}
+WITH_NODES=${KUBEMAKER_APISERVER_NODES:-0}
 PKI_DIR=$STATE_DIR/pki
 ETCD_DATA=$STATE_DIR/etcd-data
 KUBECONFIG_FILE=$STATE_DIR/admin.kubeconfig
 PORTS_FILE=$STATE_DIR/ports
-LOCK_FILE=$BASE_DIR/apiserver.lock
+LOCK_FILE=$STATE_DIR.lock
 BIN_DIR=/var/tmp/kubemaker-cache/k8s/bin
 START_TIMEOUT=${KUBEMAKER_APISERVER_START_TIMEOUT:-180}
 STOP_TIMEOUT=30
@@ -63,7 +73,7 @@ take_lock() {
 source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 
 # The pid recorded in $STATE_DIR/<name>.pid if that process is still the one we started.
-our_pid() { pid_if_ours "$STATE_DIR/$1.pid" "$1"; }
+our_pid() { pid_if_ours "$STATE_DIR/$1.pid" "${1:0:15}"; }   # comm is at most 15 characters
 
 # Local TCP ports in use (any state) in this network namespace.
 used_ports() {
@@ -129,7 +139,7 @@ load_ports() {
 curl_api() { # path [curl args...]
     local path=$1; shift
     curl -sS --max-time 5 --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/admin.crt" --key "$PKI_DIR/admin.key" \
-        "$@" "https://127.0.0.1:$APISERVER_PORT$path"
+        "$@" "https://$ADDRESS:$APISERVER_PORT$path"
 }
 apiserver_ready() { [ "$(curl_api /readyz 2>/dev/null)" = ok ]; }
 etcd_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$ETCD_CLIENT_PORT/health" 2>/dev/null | grep -q '"health":"true"'; }
@@ -137,9 +147,11 @@ etcd_healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$ETCD_CLIENT_PORT/heal
 # --- certificates and keys (openssl) ---------------------------------------------------------------
 pki_valid() {
     local f
-    for f in ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key sa.key sa.pub; do
+    for f in ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key kubelet-client.crt sa.key sa.pub; do
         [ -s "$PKI_DIR/$f" ] || return 1
     done
+    # the serving certificate must name the address in use
+    openssl x509 -noout -ext subjectAltName -in "$PKI_DIR/apiserver.crt" 2>/dev/null | grep -q "IP Address:$ADDRESS\b" || return 1
     for f in ca apiserver admin; do
         openssl x509 -checkend 604800 -noout -in "$PKI_DIR/$f.crt" >/dev/null 2>&1 || return 1
     done
@@ -165,7 +177,7 @@ keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
-subjectAltName = DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:${SERVICE_CIDR%.*/*}.1
+subjectAltName = DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$ADDRESS,IP:${SERVICE_CIDR%.*/*}.1
 [v3_client]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
@@ -186,6 +198,8 @@ EOF
         }
         sign apiserver "/CN=kube-apiserver" v3_server 365
         sign admin "/O=system:masters/CN=kubemaker-admin" v3_client 365
+        # for kubectl logs/exec: the API server's identity towards the kubelets
+        sign kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" v3_client 365
         # the service-account token signing key pair
         openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
         openssl pkey -in sa.key -pubout -out sa.pub
@@ -208,7 +222,7 @@ kind: Config
 clusters:
 - name: kubemaker-test
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$ADDRESS:$APISERVER_PORT
     certificate-authority-data: $b64ca
 users:
 - name: kubemaker-admin
@@ -225,34 +239,12 @@ EOF
     mv -f "$KUBECONFIG_FILE.tmp" "$KUBECONFIG_FILE"
 }
 
-# --- processes -------------------------------------------------------------------------------------
-# Starts "$@" detached (own session), output appended to $log, and records "<pid> <starttime>" in
-# $pidfile. The inner shell writes its own pid and then execs the daemon, so the pid is the daemon's.
-spawn_daemon() {
-    local pidfile=$1 log=$2 name; shift 2
-    name=$(basename "$1")
-    : >"$pidfile.tmp"
-    printf '=== %s %s\n' "$(date -Is)" "$*" >>"$log"
-    setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile.tmp" "$@" </dev/null >>"$log" 2>&1 9>&- &
-    local pid="" i
-    for i in $(seq 1 50); do
-        read -r pid <"$pidfile.tmp" 2>/dev/null || true
-        [ -n "$pid" ] && break
-        sleep 0.1
-    done
-    [ -n "$pid" ] || die "could not start $1"
-    for i in $(seq 1 50); do
-        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] && break
-        sleep 0.1
-    done
-    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || { tail -n 20 "$log" >&2; die "$name exited at once (log above)"; }
-    printf '%s %s\n' "$pid" "$(proc_starttime "$pid" || echo 0)" >"$pidfile"
-    rm -f "$pidfile.tmp"
-}
+# --- processes ---------------------------------------------------------------------------------------
+DAEMONS="kube-scheduler kube-controller-manager kube-apiserver etcd"   # in stop order
 
 stop_ours() {
     local name pid
-    for name in kube-apiserver etcd; do
+    for name in $DAEMONS; do
         pid=$(our_pid "$name" || true)
         if [ -n "$pid" ]; then
             say "stopping $name ($pid)"
@@ -264,7 +256,7 @@ stop_ours() {
 
 cleanup_stale() {
     local name
-    for name in kube-apiserver etcd; do
+    for name in $DAEMONS; do
         if [ -f "$STATE_DIR/$name.pid" ] && ! our_pid "$name" >/dev/null; then
             say "removing stale $STATE_DIR/$name.pid (process gone)"
             rm -f "$STATE_DIR/$name.pid"
@@ -357,7 +349,8 @@ cmd_start() {
     if [ -n "$etcd_pid" ] && [ -n "$kas_pid" ] && load_ports && apiserver_ready; then
         if [ "$fresh" -eq 0 ]; then
             [ -s "$KUBECONFIG_FILE" ] || write_kubeconfig
-            say "reusing the running API server https://127.0.0.1:$APISERVER_PORT (etcd $etcd_pid, kube-apiserver $kas_pid)"
+            say "reusing the running API server https://$ADDRESS:$APISERVER_PORT (etcd $etcd_pid, kube-apiserver $kas_pid)"
+            [ "$WITH_NODES" = 1 ] && start_controllers
             [ -z "${KUBEMAKER_APISERVER_PORT:-}" ] || [ "$KUBEMAKER_APISERVER_PORT" = "$APISERVER_PORT" ] ||
                 say "note: it listens on $APISERVER_PORT, not on KUBEMAKER_APISERVER_PORT=$KUBEMAKER_APISERVER_PORT (stop it first to move it)"
             return 0
@@ -392,11 +385,19 @@ cmd_start() {
         --log-level=warn
     wait_etcd
 
-    say "starting kube-apiserver on https://127.0.0.1:$APISERVER_PORT (log $STATE_DIR/kube-apiserver.log)"
+    local node_flags=(--authorization-mode=RBAC --endpoint-reconciler-type=none)
+    if [ "$WITH_NODES" = 1 ]; then
+        # kubelets authenticate as system:node:<name>; logs/exec reach them on their InternalIP; the
+        # `kubernetes` Service gets this address as its endpoint (the default lease reconciler).
+        node_flags=(--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction
+            --kubelet-client-certificate="$PKI_DIR/kubelet-client.crt" --kubelet-client-key="$PKI_DIR/kubelet-client.key"
+            --kubelet-preferred-address-types=InternalIP)
+    fi
+    say "starting kube-apiserver on https://$ADDRESS:$APISERVER_PORT (log $STATE_DIR/kube-apiserver.log)"
     spawn_daemon "$STATE_DIR/kube-apiserver.pid" "$STATE_DIR/kube-apiserver.log" "$APISERVER_BIN" \
         --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
-        --bind-address=127.0.0.1 \
-        --advertise-address=127.0.0.1 \
+        --bind-address="$ADDRESS" \
+        --advertise-address="$ADDRESS" \
         --secure-port="$APISERVER_PORT" \
         --cert-dir="$STATE_DIR/cert-dir" \
         --tls-cert-file="$PKI_DIR/apiserver.crt" \
@@ -406,14 +407,46 @@ cmd_start() {
         --service-account-key-file="$PKI_DIR/sa.pub" \
         --service-account-signing-key-file="$PKI_DIR/sa.key" \
         --service-cluster-ip-range="$SERVICE_CIDR" \
-        --authorization-mode=RBAC \
+        "${node_flags[@]}" \
         --allow-privileged=true \
-        --endpoint-reconciler-type=none \
         --enable-aggregator-routing=true \
         --profiling=false
-    say "waiting (at most ${START_TIMEOUT} s) for https://127.0.0.1:$APISERVER_PORT/readyz"
+    say "waiting (at most ${START_TIMEOUT} s) for https://$ADDRESS:$APISERVER_PORT/readyz"
     wait_apiserver
+    [ "$WITH_NODES" = 1 ] && start_controllers
     say "API server ready after $((SECONDS - t0)) s (etcd $(our_pid etcd), kube-apiserver $(our_pid kube-apiserver)); KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+# kube-controller-manager (DaemonSet, Deployment, namespace, garbage collector, token controllers)
+# and kube-scheduler, both as the admin user, serving only on loopback.
+start_controllers() {
+    local pid name
+    pid=$(our_pid kube-controller-manager || true)
+    if [ -z "$pid" ]; then
+        say "starting kube-controller-manager (log $STATE_DIR/kube-controller-manager.log)"
+        spawn_daemon "$STATE_DIR/kube-controller-manager.pid" "$STATE_DIR/kube-controller-manager.log" \
+            "$BIN_DIR/kube-controller-manager" \
+            --kubeconfig="$KUBECONFIG_FILE" --authentication-kubeconfig="$KUBECONFIG_FILE" \
+            --authorization-kubeconfig="$KUBECONFIG_FILE" \
+            --bind-address=127.0.0.1 --secure-port=0 --leader-elect=false \
+            --service-account-private-key-file="$PKI_DIR/sa.key" --root-ca-file="$PKI_DIR/ca.crt" \
+            --use-service-account-credentials=true \
+            --cluster-signing-cert-file="$PKI_DIR/ca.crt" --cluster-signing-key-file="$PKI_DIR/ca.key" \
+            --service-cluster-ip-range="$SERVICE_CIDR" --allocate-node-cidrs=false \
+            --controllers='*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller'
+    fi
+    pid=$(our_pid kube-scheduler || true)
+    if [ -z "$pid" ]; then
+        say "starting kube-scheduler (log $STATE_DIR/kube-scheduler.log)"
+        spawn_daemon "$STATE_DIR/kube-scheduler.pid" "$STATE_DIR/kube-scheduler.log" "$BIN_DIR/kube-scheduler" \
+            --kubeconfig="$KUBECONFIG_FILE" --authentication-kubeconfig="$KUBECONFIG_FILE" \
+            --authorization-kubeconfig="$KUBECONFIG_FILE" \
+            --bind-address=127.0.0.1 --secure-port=0 --leader-elect=false
+    fi
+    sleep 2
+    for name in kube-controller-manager kube-scheduler; do
+        our_pid "$name" >/dev/null || { tail -n 30 "$STATE_DIR/$name.log" >&2; die "$name exited (log above)"; }
+    done
 }
 
 cmd_stop() {
@@ -431,7 +464,7 @@ cmd_status() {
     foreign=$(pids_named kube-apiserver $kas_pid | tr '\n' ' ')
     [ -z "$foreign" ] || printf 'foreign kube-apiserver pids: %s\n' "$foreign"
     if [ -n "$kas_pid" ] && load_ports; then
-        printf 'url:            https://127.0.0.1:%s (etcd http://127.0.0.1:%s)\n' "$APISERVER_PORT" "$ETCD_CLIENT_PORT"
+        printf 'url:            https://%s:%s (etcd http://127.0.0.1:%s)\n' "$ADDRESS" "$APISERVER_PORT" "$ETCD_CLIENT_PORT"
         printf 'kubeconfig:     %s\n' "$KUBECONFIG_FILE"
         if apiserver_ready; then
             printf 'readyz:         ok\n'
@@ -448,7 +481,7 @@ cmd_env() {
     [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ] &&
         [ -x "$KUBEBUILDER_ASSETS/kubectl" ] && bin=$KUBEBUILDER_ASSETS:$BIN_DIR
     printf 'export KUBECONFIG=%s\n' "$KUBECONFIG_FILE"
-    printf 'export KUBEMAKER_APISERVER_URL=https://127.0.0.1:%s\n' "$APISERVER_PORT"
+    printf 'export KUBEMAKER_APISERVER_URL=https://%s:%s\n' "$ADDRESS" "$APISERVER_PORT"
     printf 'export KUBEMAKER_APISERVER_CA=%s\n' "$PKI_DIR/ca.crt"
     printf 'export KUBEMAKER_K8S_BIN=%s\n' "$BIN_DIR"
     printf 'export PATH="%s:$PATH"\n' "$bin"

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Process helpers shared by scripts/test-cluster.sh, scripts/test-apiserver.sh and scripts/demo.sh.
+# Process helpers shared by scripts/test-cluster.sh, scripts/test-apiserver.sh, scripts/local-k8s.sh
+# and scripts/demo.sh.
 # Source it after defining `say`. Pid files hold "<pid> <starttime>", so a recycled pid is never
 # mistaken for a process a script started.
 
@@ -57,4 +58,30 @@ stop_pid() {
         kill -KILL "$pid" 2>/dev/null || true
         sleep 0.5
     fi
+}
+
+# spawn_daemon PIDFILE LOG CMD...: starts CMD detached (own session), output appended to LOG, and
+# records "<pid> <starttime>" in PIDFILE. The inner shell writes its own pid and then execs CMD, so
+# the pid is the daemon's. SPAWN_COMM names the process to expect when CMD execs another program
+# (e.g. `nsenter ... containerd`); by default it is CMD's own name. Needs `die`.
+spawn_daemon() {
+    local pidfile=$1 log=$2 name; shift 2
+    name=${SPAWN_COMM:-$(basename "$1")}; name=${name:0:15}   # comm holds at most 15 characters
+    : >"$pidfile.tmp"
+    printf '=== %s %s\n' "$(date -Is)" "$*" >>"$log"
+    setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile.tmp" "$@" </dev/null >>"$log" 2>&1 7>&- 8>&- 9>&- &
+    local pid="" i
+    for i in $(seq 1 50); do
+        read -r pid <"$pidfile.tmp" 2>/dev/null || true
+        [ -n "$pid" ] && break
+        sleep 0.1
+    done
+    [ -n "$pid" ] || die "could not start $1"
+    for i in $(seq 1 50); do
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] && break
+        sleep 0.1
+    done
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || { tail -n 20 "$log" >&2; die "$name exited at once (log above)"; }
+    printf '%s %s\n' "$pid" "$(proc_starttime "$pid" || echo 0)" >"$pidfile"
+    rm -f "$pidfile.tmp"
 }
