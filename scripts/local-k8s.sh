@@ -6,9 +6,9 @@
 # real containerd + runc + kubelet + kube-proxy. Pods get addresses from a CNI bridge per node and reach
 # the API server through the `kubernetes` Service. No registry: images are imported from OCI archives.
 #
-#   scripts/local-k8s.sh up [--nodes N] [--image FILE]...   start (or reuse) the control plane and N
-#                                     workers (default 2), import the archives into every node,
-#                                     wait until every node is Ready
+#   scripts/local-k8s.sh up [--nodes N] [--image FILE]... [--fresh]   start (or reuse) the control
+#                                     plane and N workers (default 2), import the archives into every
+#                                     node, wait until every node is Ready; --fresh: empty etcd first
 #   scripts/local-k8s.sh down         stop the nodes and the control plane, remove namespaces and links
 #   scripts/local-k8s.sh status       the processes and `kubectl get nodes`; exit 0 when all Ready
 #   scripts/local-k8s.sh import FILE  import an OCI archive into every running node's containerd
@@ -16,7 +16,8 @@
 #   scripts/local-k8s.sh env          `export KUBECONFIG=...` lines, as scripts/test-apiserver.sh env
 #   scripts/local-k8s.sh node-ip NAME the node's address (e.g. for RemoteNodes and crm_mon)
 #
-# Addresses: bridge km-k8s0 10.232.0.1/24 on the host (the API server listens there); worker i is
+# Addresses: bridge km-k8s0 10.232.0.1/24 on the host (the API server listens there on port 6444, or
+# KUBEMAKER_LOCAL_K8S_PORT); worker i is
 # km-worker<i> at 10.232.0.(10+i) with pods in 10.233.<i>.0/24. Idempotent; a crashed run's leftovers
 # (processes by pid file, namespaces, links, mounts live only inside the nodes' namespaces) are
 # cleaned before starting. Every wait is bounded. State: /var/tmp/kubemaker-test/k8s-local.
@@ -43,6 +44,8 @@ source "$SCRIPTS/lib/procs.sh"
 
 export KUBEMAKER_APISERVER_STATE_DIR=$STATE/control-plane KUBEMAKER_APISERVER_ADDRESS=$HOST_IP
 export KUBEMAKER_APISERVER_NODES=1
+# its own port, so the tests' API server (127.0.0.1:6443) and this one never take each other's
+export KUBEMAKER_APISERVER_PORT=${KUBEMAKER_LOCAL_K8S_PORT:-6444}
 control_plane() { bash "$SCRIPTS/test-apiserver.sh" "$@"; }
 PKI=$STATE/control-plane/pki
 KUBECONFIG_ADMIN=$STATE/control-plane/admin.kubeconfig
@@ -311,11 +314,12 @@ wait_nodes_ready() { # n
 
 # --- commands -----------------------------------------------------------------------------------------------
 cmd_up() {
-    local n=2 images=() i f t0=$SECONDS
+    local n=2 images=() i f t0=$SECONDS fresh=()
     while [ $# -gt 0 ]; do
         case "$1" in
             --nodes) n=$2; shift 2 ;;
             --image) images+=("$2"); shift 2 ;;
+            --fresh) fresh=(--fresh); shift ;;
             *) die "up: unknown argument $1" ;;
         esac
     done
@@ -330,7 +334,7 @@ cmd_up() {
     # nodes beyond n (from an earlier, larger run) go
     for i in $(known_nodes); do [ "$i" -gt "$n" ] && { node_down "$i"; rm -rf "$(node_dir "$i")"; }; done
     bridge_up
-    control_plane start 7>&-
+    control_plane start "${fresh[@]}" 7>&-
     say "control plane ready after $((SECONDS - t0)) s"
     for ((i = 1; i <= n; i++)); do node_up "$i" "$n"; done
     for ((i = 1; i <= n; i++)); do

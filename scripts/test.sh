@@ -22,6 +22,7 @@ cleanup() {
     step "stopping the test cluster"
     bash scripts/test-cluster.sh stop || echo "warning: scripts/test-cluster.sh stop failed" >&2
     bash scripts/test-apiserver.sh stop || echo "warning: scripts/test-apiserver.sh stop failed" >&2
+    bash scripts/local-k8s.sh down || echo "warning: scripts/local-k8s.sh down failed" >&2
     if [ "$rc" -eq 0 ]; then
         step "all checks passed"
     else
@@ -36,7 +37,7 @@ trap 'exit 143' TERM
 step "installing test dependencies"
 bash scripts/install-test-deps.sh
 
-step "building the Kubernetes test binaries (kube-apiserver, etcd, kubectl, helm; cached, ~10 min cold)"
+step "building the Kubernetes test binaries (control plane, kubelet, kube-proxy, etcd, kubectl, helm; cached, ~10 min cold)"
 bash scripts/install-k8s-test-deps.sh
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/kubemaker-cache/target}"
