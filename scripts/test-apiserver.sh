@@ -102,7 +102,13 @@ port_holders() {
     done | sort -u
 }
 
-port_free() { ! used_ports | grep -qx "$1"; }
+# Listening TCP ports. A port left in TIME_WAIT by a stopped server is free again for a new one (Go's
+# listeners set SO_REUSEADDR), so only listeners count.
+listening_ports() {
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4 == "0A" { split($2, a, ":"); print a[2] }' |
+        while read -r hex; do printf '%d\n' "0x$hex"; done | sort -un
+}
+port_free() { ! listening_ports | grep -qx "$1"; }
 
 # First free port in [lo, hi] not among the ports given after them.
 free_port() {
