@@ -12,7 +12,10 @@ FROM debian:bookworm-slim
 # Docker) installs too; tests/image_packages.rs keeps this file from naming packages of its own.
 COPY image/packages.txt /tmp/packages.txt
 RUN apt-get update && apt-get install -y --no-install-recommends $(sed 's/#.*//' /tmp/packages.txt) \
-    && rm -rf /var/lib/apt/lists/* /tmp/packages.txt
+    && rm -rf /var/lib/apt/lists/* /tmp/packages.txt \
+    && rm -f /etc/pacemaker/authkey
+# (pacemaker-common's install script generates an authkey: an image must not carry a key; the pods
+# mount the Secret there)
 COPY --from=build /src/target/release/kubemaker /usr/sbin/kubemaker
 RUN ln -s kubemaker /usr/sbin/pacemaker-remoted
 EXPOSE 3121
