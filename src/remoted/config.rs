@@ -28,6 +28,8 @@ pub struct Config {
     /// Serve libqb IPC for local Pacemaker tools (off on hosts that run cluster daemons
     /// themselves, whose IPC names would clash).
     pub local_ipc: bool,
+    /// `KUBEMAKER_READY_FILE`: kept present while a cluster could connect (see `readiness`).
+    pub ready_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -59,6 +61,7 @@ impl Config {
             shutdown_ack_timeout: std::time::Duration::from_secs(20),
             max_message: crate::wire::frame::DEFAULT_MAX_MESSAGE,
             local_ipc: true,
+            ready_file: env("KUBEMAKER_READY_FILE").map(PathBuf::from),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod executor;
 pub mod listener;
 pub mod local_ipc;
 pub mod proxy;
+pub mod readiness;
 pub mod requests;
 pub mod session;
 pub mod shutdown;
@@ -37,6 +38,7 @@ use self::clients::Clients;
 pub use self::config::Config;
 use self::executor::Executor;
 use self::shutdown::{Action, Control, Shutdown};
+use crate::tls::PskKeySource;
 use crate::tls::PskServer;
 
 /// State shared by every connection.
@@ -97,7 +99,7 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
             warn!(paths = ?keys.paths(), "No Pacemaker Remote key file yet; connections will be refused until one appears")
         }
     }
-    let tls = PskServer::new(keys, &crate::tls::priorities_psk())?;
+    let tls = PskServer::new(keys.clone(), &crate::tls::priorities_psk())?;
     let clients = Arc::new(Clients::default());
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
     let (local_tx, mut local_rx) = mpsc::unbounded_channel();
@@ -125,6 +127,8 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
         "kubemaker remoted successfully started"
     );
 
+    let mut ready_file = config.ready_file.clone().map(readiness::ReadyFile::new);
+    let mut readiness_check = tokio::time::interval(readiness::CHECK_EVERY);
     let mut shutdown = Shutdown::new(config.shutdown_ack_timeout);
     loop {
         let deadline = shutdown.deadline();
@@ -147,6 +151,13 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
             Some(c) = control_rx.recv() => shutdown.on_control(c),
             _ = local_tools.turn(&daemon, &mut local_rx) => Action::Continue,
             _ = async { tokio::time::sleep_until(deadline.expect("guarded").into()).await }, if deadline.is_some() => shutdown.on_deadline(),
+            _ = readiness_check.tick(), if ready_file.is_some() => {
+                let ready = readiness::is_ready(listener.is_some(), keys.current_key().is_some());
+                if let Some(f) = ready_file.as_mut() {
+                    f.update(ready);
+                }
+                Action::Continue
+            }
         };
         match action {
             Action::Continue => {}
@@ -157,6 +168,9 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
                 }
                 // Refuse new connections from now on (a reconnecting cluster would undo the stop).
                 listener = None;
+                if let Some(f) = ready_file.as_mut() {
+                    f.update(false);
+                }
             }
             Action::Exit(code) => {
                 info!(
