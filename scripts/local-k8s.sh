@@ -65,7 +65,9 @@ bridge_up() {
     if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
         ip link add "$BRIDGE" type bridge
     fi
-    ip addr show dev "$BRIDGE" | grep -q " $HOST_IP/24" || ip addr add "$HOST_IP/24" dev "$BRIDGE"
+    local addrs
+    addrs=$(ip addr show dev "$BRIDGE")
+    grep -q " $HOST_IP/24" <<<"$addrs" || ip addr add "$HOST_IP/24" dev "$BRIDGE"
     ip link set "$BRIDGE" up
 }
 
@@ -339,7 +341,10 @@ cmd_up() {
     for ((i = 1; i <= n; i++)); do node_up "$i" "$n"; done
     for ((i = 1; i <= n; i++)); do
         for f in "${images[@]}"; do import_into_node "$i" "$f"; done
-        in_node "$i" ctr -n k8s.io images ls -q 2>/dev/null | grep -qx "$PAUSE_IMAGE" ||
+        # (listed into a variable first: grep -q closing the pipe early would fail it under pipefail)
+        local listed
+        listed=$(in_node "$i" ctr -n k8s.io images ls -q 2>/dev/null || true)
+        grep -qx "$PAUSE_IMAGE" <<<"$listed" ||
             die "$(node_name "$i"): no $PAUSE_IMAGE in its containerd: pass the pause archive with --image (scripts/build-image.sh makes it)"
     done
     wait_nodes_ready "$n"

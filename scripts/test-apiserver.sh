@@ -157,7 +157,9 @@ pki_valid() {
         [ -s "$PKI_DIR/$f" ] || return 1
     done
     # the serving certificate must name the address in use
-    openssl x509 -noout -ext subjectAltName -in "$PKI_DIR/apiserver.crt" 2>/dev/null | grep -q "IP Address:$ADDRESS\b" || return 1
+    local san
+    san=$(openssl x509 -noout -ext subjectAltName -in "$PKI_DIR/apiserver.crt" 2>/dev/null) || return 1
+    grep -q "IP Address:$ADDRESS\b" <<<"$san" || return 1
     for f in ca apiserver admin; do
         openssl x509 -checkend 604800 -noout -in "$PKI_DIR/$f.crt" >/dev/null 2>&1 || return 1
     done
