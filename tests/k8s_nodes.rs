@@ -379,6 +379,23 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
     let mode = String::from_utf8_lossy(&mode.stdout).into_owned();
     assert_eq!(mode.trim(), "400", "authkey mode in the remoted pod");
 
+    // Ready came from the readiness file (listening with a key), and probing never opened a
+    // connection: no failed-handshake warning in any remoted log after several probe periods.
+    std::thread::sleep(Duration::from_secs(12));
+    for (node, _) in NODES {
+        let pod = remoted_pod_on(node).expect("remoted pod");
+        let f = exec_in(&pod, &["test", "-e", "/run/kubemaker/remoted.ready"]);
+        assert!(
+            f.status.success(),
+            "{pod}: Ready without the readiness file"
+        );
+        let logs = kubectl_ok(&["-n", NS, "logs", &pod]);
+        assert!(
+            !logs.contains("TLS handshake failed"),
+            "{pod}: the readiness probe caused handshake failures:\n{logs}"
+        );
+    }
+
     step("connection resources for both workers");
     for (node, ip) in NODES {
         cluster.create_resource_xml(&format!(
