@@ -48,29 +48,7 @@ crm_mon_xml() { timeout 15 crm_mon -1 --output-as=xml 2>/dev/null; }
 
 dc_present() { crm_mon_xml | grep -q '<current_dc present="true"'; }
 
-# Starts "$@" detached (own session, immune to the caller's SIGHUP/SIGINT), output appended to $log,
-# and records "<pid> <starttime>" in $pidfile. The inner shell writes its own pid and then execs the
-# daemon, so the recorded pid is the daemon's.
-spawn_daemon() {
-    local pidfile=$1 log=$2; shift 2
-    : >"$pidfile.tmp"
-    # 9>&-: the daemons must not inherit (and so keep holding) the flock of take_lock.
-    setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile.tmp" "$@" </dev/null >>"$log" 2>&1 9>&- &
-    local pid=""
-    for _ in $(seq 1 50); do
-        read -r pid <"$pidfile.tmp" 2>/dev/null || true
-        [ -n "$pid" ] && break
-        sleep 0.1
-    done
-    [ -n "$pid" ] || die "could not start $*"
-    # wait (bounded) until the exec happened, so the start time is the daemon's
-    for _ in $(seq 1 50); do
-        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$(basename "$1")" ] && break
-        sleep 0.1
-    done
-    printf '%s %s\n' "$pid" "$(proc_starttime "$pid" || echo 0)" >"$pidfile"
-    rm -f "$pidfile.tmp"
-}
+# spawn_daemon (lib/procs.sh) starts corosync and pacemakerd detached and records their pids.
 
 # The package's corosync.conf is exactly what we want: one node "node1" on 127.0.0.1, no crypto.
 corosync_conf_ok() {

@@ -16,10 +16,14 @@
 
 mod support;
 
+#[path = "support/operator.rs"]
+mod operator;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use operator::{base64_encode, text, wait_for};
 use support::{Cluster, MonView};
 
 const NS: &str = "km-nodes-e2e";
@@ -30,15 +34,6 @@ const NODE_STATE: &str = "/var/tmp/kubemaker-test/k8s-local/nodes";
 
 fn step(msg: &str) {
     eprintln!("[k8s_nodes] {msg}");
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn script(name: &str) -> Command {
@@ -69,26 +64,6 @@ fn kubectl_ok(args: &[&str]) -> String {
 /// `kubectl exec POD -- args...` in the release namespace.
 fn exec_in(pod: &str, args: &[&str]) -> Output {
     kubectl(&[&["-n", NS, "exec", pod, "--"], args].concat())
-}
-
-/// Polls `check` every second until it returns Some, at most `timeout`.
-fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < timeout {
-        match check() {
-            Ok(v) => {
-                step(&format!(
-                    "{what}: after {:.1} s",
-                    start.elapsed().as_secs_f64()
-                ));
-                return v;
-            }
-            Err(e) => last = e,
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}; last: {last}");
 }
 
 /// Pods of the release as (name, component, node, ready, pod IP, phase).
@@ -165,24 +140,6 @@ fn crm_failures_or_unclean(v: &MonView) -> Vec<String> {
             .map(|n| format!("{} unclean", n.name)),
     );
     bad
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
 }
 
 /// Stops the local nodes when the test ends, however it ends.
@@ -554,7 +511,7 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
 
     step("no pod logs the key");
     let (b64, hex) = (
-        base64(&key),
+        base64_encode(&key),
         key.iter()
             .take(32)
             .map(|b| format!("{b:02x}"))
