@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -23,6 +23,8 @@ pub enum Trigger {
     CibChanged(String, Changed),
     /// A Kubernetes Node changed.
     NodeChanged(String),
+    /// A remoted pod on this Kubernetes Node changed (see [`super::remoted_pods`]).
+    RemotedPodChanged(String),
 }
 
 /// An open connection and what it was opened with.
@@ -41,6 +43,8 @@ pub struct Context {
     pub clusters: Mutex<HashMap<String, ClusterSlot>>,
     pub triggers: broadcast::Sender<Trigger>,
     pub nodes: Store<Node>,
+    /// The chart's remoted pods in the controller's namespace.
+    pub remoted_pods: Store<Pod>,
     pub remote_nodes: Store<RemoteNode>,
     pub pacemaker_clusters: Store<PacemakerCluster>,
     /// Consecutive failed reconciles per object, for exponential backoff.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
@@ -22,6 +22,7 @@ use super::context::{Context, Trigger};
 use super::crd::{PacemakerCluster, RemoteNode};
 use super::leader_election::{LeaderElector, LeaseConfig};
 use super::metrics::Metrics;
+use super::remoted_pods;
 use super::{cluster_reconciler, http_endpoints, remote_node_reconciler};
 
 #[derive(Debug, Clone)]
@@ -183,6 +184,32 @@ async fn reconcile_until(
         });
     }
 
+    // The chart's remoted pods in our namespace: which one serves a Node (see remoted_pods).
+    let (remoted_pods, pod_writer) = reflector::store::<Pod>();
+    let pod_events = watcher(
+        Api::<Pod>::namespaced(client.clone(), &namespace),
+        watcher::Config::default().labels(remoted_pods::REMOTED_POD_SELECTOR),
+    )
+    .default_backoff()
+    .reflect(pod_writer)
+    .applied_objects();
+    {
+        let triggers = triggers.clone();
+        tokio::spawn(async move {
+            let mut s = std::pin::pin!(pod_events);
+            while let Some(ev) = s.next().await {
+                match ev {
+                    Ok(pod) => {
+                        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                            let _ = triggers.send(Trigger::RemotedPodChanged(node));
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "watching remoted pods failed; retrying"),
+                }
+            }
+        });
+    }
+
     let rn_api: Api<RemoteNode> = Api::all(client.clone());
     let pc_api: Api<PacemakerCluster> = Api::all(client.clone());
     let rn_controller = Controller::new(rn_api, watcher::Config::default());
@@ -206,6 +233,7 @@ async fn reconcile_until(
         clusters: Mutex::new(Default::default()),
         triggers: triggers.clone(),
         nodes: nodes.clone(),
+        remoted_pods: remoted_pods.clone(),
         remote_nodes: remote_nodes.clone(),
         pacemaker_clusters: clusters.clone(),
         failures: Default::default(),
@@ -229,7 +257,7 @@ async fn reconcile_until(
                                 }
                             }
                     }
-                    Trigger::NodeChanged(n) => {
+                    Trigger::NodeChanged(n) | Trigger::RemotedPodChanged(n) => {
                         rn.spec.kubernetes_node.as_deref() == Some(n.as_str())
                     }
                 })
@@ -247,6 +275,7 @@ async fn reconcile_until(
                 .filter(|pc| match t {
                     Trigger::CibChanged(c, _) => pc.name_any() == *c,
                     Trigger::NodeChanged(_) => pc.spec.auto_join.is_some(),
+                    Trigger::RemotedPodChanged(_) => false,
                 })
                 .map(|pc| ObjectRef::from_obj(pc.as_ref()))
                 .collect()
@@ -255,9 +284,13 @@ async fn reconcile_until(
 
     let ready = {
         let (n, r, c) = (nodes.clone(), remote_nodes.clone(), clusters.clone());
+        let p = remoted_pods.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let synced = store_ready(&n).await && store_ready(&r).await && store_ready(&c).await;
+            let synced = store_ready(&n).await
+                && store_ready(&p).await
+                && store_ready(&r).await
+                && store_ready(&c).await;
             if synced {
                 info!("caches synced; reconciling");
                 metrics.set_ready(true);

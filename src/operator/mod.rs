@@ -10,6 +10,8 @@
 //!   connection ([`cluster_connection`]: snapshot from notifications, batched writes), status,
 //!   auto-join ([`auto_join`]).
 //! - [`node_status`]: pure mapping from Pacemaker's view to the RemoteNode status.
+//! - [`remoted_pods`]: which remoted pod serves a Node, recorded so Pacemaker reconnects at once
+//!   when a replacement pod is Ready.
 
 pub mod authkey_secret;
 pub mod auto_join;
@@ -23,6 +25,7 @@ pub mod leader_election;
 pub mod metrics;
 pub mod node_status;
 pub mod remote_node_reconciler;
+pub mod remoted_pods;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -15,6 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::cib::model::{Cib, nv_lookup};
 use crate::cib::plan::{self, DesiredKind, DesiredNode};
 use crate::cib::removal;
 use crate::cib::validate;
@@ -23,6 +24,7 @@ use super::cluster_connection::{WriteError, WriteOutcome};
 use super::context::Context;
 use super::crd::{NodeType, RemoteNode, RemoteNodeStatus};
 use super::node_status::{self, Inputs, Outcome, READY};
+use super::remoted_pods::{self, REMOTED_POD_ATTRIBUTE};
 use crate::cib::status::NodeStatus;
 
 /// The finalizer that keeps a RemoteNode until its node is out of the CIB.
@@ -122,9 +124,24 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };
-    let spec = rn
+    let conn = ctx.connection(&cluster_name).await;
+    let mut spec = rn
         .spec
         .to_cib_spec(cluster.spec.remote_node_defaults.as_ref(), address);
+    if let Some(node) = &rn.spec.kubernetes_node {
+        let pods = ctx.remoted_pods.state();
+        let ready = remoted_pods::ready_pod_uid(pods.iter().map(|p| p.as_ref()), node);
+        let in_cib = conn.as_ref().and_then(|c| {
+            let snap = c.snapshot();
+            Cib::new(&snap.cib)
+                .node_entry(&name)
+                .and_then(|e| nv_lookup(e, "instance_attributes", REMOTED_POD_ATTRIBUTE))
+                .map(str::to_string)
+        });
+        if let Some(uid) = remoted_pods::attribute_value(ready, in_cib.as_deref()) {
+            spec.attributes.insert(REMOTED_POD_ATTRIBUTE.into(), uid);
+        }
+    }
     let desired = match DesiredNode::from_spec(&name, &spec) {
         Ok(d) => d,
         Err(problems) => {
@@ -139,7 +156,7 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
     };
     let resource = desired.resource_id().to_string();
 
-    let Some(conn) = ctx.connection(&cluster_name).await else {
+    let Some(conn) = conn else {
         let outcome = Outcome::failed(
             "CibUnavailable",
             format!(

@@ -1,0 +1,117 @@
+//! The chart's remoted pods, as the RemoteNode reconciler sees them: which pod serves a Kubernetes
+//! Node now, and the node attribute that tells Pacemaker a new one is there.
+//!
+//! Why: when a remoted pod ends (deleted, rolled out), its daemon leaves the cluster gracefully
+//! and Pacemaker stops the node's connection resource. Pacemaker 2.1 starts it again only at its
+//! next transition, up to `cluster-recheck-interval` (15 min by default) later. Recording the UID
+//! of the Ready pod as a permanent node attribute is a configuration change, so Pacemaker runs a
+//! transition as soon as the replacement is Ready, and the node rejoins at once. The value is
+//! only ever moved to a pod that is Ready (listening with its key), never cleared while no pod
+//! is, so a transition never finds the node without a daemon because of us.
+
+use k8s_openapi::api::core::v1::Pod;
+
+/// Label selector of the chart's remoted pods (in the controller's namespace).
+pub const REMOTED_POD_SELECTOR: &str = "app.kubernetes.io/component=remoted";
+
+/// Permanent node attribute holding the UID of the remoted pod that serves the node.
+pub const REMOTED_POD_ATTRIBUTE: &str = "kubemaker-remoted-pod";
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The UID of the Ready remoted pod on `node` (the newest if, briefly, there are two).
+pub fn ready_pod_uid<'a>(pods: impl IntoIterator<Item = &'a Pod>, node: &str) -> Option<String> {
+    pods.into_iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+        .filter(|p| is_ready(p))
+        .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .and_then(|p| p.metadata.uid.clone())
+}
+
+/// The attribute's desired value: the Ready pod's UID, else whatever the CIB holds now.
+pub fn attribute_value(ready_uid: Option<String>, in_cib: Option<&str>) -> Option<String> {
+    ready_uid.or_else(|| in_cib.map(str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(uid: &str, node: &str, ready: bool, created: &str, deleting: bool) -> Pod {
+        let mut v = json!({
+            "metadata": {"name": uid, "uid": uid, "creationTimestamp": created},
+            "spec": {"nodeName": node, "containers": []},
+            "status": {"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]},
+        });
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = json!("2026-12-04T10:00:00Z");
+        }
+        serde_json::from_value(v).expect("pod")
+    }
+
+    #[test]
+    fn picks_the_ready_pod_on_the_node() {
+        let t1 = "2026-12-04T09:00:00Z";
+        let t2 = "2026-12-04T09:05:00Z";
+        let cases: Vec<(&str, Vec<Pod>, Option<&str>)> = vec![
+            ("no pods", vec![], None),
+            (
+                "other node only",
+                vec![pod("a", "w2", true, t1, false)],
+                None,
+            ),
+            ("not ready", vec![pod("a", "w1", false, t1, false)], None),
+            ("terminating", vec![pod("a", "w1", true, t1, true)], None),
+            ("ready", vec![pod("a", "w1", true, t1, false)], Some("a")),
+            (
+                "old terminating, new ready",
+                vec![
+                    pod("a", "w1", true, t1, true),
+                    pod("b", "w1", true, t2, false),
+                ],
+                Some("b"),
+            ),
+            (
+                "old ready, new starting",
+                vec![
+                    pod("a", "w1", true, t1, false),
+                    pod("b", "w1", false, t2, false),
+                ],
+                Some("a"),
+            ),
+            (
+                "two ready: the newest",
+                vec![
+                    pod("b", "w1", true, t2, false),
+                    pod("a", "w1", true, t1, false),
+                ],
+                Some("b"),
+            ),
+        ];
+        for (what, pods, want) in cases {
+            assert_eq!(ready_pod_uid(&pods, "w1").as_deref(), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn keeps_the_recorded_pod_while_none_is_ready() {
+        assert_eq!(attribute_value(None, None), None);
+        assert_eq!(attribute_value(None, Some("a")).as_deref(), Some("a"));
+        assert_eq!(
+            attribute_value(Some("b".into()), Some("a")).as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            attribute_value(Some("b".into()), None).as_deref(),
+            Some("b")
+        );
+    }
+}
