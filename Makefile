@@ -1,7 +1,7 @@
 # Convenience targets; the scripts are the real entry points (run as root).
 .PHONY: demo demo-down demo-status test
 
-## A one-machine demo: Pacemaker cluster + API server + chart + controller + a remote node.
+## A one-machine demo: a Pacemaker cluster, two local kubelet nodes, the chart, both nodes joined.
 demo:
 	bash scripts/demo.sh up
 

@@ -1,36 +1,56 @@
 //! The chart's real pods on real kubelet nodes, joined to the real Pacemaker test cluster.
 //!
-//! `scripts/build-image.sh` builds the kubemaker and pause images (no Docker, no registry) and
-//! `scripts/local-k8s.sh up` starts a control plane and two workers (containerd + runc + kubelet +
-//! kube-proxy, each in its own network, mount and UTS namespaces); the chart is installed unchanged
-//! by `helm install` with only the image tag set. Then, against Pacemaker 2.1.5 on the host:
-//! the controller pod Ready through its own probes and serving /metrics on its pod IP; a remoted pod
-//! per labelled worker (host network, the authkey Secret mounted 0400); both workers online in
-//! `crm_mon` as remote nodes; Dummies started there with their state files on that worker's own
-//! host path; `kubectl exec` runs `crm_mon -1` and `crm_attribute -l reboot` in a remoted pod; a
-//! deleted remoted pod leaves its node cleanly (resources stopped, no failed action, no unclean node)
-//! and its replacement, once Pacemaker reconnects (a `crm_resource --refresh` of the connection, see
-//! below), brings the resources back; no pod logs the key.
+//! One test body, two providers of the Kubernetes cluster (`KUBEMAKER_K8S_PROVIDER`):
+//! - `local` (the default, in `.ci/run`): `scripts/build-image.sh` builds the kubemaker and pause
+//!   images (no Docker, no registry) and `scripts/local-k8s.sh up` starts a control plane and two
+//!   workers (containerd + runc + kubelet + kube-proxy, each in its own namespaces);
+//! - `kind`: a kind cluster with two workers, made by `tests/e2e/kind/run.sh`, which runs this
+//!   test (kind needs a container engine, which these machines do not have).
+//!
+//! Against Pacemaker 2.1.5 on the host (`scripts/test-cluster.sh`, remote CIB port opened), with
+//! the chart installed unchanged by `helm install` (only the image set):
+//!  1. the controller pod Ready through its probes, /metrics on its pod IP, no secret in its log;
+//!  2. a PacemakerCluster (auto-join of labelled Nodes) connects; the controller creates the
+//!     authkey Secret, which is installed on the cluster as the README says;
+//!  3. labelled workers get a remoted pod each (host network, key mounted 0400, Ready from the
+//!     readiness file, no handshake noise); auto-join makes them RemoteNodes, online in `crm_mon`,
+//!     Ready in Kubernetes;
+//!  4. Dummies start on each worker (state files on that worker's file system); `kubectl exec`
+//!     runs `crm_mon -1` and `crm_attribute -l reboot` in a remoted pod;
+//!  5. a deleted remoted pod leaves cleanly and its replacement rejoins with no admin action;
+//!  6. `kubectl rollout restart` of the DaemonSet: one node at a time, no failure, no unclean node;
+//!  7. an unlabelled Node leaves the CIB; two controller replicas, the leader's pod killed while
+//!     the Node is labelled again: the new leader configures it exactly once;
+//!  8. a deleted Node leaves the CIB;
+//!  9. the README's uninstall steps leave nothing in the CIB and nothing stuck in Terminating.
 //!
 //! Run alone: `sudo cargo test --test k8s_nodes -- --nocapture` (builds the image on first use).
 
 mod support;
 
+#[path = "support/cib_port.rs"]
+mod cib_port;
 #[path = "support/operator.rs"]
 mod operator;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use operator::{base64_encode, text, wait_for};
+use operator::{base64_decode, base64_encode, condition_is, describe, str_at, text, wait_for};
+use serde_json::{Value, json};
 use support::{Cluster, MonView};
 
 const NS: &str = "km-nodes-e2e";
 const RELEASE: &str = "kubemaker";
-const NODES: [(&str, &str); 2] = [("km-worker1", "10.232.0.11"), ("km-worker2", "10.232.0.12")];
+const PC: &str = "km-nodes";
+const CREDENTIALS: &str = "pacemaker-credentials";
+const AUTHKEY_SECRET: &str = "kubemaker-authkey";
+const REMOTE_LABEL: &str = "kubemaker.io/remote-node";
+const POD_ATTRIBUTE: &str = "kubemaker-remoted-pod";
 const K8S_BIN: &str = "/var/tmp/kubemaker-cache/k8s/bin";
-const NODE_STATE: &str = "/var/tmp/kubemaker-test/k8s-local/nodes";
+const LOCAL_STATE: &str = "/var/tmp/kubemaker-test/k8s-local";
 
 fn step(msg: &str) {
     eprintln!("[k8s_nodes] {msg}");
@@ -42,64 +62,176 @@ fn script(name: &str) -> Command {
     c
 }
 
-fn local_k8s(args: &[&str], timeout: Duration) -> Output {
-    support::run_with_timeout(script("local-k8s.sh").args(args), timeout)
+// ---------------------------------------------------------------------------------------------
+// The Kubernetes cluster: the only part that differs between providers
+// ---------------------------------------------------------------------------------------------
+
+enum Provider {
+    /// `scripts/local-k8s.sh`: kubelet nodes in network namespaces of this machine.
+    Local,
+    /// A kind cluster made by `tests/e2e/kind/run.sh` (its name).
+    Kind(String),
 }
 
-fn kubectl(args: &[&str]) -> Output {
-    local_k8s(&[&["kubectl"], args].concat(), Duration::from_secs(60))
-}
+impl Provider {
+    fn from_env() -> Provider {
+        match std::env::var("KUBEMAKER_K8S_PROVIDER").as_deref() {
+            Ok("kind") => Provider::Kind(
+                std::env::var("KUBEMAKER_KIND_CLUSTER").unwrap_or_else(|_| "kubemaker-e2e".into()),
+            ),
+            Ok("local") | Err(_) => Provider::Local,
+            Ok(other) => panic!("KUBEMAKER_K8S_PROVIDER={other}: expected local or kind"),
+        }
+    }
 
-fn kubectl_ok(args: &[&str]) -> String {
-    let o = kubectl(args);
-    assert!(
-        o.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        text(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+    fn tools(&self) -> Vec<&'static str> {
+        match self {
+            Provider::Local => vec![
+                "containerd",
+                "runc",
+                "mmdebstrap",
+                "/var/tmp/kubemaker-cache/k8s/bin/kubelet",
+                "/var/tmp/kubemaker-cache/k8s/bin/helm",
+            ],
+            Provider::Kind(_) => vec!["kind", "docker", "kubectl", "helm"],
+        }
+    }
 
-/// `kubectl exec POD -- args...` in the release namespace.
-fn exec_in(pod: &str, args: &[&str]) -> Output {
-    kubectl(&[&["-n", NS, "exec", pod, "--"], args].concat())
-}
+    /// Starts the cluster with `images` in every node; returns the image tag to install.
+    fn up(&self) -> String {
+        match self {
+            Provider::Local => {
+                let (tag, image, pause) = build_images();
+                let o = support::run_with_timeout(
+                    script("local-k8s.sh").args([
+                        "up",
+                        "--fresh",
+                        "--image",
+                        pause.to_str().expect("utf-8"),
+                        "--image",
+                        image.to_str().expect("utf-8"),
+                    ]),
+                    Duration::from_secs(900),
+                );
+                assert!(o.status.success(), "local-k8s.sh up: {}", text(&o));
+                tag
+            }
+            // run.sh made the cluster and loaded the image before running this test.
+            Provider::Kind(_) => std::env::var("KUBEMAKER_IMAGE_TAG")
+                .expect("KUBEMAKER_IMAGE_TAG (set by tests/e2e/kind/run.sh)"),
+        }
+    }
 
-/// Pods of the release as (name, component, node, ready, pod IP, phase).
-fn pods() -> Vec<(String, String, String, bool, String, String)> {
-    let out = kubectl_ok(&[
-        "-n",
-        NS,
-        "get",
-        "pods",
-        "-o",
-        r#"jsonpath={range .items[*]}{.metadata.name}{"\t"}{.metadata.labels.app\.kubernetes\.io/component}{"\t"}{.spec.nodeName}{"\t"}{.status.conditions[?(@.type=="Ready")].status}{"\t"}{.status.podIP}{"\t"}{.status.phase}{"\t"}{.metadata.deletionTimestamp}{"\n"}{end}"#,
-    ]);
-    out.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            // pods being deleted are not counted
-            (f.len() >= 7 && f[6].is_empty()).then(|| {
-                (
-                    f[0].to_string(),
-                    f[1].to_string(),
-                    f[2].to_string(),
-                    f[3] == "True",
-                    f[4].to_string(),
-                    f[5].to_string(),
-                )
-            })
-        })
-        .collect()
-}
+    fn down(&self) {
+        if let Provider::Local = self {
+            let o = support::run_with_timeout(
+                script("local-k8s.sh").arg("down"),
+                Duration::from_secs(300),
+            );
+            if !o.status.success() {
+                eprintln!("[k8s_nodes] local-k8s.sh down failed: {}", text(&o));
+            }
+        }
+    }
 
-fn remoted_pod_on(node: &str) -> Result<String, String> {
-    pods()
-        .into_iter()
-        .find(|p| p.1 == "remoted" && p.2 == node && p.3)
-        .map(|p| p.0)
-        .ok_or_else(|| format!("no Ready remoted pod on {node}: {:?}", pods()))
+    fn kubectl_command(&self) -> Command {
+        match self {
+            Provider::Local => {
+                let mut c = script("local-k8s.sh");
+                c.arg("kubectl");
+                c
+            }
+            Provider::Kind(name) => {
+                let mut c = Command::new("kubectl");
+                c.arg(format!("--context=kind-{name}"));
+                c
+            }
+        }
+    }
+
+    fn helm_command(&self) -> Command {
+        match self {
+            Provider::Local => {
+                let mut c = Command::new(format!("{K8S_BIN}/helm"));
+                c.env(
+                    "KUBECONFIG",
+                    format!("{LOCAL_STATE}/control-plane/admin.kubeconfig"),
+                );
+                for (var, dir) in [
+                    ("HELM_CACHE_HOME", "cache"),
+                    ("HELM_CONFIG_HOME", "config"),
+                    ("HELM_DATA_HOME", "data"),
+                ] {
+                    c.env(var, format!("{LOCAL_STATE}/helm/{dir}"));
+                }
+                c
+            }
+            Provider::Kind(name) => {
+                let mut c = Command::new("helm");
+                c.arg(format!("--kube-context=kind-{name}"));
+                c
+            }
+        }
+    }
+
+    /// The address at which pods reach this machine (and the CIB port of its cluster).
+    fn host_address(&self) -> String {
+        match self {
+            Provider::Local => "10.232.0.1".into(),
+            Provider::Kind(_) => {
+                let o = support::run_with_timeout(
+                    Command::new("docker").args([
+                        "network",
+                        "inspect",
+                        "kind",
+                        "-f",
+                        "{{range .IPAM.Config}}{{if .Gateway}}{{.Gateway}} {{end}}{{end}}",
+                    ]),
+                    Duration::from_secs(30),
+                );
+                let out = String::from_utf8_lossy(&o.stdout).into_owned();
+                out.split_whitespace()
+                    .find(|a| a.contains('.'))
+                    .unwrap_or_else(|| panic!("no IPv4 gateway of network kind: {}", text(&o)))
+                    .to_string()
+            }
+        }
+    }
+
+    /// Whether `path` exists on `node`'s own file system.
+    fn node_has_file(&self, node: &str, path: &str) -> bool {
+        match self {
+            Provider::Local => Path::new(LOCAL_STATE)
+                .join("nodes")
+                .join(node)
+                .join(format!("fs{path}"))
+                .is_file(),
+            Provider::Kind(_) => support::run_with_timeout(
+                Command::new("docker").args(["exec", node, "test", "-f", path]),
+                Duration::from_secs(30),
+            )
+            .status
+            .success(),
+        }
+    }
+
+    /// GET http://ADDR:PORT/PATH as seen from the nodes' network.
+    fn http_get(&self, addr: &str, port: u16, path: &str) -> Output {
+        let url = format!("http://{addr}:{port}{path}");
+        let mut c = match self {
+            // pod addresses are routed from this machine
+            Provider::Local => Command::new("curl"),
+            Provider::Kind(name) => {
+                let mut c = Command::new("docker");
+                c.args(["exec", &format!("{name}-control-plane"), "curl"]);
+                c
+            }
+        };
+        support::run_with_timeout(
+            c.args(["-fsS", "--max-time", "5", &url]),
+            Duration::from_secs(15),
+        )
+    }
 }
 
 /// The images' archives, built (or taken from the cache) by scripts/build-image.sh.
@@ -127,89 +259,274 @@ fn build_images() -> (String, PathBuf, PathBuf) {
     (tag, image_file, pause_file)
 }
 
-fn crm_failures_or_unclean(v: &MonView) -> Vec<String> {
-    let mut bad: Vec<String> = v
-        .failures()
-        .into_iter()
-        .map(|(rsc, op)| format!("failed {op} of {rsc}"))
-        .collect();
-    bad.extend(
-        v.nodes()
-            .iter()
-            .filter(|n| n.unclean)
-            .map(|n| format!("{} unclean", n.name)),
-    );
-    bad
+// ---------------------------------------------------------------------------------------------
+// The test's view of both clusters
+// ---------------------------------------------------------------------------------------------
+
+/// A pod of the release.
+#[derive(Debug, Clone)]
+struct PodInfo {
+    name: String,
+    uid: String,
+    component: String,
+    node: String,
+    ready: bool,
+    ip: String,
 }
 
-/// Stops the local nodes when the test ends, however it ends.
-struct NodesDown;
-impl Drop for NodesDown {
-    fn drop(&mut self) {
-        let _ = kubectl(&["delete", "namespace", NS, "--wait=false"]);
-        let o = local_k8s(&["down"], Duration::from_secs(300));
-        if !o.status.success() {
-            eprintln!("[k8s_nodes] local-k8s.sh down failed: {}", text(&o));
+struct E2e {
+    k8s: Provider,
+    cluster: Cluster,
+    /// Worker nodes as (name, InternalIP).
+    workers: Vec<(String, String)>,
+    key: Vec<u8>,
+    password: String,
+}
+
+impl E2e {
+    fn kubectl(&self, args: &[&str]) -> Output {
+        support::run_with_timeout(
+            self.k8s.kubectl_command().args(args),
+            Duration::from_secs(120),
+        )
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let o = self.kubectl(args);
+        assert!(
+            o.status.success(),
+            "kubectl {}: {}",
+            args.join(" "),
+            text(&o)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn apply(&self, obj: &Value) {
+        let o = operator::run_input(
+            self.k8s.kubectl_command().args(["apply", "-f", "-"]),
+            Some(obj.to_string().as_bytes()),
+            Duration::from_secs(60),
+        );
+        assert!(o.status.success(), "kubectl apply: {}", text(&o));
+    }
+
+    fn get(&self, args: &[&str]) -> Option<Value> {
+        let o = self.kubectl(&[args, &["-o", "json"]].concat());
+        o.status
+            .success()
+            .then(|| serde_json::from_slice(&o.stdout).ok())
+            .flatten()
+    }
+
+    fn items(&self, args: &[&str]) -> Vec<Value> {
+        self.get(args)
+            .and_then(|v| v["items"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    fn helm(&self, args: &[&str], timeout: Duration) -> Output {
+        support::run_with_timeout(self.k8s.helm_command().args(args), timeout)
+    }
+
+    fn exec_in(&self, pod: &str, args: &[&str]) -> Output {
+        self.kubectl(&[&["-n", NS, "exec", pod, "--"], args].concat())
+    }
+
+    /// Pods of the release that are not being deleted.
+    fn pods(&self) -> Vec<PodInfo> {
+        self.items(&["-n", NS, "get", "pods"])
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .map(|p| PodInfo {
+                name: str_at(p, "/metadata/name"),
+                uid: str_at(p, "/metadata/uid"),
+                component: str_at(p, "/metadata/labels/app.kubernetes.io~1component"),
+                node: str_at(p, "/spec/nodeName"),
+                ready: p["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                }),
+                ip: str_at(p, "/status/podIP"),
+            })
+            .collect()
+    }
+
+    fn remoted_pod_on(&self, node: &str) -> Result<PodInfo, String> {
+        let pods = self.pods();
+        pods.iter()
+            .find(|p| p.component == "remoted" && p.node == node && p.ready)
+            .cloned()
+            .ok_or_else(|| format!("no Ready remoted pod on {node}: {pods:?}"))
+    }
+
+    fn worker(&self, i: usize) -> (&str, &str) {
+        (&self.workers[i].0, &self.workers[i].1)
+    }
+
+    fn mon(&self) -> MonView {
+        MonView::parse(&self.cluster.crm_mon_xml())
+    }
+
+    /// Failed actions and unclean nodes in Pacemaker's view.
+    fn trouble(&self) -> Vec<String> {
+        let v = self.mon();
+        let mut bad: Vec<String> = v
+            .failures()
+            .into_iter()
+            .map(|(rsc, op)| format!("failed {op} of {rsc}"))
+            .collect();
+        bad.extend(
+            v.nodes()
+                .iter()
+                .filter(|n| n.unclean)
+                .map(|n| format!("{} unclean", n.name)),
+        );
+        bad
+    }
+
+    fn assert_clean(&self, when: &str) {
+        let bad = self.trouble();
+        assert!(
+            bad.is_empty(),
+            "{when}: {bad:?}\n{}",
+            self.cluster.crm_mon_text()
+        );
+    }
+
+    fn remote_node(&self, name: &str) -> Option<Value> {
+        self.get(&["get", "remotenode", name])
+    }
+
+    fn wait_remote_node_ready(&self, name: &str, timeout: Duration) -> Value {
+        wait_for(
+            &format!("RemoteNode {name} Ready"),
+            timeout,
+            || match self.remote_node(name) {
+                Some(o) if condition_is(&o, "Ready", "True", "Online") => Ok(o),
+                Some(o) => Err(describe(&o)),
+                None => Err("no such RemoteNode".into()),
+            },
+        )
+    }
+
+    /// Whether the CIB still holds anything of `node`: a primitive, a node entry or a node state.
+    fn in_cib(&self, node: &str) -> Vec<String> {
+        let root = kubemaker::wire::Element::parse(&self.cluster.cib_xml()).expect("CIB XML");
+        let mut found = Vec::new();
+        if operator::primitive(&root, node).is_some() {
+            found.push(format!("primitive {node}"));
         }
+        if operator::has_node_entry(&root, node) {
+            found.push(format!("node {node}"));
+        }
+        if operator::has_node_state(&root, node) {
+            found.push(format!("node_state {node}"));
+        }
+        found
+    }
+
+    /// The node attribute kubemaker records for the remoted pod serving `node`.
+    fn pod_attribute(&self, node: &str) -> Option<String> {
+        let o = support::run_with_timeout(
+            Command::new("crm_attribute").args([
+                "--node",
+                node,
+                "--lifetime",
+                "forever",
+                "--name",
+                POD_ATTRIBUTE,
+                "--query",
+                "--quiet",
+            ]),
+            Duration::from_secs(30),
+        );
+        let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        (o.status.success() && !v.is_empty()).then_some(v)
+    }
+
+    fn controller_logs(&self) -> String {
+        self.pods()
+            .iter()
+            .filter(|p| p.component == "controller")
+            .map(|p| self.kubectl_ok(&["-n", NS, "logs", &p.name]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Tears the Kubernetes side down when the test ends, however it ends.
+struct Teardown<'a>(&'a Provider);
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        self.0.down();
     }
 }
 
 #[test]
 fn chart_pods_on_real_nodes_join_the_cluster() {
-    if !support::require_root()
-        || !support::require_tools(&[
-            "containerd",
-            "runc",
-            "mmdebstrap",
-            "crm_mon",
-            "/var/tmp/kubemaker-cache/k8s/bin/kubelet",
-            "/var/tmp/kubemaker-cache/k8s/bin/helm",
-        ])
-    {
+    let provider = Provider::from_env();
+    let mut tools = provider.tools();
+    tools.extend(["crm_mon", "curl"]);
+    if !support::require_root() || !support::require_tools(&tools) {
         return;
     }
     let t0 = Instant::now();
     let cluster = Cluster::acquire();
-    let key = support::test_authkey();
-    support::install_cluster_authkey(&key);
+    let remote_cib = cib_port::enable_remote_cib(&cluster);
 
-    step("building the images (scripts/build-image.sh; cached by its inputs)");
-    let (tag, image_file, pause_file) = build_images();
-    step(&format!(
-        "image tag {tag}, {:.0} s",
-        t0.elapsed().as_secs_f64()
-    ));
-
-    step("starting the local nodes (scripts/local-k8s.sh up)");
-    let _down = NodesDown;
+    step("the Kubernetes nodes (images built or taken from the cache)");
     let up_start = Instant::now();
-    let o = local_k8s(
-        &[
-            "up",
-            "--fresh",
-            "--image",
-            pause_file.to_str().expect("utf-8"),
-            "--image",
-            image_file.to_str().expect("utf-8"),
-        ],
-        Duration::from_secs(900),
-    );
-    assert!(o.status.success(), "local-k8s.sh up: {}", text(&o));
+    let _teardown = Teardown(&provider);
+    let tag = provider.up();
     step(&format!(
-        "nodes Ready, images imported: {:.1} s",
+        "nodes Ready, images in place: {:.1} s (image tag {tag})",
         up_start.elapsed().as_secs_f64()
     ));
+    let mut e2e = E2e {
+        k8s: Provider::from_env(),
+        cluster,
+        workers: Vec::new(),
+        key: Vec::new(),
+        password: remote_cib.password.expose().to_string(),
+    };
+    e2e.workers = e2e
+        .items(&["get", "nodes", "-l", "node-role.kubernetes.io/worker"])
+        .iter()
+        .map(|n| {
+            let ip = n["status"]["addresses"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+                .map(|a| a["address"].as_str().unwrap_or_default().to_string())
+                .unwrap_or_default();
+            (str_at(n, "/metadata/name"), ip)
+        })
+        .collect();
+    e2e.workers.sort();
+    assert_eq!(e2e.workers.len(), 2, "two workers: {:?}", e2e.workers);
 
+    install_and_connect(&mut e2e, &tag);
+    join_workers(&e2e);
+    resources_and_tools(&e2e);
+    pod_deletion(&e2e);
+    rollout(&e2e);
+    unlabel_and_leader_kill(&e2e);
+    node_deletion_and_uninstall(&e2e);
+    step(&format!("done in {:.0} s", t0.elapsed().as_secs_f64()));
+}
+
+/// Steps 1 and 2: the chart, the controller, the PacemakerCluster, the authkey Secret.
+fn install_and_connect(e2e: &mut E2e, tag: &str) {
     // A namespace of our own, allowing privileged pods (what the README asks of users).
-    let _ = kubectl(&["delete", "namespace", NS, "--timeout=120s"]);
-    kubectl_ok(&["create", "namespace", NS]);
-    kubectl_ok(&[
+    let _ = e2e.kubectl(&["delete", "namespace", NS, "--timeout=120s"]);
+    e2e.kubectl_ok(&["create", "namespace", NS]);
+    e2e.kubectl_ok(&[
         "label",
         "namespace",
         NS,
         "pod-security.kubernetes.io/enforce=privileged",
     ]);
-    let enforce = kubectl_ok(&[
+    let enforce = e2e.kubectl_ok(&[
         "get",
         "namespace",
         NS,
@@ -217,335 +534,602 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
         r#"jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}"#,
     ]);
     assert_eq!(enforce, "privileged");
-    for (node, _) in NODES {
-        kubectl_ok(&[
-            "label",
-            "node",
-            node,
-            "kubemaker.io/remote-node=true",
-            "--overwrite",
-        ]);
-    }
-    // The key the cluster has, adopted as the Secret (created before the chart, as the README says).
-    let key_file = std::env::temp_dir().join("km-nodes-e2e-authkey");
-    support::write_key_file(&key_file, &key);
-    let o = kubectl(&[
-        "-n",
-        NS,
-        "create",
-        "secret",
-        "generic",
-        "kubemaker-authkey",
-        &format!("--from-file=authkey={}", key_file.display()),
-    ]);
-    let _ = std::fs::remove_file(&key_file);
-    assert!(o.status.success(), "create secret: {}", text(&o));
 
-    step("helm install (the chart unchanged, only the image tag set)");
+    step("1. helm install (the chart unchanged, only the image tag set)");
     let chart = support::repo_root().join("charts/kubemaker");
     let helm_start = Instant::now();
-    let o = support::run_with_timeout(
-        Command::new(format!("{K8S_BIN}/helm"))
-            .env(
-                "KUBECONFIG",
-                "/var/tmp/kubemaker-test/k8s-local/control-plane/admin.kubeconfig",
-            )
-            .env(
-                "HELM_CACHE_HOME",
-                "/var/tmp/kubemaker-test/k8s-local/helm/cache",
-            )
-            .env(
-                "HELM_CONFIG_HOME",
-                "/var/tmp/kubemaker-test/k8s-local/helm/config",
-            )
-            .env(
-                "HELM_DATA_HOME",
-                "/var/tmp/kubemaker-test/k8s-local/helm/data",
-            )
-            .args(["install", RELEASE])
-            .arg(&chart)
-            .args(["-n", NS, "--set", &format!("image.tag={tag}")]),
+    let o = e2e.helm(
+        &[
+            "install",
+            RELEASE,
+            chart.to_str().expect("utf-8"),
+            "-n",
+            NS,
+            "--set",
+            &format!("image.tag={tag}"),
+        ],
         Duration::from_secs(180),
     );
     assert!(o.status.success(), "helm install: {}", text(&o));
-
-    let all = wait_for(
-        "the controller and a remoted pod per worker Ready",
-        Duration::from_secs(180),
-        || {
-            let p = pods();
-            let controller = p.iter().filter(|p| p.1 == "controller" && p.3).count();
-            let on: Vec<&str> = p
-                .iter()
-                .filter(|p| p.1 == "remoted" && p.3)
-                .map(|p| p.2.as_str())
-                .collect();
-            if controller == 1 && NODES.iter().all(|(n, _)| on.contains(n)) {
-                Ok(p)
-            } else {
-                Err(format!("{p:?}"))
-            }
-        },
-    );
+    let controller = wait_for("the controller pod Ready", Duration::from_secs(180), || {
+        let p = e2e.pods();
+        p.iter()
+            .find(|p| p.component == "controller" && p.ready)
+            .cloned()
+            .ok_or_else(|| format!("{p:?}"))
+    });
     step(&format!(
-        "pods Ready {:.1} s after helm install",
+        "   controller Ready {:.1} s after helm install",
         helm_start.elapsed().as_secs_f64()
     ));
-    // remoted uses the host network: its pod IP is the node's address
-    for (node, ip) in NODES {
-        let pod = all
-            .iter()
-            .find(|p| p.1 == "remoted" && p.2 == node)
-            .expect("remoted pod");
-        assert_eq!(
-            pod.4, ip,
-            "remoted pod on {node} has not the node's address"
-        );
-    }
-    let controller = all
-        .iter()
-        .find(|p| p.1 == "controller")
-        .expect("controller");
     assert!(
-        controller.4.starts_with("10.233."),
-        "the controller pod has no CNI address: {controller:?}"
+        !controller.ip.is_empty() && !e2e.workers.iter().any(|w| w.1 == controller.ip),
+        "the controller pod has no pod-network address: {controller:?}"
     );
-    // /metrics on the pod IP (routed to the node's pod range)
-    let metrics = support::run_with_timeout(
-        Command::new("curl").args([
-            "-fsS",
-            "--max-time",
-            "5",
-            &format!("http://{}:8080/metrics", controller.4),
-        ]),
-        Duration::from_secs(10),
-    );
-    assert!(
-        metrics.status.success(),
-        "curl /metrics: {}",
-        text(&metrics)
-    );
+    let metrics = e2e.k8s.http_get(&controller.ip, 8080, "/metrics");
+    assert!(metrics.status.success(), "GET /metrics: {}", text(&metrics));
     assert!(
         String::from_utf8_lossy(&metrics.stdout).contains("kubemaker_leader"),
         "/metrics lacks kubemaker_leader"
     );
-    // the Secret is mounted read-only with mode 0400
-    let pod1 = remoted_pod_on(NODES[0].0).expect("remoted pod");
-    let mode = exec_in(&pod1, &["stat", "-L", "-c", "%a", "/etc/pacemaker/authkey"]);
-    assert!(mode.status.success(), "stat in the pod: {}", text(&mode));
-    let mode = String::from_utf8_lossy(&mode.stdout).into_owned();
-    assert_eq!(mode.trim(), "400", "authkey mode in the remoted pod");
+    // No remoted pod before a Node is labelled: the control plane and the workers run none.
+    assert!(
+        !e2e.pods().iter().any(|p| p.component == "remoted"),
+        "remoted pods on unlabelled nodes: {:?}",
+        e2e.pods()
+    );
 
-    // Ready came from the readiness file (listening with a key), and probing never opened a
-    // connection: no failed-handshake warning in any remoted log after several probe periods.
-    std::thread::sleep(Duration::from_secs(12));
-    for (node, _) in NODES {
-        let pod = remoted_pod_on(node).expect("remoted pod");
-        let f = exec_in(&pod, &["test", "-e", "/run/kubemaker/remoted.ready"]);
-        assert!(
-            f.status.success(),
-            "{pod}: Ready without the readiness file"
-        );
-        let logs = kubectl_ok(&["-n", NS, "logs", &pod]);
-        assert!(
-            !logs.contains("TLS handshake failed"),
-            "{pod}: the readiness probe caused handshake failures:\n{logs}"
-        );
-    }
-
-    step("connection resources for both workers");
-    for (node, ip) in NODES {
-        cluster.create_resource_xml(&format!(
-            r#"<primitive class="ocf" id="{node}" provider="pacemaker" type="remote"><instance_attributes id="{node}-ia"><nvpair id="{node}-server" name="server" value="{ip}"/></instance_attributes><operations><op id="{node}-monitor" name="monitor" interval="10s" timeout="15s"/></operations></primitive>"#
-        ));
-    }
-    let join_start = Instant::now();
-    cluster.wait_until("both workers online", Duration::from_secs(120), |v| {
-        NODES.iter().all(|(n, _)| v.remote_node_up(n))
-    });
-    step(&format!(
-        "both workers online in crm_mon after {:.1} s",
-        join_start.elapsed().as_secs_f64()
-    ));
-
-    let mut ids = Vec::new();
-    for (i, (node, _)) in NODES.iter().enumerate() {
-        let set =
-            support::create_pinned_dummies(&cluster, &format!("kn{}-", i + 1), 0..2, node, "10s");
-        ids.push(set);
-    }
-    cluster.wait_until(
-        "Dummies started on their workers",
-        Duration::from_secs(90),
-        |v| {
-            NODES
-                .iter()
-                .zip(&ids)
-                .all(|((node, _), set)| support::all_started_on(v, set, node))
+    step("2. credentials, a PacemakerCluster with auto-join; the controller creates the authkey");
+    e2e.apply(&json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": CREDENTIALS, "namespace": NS},
+        "stringData": {"username": "hacluster", "password": e2e.password},
+    }));
+    e2e.apply(&json!({
+        "apiVersion": "kubemaker.io/v1alpha1",
+        "kind": "PacemakerCluster",
+        "metadata": {"name": PC},
+        "spec": {
+            "endpoints": [{"host": e2e.k8s.host_address(), "port": cib_port::TLS_PORT}],
+            "tlsMode": "anonymous",
+            "credentialsSecretRef": {"name": CREDENTIALS},
+            "authkeySecretName": AUTHKEY_SECRET,
+            "remoteNodeDefaults": {"monitor": {"interval": "10s", "timeout": "15s"}},
+            "autoJoin": {"nodeSelector": {REMOTE_LABEL: "true"}},
+        },
+    }));
+    let connect_start = Instant::now();
+    let pc = wait_for(
+        "PacemakerCluster Connected",
+        Duration::from_secs(120),
+        || match e2e.get(&["get", "pacemakercluster", PC]) {
+            Some(o) if str_at(&o, "/status/connection") == "Connected" => Ok(o),
+            Some(o) => Err(describe(&o)),
+            None => Err("no PacemakerCluster".into()),
         },
     );
-    // state files on the worker's own host path, not the host's
-    for ((node, _), set) in NODES.iter().zip(&ids) {
-        for id in set {
-            let state = support::dummy_state_file(id);
-            let on_node = Path::new(NODE_STATE).join(node).join(format!("fs{state}"));
+    step(&format!(
+        "   Connected from the pod network {:.1} s after the apply (DC {})",
+        connect_start.elapsed().as_secs_f64(),
+        str_at(&pc, "/status/dc")
+    ));
+    let key = wait_for("the authkey Secret", Duration::from_secs(60), || {
+        e2e.get(&["-n", NS, "get", "secret", AUTHKEY_SECRET])
+            .and_then(|s| s["data"]["authkey"].as_str().and_then(base64_decode))
+            .ok_or_else(|| "no Secret yet".to_string())
+    });
+    assert_eq!(key.len(), 4096, "the controller's authkey has 4096 bytes");
+    // On the cluster, as README step 2 says (waits out Pacemaker's key cache if it changed).
+    support::install_cluster_authkey(&key);
+    support::mark_remote_key_in_use();
+    e2e.key = key;
+}
+
+/// Step 3: labelled workers get remoted pods and join through auto-join.
+fn join_workers(e2e: &E2e) {
+    step("3. labelling both workers: remoted pods, auto-joined RemoteNodes, online");
+    let label_start = Instant::now();
+    for (node, _) in &e2e.workers {
+        e2e.kubectl_ok(&[
+            "label",
+            "node",
+            node,
+            &format!("{REMOTE_LABEL}=true"),
+            "--overwrite",
+        ]);
+    }
+    let remoted = wait_for(
+        "a Ready remoted pod per worker",
+        Duration::from_secs(180),
+        || {
+            e2e.workers
+                .iter()
+                .map(|(n, _)| e2e.remoted_pod_on(n))
+                .collect::<Result<Vec<_>, _>>()
+        },
+    );
+    step(&format!(
+        "   remoted pods Ready {:.1} s after labelling",
+        label_start.elapsed().as_secs_f64()
+    ));
+    for ((node, ip), pod) in e2e.workers.iter().zip(&remoted) {
+        // host network: the pod's address is the node's
+        assert_eq!(
+            &pod.ip, ip,
+            "remoted pod on {node} has not the node's address"
+        );
+        let mode = e2e.exec_in(
+            &pod.name,
+            &["stat", "-L", "-c", "%a", "/etc/pacemaker/authkey"],
+        );
+        assert!(mode.status.success(), "stat in the pod: {}", text(&mode));
+        assert_eq!(
+            String::from_utf8_lossy(&mode.stdout).trim(),
+            "400",
+            "authkey mode in {}",
+            pod.name
+        );
+        let f = e2e.exec_in(&pod.name, &["test", "-e", "/run/kubemaker/remoted.ready"]);
+        assert!(
+            f.status.success(),
+            "{}: Ready without the readiness file",
+            pod.name
+        );
+    }
+    for (node, _) in &e2e.workers {
+        let rn = e2e.wait_remote_node_ready(node, Duration::from_secs(180));
+        assert_eq!(
+            str_at(&rn, "/metadata/labels/kubemaker.io~1auto-join"),
+            PC,
+            "RemoteNode {node} made by auto-join"
+        );
+    }
+    step(&format!(
+        "   both RemoteNodes Ready {:.1} s after labelling",
+        label_start.elapsed().as_secs_f64()
+    ));
+    let v = e2e.mon();
+    for (node, _) in &e2e.workers {
+        assert!(
+            v.remote_node_up(node),
+            "{node} not online:\n{}",
+            e2e.cluster.crm_mon_text()
+        );
+    }
+    for ((node, _), pod) in e2e.workers.iter().zip(&remoted) {
+        let a = wait_for(
+            &format!("{POD_ATTRIBUTE} of {node}"),
+            Duration::from_secs(30),
+            || e2e.pod_attribute(node).ok_or_else(|| "not set".to_string()),
+        );
+        assert_eq!(
+            a, pod.uid,
+            "{POD_ATTRIBUTE} of {node} is the Ready pod's UID"
+        );
+    }
+    e2e.assert_clean("after the join");
+    // Several readiness periods later, probing has opened no connection.
+    std::thread::sleep(Duration::from_secs(12));
+    for pod in &remoted {
+        let logs = e2e.kubectl_ok(&["-n", NS, "logs", &pod.name]);
+        assert!(
+            !logs.contains("TLS handshake failed"),
+            "{}: handshake failures:\n{logs}",
+            pod.name
+        );
+    }
+}
+
+fn dummy_ids(i: usize) -> Vec<String> {
+    (0..2).map(|j| format!("kn{}-{j}", i + 1)).collect()
+}
+
+fn dummies_started(e2e: &E2e, v: &MonView) -> bool {
+    e2e.workers
+        .iter()
+        .enumerate()
+        .all(|(i, (node, _))| support::all_started_on(v, &dummy_ids(i), node))
+}
+
+/// Step 4: resources on the workers, Pacemaker's tools in a pod.
+fn resources_and_tools(e2e: &E2e) {
+    step("4. Dummies on each worker; crm_mon and crm_attribute in a remoted pod");
+    for (i, (node, _)) in e2e.workers.iter().enumerate() {
+        let ids = support::create_pinned_dummies(
+            &e2e.cluster,
+            &format!("kn{}-", i + 1),
+            0..2,
+            node,
+            "10s",
+        );
+        assert_eq!(ids, dummy_ids(i));
+    }
+    e2e.cluster.wait_until(
+        "Dummies started on their workers",
+        Duration::from_secs(90),
+        |v| dummies_started(e2e, v),
+    );
+    for (i, (node, _)) in e2e.workers.iter().enumerate() {
+        for id in dummy_ids(i) {
+            let state = support::dummy_state_file(&id);
             assert!(
-                on_node.is_file(),
-                "{id}: no state file at {}",
-                on_node.display()
+                e2e.k8s.node_has_file(node, &state),
+                "{id}: no state file {state} on {node}"
             );
             assert!(
                 !Path::new(&state).exists(),
-                "{id}: state file on the host's {state}"
+                "{id}: state file on this machine's {state}, not the worker's"
             );
         }
     }
-
-    step("Pacemaker's tools in a remoted pod (kubectl exec)");
-    let mon = exec_in(&pod1, &["crm_mon", "-1"]);
+    let pod = e2e.remoted_pod_on(e2e.worker(0).0).expect("remoted pod");
+    let mon = e2e.exec_in(&pod.name, &["crm_mon", "-1"]);
     assert!(
-        mon.status.success(),
+        mon.status.success() && String::from_utf8_lossy(&mon.stdout).contains("kn1-0"),
         "crm_mon -1 in the pod: {}",
         text(&mon)
     );
-    assert!(
-        String::from_utf8_lossy(&mon.stdout).contains("kn1-0"),
-        "crm_mon -1 in the pod: {}",
-        text(&mon)
-    );
-    let set = exec_in(
-        &pod1,
+    let set = e2e.exec_in(
+        &pod.name,
         &["crm_attribute", "-l", "reboot", "-n", "km-e2e", "-v", "42"],
     );
-    assert!(
-        set.status.success(),
-        "crm_attribute -l reboot -v: {}",
-        text(&set)
-    );
+    assert!(set.status.success(), "crm_attribute -v: {}", text(&set));
     wait_for(
         "the transient attribute readable in the pod",
         Duration::from_secs(30),
         || {
-            let get = exec_in(
-                &pod1,
+            let get = e2e.exec_in(
+                &pod.name,
                 &["crm_attribute", "-l", "reboot", "-n", "km-e2e", "-G", "-q"],
             );
-            let out = String::from_utf8_lossy(&get.stdout).trim().to_string();
-            if get.status.success() && out == "42" {
+            if get.status.success() && String::from_utf8_lossy(&get.stdout).trim() == "42" {
                 Ok(())
             } else {
                 Err(text(&get))
             }
         },
     );
+}
 
-    step("deleting the remoted pod on km-worker2 (as node maintenance does)");
-    let (node2, _) = NODES[1];
-    let pod2 = remoted_pod_on(node2).expect("remoted pod");
-    let del_start = Instant::now();
-    let o = kubectl(&[
+/// Step 5: a deleted remoted pod leaves cleanly; its replacement rejoins with no admin action.
+fn pod_deletion(e2e: &E2e) {
+    let (node, _) = e2e.worker(1);
+    step(&format!(
+        "5. deleting the remoted pod on {node} (as node maintenance does)"
+    ));
+    let old = e2e.remoted_pod_on(node).expect("remoted pod");
+    let start = Instant::now();
+    let o = e2e.kubectl(&[
         "-n",
         NS,
         "delete",
         "pod",
-        &pod2,
+        &old.name,
         "--wait=true",
         "--timeout=300s",
     ]);
     assert!(o.status.success(), "kubectl delete pod: {}", text(&o));
-    let gone_after = del_start.elapsed();
+    let gone = start.elapsed();
     step(&format!(
-        "pod {pod2} gone after {:.1} s (grace period 600 s)",
-        gone_after.as_secs_f64()
+        "   pod {} gone after {:.1} s (grace period 600 s)",
+        old.name,
+        gone.as_secs_f64()
     ));
-    assert!(
-        gone_after < Duration::from_secs(300),
-        "the pod took {gone_after:?} to end"
-    );
-    let v = MonView::parse(&cluster.crm_mon_xml());
-    let bad = crm_failures_or_unclean(&v);
-    assert!(
-        bad.is_empty(),
-        "after the pod deletion: {bad:?}\n{}",
-        cluster.crm_mon_text()
-    );
-    wait_for(
-        "a replacement remoted pod Ready on km-worker2",
-        Duration::from_secs(120),
-        || {
-            remoted_pod_on(node2).and_then(|p| {
-                if p != pod2 {
-                    Ok(p)
-                } else {
-                    Err("old pod".into())
-                }
-            })
-        },
-    );
-    // Pacemaker 2.1.5 stops the connection of a node that shut down gracefully and starts it again
-    // only at its next transition (cluster-recheck-interval, 15 min by default, or any CIB change).
-    // What an admin runs to have it reconnect now (a refresh of the connection makes a transition; a
-    // cleanup does not when nothing failed); the controller does not do it for them yet.
-    let o = support::run_with_timeout(
-        Command::new("crm_resource").args(["--refresh", "--resource", node2]),
-        Duration::from_secs(30),
-    );
-    assert!(o.status.success(), "crm_resource --refresh: {}", text(&o));
+    e2e.assert_clean("after the pod deletion");
     let rejoin = Instant::now();
-    cluster.wait_until(
-        "km-worker2 online with its Dummies started again",
-        Duration::from_secs(60),
-        |v| v.remote_node_up(node2) && support::all_started_on(v, &ids[1], node2),
+    e2e.cluster.wait_until(
+        &format!("{node} online with its Dummies, no admin action"),
+        Duration::from_secs(120),
+        |v| v.remote_node_up(node) && dummies_started(e2e, v),
     );
+    let new = e2e.remoted_pod_on(node).expect("replacement pod");
+    assert_ne!(new.uid, old.uid);
     step(&format!(
-        "km-worker2 back with its Dummies {:.1} s after the refresh",
+        "   {node} back with its Dummies {:.1} s after the old pod ended",
         rejoin.elapsed().as_secs_f64()
     ));
-    let v = MonView::parse(&cluster.crm_mon_xml());
-    let bad = crm_failures_or_unclean(&v);
+    assert_eq!(e2e.pod_attribute(node).as_deref(), Some(new.uid.as_str()));
+    e2e.assert_clean("after the rejoin");
+}
+
+/// Step 6: a rolling restart goes one node at a time and leaves no failure.
+fn rollout(e2e: &E2e) {
+    step("6. kubectl rollout restart daemonset: one node at a time");
+    let before: BTreeSet<String> = e2e
+        .pods()
+        .iter()
+        .filter(|p| p.component == "remoted")
+        .map(|p| p.uid.clone())
+        .collect();
+    let ds = format!("daemonset/{RELEASE}-remoted");
+    let start = Instant::now();
+    e2e.kubectl_ok(&["-n", NS, "rollout", "restart", &ds]);
+    let mut most_offline = 0;
+    let deadline = start + Duration::from_secs(400);
+    loop {
+        let v = e2e.mon();
+        let offline = e2e
+            .workers
+            .iter()
+            .filter(|(n, _)| !v.remote_node_up(n))
+            .count();
+        most_offline = most_offline.max(offline);
+        let bad = e2e.trouble();
+        assert!(
+            bad.is_empty(),
+            "during the rollout: {bad:?}\n{}",
+            e2e.cluster.crm_mon_text()
+        );
+        let pods = e2e.pods();
+        let replaced = pods
+            .iter()
+            .filter(|p| p.component == "remoted" && p.ready && !before.contains(&p.uid))
+            .count();
+        if replaced == e2e.workers.len() && offline == 0 && dummies_started(e2e, &v) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rollout not done within 400 s: {pods:?}\n{}",
+            e2e.cluster.crm_mon_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    step(&format!(
+        "   both pods replaced, both nodes online with their Dummies after {:.1} s; at most {most_offline} node offline at a time",
+        start.elapsed().as_secs_f64()
+    ));
     assert!(
-        bad.is_empty(),
-        "after the rejoin: {bad:?}\n{}",
-        cluster.crm_mon_text()
+        most_offline <= 1,
+        "the rollout took {most_offline} nodes at once"
+    );
+    let status = e2e.kubectl_ok(&["-n", NS, "rollout", "status", &ds, "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+}
+
+/// Steps 7 and 8 (unlabel): the node leaves; then, with two replicas, the leader's pod is
+/// killed as the Node is labelled again, and the new leader configures it exactly once.
+fn unlabel_and_leader_kill(e2e: &E2e) {
+    let (node, ip) = e2e.worker(1);
+    step(&format!(
+        "8a. unlabelling {node}: RemoteNode and CIB entries gone"
+    ));
+    let start = Instant::now();
+    e2e.kubectl_ok(&["label", "node", node, &format!("{REMOTE_LABEL}-")]);
+    wait_for(
+        &format!("RemoteNode {node} deleted"),
+        Duration::from_secs(240),
+        || match e2e.remote_node(node) {
+            None => Ok(()),
+            Some(o) => Err(describe(&o)),
+        },
+    );
+    wait_for(
+        &format!("{node} out of the CIB"),
+        Duration::from_secs(60),
+        || {
+            let left = e2e.in_cib(node);
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    );
+    step(&format!(
+        "   {node} out of Kubernetes and the CIB {:.1} s after unlabelling",
+        start.elapsed().as_secs_f64()
+    ));
+    e2e.assert_clean("after the unlabelling");
+    wait_for(
+        &format!("no remoted pod on {node}"),
+        Duration::from_secs(120),
+        || {
+            let p = e2e.pods();
+            if p.iter().any(|p| p.component == "remoted" && p.node == node) {
+                Err(format!("{p:?}"))
+            } else {
+                Ok(())
+            }
+        },
     );
 
-    step("no pod logs the key");
-    let (b64, hex) = (
-        base64_encode(&key),
-        key.iter()
-            .take(32)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>(),
+    step("7. two controller replicas; the leader's pod killed as the Node is labelled again");
+    let o = e2e.helm(
+        &[
+            "upgrade",
+            RELEASE,
+            support::repo_root()
+                .join("charts/kubemaker")
+                .to_str()
+                .expect("utf-8"),
+            "-n",
+            NS,
+            "--reuse-values",
+            "--set",
+            "controller.replicas=2",
+        ],
+        Duration::from_secs(180),
     );
-    for p in pods() {
-        let logs = kubectl_ok(&["-n", NS, "logs", &p.0]);
-        assert!(!logs.is_empty() || p.1 == "remoted", "{}: no logs", p.0);
+    assert!(o.status.success(), "helm upgrade: {}", text(&o));
+    wait_for(
+        "two controller pods Ready",
+        Duration::from_secs(180),
+        || {
+            let n = e2e
+                .pods()
+                .iter()
+                .filter(|p| p.component == "controller" && p.ready)
+                .count();
+            if n == 2 {
+                Ok(())
+            } else {
+                Err(format!("{n} Ready"))
+            }
+        },
+    );
+    let holder = || {
+        e2e.get(&["-n", NS, "get", "lease", "kubemaker-controller"])
+            .map(|l| str_at(&l, "/spec/holderIdentity"))
+            .unwrap_or_default()
+    };
+    let leader = holder();
+    assert!(
+        e2e.pods().iter().any(|p| p.name == leader),
+        "the Lease holder {leader:?} is not a controller pod: {:?}",
+        e2e.pods()
+    );
+    let kill_start = Instant::now();
+    e2e.kubectl_ok(&[
+        "-n",
+        NS,
+        "delete",
+        "pod",
+        &leader,
+        "--grace-period=0",
+        "--force",
+        "--wait=false",
+    ]);
+    e2e.kubectl_ok(&[
+        "label",
+        "node",
+        node,
+        &format!("{REMOTE_LABEL}=true"),
+        "--overwrite",
+    ]);
+    let rn = e2e.wait_remote_node_ready(node, Duration::from_secs(240));
+    let new_leader = holder();
+    assert!(
+        !new_leader.is_empty() && new_leader != leader,
+        "the Lease is still held by the killed pod {leader}"
+    );
+    step(&format!(
+        "   {node} Ready again {:.1} s after the kill; leader {leader} -> {new_leader}",
+        kill_start.elapsed().as_secs_f64()
+    ));
+    // Exactly once: one RemoteNode (the same object all along), one connection to the node.
+    let uid = str_at(&rn, "/metadata/uid");
+    std::thread::sleep(Duration::from_secs(10));
+    let again = e2e.remote_node(node).expect("RemoteNode");
+    assert_eq!(
+        str_at(&again, "/metadata/uid"),
+        uid,
+        "the RemoteNode was made twice"
+    );
+    let root = kubemaker::wire::Element::parse(&e2e.cluster.cib_xml()).expect("CIB XML");
+    let to_node: Vec<String> = operator::primitives(&root)
+        .iter()
+        .filter(|p| operator::nvpair(p, "instance_attributes", "server").as_deref() == Some(ip))
+        .filter_map(|p| p.attr("id").map(str::to_string))
+        .collect();
+    assert_eq!(to_node, vec![node.to_string()], "connections to {ip}");
+    e2e.cluster.wait_until(
+        "both workers online with their Dummies",
+        Duration::from_secs(120),
+        |v| dummies_started(e2e, v),
+    );
+    e2e.assert_clean("after the controller fail-over");
+}
+
+/// Step 8 (Node deletion) and step 9: the README's uninstall leaves nothing behind.
+fn node_deletion_and_uninstall(e2e: &E2e) {
+    let (node, _) = e2e.worker(0);
+    step("no pod logs the key or the password");
+    let hex: String = e2e
+        .key
+        .iter()
+        .take(32)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let b64 = base64_encode(&e2e.key);
+    for p in e2e.pods() {
+        let logs = e2e.kubectl_ok(&["-n", NS, "logs", &p.name]);
         assert!(
-            !logs.contains(&b64[..64]) && !logs.contains(&hex),
-            "{} logs the authkey",
-            p.0
+            !logs.contains(&b64[..64]) && !logs.contains(&hex) && !logs.contains(&e2e.password),
+            "{} logs a secret",
+            p.name
         );
     }
+    assert!(
+        !e2e.controller_logs().is_empty(),
+        "the controllers log nothing"
+    );
 
-    step("leaving the cluster clean");
-    cluster.reset();
-    let o = support::run_with_timeout(
-        Command::new(format!("{K8S_BIN}/helm"))
-            .env(
-                "KUBECONFIG",
-                "/var/tmp/kubemaker-test/k8s-local/control-plane/admin.kubeconfig",
-            )
-            .args([
-                "uninstall",
-                RELEASE,
-                "-n",
-                NS,
-                "--wait",
-                "--timeout",
-                "300s",
-            ]),
+    step(&format!(
+        "8b. deleting Node {node}: RemoteNode and CIB entries gone"
+    ));
+    // Its Dummies stay pinned to it: Pacemaker stops them as the node leaves.
+    let start = Instant::now();
+    e2e.kubectl_ok(&["delete", "node", node, "--wait=true", "--timeout=120s"]);
+    wait_for(
+        &format!("RemoteNode {node} deleted and {node} out of the CIB"),
+        Duration::from_secs(240),
+        || match (e2e.remote_node(node), e2e.in_cib(node)) {
+            (None, left) if left.is_empty() => Ok(()),
+            (rn, left) => Err(format!("{:?} {left:?}", rn.map(|o| describe(&o)))),
+        },
+    );
+    step(&format!(
+        "   {node} gone {:.1} s after the Node was deleted",
+        start.elapsed().as_secs_f64()
+    ));
+
+    step(
+        "9. uninstall as the README says: unlabel, delete RemoteNodes and the PacemakerCluster, helm uninstall",
+    );
+    let start = Instant::now();
+    e2e.kubectl_ok(&["label", "nodes", "--all", &format!("{REMOTE_LABEL}-")]);
+    e2e.kubectl_ok(&[
+        "delete",
+        "remotenodes",
+        "--all",
+        "--wait=true",
+        "--timeout=240s",
+    ]);
+    e2e.kubectl_ok(&[
+        "delete",
+        "pacemakerclusters",
+        "--all",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    let o = e2e.helm(
+        &[
+            "uninstall",
+            RELEASE,
+            "-n",
+            NS,
+            "--wait",
+            "--timeout",
+            "300s",
+        ],
         Duration::from_secs(320),
     );
     assert!(o.status.success(), "helm uninstall: {}", text(&o));
-    step(&format!("done in {:.0} s", t0.elapsed().as_secs_f64()));
+    for kind in ["remotenodes", "pacemakerclusters"] {
+        let left = e2e.items(&["get", kind]);
+        assert!(left.is_empty(), "{kind} left after uninstall: {left:?}");
+    }
+    wait_for(
+        "no pod left in the namespace",
+        Duration::from_secs(120),
+        || {
+            let p = e2e.items(&["-n", NS, "get", "pods"]);
+            if p.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} pods", p.len()))
+            }
+        },
+    );
+    for (n, _) in &e2e.workers {
+        let left = e2e.in_cib(n);
+        assert!(left.is_empty(), "{n} left in the CIB: {left:?}");
+    }
+    e2e.assert_clean("after the uninstall");
+    step(&format!(
+        "   uninstalled, nothing left, in {:.1} s",
+        start.elapsed().as_secs_f64()
+    ));
+    e2e.cluster.reset();
 }
