@@ -175,7 +175,7 @@ enable_remote_cib() {
     contains " $(id -nG hacluster) " " haclient " || usermod -a -G haclient hacluster
 
     # A random password, unless the current one is still the one the demo set.
-    [ -f "$DEMO_DIR/hacluster-shadow.orig" ] || { umask 077; shadow_hash >"$DEMO_DIR/hacluster-shadow.orig"; }
+    [ -f "$DEMO_DIR/hacluster-shadow.orig" ] || (umask 077; shadow_hash >"$DEMO_DIR/hacluster-shadow.orig")
     if [ -s "$DEMO_DIR/hacluster-password" ] && [ -f "$DEMO_DIR/hacluster-shadow.demo" ] &&
         [ "$(shadow_hash)" = "$(cat "$DEMO_DIR/hacluster-shadow.demo")" ]; then
         say "hacluster: keeping the password the demo set ($DEMO_DIR/hacluster-password)"

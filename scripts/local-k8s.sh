@@ -22,6 +22,9 @@
 # (processes by pid file, namespaces, links, mounts live only inside the nodes' namespaces) are
 # cleaned before starting. Every wait is bounded. State: /var/tmp/kubemaker-test/k8s-local.
 set -euo pipefail
+# The daemons create the files pods see (image snapshots, volumes): a caller's umask 077 would
+# make an image's directories unreadable to non-root containers.
+umask 022
 
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=/var/tmp/kubemaker-test/k8s-local
