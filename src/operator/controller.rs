@@ -164,51 +164,26 @@ async fn reconcile_until(
     let (triggers, _) = broadcast::channel::<Trigger>(4096);
 
     // Nodes: one cache for addresses and auto-join; changes become triggers.
-    let (nodes, node_writer) = reflector::store::<Node>();
-    let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(node_writer)
-        .applied_objects();
-    {
-        let triggers = triggers.clone();
-        tokio::spawn(async move {
-            let mut s = std::pin::pin!(node_events);
-            while let Some(ev) = s.next().await {
-                match ev {
-                    Ok(node) => {
-                        let _ = triggers.send(Trigger::NodeChanged(node.name_any()));
-                    }
-                    Err(e) => warn!(error = %e, "watching Nodes failed; retrying"),
-                }
-            }
-        });
-    }
-
+    let nodes = cache_with_triggers(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        "Nodes",
+        triggers.clone(),
+        |node| Some(Trigger::NodeChanged(node.name_any())),
+    );
     // The chart's remoted pods in our namespace: which one serves a Node (see remoted_pods).
-    let (remoted_pods, pod_writer) = reflector::store::<Pod>();
-    let pod_events = watcher(
+    let remoted_pods = cache_with_triggers(
         Api::<Pod>::namespaced(client.clone(), &namespace),
         watcher::Config::default().labels(remoted_pods::REMOTED_POD_SELECTOR),
-    )
-    .default_backoff()
-    .reflect(pod_writer)
-    .applied_objects();
-    {
-        let triggers = triggers.clone();
-        tokio::spawn(async move {
-            let mut s = std::pin::pin!(pod_events);
-            while let Some(ev) = s.next().await {
-                match ev {
-                    Ok(pod) => {
-                        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                            let _ = triggers.send(Trigger::RemotedPodChanged(node));
-                        }
-                    }
-                    Err(e) => warn!(error = %e, "watching remoted pods failed; retrying"),
-                }
-            }
-        });
-    }
+        "remoted pods",
+        triggers.clone(),
+        |pod| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .map(Trigger::RemotedPodChanged)
+        },
+    );
 
     let rn_api: Api<RemoteNode> = Api::all(client.clone());
     let pc_api: Api<PacemakerCluster> = Api::all(client.clone());
@@ -328,6 +303,45 @@ async fn reconcile_until(
     ready.abort();
     // Close the CIB connections politely.
     ctx.clusters.lock().await.clear();
+}
+
+/// A cache of `api`'s objects, kept by a background watch that sends `trigger(object)` for every
+/// change it sees.
+fn cache_with_triggers<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    triggers: broadcast::Sender<Trigger>,
+    trigger: impl Fn(&K) -> Option<Trigger> + Send + 'static,
+) -> reflector::Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let events = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    tokio::spawn(async move {
+        let mut s = std::pin::pin!(events);
+        while let Some(ev) = s.next().await {
+            match ev {
+                Ok(obj) => {
+                    if let Some(t) = trigger(&obj) {
+                        let _ = triggers.send(t);
+                    }
+                }
+                Err(e) => warn!(error = %e, "watching {what} failed; retrying"),
+            }
+        }
+    });
+    store
 }
 
 /// Whether `store` finished its initial list. kube-runtime's `Store::wait_until_ready` wakes only
