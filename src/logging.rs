@@ -1,7 +1,7 @@
 //! Log set-up shared by all subcommands: human-readable or JSON lines, to stderr and optionally
 //! appended to a log file as well (Pacemaker's `PCMK_logfile`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
@@ -14,8 +14,21 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum LogInitError {
+    #[error("cannot open log file {}: {source}", path.display())]
+    OpenLogFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A global subscriber was already installed.
+    #[error("{0}")]
+    Install(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// `verbosity`: 0 = info, 1 = debug, 2+ = trace. `RUST_LOG` overrides it when set.
-pub fn init(verbosity: u8, format: LogFormat, logfile: Option<&Path>) -> Result<(), String> {
+pub fn init(verbosity: u8, format: LogFormat, logfile: Option<&Path>) -> Result<(), LogInitError> {
     let level = match verbosity {
         0 => "info",
         1 => "debug",
@@ -28,7 +41,10 @@ pub fn init(verbosity: u8, format: LogFormat, logfile: Option<&Path>) -> Result<
                 .create(true)
                 .append(true)
                 .open(p)
-                .map_err(|e| format!("cannot open log file {}: {e}", p.display()))?,
+                .map_err(|source| LogInitError::OpenLogFile {
+                    path: p.to_path_buf(),
+                    source,
+                })?,
         )),
         None => None,
     };
@@ -47,5 +63,5 @@ pub fn init(verbosity: u8, format: LogFormat, logfile: Option<&Path>) -> Result<
             .with_writer(std::io::stderr.and(f))
             .try_init(),
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(LogInitError::Install)
 }

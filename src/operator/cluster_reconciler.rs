@@ -4,7 +4,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -17,14 +17,15 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::cib::model::{Cib, is_true};
-use crate::cib::{ClientConfig, Endpoint, Secret, Transport};
+use crate::cib::{CibError, ClientConfig, Endpoint, Secret, Transport};
 use crate::wire::Element;
 
 use super::authkey_secret::{self, Ensured};
 use super::auto_join::{self, AUTO_JOIN_LABEL};
 use super::cluster_connection::{Changed, ClusterConnection};
-use super::context::{ClusterSlot, Context, Trigger};
+use super::context::{CibConnection, ClusterSlot, Context, Trigger};
 use super::crd::{PacemakerCluster, PacemakerClusterStatus, RemoteNode, TlsMode};
+use super::metrics::PACEMAKER_CLUSTER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -32,6 +33,46 @@ pub enum ClusterError {
     Kube(#[from] kube::Error),
     #[error("{0}")]
     Authkey(#[from] authkey_secret::AuthkeyError),
+}
+
+impl ClusterError {
+    /// The Event reason and `kubemaker_reconcile_failures_total` label of this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ClusterError::Kube(_) => "KubernetesApiError",
+            ClusterError::Authkey(_) => "AuthkeyInvalid",
+        }
+    }
+}
+
+/// Why the controller has no connection to a cluster's CIB; the cluster's status shows it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("reading credentials Secret {name:?}: {source}")]
+    ReadCredentials {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("credentials Secret {0:?} does not exist in the controller's namespace")]
+    NoCredentials(String),
+    #[error("credentials Secret {name:?} has no {key:?} key")]
+    NoPassword { name: String, key: String },
+    #[error("port {0} out of range")]
+    PortOutOfRange(i32),
+    #[error("cannot reach the CIB at {endpoints}: {source}")]
+    Unreachable {
+        endpoints: String,
+        #[source]
+        source: CibError,
+    },
+}
+
+impl ConnectError {
+    /// The Event reason (and status condition reason) of every connection failure.
+    pub fn reason(&self) -> &'static str {
+        "CibUnreachable"
+    }
 }
 
 /// How often a connected cluster's status is refreshed without a notification.
@@ -43,12 +84,21 @@ pub async fn reconcile(
     pc: Arc<PacemakerCluster>,
     ctx: Arc<Context>,
 ) -> Result<Action, ClusterError> {
+    let started = Instant::now();
+    let result = reconcile_cluster(&pc, &ctx).await;
+    let failure = result.as_ref().err().map(ClusterError::reason);
+    ctx.metrics
+        .reconciled(PACEMAKER_CLUSTER, started.elapsed(), failure);
+    result
+}
+
+async fn reconcile_cluster(pc: &PacemakerCluster, ctx: &Context) -> Result<Action, ClusterError> {
     let name = pc.name_any();
     let reference = pc.object_ref(&());
     let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
 
     if pc.metadata.deletion_timestamp.is_some() {
-        drop_connection(&ctx, &name).await;
+        drop_connection(ctx, &name).await;
         return Ok(Action::await_change());
     }
 
@@ -69,10 +119,12 @@ pub async fn reconcile(
         }
         Ok(Ensured::Existing) => {}
         Err(e) => {
+            // Reported, not returned: the connection and status do not depend on it.
+            let e = ClusterError::from(e);
             ctx.event(
                 &reference,
                 EventType::Warning,
-                "AuthkeyInvalid",
+                e.reason(),
                 "CheckAuthkey",
                 e.to_string(),
             )
@@ -81,21 +133,22 @@ pub async fn reconcile(
         }
     }
 
-    let conn = match connect(&pc, &ctx, &secrets).await {
+    let conn = match connect(pc, ctx, &secrets).await {
         Ok(c) => c,
-        Err(message) => {
+        Err(e) => {
+            let message = e.to_string();
             ctx.metrics.set_cib_connected(&name, false);
             ctx.event(
                 &reference,
                 EventType::Warning,
-                "CibUnreachable",
+                e.reason(),
                 "Connect",
                 message.clone(),
             )
             .await;
             write_status(
-                &ctx,
-                &pc,
+                ctx,
+                pc,
                 PacemakerClusterStatus {
                     connection: Some("Failed".into()),
                     message: Some(message),
@@ -116,10 +169,10 @@ pub async fn reconcile(
     status.connection = Some("Connected".into());
     status.connected_endpoint = None;
     status.observed_generation = pc.metadata.generation;
-    write_status(&ctx, &pc, status).await?;
+    write_status(ctx, pc, status).await?;
 
     if let Some(aj) = &pc.spec.auto_join {
-        apply_auto_join(&ctx, &name, &aj.node_selector).await?;
+        apply_auto_join(ctx, &name, &aj.node_selector).await?;
     }
     ctx.succeeded(&format!("pacemakercluster/{name}"));
     Ok(Action::requeue(RESYNC))
@@ -136,7 +189,7 @@ async fn connect(
     pc: &PacemakerCluster,
     ctx: &Context,
     secrets: &Api<KubeSecret>,
-) -> Result<Arc<ClusterConnection>, String> {
+) -> Result<Arc<dyn CibConnection>, ConnectError> {
     let name = pc.name_any();
     let cfg = client_config(pc, secrets).await?;
     let fingerprint = fingerprint(&cfg);
@@ -157,8 +210,11 @@ async fn connect(
         .join(", ");
     let conn = ClusterConnection::open(&name, cfg, cib_change_sender(ctx), ctx.metrics.clone())
         .await
-        .map_err(|e| format!("cannot reach the CIB at {endpoints}: {e}"))?;
-    let conn = Arc::new(conn);
+        .map_err(|source| ConnectError::Unreachable {
+            endpoints: endpoints.clone(),
+            source,
+        })?;
+    let conn: Arc<dyn CibConnection> = Arc::new(conn);
     ctx.clusters.lock().await.insert(
         name.clone(),
         ClusterSlot {
@@ -205,18 +261,16 @@ async fn drop_connection(ctx: &Context, name: &str) {
 async fn client_config(
     pc: &PacemakerCluster,
     secrets: &Api<KubeSecret>,
-) -> Result<ClientConfig, String> {
+) -> Result<ClientConfig, ConnectError> {
     let r = &pc.spec.credentials_secret_ref;
     let secret = secrets
         .get_opt(&r.name)
         .await
-        .map_err(|e| format!("reading credentials Secret {:?}: {e}", r.name))?
-        .ok_or_else(|| {
-            format!(
-                "credentials Secret {:?} does not exist in the controller's namespace",
-                r.name
-            )
-        })?;
+        .map_err(|source| ConnectError::ReadCredentials {
+            name: r.name.clone(),
+            source,
+        })?
+        .ok_or_else(|| ConnectError::NoCredentials(r.name.clone()))?;
     let data = secret.data.unwrap_or_default();
     let text = |key: &str| -> Option<String> {
         data.get(key)
@@ -225,11 +279,9 @@ async fn client_config(
             .filter(|s| !s.is_empty())
     };
     let password_key = r.password_key.as_deref().unwrap_or("password");
-    let password = text(password_key).ok_or_else(|| {
-        format!(
-            "credentials Secret {:?} has no {password_key:?} key",
-            r.name
-        )
+    let password = text(password_key).ok_or_else(|| ConnectError::NoPassword {
+        name: r.name.clone(),
+        key: password_key.to_string(),
     })?;
     let user = text(r.username_key.as_deref().unwrap_or("username"))
         .unwrap_or_else(|| crate::cib::client::DEFAULT_USER.to_string());
@@ -240,10 +292,10 @@ async fn client_config(
         .map(|e| {
             Ok(Endpoint {
                 host: e.host.clone(),
-                port: u16::try_from(e.port).map_err(|_| format!("port {} out of range", e.port))?,
+                port: u16::try_from(e.port).map_err(|_| ConnectError::PortOutOfRange(e.port))?,
             })
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, ConnectError>>()?;
     let transport = match pc.spec.tls_mode {
         TlsMode::Anonymous => Transport::Tls,
         TlsMode::None => Transport::Plain,
@@ -427,6 +479,224 @@ async fn apply_auto_join(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::fixtures::{self, ApiServer, Call, FakeCib, cib_with};
+    use serde_json::Value;
+
+    const PASSWORD: &str = "not-a-real-password";
+
+    /// PacemakerCluster `prod`, its CIB at 127.0.0.1:`port` (port 1: nothing listens).
+    fn cluster(generation: i64, port: i32) -> PacemakerCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "kubemaker.io/v1alpha1", "kind": "PacemakerCluster",
+            "metadata": {"name": "prod", "uid": "uid-prod", "generation": generation},
+            "spec": {
+                "endpoints": [{"host": "127.0.0.1", "port": port}],
+                "tlsMode": "none",
+                "credentialsSecretRef": {"name": "cib-credentials"},
+            },
+        }))
+        .unwrap()
+    }
+
+    fn secret(name: &str, key: &str, value: &[u8]) -> Value {
+        let secret = KubeSecret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(fixtures::NAMESPACE.into()),
+                ..Default::default()
+            },
+            data: Some(
+                [(key.to_string(), k8s_openapi::ByteString(value.to_vec()))]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        serde_json::to_value(secret).unwrap()
+    }
+
+    /// The API server of these tests: the credentials Secret exists, the authkey Secret exists
+    /// when `authkey`, patches of the cluster are accepted.
+    fn api_for(pc: &PacemakerCluster, authkey: bool) -> (kube::Client, ApiServer) {
+        let answer = serde_json::to_value(pc).unwrap();
+        ApiServer::start(Box::new(move |c: &Call| {
+            if c.is("GET", "/secrets/cib-credentials") {
+                (
+                    200,
+                    secret("cib-credentials", "password", PASSWORD.as_bytes()),
+                )
+            } else if c.is("GET", "/secrets/kubemaker-authkey") && authkey {
+                (200, secret("kubemaker-authkey", "authkey", &[7; 4096]))
+            } else if c.is("POST", "/secrets") {
+                (201, c.body.clone())
+            } else if c.is("PATCH", "/pacemakerclusters/prod") {
+                (200, answer.clone())
+            } else {
+                fixtures::status(404, "NotFound")
+            }
+        }))
+    }
+
+    /// The fingerprint the reconciler computes for [`cluster`]'s connection settings.
+    fn fingerprint_of(port: u16) -> u64 {
+        let endpoints = vec![Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+        }];
+        let cfg = ClientConfig::new(endpoints, Transport::Plain, Secret::new(PASSWORD));
+        fingerprint(&cfg)
+    }
+
+    async fn run(
+        pc: &PacemakerCluster,
+        authkey: bool,
+        cib: Option<Arc<FakeCib>>,
+    ) -> (Result<Action, ClusterError>, ApiServer, Arc<Context>) {
+        let (client, server) = api_for(pc, authkey);
+        let ctx = fixtures::context(client, std::slice::from_ref(pc), &[]);
+        if let Some(cib) = cib {
+            fixtures::connect(&ctx, "prod", fingerprint_of(1), cib).await;
+        }
+        let result = reconcile(Arc::new(pc.clone()), ctx.clone()).await;
+        (result, server, ctx)
+    }
+
+    fn written_status(server: &ApiServer) -> Option<PacemakerClusterStatus> {
+        server
+            .api_calls()
+            .iter()
+            .rfind(|c| c.is("PATCH", "/pacemakerclusters/prod/status"))
+            .map(|c| serde_json::from_value(c.body["status"].clone()).unwrap())
+    }
+
+    /// `(type, status, reason, observedGeneration)` of every condition.
+    fn conditions(s: &PacemakerClusterStatus) -> Vec<(String, String, String, Option<i64>)> {
+        s.conditions
+            .iter()
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone(),
+                    c.observed_generation,
+                )
+            })
+            .collect()
+    }
+
+    fn ready(generation: i64) -> Vec<(String, String, String, Option<i64>)> {
+        vec![
+            (
+                "Connected".into(),
+                "True".into(),
+                "Connected".into(),
+                Some(generation),
+            ),
+            (
+                "Ready".into(),
+                "True".into(),
+                "Quorate".into(),
+                Some(generation),
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn create_then_no_op_re_apply_then_spec_change() {
+        let cib = Arc::new(FakeCib::new(cib_with("")));
+
+        // Create: a new authkey Secret, the CIB's facts in the status.
+        let pc = cluster(1, 1);
+        let (result, server, ctx) = run(&pc, false, Some(cib.clone())).await;
+        assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+        assert_eq!(server.event_reasons(), ["AuthkeyCreated"]);
+        let created = server
+            .api_calls()
+            .into_iter()
+            .find(|c| c.is("POST", "/secrets"))
+            .expect("the authkey Secret is created");
+        let key = created.body["data"]["authkey"].as_str().unwrap_or("");
+        assert_eq!(key.len(), 4096usize.div_ceil(3) * 4, "a 4096-byte key");
+        let status = written_status(&server).expect("a status patch");
+        assert_eq!(status.connection.as_deref(), Some("Connected"));
+        assert_eq!(status.dc.as_deref(), Some("node1"));
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!(conditions(&status), ready(1));
+        assert!(
+            ctx.metrics.render().contains(
+                "kubemaker_reconcile_total{resource=\"PacemakerCluster\",result=\"ok\"} 1"
+            )
+        );
+
+        // Again with the status it wrote and the Secret in place: no writes at all.
+        let mut again = pc.clone();
+        again.status = Some(status.clone());
+        let (result, server, _) = run(&again, true, Some(cib.clone())).await;
+        assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+        let writes: Vec<Call> = server
+            .calls()
+            .into_iter()
+            .filter(|c| c.method != "GET")
+            .collect();
+        assert!(writes.is_empty(), "{writes:?}");
+
+        // A spec change (same endpoints): the status follows the new generation.
+        let mut changed = cluster(2, 1);
+        changed.status = Some(status);
+        let (result, server, _) = run(&changed, true, Some(cib)).await;
+        assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+        let status = written_status(&server).expect("a status patch");
+        assert_eq!(status.observed_generation, Some(2));
+        assert_eq!(conditions(&status), ready(2));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cib_is_reported_and_retried() {
+        // Nothing listens on port 1 of the loopback address.
+        let pc = cluster(1, 1);
+        let (result, server, ctx) = run(&pc, true, None).await;
+        match result.unwrap() {
+            a if a == Action::requeue(RETRY_CONNECT) => {}
+            other => panic!("expected a retry after {RETRY_CONNECT:?}: {other:?}"),
+        }
+        assert_eq!(server.event_reasons(), ["CibUnreachable"]);
+        let status = written_status(&server).expect("a status patch");
+        assert_eq!(status.connection.as_deref(), Some("Failed"));
+        let message = status.message.clone().unwrap_or_default();
+        assert!(
+            message.starts_with("cannot reach the CIB at 127.0.0.1:1"),
+            "{message}"
+        );
+        assert!(!message.contains(PASSWORD));
+        let reasons: Vec<(String, String, Option<i64>)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.status.clone(), c.reason.clone(), c.observed_generation))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("False".into(), "CibUnreachable".into(), Some(1)),
+                ("False".into(), "CibUnreachable".into(), Some(1)),
+            ]
+        );
+        assert!(
+            ctx.metrics
+                .render()
+                .contains("kubemaker_cib_connected{cluster=\"prod\"} 0")
+        );
+    }
+
+    #[tokio::test]
+    async fn deletion_closes_the_connection() {
+        let cib = Arc::new(FakeCib::new(cib_with("")));
+        let mut pc = cluster(1, 1);
+        pc.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        let (result, server, ctx) = run(&pc, true, Some(cib)).await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert!(ctx.clusters.lock().await.is_empty());
+        assert!(server.calls().is_empty(), "{:?}", server.calls());
+    }
 
     #[test]
     fn summary_names_the_dc() {

@@ -1,5 +1,6 @@
 //! What every reconcile shares: the Kubernetes client, the caches, the open cluster connections,
-//! the event recorder and the metrics.
+//! the event recorder and the metrics; and [`CibConnection`], the part of a
+//! [`ClusterConnection`] the reconcilers use (so their tests can stand in for a live CIB).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::{Mutex, broadcast};
 use tracing::debug;
 
-use super::cluster_connection::{Changed, ClusterConnection};
+use futures::future::BoxFuture;
+
+use crate::cib::plan::DesiredNode;
+
+use super::cluster_connection::{Changed, ClusterConnection, Snapshot, WriteError, WriteOutcome};
 use super::crd::{PacemakerCluster, RemoteNode};
 use super::metrics::Metrics;
 
@@ -27,11 +32,52 @@ pub enum Trigger {
     RemotedPodChanged(String),
 }
 
+/// What the reconcilers need of a cluster's CIB connection.
+pub trait CibConnection: Send + Sync {
+    /// Whether the connection still runs.
+    fn is_alive(&self) -> bool;
+    /// The CIB as last read.
+    fn snapshot(&self) -> Arc<Snapshot>;
+    /// Brings node `desired` into the CIB (batched with other writes).
+    fn write(&self, desired: DesiredNode) -> BoxFuture<'_, Result<WriteOutcome, WriteError>>;
+    /// Stops and removes node `name`; the number of CIB transactions its batch used.
+    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, String>>;
+}
+
+impl CibConnection for ClusterConnection {
+    fn is_alive(&self) -> bool {
+        ClusterConnection::is_alive(self)
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        ClusterConnection::snapshot(self)
+    }
+
+    fn write(&self, desired: DesiredNode) -> BoxFuture<'_, Result<WriteOutcome, WriteError>> {
+        Box::pin(ClusterConnection::write(self, desired))
+    }
+
+    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, String>> {
+        Box::pin(ClusterConnection::remove(self, name))
+    }
+}
+
 /// An open connection and what it was opened with.
 pub struct ClusterSlot {
     /// Fingerprint of the endpoints, TLS mode and credentials (hashed, never the password).
     pub fingerprint: u64,
-    pub conn: Arc<ClusterConnection>,
+    pub conn: Arc<dyn CibConnection>,
+}
+
+/// Why a RemoteNode has no PacemakerCluster to belong to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterLookupError {
+    #[error("PacemakerCluster {0:?} does not exist")]
+    Missing(String),
+    #[error("no PacemakerCluster exists; create one first")]
+    NoneExists,
+    #[error("spec.clusterRef is required when several PacemakerClusters exist ({})", .0.join(", "))]
+    Ambiguous(Vec<String>),
 }
 
 pub struct Context {
@@ -79,7 +125,7 @@ impl Context {
     }
 
     /// The open connection to `cluster`, if the cluster reconciler has one.
-    pub async fn connection(&self, cluster: &str) -> Option<Arc<ClusterConnection>> {
+    pub async fn connection(&self, cluster: &str) -> Option<Arc<dyn CibConnection>> {
         let map = self.clusters.lock().await;
         map.get(cluster)
             .map(|s| s.conn.clone())
@@ -87,23 +133,19 @@ impl Context {
     }
 
     /// The PacemakerCluster a RemoteNode belongs to: its clusterRef, or the only one there is.
-    pub fn cluster_of(&self, rn: &RemoteNode) -> Result<Arc<PacemakerCluster>, String> {
+    pub fn cluster_of(&self, rn: &RemoteNode) -> Result<Arc<PacemakerCluster>, ClusterLookupError> {
         match &rn.spec.cluster_ref {
             Some(r) => self
                 .pacemaker_clusters
                 .get(&ObjectRef::new(&r.name))
-                .ok_or_else(|| format!("PacemakerCluster {:?} does not exist", r.name)),
+                .ok_or_else(|| ClusterLookupError::Missing(r.name.clone())),
             None => {
                 let all = self.pacemaker_clusters.state();
                 match all.as_slice() {
                     [one] => Ok(one.clone()),
-                    [] => Err("no PacemakerCluster exists; create one first".into()),
-                    _ => Err(format!(
-                        "spec.clusterRef is required when several PacemakerClusters exist ({})",
-                        all.iter()
-                            .filter_map(|c| c.metadata.name.clone())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                    [] => Err(ClusterLookupError::NoneExists),
+                    _ => Err(ClusterLookupError::Ambiguous(
+                        all.iter().filter_map(|c| c.metadata.name.clone()).collect(),
                     )),
                 }
             }

@@ -46,10 +46,23 @@ pub enum Exit {
     LostLeadership,
 }
 
-pub async fn run(opts: Options) -> Result<Exit, String> {
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no Kubernetes API access (KUBECONFIG or in-cluster config): {0}")]
+    NoApiAccess(#[source] kube::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub async fn run(opts: Options) -> Result<Exit, StartError> {
     let client = Client::try_default()
         .await
-        .map_err(|e| format!("no Kubernetes API access (KUBECONFIG or in-cluster config): {e}"))?;
+        .map_err(StartError::NoApiAccess)?;
     let namespace = opts
         .namespace
         .clone()
@@ -57,7 +70,10 @@ pub async fn run(opts: Options) -> Result<Exit, String> {
     let metrics = Arc::new(Metrics::default());
     http_endpoints::serve(opts.metrics_addr, metrics.clone())
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.metrics_addr))?;
+        .map_err(|source| StartError::Listen {
+            addr: opts.metrics_addr,
+            source,
+        })?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -1,18 +1,27 @@
-//! `/healthz`, `/readyz` and `/metrics` over plain HTTP/1.x. Three fixed GET routes for a
-//! kubelet probe and a Prometheus scraper: a small hand-written responder, one request per
-//! connection, bounded in size and time.
+//! `/healthz`, `/readyz` and `/metrics` over HTTP/1.1 with hyper (the HTTP stack the Kubernetes
+//! client already uses): three fixed GET routes for a kubelet probe and a Prometheus scraper.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 use tracing::{debug, info};
 
 use super::metrics::Metrics;
 
-const MAX_REQUEST: usize = 8192;
+const TEXT: &str = "text/plain; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// A client that has not sent its request head by then is dropped.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds now (so a taken port fails start-up) and serves in the background.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
@@ -27,10 +36,18 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<S
             };
             let metrics = metrics.clone();
             tokio::spawn(async move {
-                if let Err(e) =
-                    tokio::time::timeout(Duration::from_secs(10), answer(sock, &metrics)).await
-                {
-                    debug!(%peer, error = %e, "HTTP request timed out");
+                let service = service_fn(move |req| {
+                    let metrics = metrics.clone();
+                    async move { Ok::<_, Infallible>(route(&req, &metrics)) }
+                });
+                let served = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(sock), service)
+                    .await;
+                if let Err(e) = served {
+                    debug!(%peer, error = %e, "HTTP connection failed");
                 }
             });
         }
@@ -38,66 +55,53 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<S
     Ok(bound)
 }
 
-async fn answer(mut sock: TcpStream, metrics: &Metrics) {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    // Read the request head only.
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
-        match sock.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if buf.len() > MAX_REQUEST {
-            break;
-        }
+fn route<B>(req: &Request<B>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET\n".into());
     }
-    let head = String::from_utf8_lossy(&buf);
-    let mut words = head.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (code, ctype, body) = route(method, path, metrics);
-    let reply = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = sock.write_all(reply.as_bytes()).await;
-    let _ = sock.shutdown().await;
-}
-
-fn route(method: &str, path: &str, metrics: &Metrics) -> (&'static str, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    if method != "GET" && method != "HEAD" {
-        return ("405 Method Not Allowed", TEXT, "only GET\n".into());
-    }
-    match path {
-        "/healthz" | "/livez" => ("200 OK", TEXT, "ok\n".into()),
-        "/readyz" if metrics.is_ready() => ("200 OK", TEXT, "ok\n".into()),
-        "/readyz" => (
-            "503 Service Unavailable",
+    match req.uri().path() {
+        "/healthz" | "/livez" => reply(StatusCode::OK, TEXT, "ok\n".into()),
+        "/readyz" if metrics.is_ready() => reply(StatusCode::OK, TEXT, "ok\n".into()),
+        "/readyz" => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
             TEXT,
             "caches not synced yet\n".into(),
         ),
-        "/metrics" => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
-        _ => ("404 Not Found", TEXT, "not found\n".into()),
+        "/metrics" => reply(StatusCode::OK, OPENMETRICS, metrics.render()),
+        _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n".into()),
     }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
-    async fn get(addr: SocketAddr, path: &str) -> String {
+    /// The status code and body of a `GET path` sent as HTTP/1.0, as simple probes do.
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
             .await
             .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
-        out
+        let code = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+        (code, body.unwrap_or_default())
     }
 
     #[tokio::test]
@@ -106,16 +110,18 @@ mod tests {
         let addr = serve("127.0.0.1:0".parse().unwrap(), m.clone())
             .await
             .unwrap();
-        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
-        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        assert_eq!(get(addr, "/healthz").await, (200, "ok\n".into()));
+        assert_eq!(get(addr, "/readyz").await.0, 503);
         m.set_ready(true);
-        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
-        assert!(get(addr, "/metrics").await.contains("kubemaker_leader 0"));
-        assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+        assert_eq!(get(addr, "/readyz?verbose").await.0, 200);
+        let (code, body) = get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        assert!(body.lines().any(|l| l == "kubemaker_leader 0"), "{body}");
+        assert_eq!(get(addr, "/nope").await.0, 404);
         // Garbage gets an answer and leaves the server serving.
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(&[0xff; 100]).await.unwrap();
         s.shutdown().await.unwrap();
-        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        assert_eq!(get(addr, "/healthz").await.0, 200);
     }
 }

@@ -3,6 +3,11 @@
 //! record has not changed for `lease_duration` as measured on *our* clock (so clock skew between
 //! replicas does not matter); every update carries the resourceVersion read, so two candidates
 //! cannot both win. A leader that cannot renew within the renew deadline stops leading.
+//!
+//! Kept rather than a crate: `kube-leader-election` is still on kube 4, and `kube-lease-manager`
+//! (on kube 5) judges expiry by the holder's `renewTime` against the local wall clock, so clock
+//! skew between nodes shortens or stretches a lease, and it writes by server-side apply, which the
+//! chart's Role (get, create, update on Leases) does not allow.
 
 use std::time::{Duration, Instant};
 

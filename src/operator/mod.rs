@@ -20,6 +20,8 @@ pub mod cluster_reconciler;
 pub mod context;
 pub mod controller;
 pub mod crd;
+#[cfg(test)]
+mod fixtures;
 pub mod http_endpoints;
 pub mod leader_election;
 pub mod metrics;

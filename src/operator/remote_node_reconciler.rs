@@ -23,6 +23,7 @@ use crate::cib::validate;
 use super::cluster_connection::{WriteError, WriteOutcome};
 use super::context::Context;
 use super::crd::{NodeType, RemoteNode, RemoteNodeStatus};
+use super::metrics::REMOTE_NODE;
 use super::node_status::{self, Inputs, Outcome, READY};
 use super::remoted_pods::{self, REMOTED_POD_ATTRIBUTE};
 use crate::cib::status::NodeStatus;
@@ -39,8 +40,44 @@ pub enum ReconcileError {
     Kube(#[from] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(Box<finalizer::Error<ReconcileError>>),
+    /// Writing the node into the cluster's CIB failed.
     #[error("CIB of cluster {cluster}: {message}")]
     Cib { cluster: String, message: String },
+    /// Removing the node from the cluster's CIB failed.
+    #[error("CIB of cluster {cluster}: {message}")]
+    Removal { cluster: String, message: String },
+    /// The node is to be removed, but there is no connection to its cluster's CIB.
+    #[error(
+        "CIB of cluster {0}: not connected; the node will be removed once the CIB is reachable"
+    )]
+    NotConnected(String),
+}
+
+impl ReconcileError {
+    /// The Event reason and `kubemaker_reconcile_failures_total` label of this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReconcileError::Kube(_) => "KubernetesApiError",
+            ReconcileError::Finalizer(e) => match e.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
+                finalizer::Error::AddFinalizer(_)
+                | finalizer::Error::RemoveFinalizer(_)
+                | finalizer::Error::UnnamedObject
+                | finalizer::Error::InvalidFinalizer => "FinalizerFailed",
+            },
+            ReconcileError::Cib { .. } | ReconcileError::NotConnected(_) => "CibUnavailable",
+            ReconcileError::Removal { .. } => "RemovalFailed",
+        }
+    }
+}
+
+/// Why the address of a RemoteNode is not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("Kubernetes Node {0:?} does not exist")]
+    NoNode(String),
+    #[error("Kubernetes Node {0:?} has no InternalIP address")]
+    NoInternalIp(String),
 }
 
 pub async fn reconcile(rn: Arc<RemoteNode>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -61,7 +98,9 @@ pub async fn reconcile(rn: Arc<RemoteNode>, ctx: Arc<Context>) -> Result<Action,
         }
         other => other.map_err(|e| ReconcileError::Finalizer(Box::new(e))),
     };
-    ctx.metrics.reconciled(result.is_ok(), started.elapsed());
+    let failure = result.as_ref().err().map(ReconcileError::reason);
+    ctx.metrics
+        .reconciled(REMOTE_NODE, started.elapsed(), failure);
     if result.is_ok() {
         ctx.succeeded(&format!("remotenode/{name}"));
     }
@@ -76,7 +115,7 @@ pub fn error_policy(rn: Arc<RemoteNode>, err: &ReconcileError, ctx: Arc<Context>
 
 /// The address the cluster should connect to: `spec.address`, else the bound Node's InternalIP.
 /// `Err` when the spec names a Node that does not exist or has no InternalIP.
-fn resolve_address(rn: &RemoteNode, ctx: &Context) -> Result<Option<String>, String> {
+fn resolve_address(rn: &RemoteNode, ctx: &Context) -> Result<Option<String>, AddressError> {
     if let Some(a) = &rn.spec.address {
         return Ok(Some(a.clone()));
     }
@@ -86,10 +125,10 @@ fn resolve_address(rn: &RemoteNode, ctx: &Context) -> Result<Option<String>, Str
     let node = ctx
         .nodes
         .get(&ObjectRef::<Node>::new(node_name))
-        .ok_or_else(|| format!("Kubernetes Node {node_name:?} does not exist"))?;
+        .ok_or_else(|| AddressError::NoNode(node_name.clone()))?;
     internal_ip(&node)
         .map(Some)
-        .ok_or_else(|| format!("Kubernetes Node {node_name:?} has no InternalIP address"))
+        .ok_or_else(|| AddressError::NoInternalIp(node_name.clone()))
 }
 
 pub fn internal_ip(node: &Node) -> Option<String> {
@@ -107,8 +146,8 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
     let reference = rn.object_ref(&());
     let cluster = match ctx.cluster_of(rn) {
         Ok(c) => c,
-        Err(message) => {
-            let outcome = Outcome::failed("ClusterNotFound", message);
+        Err(e) => {
+            let outcome = Outcome::failed("ClusterNotFound", e.to_string());
             publish_status(ctx, rn, &name, None, None, &outcome, None).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
@@ -117,7 +156,8 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
 
     let address = match resolve_address(rn, ctx) {
         Ok(a) => a,
-        Err(message) => {
+        Err(e) => {
+            let message = e.to_string();
             let outcome = Outcome::failed("AddressUnknown", message.clone());
             warn_once(ctx, rn, &reference, "AddressUnknown", &message).await;
             publish_status(ctx, rn, &name, None, None, &outcome, None).await?;
@@ -211,15 +251,19 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
             Ok(WriteOutcome::Unchanged) => Outcome::Configured,
             Err(WriteError::Invalid(problems)) => refused(ctx, rn, &reference, &problems).await,
             Err(WriteError::Cib(message)) => {
+                let err = ReconcileError::Cib {
+                    cluster: cluster_name,
+                    message: message.clone(),
+                };
                 ctx.event(
                     &reference,
                     EventType::Warning,
-                    "CibUnavailable",
+                    err.reason(),
                     "WriteCib",
                     message.clone(),
                 )
                 .await;
-                let outcome = Outcome::failed("CibUnavailable", message.clone());
+                let outcome = Outcome::failed(err.reason(), message);
                 publish_status(
                     ctx,
                     rn,
@@ -230,10 +274,7 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
                     None,
                 )
                 .await?;
-                return Err(ReconcileError::Cib {
-                    cluster: cluster_name,
-                    message,
-                });
+                return Err(err);
             }
         }
     };
@@ -408,10 +449,7 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
         return Ok(Action::await_change());
     }
     let Some(conn) = ctx.connection(&cluster_name).await else {
-        return Err(ReconcileError::Cib {
-            cluster: cluster_name,
-            message: "not connected; the node will be removed once the CIB is reachable".into(),
-        });
+        return Err(ReconcileError::NotConnected(cluster_name));
     };
     let owned = owns_node(&conn.snapshot().cib, rn, &name);
     if !owned {
@@ -461,18 +499,19 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
             Ok(Action::await_change())
         }
         Err(message) => {
+            let err = ReconcileError::Removal {
+                cluster: cluster_name,
+                message: message.clone(),
+            };
             ctx.event(
                 &reference,
                 EventType::Warning,
-                "RemovalFailed",
+                err.reason(),
                 "RemoveFromCib",
-                message.clone(),
+                message,
             )
             .await;
-            Err(ReconcileError::Cib {
-                cluster: cluster_name,
-                message,
-            })
+            Err(err)
         }
     }
 }
@@ -498,4 +537,245 @@ pub fn owns_node(cib: &crate::wire::Element, rn: &RemoteNode, name: &str) -> boo
         .iter()
         .any(|p| p.id().eq_ignore_ascii_case(name));
     !foreign && (view.node_entry(name).is_some() || view.node_state(name).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::crd::PacemakerCluster;
+    use crate::operator::fixtures::{self, ApiServer, Call, FakeCib, cib_with};
+    use serde_json::Value;
+
+    const CLUSTER: &str = "prod";
+
+    fn cluster() -> PacemakerCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "kubemaker.io/v1alpha1", "kind": "PacemakerCluster",
+            "metadata": {"name": CLUSTER, "uid": "uid-prod", "generation": 1},
+            "spec": {
+                "endpoints": [{"host": "127.0.0.1", "port": 1}],
+                "tlsMode": "none",
+                "credentialsSecretRef": {"name": "cib-credentials"},
+            },
+        }))
+        .unwrap()
+    }
+
+    /// RemoteNode `a` at `address`, carrying the finalizer when `finalized`.
+    fn remote_node(address: &str, generation: i64, finalized: bool) -> RemoteNode {
+        let finalizers: Vec<&str> = if finalized { vec![FINALIZER] } else { vec![] };
+        serde_json::from_value(json!({
+            "apiVersion": "kubemaker.io/v1alpha1", "kind": "RemoteNode",
+            "metadata": {
+                "name": "a", "uid": "uid-a", "generation": generation,
+                "finalizers": finalizers,
+            },
+            "spec": {"clusterRef": {"name": CLUSTER}, "address": address},
+        }))
+        .unwrap()
+    }
+
+    fn deleted(mut rn: RemoteNode) -> RemoteNode {
+        rn.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+        );
+        rn
+    }
+
+    /// An API server that accepts every patch of RemoteNode `rn`, answering with it.
+    fn api_for(rn: &RemoteNode) -> (kube::Client, ApiServer) {
+        let answer = serde_json::to_value(rn).unwrap();
+        ApiServer::start(Box::new(move |c: &Call| {
+            if c.is("PATCH", "/remotenodes/a") {
+                (200, answer.clone())
+            } else {
+                fixtures::status(404, "NotFound")
+            }
+        }))
+    }
+
+    async fn run(
+        rn: &RemoteNode,
+        cib: Option<Arc<FakeCib>>,
+    ) -> (Result<Action, ReconcileError>, ApiServer, Arc<Context>) {
+        let (client, server) = api_for(rn);
+        let ctx = fixtures::context(client, &[cluster()], std::slice::from_ref(rn));
+        if let Some(cib) = cib {
+            fixtures::connect(&ctx, CLUSTER, 0, cib).await;
+        }
+        let result = reconcile(Arc::new(rn.clone()), ctx.clone()).await;
+        (result, server, ctx)
+    }
+
+    /// The status the reconcile wrote (the last status patch), if any.
+    fn written_status(server: &ApiServer) -> Option<RemoteNodeStatus> {
+        server
+            .api_calls()
+            .iter()
+            .rfind(|c| c.is("PATCH", "/remotenodes/a/status"))
+            .map(|c| serde_json::from_value(c.body["status"].clone()).unwrap())
+    }
+
+    /// `(status, reason, observedGeneration)` of the Configured condition.
+    fn configured(status: &RemoteNodeStatus) -> (String, String, Option<i64>) {
+        let c = node_status::find(&status.conditions, node_status::CONFIGURED).unwrap();
+        (c.status.clone(), c.reason.clone(), c.observed_generation)
+    }
+
+    fn with_status(mut rn: RemoteNode, status: RemoteNodeStatus) -> RemoteNode {
+        rn.status = Some(status);
+        rn
+    }
+
+    fn has_primitive(cib: &FakeCib, id: &str) -> bool {
+        Cib::new(&cib.snapshot().cib)
+            .primitives()
+            .iter()
+            .any(|p| p.id() == id)
+    }
+
+    use crate::operator::context::CibConnection;
+
+    #[tokio::test]
+    async fn a_new_object_gets_the_finalizer_first() {
+        let rn = remote_node("192.0.2.10", 1, false);
+        let cib = Arc::new(FakeCib::new(cib_with("")));
+        let (result, server, _) = run(&rn, Some(cib.clone())).await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        let calls = server.api_calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(calls[0].is("PATCH", "/remotenodes/a"));
+        assert!(calls[0].body.to_string().contains(FINALIZER));
+        assert!(cib.writes.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn create_then_no_op_re_apply_then_spec_change() {
+        let cib = Arc::new(FakeCib::new(cib_with("")));
+
+        // Create: written into the CIB, reported, status Configured for generation 1.
+        let rn = remote_node("192.0.2.10", 1, true);
+        let (result, server, ctx) = run(&rn, Some(cib.clone())).await;
+        assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+        assert_eq!(*cib.writes.lock().unwrap(), ["a"]);
+        assert!(has_primitive(&cib, "a"));
+        assert_eq!(server.event_reasons(), ["Configured"]);
+        let status = written_status(&server).expect("a status patch");
+        assert_eq!(
+            configured(&status),
+            ("True".into(), "Configured".into(), Some(1))
+        );
+        assert!(
+            ctx.metrics
+                .render()
+                .contains("kubemaker_reconcile_total{resource=\"RemoteNode\",result=\"ok\"} 1")
+        );
+
+        // The same object again, with the status it wrote: nothing to write, nothing to report.
+        let again = with_status(rn.clone(), status.clone());
+        let (result, server, _) = run(&again, Some(cib.clone())).await;
+        assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+        assert_eq!(cib.writes.lock().unwrap().len(), 1, "no second write");
+        assert!(server.calls().is_empty(), "{:?}", server.calls());
+
+        // A spec change: written again, status for generation 2.
+        let changed = with_status(remote_node("192.0.2.11", 2, true), status);
+        let (result, server, _) = run(&changed, Some(cib.clone())).await;
+        assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+        assert_eq!(cib.writes.lock().unwrap().len(), 2);
+        assert_eq!(server.event_reasons(), ["Configured"]);
+        let status = written_status(&server).expect("a status patch");
+        assert_eq!(
+            configured(&status),
+            ("True".into(), "Configured".into(), Some(2))
+        );
+        assert_eq!(status.address.as_deref(), Some("192.0.2.11"));
+    }
+
+    #[tokio::test]
+    async fn a_name_clash_leaves_the_other_resource_alone() {
+        let other = r#"<primitive id="a" class="ocf" provider="heartbeat" type="Dummy"/>"#;
+        let cib = Arc::new(FakeCib::new(cib_with(other)));
+        let rn = remote_node("192.0.2.10", 1, true);
+        let (result, server, _) = run(&rn, Some(cib.clone())).await;
+        assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(60)));
+        assert!(cib.writes.lock().unwrap().is_empty());
+        assert_eq!(server.event_reasons(), ["NameClash"]);
+        let status = written_status(&server).expect("a status patch");
+        assert_eq!(
+            configured(&status),
+            ("False".into(), "NameClash".into(), Some(1))
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_cib_connection_the_status_says_so() {
+        let rn = remote_node("192.0.2.10", 1, true);
+        let (result, server, _) = run(&rn, None).await;
+        assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(10)));
+        let status = written_status(&server).expect("a status patch");
+        assert_eq!(
+            configured(&status),
+            ("False".into(), "CibUnavailable".into(), Some(1))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_cib_write_is_an_error_with_its_reason() {
+        let cib = Arc::new(FakeCib::failing(cib_with(""), "connection reset"));
+        let rn = remote_node("192.0.2.10", 1, true);
+        let (result, server, ctx) = run(&rn, Some(cib)).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.reason(), "CibUnavailable");
+        assert!(err.to_string().contains("connection reset"), "{err}");
+        assert_eq!(server.event_reasons(), ["CibUnavailable"]);
+        let status = written_status(&server).expect("a status patch");
+        assert_eq!(configured(&status).1, "CibUnavailable");
+        let metrics = ctx.metrics.render();
+        assert!(
+            metrics.contains(
+                "kubemaker_reconcile_failures_total{resource=\"RemoteNode\",reason=\"CibUnavailable\"} 1"
+            ),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn deletion_removes_the_node_before_the_finalizer() {
+        let cib = Arc::new(FakeCib::new(cib_with("")));
+        let rn = remote_node("192.0.2.10", 1, true);
+        run(&rn, Some(cib.clone())).await.0.unwrap();
+        assert!(has_primitive(&cib, "a"));
+
+        let gone = deleted(rn);
+        let (result, server, _) = run(&gone, Some(cib.clone())).await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert_eq!(*cib.removals.lock().unwrap(), ["a"]);
+        assert!(!has_primitive(&cib, "a"));
+        assert_eq!(server.event_reasons(), ["Removing", "Removed"]);
+        let calls = server.api_calls();
+        let last = calls.last().expect("the finalizer patch");
+        assert!(last.is("PATCH", "/remotenodes/a"), "{calls:?}");
+        let ops: Vec<&Value> = last
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| &o["op"])
+            .collect();
+        assert!(ops.contains(&&json!("remove")), "{last:?}");
+    }
+
+    #[tokio::test]
+    async fn deletion_waits_for_the_cib() {
+        let gone = deleted(remote_node("192.0.2.10", 1, true));
+        let (result, server, _) = run(&gone, None).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.reason(), "CibUnavailable");
+        assert!(
+            server.api_calls().is_empty(),
+            "the finalizer stays: {:?}",
+            server.api_calls()
+        );
+    }
 }
