@@ -12,6 +12,9 @@
 //! - [`node_status`]: pure mapping from Pacemaker's view to the RemoteNode status.
 //! - [`remoted_pods`]: which remoted pod serves a Node, recorded so Pacemaker reconnects at once
 //!   when a replacement pod is Ready.
+//! - [`context`]: what every reconcile shares; its `CibConnection` trait is the part of a cluster
+//!   connection the reconcilers use, which the unit tests' `fixtures` (a mocked API server and
+//!   an in-memory CIB) stand in for.
 
 pub mod authkey_secret;
 pub mod auto_join;

@@ -636,6 +636,39 @@ mod tests {
 
     use crate::operator::context::CibConnection;
 
+    #[test]
+    fn each_error_kind_has_one_reason() {
+        let removal = || ReconcileError::Removal {
+            cluster: "c".into(),
+            message: "stop timed out".into(),
+        };
+        let wrapped = |e| ReconcileError::Finalizer(Box::new(e));
+        for (err, reason) in [
+            (
+                ReconcileError::Cib {
+                    cluster: "c".into(),
+                    message: "m".into(),
+                },
+                "CibUnavailable",
+            ),
+            (ReconcileError::NotConnected("c".into()), "CibUnavailable"),
+            (removal(), "RemovalFailed"),
+            (
+                wrapped(finalizer::Error::CleanupFailed(removal())),
+                "RemovalFailed",
+            ),
+            (
+                wrapped(finalizer::Error::ApplyFailed(ReconcileError::NotConnected(
+                    "c".into(),
+                ))),
+                "CibUnavailable",
+            ),
+            (wrapped(finalizer::Error::UnnamedObject), "FinalizerFailed"),
+        ] {
+            assert_eq!(err.reason(), reason, "{err}");
+        }
+    }
+
     #[tokio::test]
     async fn a_new_object_gets_the_finalizer_first() {
         let rn = remote_node("192.0.2.10", 1, false);
