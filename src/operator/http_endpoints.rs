@@ -22,6 +22,8 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// A client that has not sent its request head by then is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// No connection lives longer: one request, one answer.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Binds now (so a taken port fails start-up) and serves in the background.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
@@ -40,14 +42,16 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<S
                     let metrics = metrics.clone();
                     async move { Ok::<_, Infallible>(route(&req, &metrics)) }
                 });
-                let served = http1::Builder::new()
+                let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
                     .keep_alive(false)
-                    .serve_connection(TokioIo::new(sock), service)
-                    .await;
-                if let Err(e) = served {
-                    debug!(%peer, error = %e, "HTTP connection failed");
+                    .serve_connection(TokioIo::new(sock), service);
+                // A client that reads its answer too slowly is dropped as well.
+                match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(%peer, error = %e, "HTTP connection failed"),
+                    Err(_) => debug!(%peer, "HTTP connection timed out"),
                 }
             });
         }
