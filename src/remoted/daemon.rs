@@ -1,6 +1,6 @@
 //! The state every connection shares: the client registry, the executor, the TLS server and the
 //! id counters. Ways to the other subsystems (shutdown control, local IPC) are not here: handlers
-//! return effects and [`super::routing::Routes`] delivers them.
+//! return effects and `routing::Routes` delivers them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

@@ -9,7 +9,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
-use super::Daemon;
+use super::daemon::Daemon;
 use super::routing::Routes;
 use super::session;
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::Daemon;
+use super::daemon::Daemon;
 use super::clients::Outbox;
 use super::requests::{self, Origin};
 use super::routing::{Routes, ToLocal};

@@ -1,5 +1,5 @@
 //! The IPC proxy, cluster side of the link: what an `ipc_fwd` message from the cluster asks for
-//! (shutdown answers for the main loop, traffic for local tools for [`super::local_ipc`]), and the
+//! (shutdown answers for the main loop, traffic for local tools for the local IPC driver), and the
 //! `shutdown_req` the daemon sends when it is asked to stop.
 
 use tracing::{info, warn};

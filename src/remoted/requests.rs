@@ -4,13 +4,13 @@
 //!
 //! Handlers touch only the executor and the client registry. What should happen elsewhere
 //! (shutdown answers, traffic for local tools, a fatal stop) comes back as an
-//! [`Effect`](super::routing::Effect) in the [`Outcome`], which the caller routes.
+//! [`Effect`] in the [`Outcome`], which the caller routes.
 
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::Daemon;
+use super::daemon::Daemon;
 use super::agents::AgentSpec;
 use super::executor::{ExecRequest, rc};
 use super::proxy;

@@ -1,6 +1,6 @@
 //! What handling a message leads to, and where each part of it goes.
 //!
-//! Request handlers ([`super::requests`]) reach no subsystem but the executor and the client
+//! Request handlers (`requests`) reach no subsystem but the executor and the client
 //! registry: they return an [`Outcome`] (the reply, the notify for every client, and an
 //! [`Effect`] on another subsystem). The session and the local IPC driver hand it to
 //! [`Routes::deliver`], the one place where those parts are sent on.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::Daemon;
+use super::daemon::Daemon;
 use super::clients::Outbox;
 use super::requests;
 use super::routing::{Effect, Routes, ToLocal};
