@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::daemon::Daemon;
 use super::clients::Outbox;
+use super::daemon::Daemon;
 use super::requests::{self, Origin};
 use super::routing::{Routes, ToLocal};
 use crate::ipc::{AcceptPolicy, ConnId, IpcEvent, IpcServers, IpcTransport, Peer};

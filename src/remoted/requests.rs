@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::daemon::Daemon;
 use super::agents::AgentSpec;
+use super::daemon::Daemon;
 use super::executor::{ExecRequest, rc};
 use super::proxy;
 use super::routing::{Effect, Outcome};
@@ -471,6 +471,50 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rule(op: &str) -> Notify {
+        OPERATIONS
+            .iter()
+            .find(|(name, _, _)| *name == op)
+            .map_or(Notify::Never, |&(_, _, notify)| notify)
+    }
+
+    /// Pacemaker's execd: a generic notify after poke and rsc_register always, after
+    /// rsc_unregister only when it worked (or is in progress), never after anything else.
+    #[test]
+    fn which_operations_notify() {
+        let einval = i64::from(rc::EINVAL);
+        let in_progress = i64::from(rc::EINPROGRESS);
+        let cases: &[(&str, i64, bool)] = &[
+            ("lrmd_rsc_poke", 0, true),
+            ("lrmd_rsc_register", 0, true),
+            ("lrmd_rsc_register", einval, true),
+            ("lrmd_rsc_unregister", 0, true),
+            ("lrmd_rsc_unregister", in_progress, true),
+            ("lrmd_rsc_unregister", einval, false),
+            ("register", 0, false),
+            ("lrmd_check", 0, false),
+            ("lrmd_rsc_info", 0, false),
+            ("lrmd_rsc_exec", 42, false),
+            ("lrmd_rsc_cancel", 0, false),
+            ("lrmd_get_recurring", 0, false),
+            ("lrmd_alert_exec", 0, false),
+            ("ipc_fwd", 0, false),
+            ("lrmd_rsc_metadata", 0, false),
+        ];
+        for &(op, rc, notifies) in cases {
+            assert_eq!(rule(op).after(rc), notifies, "{op} rc {rc}");
+        }
+    }
+
+    #[test]
+    fn each_operation_is_in_the_table_once() {
+        let mut names: Vec<&str> = OPERATIONS.iter().map(|(name, _, _)| *name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before);
+    }
 
     #[test]
     fn versions_and_durations() {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::daemon::Daemon;
 use super::clients::Outbox;
+use super::daemon::Daemon;
 use super::requests;
 use super::routing::{Effect, Routes, ToLocal};
 use super::shutdown::Control;
@@ -85,4 +85,113 @@ async fn send<T: RecordTransport>(
     }
     debug!(element = %msg.name, "Sending");
     conn.write_message(daemon.next_msg_id(), &msg).await
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc::UnboundedReceiver;
+
+    use super::*;
+    use crate::remoted::agents::AgentPaths;
+    use crate::remoted::clients::Clients;
+    use crate::remoted::executor::Executor;
+    use crate::tls::{PskKeySource, PskServer};
+    use crate::wire::frame::DEFAULT_MAX_MESSAGE;
+    use crate::wire::{MsgType, memory_pair};
+
+    struct NoKey;
+    impl PskKeySource for NoKey {
+        fn current_key(&self) -> Option<Vec<u8>> {
+            None
+        }
+    }
+
+    type Inboxes = (UnboundedReceiver<Control>, UnboundedReceiver<ToLocal>);
+
+    fn daemon() -> (Arc<Daemon>, Routes, Inboxes) {
+        let clients = Arc::new(Clients::default());
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (local_tx, local_rx) = mpsc::unbounded_channel();
+        let routes = Routes::new(clients.clone(), control_tx, local_tx);
+        let tls = PskServer::new(Arc::new(NoKey), &crate::tls::priorities_psk()).unwrap();
+        let daemon = Daemon::new(
+            clients.clone(),
+            Executor::new(AgentPaths::default(), clients),
+            tls,
+            std::time::Duration::from_secs(1),
+            DEFAULT_MAX_MESSAGE,
+        );
+        (Arc::new(daemon), routes, (control_rx, local_rx))
+    }
+
+    fn request(id: i64, op: &str) -> Element {
+        let mut el = Element::new("lrmd_command")
+            .with_attr("t", "lrmd")
+            .with_attr("lrmd_op", op);
+        set_envelope(&mut el, id, MsgType::Request);
+        el
+    }
+
+    /// Reply before notify on the sender's own connection; effects reach their subsystem; the
+    /// end of the connection is told to the local IPC driver and the shutdown state machine.
+    #[tokio::test]
+    async fn outcomes_and_the_end_are_routed() {
+        let (daemon, routes, (mut control, mut local)) = daemon();
+        let (ours, theirs) = memory_pair();
+        let session = tokio::spawn(serve(
+            daemon.clone(),
+            routes,
+            theirs,
+            "c1".into(),
+            "test".into(),
+        ));
+        let mut conn = Connection::new(ours, DEFAULT_MAX_MESSAGE);
+
+        let register = request(1, "register")
+            .with_attr("lrmd_clientname", "crmd")
+            .with_attr("lrmd_protocol_version", "1.1")
+            .with_attr("lrmd_is_ipc_provider", "true");
+        conn.write_message(1, &register).await.unwrap();
+        let reply = conn_next(&mut conn).await;
+        assert_eq!(reply.attr("lrmd_origin"), Some("process_lrmd_signon"));
+        assert_eq!(reply.attr("lrmd_clientid"), Some("c1"));
+        assert_eq!(daemon.clients.newest_provider().as_deref(), Some("c1"));
+
+        conn.write_message(2, &request(2, "lrmd_rsc_poke"))
+            .await
+            .unwrap();
+        let reply = conn_next(&mut conn).await;
+        assert_eq!(MsgType::of(&reply), Some(MsgType::Reply));
+        assert_eq!(reply.attr("lrmd_remote_msg_id"), Some("2"));
+        let notify = conn_next(&mut conn).await;
+        assert_eq!(MsgType::of(&notify), Some(MsgType::Notify));
+        assert_eq!(notify.attr("lrmd_op"), Some("lrmd_rsc_poke"));
+
+        let ack = request(3, "ipc_fwd").with_attr("lrmd_ipc_op", "shutdown_ack");
+        conn.write_message(3, &ack).await.unwrap();
+        assert_eq!(conn_next(&mut conn).await.attr("lrmd_rc"), Some("0"));
+        assert_eq!(control.recv().await, Some(Control::ShutdownAck));
+
+        conn.close().await;
+        session.await.unwrap();
+        assert_eq!(
+            control.recv().await,
+            Some(Control::ClientGone {
+                remaining_providers: 0
+            })
+        );
+        assert!(matches!(
+            local.recv().await,
+            Some(ToLocal::ProviderGone { provider }) if provider == "c1"
+        ));
+        assert_eq!(daemon.clients.count(), 0);
+    }
+
+    async fn conn_next(conn: &mut Connection<crate::wire::MemoryTransport>) -> Element {
+        tokio::time::timeout(std::time::Duration::from_secs(5), conn.read_message())
+            .await
+            .expect("a message in time")
+            .unwrap()
+            .expect("the session is still there")
+    }
 }

@@ -14,7 +14,7 @@ pub mod header;
 pub mod ipc;
 pub mod xml;
 
-pub use connection::{Connection, ReadError, RecordTransport};
+pub use connection::{Connection, MemoryTransport, ReadError, RecordTransport, memory_pair};
 pub use envelope::MsgType;
 pub use frame::{EncodedMessage, FrameReader, encode};
 pub use xml::Element;
