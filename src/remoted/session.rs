@@ -1,6 +1,6 @@
 //! One cluster (or tool) connection after its TLS handshake: reads requests over a
 //! `wire::Connection`, answers them in order, sends what others queue for this client (notifies,
-//! proxy traffic), and when the connection ends tells each subsystem in one place ([`end`]).
+//! proxy traffic), and when the connection ends tells each subsystem in one place (`end`).
 
 use std::sync::Arc;
 
