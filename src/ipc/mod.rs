@@ -1,11 +1,16 @@
 //! libqb IPC, the transport Pacemaker's command-line tools use to reach local daemons.
 //!
-//! [`ffi`] declares the C API; [`IpcServers`] serves named endpoints from the daemon's tokio
-//! thread; [`IpcClient`] is a small blocking client for tests and diagnostics.
+//! - [`ffi`] declares the C API;
+//! - `service` holds all the server side's `unsafe`: libqb's services and connections, and the C
+//!   callbacks (ownership rules in its opening comment, a SAFETY note at each site);
+//! - [`IpcServers`] (`server`, no `unsafe`) drives those services from the daemon's tokio thread
+//!   and serves named endpoints;
+//! - [`IpcClient`] is a small blocking client for tests and diagnostics.
 
 mod client;
 pub mod ffi;
 mod server;
+mod service;
 
 pub use client::IpcClient;
 pub use server::IpcServers;

@@ -7,19 +7,12 @@ use std::time::Duration;
 use tokio::process::Command;
 use tracing::{info, warn};
 
-use super::Daemon;
 use super::agents::process_spawn;
 use super::executor::rc;
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-pub fn run(
-    _daemon: &Daemon,
-    id: &str,
-    path: &str,
-    env: Vec<(String, String)>,
-    timeout: Duration,
-) -> i32 {
+pub fn run(id: &str, path: &str, env: Vec<(String, String)>, timeout: Duration) -> i32 {
     if !std::path::Path::new(path).is_file() {
         warn!(alert = id, path, "Alert agent not found");
         return rc::EINVAL;

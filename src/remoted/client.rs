@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 use crate::tls::{TlsError, TlsStream, connect_psk, priorities_psk};
 use crate::wire::envelope::{MsgType, msg_id, set_envelope};
-use crate::wire::{Element, FrameReader, WireError, encode};
+use crate::wire::{Connection, Element, ReadError, WireError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -27,8 +27,7 @@ pub enum ClientError {
 }
 
 pub struct LrmdClient {
-    stream: TlsStream,
-    reader: FrameReader,
+    conn: Connection<TlsStream>,
     next_id: i64,
     /// Notifies that arrived while waiting for a reply.
     pending: VecDeque<Element>,
@@ -44,8 +43,7 @@ impl LrmdClient {
         let _ = tcp.set_nodelay(true);
         let stream = connect_psk(tcp, key, &priorities_psk(), Duration::from_secs(5)).await?;
         Ok(LrmdClient {
-            stream,
-            reader: FrameReader::new(crate::wire::frame::DEFAULT_MAX_MESSAGE),
+            conn: Connection::new(stream, crate::wire::frame::DEFAULT_MAX_MESSAGE),
             next_id: 0,
             pending: VecDeque::new(),
             client_id: String::new(),
@@ -88,15 +86,15 @@ impl LrmdClient {
 
     /// Writes an already-enveloped message, as two records.
     pub async fn send_raw_message(&mut self, msg: &Element) -> Result<(), ClientError> {
-        let m = encode(self.next_id.max(0) as u64, msg);
-        self.stream.write_record(&m.header).await?;
-        self.stream.write_record(&m.payload).await?;
-        Ok(())
+        Ok(self
+            .conn
+            .write_message(self.next_id.max(0) as u64, msg)
+            .await?)
     }
 
     /// Writes arbitrary bytes as one record (for bad-input tests).
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        Ok(self.stream.write_record(bytes).await?)
+        Ok(self.conn.transport_mut().write_record(bytes).await?)
     }
 
     /// Sends a request and waits for the reply carrying its id; notifies are queued meanwhile.
@@ -164,25 +162,20 @@ impl LrmdClient {
         deadline: tokio::time::Instant,
         what: &'static str,
     ) -> Result<Element, ClientError> {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            if let Some(m) = self.reader.next_message()? {
-                return Ok(m);
-            }
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(remaining, self.stream.read(&mut buf)).await {
-                Err(_) => return Err(ClientError::Timeout(what, remaining)),
-                Ok(Ok(0)) => return Err(ClientError::Closed),
-                Ok(Ok(n)) => self.reader.push(&buf[..n]),
-                Ok(Err(e)) => return Err(e.into()),
-            }
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(remaining, self.conn.read_message()).await {
+            Err(_) => Err(ClientError::Timeout(what, remaining)),
+            Ok(Ok(Some(m))) => Ok(m),
+            Ok(Ok(None)) => Err(ClientError::Closed),
+            Ok(Err(ReadError::Transport(e))) => Err(e.into()),
+            Ok(Err(ReadError::Wire(e))) => Err(e.into()),
         }
     }
 
     /// Reads one TLS record's worth of plaintext (for tests of the daemon's record boundaries).
     pub async fn read_chunk(&mut self, timeout: Duration) -> Result<Vec<u8>, ClientError> {
         let mut buf = vec![0u8; 64 * 1024];
-        match tokio::time::timeout(timeout, self.stream.read(&mut buf)).await {
+        match tokio::time::timeout(timeout, self.conn.transport_mut().read(&mut buf)).await {
             Err(_) => Err(ClientError::Timeout("data", timeout)),
             Ok(Ok(0)) => Err(ClientError::Closed),
             Ok(Ok(n)) => Ok(buf[..n].to_vec()),
@@ -191,7 +184,7 @@ impl LrmdClient {
     }
 
     pub async fn close(mut self) {
-        self.stream.shutdown().await;
+        self.conn.close().await;
     }
 }
 

@@ -9,7 +9,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
-use super::Daemon;
+use super::daemon::Daemon;
+use super::routing::Routes;
 use super::session;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,12 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Handshakes and serves one accepted connection; failures end only this connection.
-pub async fn handle_connection(daemon: Arc<Daemon>, tcp: TcpStream, peer: SocketAddr) {
+pub async fn handle_connection(
+    daemon: Arc<Daemon>,
+    routes: Routes,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) {
     if let Some(ms) = sbd_user_timeout_ms() {
         // Like Pacemaker: with a hardware watchdog, a dead peer must be noticed well inside its timeout.
         let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(Duration::from_millis(ms)));
@@ -78,7 +84,7 @@ pub async fn handle_connection(daemon: Arc<Daemon>, tcp: TcpStream, peer: Socket
     };
     let client_id = uuid::Uuid::new_v4().to_string();
     info!(peer = %peer, client = %client_id, tls = %stream.description(), "New remote connection");
-    session::serve(daemon, stream, client_id, peer.to_string()).await;
+    session::serve(daemon, routes, stream, client_id, peer.to_string()).await;
 }
 
 fn sbd_user_timeout_ms() -> Option<u64> {

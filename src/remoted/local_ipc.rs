@@ -7,16 +7,18 @@
 //! - `lrmd` serves the executor API locally.
 //!
 //! libqb is single-threaded, so all of this lives in the daemon's main task; sessions reach it
-//! through [`ToLocal`] messages.
+//! through [`ToLocal`] messages. Requests from local executor clients go through the same
+//! handlers as the cluster's, and their outcomes through the same [`Routes`].
 
 use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::Daemon;
 use super::clients::Outbox;
+use super::daemon::Daemon;
 use super::requests::{self, Origin};
+use super::routing::{Routes, ToLocal};
 use crate::ipc::{AcceptPolicy, ConnId, IpcEvent, IpcServers, IpcTransport, Peer};
 use crate::wire::Element;
 use crate::wire::ipc::{self as ipcwire, flags};
@@ -27,15 +29,6 @@ pub const EREMOTEIO: i32 = 121;
 const DEFAULT_BUFFER: usize = 128 * 1024;
 
 const PROXIED: [&str; 6] = ["cib_ro", "cib_rw", "cib_shm", "attrd", "stonith-ng", "crmd"];
-
-/// Work for the local side, sent by cluster sessions.
-#[derive(Debug)]
-pub enum ToLocal {
-    /// An `ipc_fwd` event, response or destroy from cluster connection `provider`.
-    FromCluster { provider: String, msg: Element },
-    /// A cluster connection ended: its proxied local clients must go too.
-    ProviderGone { provider: String },
-}
 
 struct LocalClient {
     kind: Kind,
@@ -91,9 +84,14 @@ impl LocalIpc {
     }
 
     /// Waits for something to do and does it.
-    pub async fn turn(&mut self, daemon: &Daemon, commands: &mut mpsc::UnboundedReceiver<ToLocal>) {
+    pub async fn turn(
+        &mut self,
+        daemon: &Daemon,
+        routes: &Routes,
+        commands: &mut mpsc::UnboundedReceiver<ToLocal>,
+    ) {
         tokio::select! {
-            Some(ev) = next_event(&mut self.servers) => self.on_event(daemon, ev),
+            Some(ev) = next_event(&mut self.servers) => self.on_event(daemon, routes, ev),
             Some(cmd) = commands.recv() => self.on_command(daemon, cmd),
             Some((conn, msg)) = self.outbox_rx.recv() => {
                 self.send(ConnId::from(conn), 0, flags::SERVER_EVENT, &msg);
@@ -101,14 +99,14 @@ impl LocalIpc {
         }
     }
 
-    fn on_event(&mut self, daemon: &Daemon, ev: IpcEvent) {
+    fn on_event(&mut self, daemon: &Daemon, routes: &Routes, ev: IpcEvent) {
         match ev {
             IpcEvent::Connected {
                 service,
                 conn,
                 peer,
             } => self.connected(daemon, &service, conn, peer),
-            IpcEvent::Request { conn, data, .. } => self.request(daemon, conn, &data),
+            IpcEvent::Request { conn, data, .. } => self.request(daemon, routes, conn, &data),
             IpcEvent::Closed { conn, .. } => self.closed(daemon, conn),
         }
     }
@@ -166,7 +164,7 @@ impl LocalIpc {
         );
     }
 
-    fn request(&mut self, daemon: &Daemon, conn: ConnId, data: &[u8]) {
+    fn request(&mut self, daemon: &Daemon, routes: &Routes, conn: ConnId, data: &[u8]) {
         let Some(client) = self.clients.get(&conn) else {
             return;
         };
@@ -181,12 +179,7 @@ impl LocalIpc {
         match &client.kind {
             Kind::Executor { client_id } => {
                 let outcome = requests::handle_request(daemon, client_id, &msg.xml, Origin::Local);
-                if let Some(reply) = outcome.reply {
-                    self.send(conn, msg.id, 0, &reply);
-                }
-                if let Some(n) = outcome.notify {
-                    daemon.clients.broadcast(&n);
-                }
+                routes.deliver(outcome, |reply| self.send(conn, msg.id, 0, &reply));
             }
             Kind::Proxied {
                 session,

@@ -1,13 +1,21 @@
 //! `kubemaker remoted`: a wire-compatible replacement for `pacemaker-remoted` (Pacemaker 2.1.x).
 //!
 //! - [`listener`]: TCP listener and TLS-PSK handshake per connection
-//! - [`session`]: one connection: framing, request order, outgoing records
-//! - [`requests`]: the `lrmd_op` handlers (register, poke, resource ops, ...)
+//! - [`session`]: one connection over `wire::Connection`: request order, outgoing messages,
+//!   and the one teardown that tells every subsystem the client is gone
+//! - [`requests`]: the table of `lrmd_op` handlers (register, poke, resource ops, ...)
+//! - [`routing`]: what a handled request leads to (reply, notify, effects) and where it goes
+//! - [`daemon`]: the state connections share (clients, executor, TLS server, ids)
 //! - [`executor`]: resource table, per-resource queues, recurring ops, cancel
 //! - [`agents`]: running OCF/LSB/systemd agents
 //! - [`proxy`]: IPC proxy messages from the cluster (shutdown answers, tool traffic)
 //! - [`local_ipc`]: libqb servers for local Pacemaker tools, proxied to the cluster
 //! - [`shutdown`]: graceful stop (shutdown_req / ack / disconnect)
+//!
+//! Who calls whom: `run` (below) accepts connections and drives the shutdown state machine and
+//! the local IPC driver; `listener` → `session` → `requests` → (`executor`, `proxy`), each
+//! request's [`routing::Outcome`] delivered by `session` or `local_ipc` through
+//! [`routing::Routes`]; no handler holds a way to another subsystem.
 
 pub mod agents;
 mod alerts;
@@ -15,17 +23,18 @@ pub mod authkey;
 pub mod client;
 pub mod clients;
 pub mod config;
+pub mod daemon;
 pub mod executor;
 pub mod listener;
 pub mod local_ipc;
 pub mod proxy;
 pub mod readiness;
 pub mod requests;
+pub mod routing;
 pub mod session;
 pub mod shutdown;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -36,48 +45,12 @@ use self::agents::AgentPaths;
 use self::authkey::KeyFiles;
 use self::clients::Clients;
 pub use self::config::Config;
+pub use self::daemon::Daemon;
 use self::executor::Executor;
-use self::shutdown::{Action, Control, Shutdown};
+use self::routing::Routes;
+use self::shutdown::{Action, Shutdown};
 use crate::tls::PskKeySource;
 use crate::tls::PskServer;
-
-/// State shared by every connection.
-pub struct Daemon {
-    pub clients: Arc<Clients>,
-    pub executor: Executor,
-    pub tls: PskServer,
-    pub handshake_timeout: Duration,
-    pub max_message: u32,
-    call_id: AtomicI64,
-    msg_id: AtomicU64,
-    control: mpsc::UnboundedSender<Control>,
-    local: mpsc::UnboundedSender<local_ipc::ToLocal>,
-}
-
-impl Daemon {
-    /// Server-assigned call id, one per request, wrapping to 1 like Pacemaker's.
-    pub fn next_call_id(&self) -> i64 {
-        let mut id = self.call_id.fetch_add(1, Ordering::Relaxed) + 1;
-        if id <= 0 || id > i64::from(i32::MAX) {
-            self.call_id.store(1, Ordering::Relaxed);
-            id = 1;
-        }
-        id
-    }
-
-    /// Header id: a per-process counter over all connections (nobody reads it).
-    pub fn next_msg_id(&self) -> u64 {
-        self.msg_id.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    pub fn control(&self, c: Control) {
-        let _ = self.control.send(c);
-    }
-
-    pub fn to_local(&self, msg: local_ipc::ToLocal) {
-        let _ = self.local.send(msg);
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemotedError {
@@ -103,17 +76,14 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
     let clients = Arc::new(Clients::default());
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
     let (local_tx, mut local_rx) = mpsc::unbounded_channel();
-    let daemon = Arc::new(Daemon {
-        executor: Executor::new(paths, clients.clone()),
-        clients,
+    let routes = Routes::new(clients.clone(), control_tx, local_tx);
+    let daemon = Arc::new(Daemon::new(
+        clients.clone(),
+        Executor::new(paths, clients),
         tls,
-        handshake_timeout: config.handshake_timeout,
-        max_message: config.max_message,
-        call_id: AtomicI64::new(0),
-        msg_id: AtomicU64::new(0),
-        control: control_tx,
-        local: local_tx,
-    });
+        config.handshake_timeout,
+        config.max_message,
+    ));
     let mut local_tools = local_ipc::LocalIpc::start(&daemon, config.local_ipc);
 
     let mut listener = Some(listener::bind(config.address.as_deref(), config.port).await?);
@@ -136,7 +106,7 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
             accepted = async { listener.as_ref().map(|l| l.accept()).expect("guarded").await }, if listener.is_some() => {
                 match accepted {
                     Ok((tcp, peer)) => {
-                        tokio::spawn(listener::handle_connection(daemon.clone(), tcp, peer));
+                        tokio::spawn(listener::handle_connection(daemon.clone(), routes.clone(), tcp, peer));
                     }
                     Err(e) => {
                         // Typically EMFILE: back off briefly instead of spinning.
@@ -149,7 +119,7 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
             _ = sigterm.recv() => shutdown.on_sigterm(daemon.clients.provider_count(), std::time::Instant::now()),
             _ = sigint.recv() => shutdown.on_sigterm(daemon.clients.provider_count(), std::time::Instant::now()),
             Some(c) = control_rx.recv() => shutdown.on_control(c),
-            _ = local_tools.turn(&daemon, &mut local_rx) => Action::Continue,
+            _ = local_tools.turn(&daemon, &routes, &mut local_rx) => Action::Continue,
             _ = async { tokio::time::sleep_until(deadline.expect("guarded").into()).await }, if deadline.is_some() => shutdown.on_deadline(),
             _ = readiness_check.tick(), if ready_file.is_some() => {
                 let ready = readiness::is_ready(listener.is_some(), keys.current_key().is_some());
@@ -162,7 +132,7 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
         match action {
             Action::Continue => {}
             Action::RequestShutdown => {
-                if !proxy::request_shutdown(&daemon) {
+                if !proxy::request_shutdown(&daemon.clients) {
                     info!("Cluster connection went away before the shutdown request; exiting");
                     return Ok(0);
                 }

@@ -1,13 +1,20 @@
-//! Request handlers: one function per `lrmd_op`, producing the reply (and, where Pacemaker sends
-//! one, the generic notify that follows it).
+//! The executor's operations (`lrmd_op`): one table from operation name to handler
+//! ([`OPERATIONS`]), one handler signature ([`Handler`]), and one rule for which operations are
+//! followed by a generic notify ([`Notify`]; as in Pacemaker's execd, decided per operation).
+//!
+//! Handlers touch only the executor and the client registry. What should happen elsewhere
+//! (shutdown answers, traffic for local tools, a fatal stop) comes back as an
+//! [`Effect`] in the [`Outcome`], which the caller routes.
 
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::Daemon;
 use super::agents::AgentSpec;
+use super::daemon::Daemon;
 use super::executor::{ExecRequest, rc};
+use super::proxy;
+use super::routing::{Effect, Outcome};
 use super::shutdown::Control;
 use crate::wire::Element;
 use crate::wire::envelope::{MsgType, msg_id, set_envelope};
@@ -19,20 +26,102 @@ const MIN_PROTOCOL_VERSION: &str = "1.0";
 const EPROTO: i32 = -71;
 const EACCES: i32 = -13;
 
-/// What handling one message produced, in the order it must go out.
-#[derive(Default)]
-pub struct Outcome {
-    pub reply: Option<Element>,
-    /// Broadcast to every named client after the reply.
-    pub notify: Option<Element>,
-}
-
 /// Where a request came from: the TLS link (the cluster) or a local tool over libqb IPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     Remote,
     Local,
 }
+
+/// One request, as every handler sees it.
+pub struct Request<'a> {
+    pub client_id: &'a str,
+    pub msg: &'a Element,
+    pub origin: Origin,
+    /// Assigned by this daemon, one per request.
+    pub call_id: i64,
+    /// The `lrmd_rsc` element anywhere in the request (resource operations carry one).
+    pub rsc: Option<&'a Element>,
+}
+
+impl Request<'_> {
+    fn rsc_attr(&self, name: &str) -> Option<&str> {
+        self.rsc.and_then(|r| r.attr(name))
+    }
+}
+
+/// What a handler decided: the return code (which the notify rule reads), the reply, an effect.
+pub struct Handled {
+    rc: i64,
+    reply: Reply,
+    effect: Option<Effect>,
+}
+
+enum Reply {
+    /// `lrmd_reply` from `process_lrmd_message` with the return code and call id.
+    Standard,
+    /// A reply of the handler's own making (register, rsc_info, get_recurring).
+    Own(Element),
+    /// No reply (`lrmd_check`).
+    Silent,
+}
+
+impl Handled {
+    fn rc(rc: impl Into<i64>) -> Handled {
+        Handled {
+            rc: rc.into(),
+            reply: Reply::Standard,
+            effect: None,
+        }
+    }
+
+    fn own(rc: impl Into<i64>, reply: Element) -> Handled {
+        Handled {
+            rc: rc.into(),
+            reply: Reply::Own(reply),
+            effect: None,
+        }
+    }
+}
+
+/// Whether a generic `lrmd_notify` to every client follows the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notify {
+    Never,
+    Always,
+    /// Only when the operation worked (rc 0, or still in progress): a failed unregister is
+    /// nobody else's business.
+    OnSuccess,
+}
+
+impl Notify {
+    fn after(self, rc: i64) -> bool {
+        match self {
+            Notify::Never => false,
+            Notify::Always => true,
+            Notify::OnSuccess => rc == 0 || rc == i64::from(rc::EINPROGRESS),
+        }
+    }
+}
+
+/// The one handler signature.
+pub type Handler = fn(&Daemon, &Request<'_>) -> Handled;
+
+/// Every operation this daemon answers. Anything else (including `lrmd_rsc_metadata`: the
+/// cluster runs meta-data on its own nodes) is answered with `EOPNOTSUPP`.
+pub const OPERATIONS: &[(&str, Handler, Notify)] = &[
+    ("register", register, Notify::Never),
+    ("lrmd_rsc_poke", poke, Notify::Always),
+    ("lrmd_check", check_watchdog, Notify::Never),
+    ("lrmd_rsc_register", rsc_register, Notify::Always),
+    ("lrmd_rsc_info", rsc_info, Notify::Never),
+    ("lrmd_rsc_unregister", rsc_unregister, Notify::OnSuccess),
+    ("lrmd_rsc_exec", rsc_exec, Notify::Never),
+    ("lrmd_rsc_cancel", rsc_cancel, Notify::Never),
+    ("lrmd_get_recurring", get_recurring, Notify::Never),
+    ("lrmd_alert_exec", alert_exec, Notify::Never),
+    ("ipc_fwd", ipc_fwd, Notify::Never),
+];
 
 /// Handles one message from the TLS client `client_id` (already past the handshake).
 pub fn handle(daemon: &Daemon, client_id: &str, msg: &Element) -> Outcome {
@@ -51,85 +140,31 @@ pub fn handle_request(daemon: &Daemon, client_id: &str, msg: &Element, origin: O
     }
     let op = msg.attr("lrmd_op").unwrap_or_default();
     debug!(client = client_id, op, call_id, "Request");
-    let rsc = msg.descendant("lrmd_rsc");
-    let reply = |rc: i64| reply(msg, "process_lrmd_message", rc, call_id);
-    match op {
-        "register" => register(daemon, client_id, msg, call_id, origin),
-        "lrmd_rsc_poke" => Outcome {
-            reply: Some(reply(0)),
-            notify: Some(generic_notify(op, 0, call_id, None)),
-        },
-        "lrmd_check" => {
-            check_watchdog(daemon, msg);
-            Outcome::default()
-        }
-        "lrmd_rsc_register" => {
-            let rc = rsc_register(daemon, msg, rsc);
-            let rsc_id = rsc.and_then(|r| r.attr("lrmd_rsc_id"));
-            Outcome {
-                reply: Some(reply(rc.into())),
-                notify: Some(generic_notify(op, rc, call_id, rsc_id)),
-            }
-        }
-        "lrmd_rsc_info" => rsc_info(daemon, msg, rsc, call_id),
-        "lrmd_rsc_unregister" => {
-            let Some(rsc_id) = rsc.and_then(|r| r.attr("lrmd_rsc_id")) else {
-                return Outcome {
-                    reply: Some(reply(rc::EINVAL.into())),
-                    notify: None,
-                };
-            };
-            let rc = daemon.executor.unregister(rsc_id);
-            let notify = (rc == 0 || rc == rc::EINPROGRESS)
-                .then(|| generic_notify(op, rc, call_id, Some(rsc_id)));
-            Outcome {
-                reply: Some(reply(rc.into())),
-                notify,
-            }
-        }
-        "lrmd_rsc_exec" => Outcome {
-            reply: Some(reply(rsc_exec(daemon, client_id, msg, rsc, call_id))),
-            notify: None,
-        },
-        "lrmd_rsc_cancel" => {
-            let rc = match (
-                rsc.and_then(|r| r.attr("lrmd_rsc_id")),
-                rsc.and_then(|r| r.attr("lrmd_rsc_action")),
-            ) {
-                (Some(id), Some(action)) => {
-                    let interval = rsc
-                        .and_then(|r| r.attr_i64("lrmd_rsc_interval"))
-                        .unwrap_or(0)
-                        .max(0) as u64;
-                    daemon.executor.cancel(id, action, interval)
-                }
-                _ => rc::EINVAL,
-            };
-            Outcome {
-                reply: Some(reply(rc.into())),
-                notify: None,
-            }
-        }
-        "lrmd_get_recurring" => get_recurring(daemon, msg, rsc, call_id),
-        "lrmd_alert_exec" => Outcome {
-            reply: Some(reply(alert_exec(daemon, msg).into())),
-            notify: None,
-        },
-        "ipc_fwd" => {
-            super::proxy::from_cluster(daemon, client_id, msg);
-            Outcome {
-                reply: Some(reply(0)),
-                notify: None,
-            }
-        }
-        other => {
-            // Includes lrmd_rsc_metadata: the cluster runs meta-data on its own nodes.
-            info!(client = client_id, op = other, "Unsupported operation");
-            Outcome {
-                reply: Some(reply(rc::EOPNOTSUPP.into())),
-                notify: None,
-            }
-        }
+    let req = Request {
+        client_id,
+        msg,
+        origin,
+        call_id,
+        rsc: msg.descendant("lrmd_rsc"),
+    };
+    let (handler, notify) = OPERATIONS
+        .iter()
+        .find(|(name, _, _)| *name == op)
+        .map(|&(_, handler, notify)| (handler, notify))
+        .unwrap_or((unsupported, Notify::Never));
+    let done = handler(daemon, &req);
+    let reply = match done.reply {
+        Reply::Standard => Some(reply(msg, "process_lrmd_message", done.rc, call_id)),
+        Reply::Own(r) => Some(r),
+        Reply::Silent => None,
+    };
+    let notify = notify
+        .after(done.rc)
+        .then(|| generic_notify(op, done.rc, call_id, req.rsc_attr("lrmd_rsc_id")));
+    Outcome {
+        reply,
+        notify,
+        effect: done.effect,
     }
 }
 
@@ -142,7 +177,8 @@ fn reply(request: &Element, origin: &str, rc: i64, call_id: i64) -> Element {
     r
 }
 
-fn generic_notify(op: &str, rc: i32, call_id: i64, rsc_id: Option<&str>) -> Element {
+/// `send_generic_notify`: the operation, its rc and call id, and the resource if it names one.
+fn generic_notify(op: &str, rc: i64, call_id: i64, rsc_id: Option<&str>) -> Element {
     let mut n = Element::new("lrmd_notify")
         .with_attr("lrmd_origin", "send_generic_notify")
         .with_attr("lrmd_rc", rc)
@@ -154,13 +190,18 @@ fn generic_notify(op: &str, rc: i32, call_id: i64, rsc_id: Option<&str>) -> Elem
     n
 }
 
-fn register(
-    daemon: &Daemon,
-    client_id: &str,
-    msg: &Element,
-    call_id: i64,
-    origin: Origin,
-) -> Outcome {
+fn unsupported(_: &Daemon, req: &Request<'_>) -> Handled {
+    let op = req.msg.attr("lrmd_op").unwrap_or_default();
+    info!(client = req.client_id, op, "Unsupported operation");
+    Handled::rc(rc::EOPNOTSUPP)
+}
+
+fn poke(_: &Daemon, _: &Request<'_>) -> Handled {
+    Handled::rc(0)
+}
+
+fn register(daemon: &Daemon, req: &Request<'_>) -> Handled {
+    let (msg, client_id) = (req.msg, req.client_id);
     let version = msg.attr("lrmd_protocol_version").unwrap_or("0");
     let wants_provider = msg.attr("lrmd_is_ipc_provider").is_some_and(is_true);
     let mut rc = 0;
@@ -170,7 +211,7 @@ fn register(
             version, "Rejecting client with an incompatible protocol version"
         );
         rc = EPROTO;
-    } else if wants_provider && origin == Origin::Local {
+    } else if wants_provider && req.origin == Origin::Local {
         // Only an authenticated cluster connection may carry local tools' traffic.
         warn!(
             client = client_id,
@@ -188,25 +229,24 @@ fn register(
     let mut r = Element::new("lrmd_reply")
         .with_attr("lrmd_origin", "process_lrmd_signon")
         .with_attr("lrmd_rc", rc)
-        .with_attr("lrmd_callid", call_id)
+        .with_attr("lrmd_callid", req.call_id)
         .with_attr("lrmd_op", "register")
         .with_attr("lrmd_clientid", client_id)
         .with_attr("lrmd_protocol_version", PROTOCOL_VERSION);
     set_envelope(&mut r, msg_id(msg), MsgType::Reply);
-    Outcome {
-        reply: Some(r),
-        notify: None,
-    }
+    Handled::own(rc, r)
 }
 
-fn rsc_register(daemon: &Daemon, msg: &Element, rsc: Option<&Element>) -> i32 {
-    let Some(rsc) = rsc else { return rc::EINVAL };
+fn rsc_register(daemon: &Daemon, req: &Request<'_>) -> Handled {
+    let Some(rsc) = req.rsc else {
+        return Handled::rc(rc::EINVAL);
+    };
     let (Some(id), Some(class), Some(agent_type)) = (
         rsc.attr("lrmd_rsc_id"),
         rsc.attr("lrmd_class"),
         rsc.attr("lrmd_type"),
     ) else {
-        return rc::EINVAL;
+        return Handled::rc(rc::EINVAL);
     };
     let spec = AgentSpec {
         class: class.to_string(),
@@ -214,19 +254,49 @@ fn rsc_register(daemon: &Daemon, msg: &Element, rsc: Option<&Element>) -> i32 {
         agent_type: agent_type.to_string(),
     };
     // The call options (drop-recurring) live on the command element, not on lrmd_rsc.
-    daemon
-        .executor
-        .register(id, spec, msg.attr_i64("lrmd_callopt").unwrap_or(0))
+    let call_opts = req.msg.attr_i64("lrmd_callopt").unwrap_or(0);
+    Handled::rc(daemon.executor.register(id, spec, call_opts))
 }
 
-fn rsc_info(daemon: &Daemon, msg: &Element, rsc: Option<&Element>, call_id: i64) -> Outcome {
-    let found = rsc
-        .and_then(|r| r.attr("lrmd_rsc_id"))
+fn rsc_unregister(daemon: &Daemon, req: &Request<'_>) -> Handled {
+    match req.rsc_attr("lrmd_rsc_id") {
+        Some(rsc_id) => Handled::rc(daemon.executor.unregister(rsc_id)),
+        None => Handled::rc(rc::EINVAL),
+    }
+}
+
+fn rsc_cancel(daemon: &Daemon, req: &Request<'_>) -> Handled {
+    let rc = match (req.rsc_attr("lrmd_rsc_id"), req.rsc_attr("lrmd_rsc_action")) {
+        (Some(id), Some(action)) => {
+            let interval = req
+                .rsc
+                .and_then(|r| r.attr_i64("lrmd_rsc_interval"))
+                .unwrap_or(0)
+                .max(0) as u64;
+            daemon.executor.cancel(id, action, interval)
+        }
+        _ => rc::EINVAL,
+    };
+    Handled::rc(rc)
+}
+
+/// `ipc_fwd`: answered at once; what it asks for is the proxy's to say.
+fn ipc_fwd(_: &Daemon, req: &Request<'_>) -> Handled {
+    Handled {
+        effect: proxy::from_cluster(req.client_id, req.msg),
+        ..Handled::rc(0)
+    }
+}
+
+fn rsc_info(daemon: &Daemon, req: &Request<'_>) -> Handled {
+    let found = req
+        .rsc_attr("lrmd_rsc_id")
         .and_then(|id| daemon.executor.info(id).map(|s| (id, s)));
+    let rc = if found.is_some() { 0 } else { rc::ENODEV };
     let mut r = Element::new("lrmd_reply")
         .with_attr("lrmd_origin", "process_lrmd_get_rsc_info")
-        .with_attr("lrmd_rc", if found.is_some() { 0 } else { rc::ENODEV })
-        .with_attr("lrmd_callid", call_id);
+        .with_attr("lrmd_rc", rc)
+        .with_attr("lrmd_callid", req.call_id);
     if let Some((id, spec)) = found {
         r.set_attr("lrmd_rsc_id", id);
         r.set_attr("lrmd_class", &spec.class);
@@ -235,31 +305,24 @@ fn rsc_info(daemon: &Daemon, msg: &Element, rsc: Option<&Element>, call_id: i64)
         }
         r.set_attr("lrmd_type", &spec.agent_type);
     }
-    set_envelope(&mut r, msg_id(msg), MsgType::Reply);
-    Outcome {
-        reply: Some(r),
-        notify: None,
-    }
+    set_envelope(&mut r, msg_id(req.msg), MsgType::Reply);
+    Handled::own(rc, r)
 }
 
-fn rsc_exec(
-    daemon: &Daemon,
-    client_id: &str,
-    msg: &Element,
-    rsc: Option<&Element>,
-    call_id: i64,
-) -> i64 {
-    let Some(rsc) = rsc else {
-        return rc::EINVAL.into();
+/// The reply's rc is the call id the completion notify will carry (or an error).
+fn rsc_exec(daemon: &Daemon, req: &Request<'_>) -> Handled {
+    let Some(rsc) = req.rsc else {
+        return Handled::rc(rc::EINVAL);
     };
     let (Some(rsc_id), Some(action)) = (rsc.attr("lrmd_rsc_id"), rsc.attr("lrmd_rsc_action"))
     else {
-        return rc::EINVAL.into();
+        return Handled::rc(rc::EINVAL);
     };
+    let msg = req.msg;
     let ms = |name: &str| rsc.attr_i64(name).unwrap_or(0).max(0) as u64;
-    daemon.executor.exec(ExecRequest {
-        call_id,
-        client_id: client_id.to_string(),
+    Handled::rc(daemon.executor.exec(ExecRequest {
+        call_id: req.call_id,
+        client_id: req.client_id.to_string(),
         rsc_id: rsc_id.to_string(),
         action: action.to_string(),
         interval_ms: ms("lrmd_rsc_interval"),
@@ -268,11 +331,11 @@ fn rsc_exec(
         call_opts: msg.attr_i64("lrmd_callopt").unwrap_or(0),
         userdata: rsc.attr("lrmd_rsc_userdata_str").map(str::to_string),
         params_xml: rsc.child("attributes").cloned(),
-    })
+    }))
 }
 
-fn get_recurring(daemon: &Daemon, msg: &Element, rsc: Option<&Element>, call_id: i64) -> Outcome {
-    let wanted = rsc.and_then(|r| r.attr("lrmd_rsc_id"));
+fn get_recurring(daemon: &Daemon, req: &Request<'_>) -> Handled {
+    let wanted = req.rsc_attr("lrmd_rsc_id");
     let (rc, list) = match daemon.executor.recurring(wanted) {
         Ok(list) => (0, list),
         Err(rc) => (rc, Vec::new()),
@@ -280,7 +343,7 @@ fn get_recurring(daemon: &Daemon, msg: &Element, rsc: Option<&Element>, call_id:
     let mut r = Element::new("lrmd_reply")
         .with_attr("lrmd_origin", "process_lrmd_get_recurring")
         .with_attr("lrmd_rc", rc)
-        .with_attr("lrmd_callid", call_id);
+        .with_attr("lrmd_callid", req.call_id);
     for (id, ops) in list {
         let mut el = Element::new("lrmd_rsc").with_attr("lrmd_rsc_id", id);
         for op in ops {
@@ -293,20 +356,17 @@ fn get_recurring(daemon: &Daemon, msg: &Element, rsc: Option<&Element>, call_id:
         }
         r.children.push(el);
     }
-    set_envelope(&mut r, msg_id(msg), MsgType::Reply);
-    Outcome {
-        reply: Some(r),
-        notify: None,
-    }
+    set_envelope(&mut r, msg_id(req.msg), MsgType::Reply);
+    Handled::own(rc, r)
 }
 
-fn alert_exec(daemon: &Daemon, msg: &Element) -> i32 {
-    let Some(alert) = msg.descendant("lrmd_alert") else {
-        return rc::EINVAL;
+fn alert_exec(_: &Daemon, req: &Request<'_>) -> Handled {
+    let Some(alert) = req.msg.descendant("lrmd_alert") else {
+        return Handled::rc(rc::EINVAL);
     };
     let (Some(id), Some(path)) = (alert.attr("lrmd_alert_id"), alert.attr("lrmd_alert_path"))
     else {
-        return rc::EINVAL;
+        return Handled::rc(rc::EINVAL);
     };
     let timeout =
         Duration::from_millis(alert.attr_i64("lrmd_timeout").unwrap_or(30_000).max(1) as u64);
@@ -314,24 +374,31 @@ fn alert_exec(daemon: &Daemon, msg: &Element) -> i32 {
         .child("attributes")
         .map(super::executor::flatten_params)
         .unwrap_or_default();
-    super::alerts::run(daemon, id, path, env, timeout)
+    Handled::rc(super::alerts::run(id, path, env, timeout))
 }
 
-/// `lrmd_check`: the cluster says watchdog fencing is on for this node. Without a running sbd,
-/// Pacemaker's daemon exits fatally so the node cannot run resources unprotected.
-fn check_watchdog(daemon: &Daemon, msg: &Element) {
-    let Some(value) = msg
+/// `lrmd_check` (never answered): the cluster says watchdog fencing is on for this node.
+/// Without a running sbd, Pacemaker's daemon exits fatally so the node cannot run resources
+/// unprotected.
+fn check_watchdog(_: &Daemon, req: &Request<'_>) -> Handled {
+    let silent = |effect| Handled {
+        rc: 0,
+        reply: Reply::Silent,
+        effect,
+    };
+    let Some(value) = req
+        .msg
         .descendant("lrmd_op")
         .and_then(|o| o.attr("lrmd_watchdog"))
     else {
-        return;
+        return silent(None);
     };
     let Some(ms) = parse_duration_ms(value) else {
         warn!(value, "Ignoring unparsable stonith-watchdog-timeout");
-        return;
+        return silent(None);
     };
     if ms == 0 {
-        return;
+        return silent(None);
     }
     let sbd_timeout_ms = std::env::var("SBD_WATCHDOG_TIMEOUT")
         .ok()
@@ -342,13 +409,15 @@ fn check_watchdog(daemon: &Daemon, msg: &Element) {
             value,
             "Shutting down: stonith-watchdog-timeout is configured but sbd is not running"
         );
-        daemon.control(Control::Fatal);
+        silent(Some(Effect::Control(Control::Fatal)))
     } else if ms > 0 && sbd_timeout_ms > 0 && ms < sbd_timeout_ms {
         tracing::error!(
             value,
             "Shutting down: stonith-watchdog-timeout is shorter than SBD_WATCHDOG_TIMEOUT"
         );
-        daemon.control(Control::Fatal);
+        silent(Some(Effect::Control(Control::Fatal)))
+    } else {
+        silent(None)
     }
 }
 
@@ -402,6 +471,50 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rule(op: &str) -> Notify {
+        OPERATIONS
+            .iter()
+            .find(|(name, _, _)| *name == op)
+            .map_or(Notify::Never, |&(_, _, notify)| notify)
+    }
+
+    /// Pacemaker's execd: a generic notify after poke and rsc_register always, after
+    /// rsc_unregister only when it worked (or is in progress), never after anything else.
+    #[test]
+    fn which_operations_notify() {
+        let einval = i64::from(rc::EINVAL);
+        let in_progress = i64::from(rc::EINPROGRESS);
+        let cases: &[(&str, i64, bool)] = &[
+            ("lrmd_rsc_poke", 0, true),
+            ("lrmd_rsc_register", 0, true),
+            ("lrmd_rsc_register", einval, true),
+            ("lrmd_rsc_unregister", 0, true),
+            ("lrmd_rsc_unregister", in_progress, true),
+            ("lrmd_rsc_unregister", einval, false),
+            ("register", 0, false),
+            ("lrmd_check", 0, false),
+            ("lrmd_rsc_info", 0, false),
+            ("lrmd_rsc_exec", 42, false),
+            ("lrmd_rsc_cancel", 0, false),
+            ("lrmd_get_recurring", 0, false),
+            ("lrmd_alert_exec", 0, false),
+            ("ipc_fwd", 0, false),
+            ("lrmd_rsc_metadata", 0, false),
+        ];
+        for &(op, rc, notifies) in cases {
+            assert_eq!(rule(op).after(rc), notifies, "{op} rc {rc}");
+        }
+    }
+
+    #[test]
+    fn each_operation_is_in_the_table_once() {
+        let mut names: Vec<&str> = OPERATIONS.iter().map(|(name, _, _)| *name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before);
+    }
 
     #[test]
     fn versions_and_durations() {

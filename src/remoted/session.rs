@@ -1,121 +1,197 @@
-//! One cluster (or tool) connection after its TLS handshake: reads requests, answers them in
-//! order, and writes every outgoing message as a header record followed by payload record(s).
+//! One cluster (or tool) connection after its TLS handshake: reads requests over a
+//! `wire::Connection`, answers them in order, sends what others queue for this client (notifies,
+//! proxy traffic), and when the connection ends tells each subsystem in one place (`end`).
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::Daemon;
 use super::clients::Outbox;
-use super::local_ipc::ToLocal;
+use super::daemon::Daemon;
 use super::requests;
+use super::routing::{Effect, Routes, ToLocal};
 use super::shutdown::Control;
 use crate::wire::envelope::{MSG_TYPE, MsgType, set_envelope};
-use crate::wire::{Element, FrameReader, WireError, encode};
-
-/// A record-preserving, encrypted byte stream.
-pub trait Transport: Send {
-    /// Cancel-safe read; `Ok(0)` means the peer closed.
-    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = std::io::Result<usize>> + Send;
-    /// Sends `data` as record(s) of its own.
-    fn write_record(&mut self, data: &[u8]) -> impl Future<Output = std::io::Result<()>> + Send;
-    fn close(&mut self) -> impl Future<Output = ()> + Send;
-}
-
-impl Transport for crate::tls::TlsStream {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        crate::tls::TlsStream::read(self, buf)
-            .await
-            .map_err(std::io::Error::other)
-    }
-    async fn write_record(&mut self, data: &[u8]) -> std::io::Result<()> {
-        crate::tls::TlsStream::write_record(self, data)
-            .await
-            .map_err(std::io::Error::other)
-    }
-    async fn close(&mut self) {
-        self.shutdown().await
-    }
-}
+use crate::wire::{Connection, Element, ReadError, RecordTransport};
 
 /// Serves one connection until the peer goes, the stream breaks, or a message cannot be framed.
-pub async fn serve<T: Transport>(
+pub async fn serve<T: RecordTransport>(
     daemon: Arc<Daemon>,
-    mut transport: T,
+    routes: Routes,
+    transport: T,
     client_id: String,
     peer: String,
 ) {
     let (tx, mut outgoing) = mpsc::unbounded_channel::<Element>();
     daemon.clients.add(&client_id, Outbox::Remote(tx.clone()));
-    let mut reader = FrameReader::new(daemon.max_message);
-    let mut buf = vec![0u8; 16 * 1024];
-    let reason = 'conn: loop {
+    let mut conn = Connection::new(transport, daemon.max_message);
+    let reason = loop {
         tokio::select! {
             biased;
             Some(msg) = outgoing.recv() => {
-                if let Err(e) = send(&daemon, &mut transport, msg).await {
-                    break 'conn format!("write failed: {e}");
+                if let Err(e) = send(&daemon, &mut conn, msg).await {
+                    break format!("write failed: {e}");
                 }
             }
-            read = transport.read(&mut buf) => {
-                let n = match read {
-                    Ok(0) => break 'conn "closed by peer".to_string(),
-                    Ok(n) => n,
-                    Err(e) => break 'conn format!("read failed: {e}"),
-                };
-                reader.push(&buf[..n]);
-                loop {
-                    match reader.next_message() {
-                        Ok(Some(msg)) => dispatch(&daemon, &client_id, &tx, &msg),
-                        Ok(None) => break,
-                        // The frame was consumed whole: log it and keep the connection.
-                        Err(e @ (WireError::Xml(_) | WireError::MissingNul)) => {
-                            warn!(client = %client_id, peer = %peer, error = %e, "Discarding malformed message");
-                        }
-                        Err(e) => break 'conn format!("unreadable message: {e}"),
-                    }
+            read = conn.read_message() => match read {
+                Ok(Some(msg)) => {
+                    let outcome = requests::handle(&daemon, &client_id, &msg);
+                    routes.deliver(outcome, |reply| {
+                        let _ = tx.send(reply);
+                    });
                 }
+                Ok(None) => break "closed by peer".to_string(),
+                // The bad message was consumed whole: log it and keep the connection.
+                Err(ReadError::Wire(e)) if e.stream_in_sync() => {
+                    warn!(client = %client_id, peer = %peer, error = %e, "Discarding malformed message");
+                }
+                Err(ReadError::Wire(e)) => break format!("unreadable message: {e}"),
+                Err(ReadError::Transport(e)) => break format!("read failed: {e}"),
             }
         }
     };
-    let name = daemon.clients.name(&client_id).unwrap_or_default();
-    let departure = daemon.clients.remove(&client_id);
+    end(&daemon, &routes, &client_id, &peer, &reason);
+    conn.close().await;
+}
+
+/// The one teardown of a remote client: the registry forgets it, the executor drops what only
+/// it wanted, its proxied local tools go, and the shutdown state machine counts what is left.
+fn end(daemon: &Daemon, routes: &Routes, client_id: &str, peer: &str, reason: &str) {
+    let name = daemon.clients.name(client_id).unwrap_or_default();
+    let departure = daemon.clients.remove(client_id);
     info!(client = %client_id, name = %name, peer = %peer, reason = %reason, "Remote connection ended");
     if departure.remaining_clients == 0 {
         daemon.executor.last_client_gone();
     }
     if departure.was_provider {
-        daemon.to_local(ToLocal::ProviderGone {
-            provider: client_id.clone(),
-        });
+        routes.apply(Effect::Local(ToLocal::ProviderGone {
+            provider: client_id.to_string(),
+        }));
     }
-    daemon.control(Control::ClientGone {
+    routes.apply(Effect::Control(Control::ClientGone {
         remaining_providers: departure.remaining_providers,
-    });
-    transport.close().await;
+    }));
 }
 
-fn dispatch(daemon: &Daemon, client_id: &str, own: &mpsc::UnboundedSender<Element>, msg: &Element) {
-    let outcome = requests::handle(daemon, client_id, msg);
-    if let Some(reply) = outcome.reply {
-        let _ = own.send(reply);
-    }
-    if let Some(notify) = outcome.notify {
-        daemon.clients.broadcast(&notify);
-    }
-}
-
-async fn send<T: Transport>(
+/// Messages queued without an envelope are notifies.
+async fn send<T: RecordTransport>(
     daemon: &Daemon,
-    transport: &mut T,
+    conn: &mut Connection<T>,
     mut msg: Element,
-) -> std::io::Result<()> {
+) -> Result<(), T::Error> {
     if msg.attr(MSG_TYPE).is_none() {
         set_envelope(&mut msg, 0, MsgType::Notify);
     }
-    let encoded = encode(daemon.next_msg_id(), &msg);
-    debug!(element = %msg.name, bytes = encoded.payload.len(), "Sending");
-    transport.write_record(&encoded.header).await?;
-    transport.write_record(&encoded.payload).await
+    debug!(element = %msg.name, "Sending");
+    conn.write_message(daemon.next_msg_id(), &msg).await
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc::UnboundedReceiver;
+
+    use super::*;
+    use crate::remoted::agents::AgentPaths;
+    use crate::remoted::clients::Clients;
+    use crate::remoted::executor::Executor;
+    use crate::tls::{PskKeySource, PskServer};
+    use crate::wire::frame::DEFAULT_MAX_MESSAGE;
+    use crate::wire::{MsgType, memory_pair};
+
+    struct NoKey;
+    impl PskKeySource for NoKey {
+        fn current_key(&self) -> Option<Vec<u8>> {
+            None
+        }
+    }
+
+    type Inboxes = (UnboundedReceiver<Control>, UnboundedReceiver<ToLocal>);
+
+    fn daemon() -> (Arc<Daemon>, Routes, Inboxes) {
+        let clients = Arc::new(Clients::default());
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (local_tx, local_rx) = mpsc::unbounded_channel();
+        let routes = Routes::new(clients.clone(), control_tx, local_tx);
+        let tls = PskServer::new(Arc::new(NoKey), &crate::tls::priorities_psk()).unwrap();
+        let daemon = Daemon::new(
+            clients.clone(),
+            Executor::new(AgentPaths::default(), clients),
+            tls,
+            std::time::Duration::from_secs(1),
+            DEFAULT_MAX_MESSAGE,
+        );
+        (Arc::new(daemon), routes, (control_rx, local_rx))
+    }
+
+    fn request(id: i64, op: &str) -> Element {
+        let mut el = Element::new("lrmd_command")
+            .with_attr("t", "lrmd")
+            .with_attr("lrmd_op", op);
+        set_envelope(&mut el, id, MsgType::Request);
+        el
+    }
+
+    /// Reply before notify on the sender's own connection; effects reach their subsystem; the
+    /// end of the connection is told to the local IPC driver and the shutdown state machine.
+    #[tokio::test]
+    async fn outcomes_and_the_end_are_routed() {
+        let (daemon, routes, (mut control, mut local)) = daemon();
+        let (ours, theirs) = memory_pair();
+        let session = tokio::spawn(serve(
+            daemon.clone(),
+            routes,
+            theirs,
+            "c1".into(),
+            "test".into(),
+        ));
+        let mut conn = Connection::new(ours, DEFAULT_MAX_MESSAGE);
+
+        let register = request(1, "register")
+            .with_attr("lrmd_clientname", "crmd")
+            .with_attr("lrmd_protocol_version", "1.1")
+            .with_attr("lrmd_is_ipc_provider", "true");
+        conn.write_message(1, &register).await.unwrap();
+        let reply = conn_next(&mut conn).await;
+        assert_eq!(reply.attr("lrmd_origin"), Some("process_lrmd_signon"));
+        assert_eq!(reply.attr("lrmd_clientid"), Some("c1"));
+        assert_eq!(daemon.clients.newest_provider().as_deref(), Some("c1"));
+
+        conn.write_message(2, &request(2, "lrmd_rsc_poke"))
+            .await
+            .unwrap();
+        let reply = conn_next(&mut conn).await;
+        assert_eq!(MsgType::of(&reply), Some(MsgType::Reply));
+        assert_eq!(reply.attr("lrmd_remote_msg_id"), Some("2"));
+        let notify = conn_next(&mut conn).await;
+        assert_eq!(MsgType::of(&notify), Some(MsgType::Notify));
+        assert_eq!(notify.attr("lrmd_op"), Some("lrmd_rsc_poke"));
+
+        let ack = request(3, "ipc_fwd").with_attr("lrmd_ipc_op", "shutdown_ack");
+        conn.write_message(3, &ack).await.unwrap();
+        assert_eq!(conn_next(&mut conn).await.attr("lrmd_rc"), Some("0"));
+        assert_eq!(control.recv().await, Some(Control::ShutdownAck));
+
+        conn.close().await;
+        session.await.unwrap();
+        assert_eq!(
+            control.recv().await,
+            Some(Control::ClientGone {
+                remaining_providers: 0
+            })
+        );
+        assert!(matches!(
+            local.recv().await,
+            Some(ToLocal::ProviderGone { provider }) if provider == "c1"
+        ));
+        assert_eq!(daemon.clients.count(), 0);
+    }
+
+    async fn conn_next(conn: &mut Connection<crate::wire::MemoryTransport>) -> Element {
+        tokio::time::timeout(std::time::Duration::from_secs(5), conn.read_message())
+            .await
+            .expect("a message in time")
+            .unwrap()
+            .expect("the session is still there")
+    }
 }

@@ -8,7 +8,9 @@
 //! Framing rule the C peers depend on: they read one TLS record per
 //! `gnutls_record_recv` and cannot see data buffered inside GnuTLS, so each
 //! [`TlsStream::write_record`] goes out as its own record(s), never merged with
-//! the next write.
+//! the next write. [`TlsStream`] implements `wire::RecordTransport`, so `wire::Connection`
+//! frames messages over it (the only arrow from `tls` to another module: `wire` knows nothing of
+//! TLS).
 
 pub mod ffi;
 mod session;

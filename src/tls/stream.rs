@@ -255,6 +255,24 @@ impl TlsStream {
     }
 }
 
+/// The GnuTLS stream as a transport for `wire`'s framed connection: `write_record` already keeps
+/// each write in records of its own, and `read` is cancel-safe.
+impl crate::wire::RecordTransport for TlsStream {
+    type Error = TlsError;
+
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TlsError> {
+        TlsStream::read(self, buf).await
+    }
+
+    async fn write_record(&mut self, data: &[u8]) -> Result<(), TlsError> {
+        TlsStream::write_record(self, data).await
+    }
+
+    async fn close(&mut self) {
+        self.shutdown().await
+    }
+}
+
 /// GnuTLS return values are `int` error codes widened to `ssize_t`.
 fn to_code(rc: isize) -> c_int {
     c_int::try_from(rc).unwrap_or(c_int::MIN)

@@ -1,12 +1,20 @@
 //! Pacemaker's remote message framing, shared by Pacemaker Remote (port 3121) and the remote CIB
 //! port: a 40-byte header, then a NUL-terminated XML document.
+//!
+//! - [`header`], [`frame`]: the bytes, and a sans-I/O reassembler ([`FrameReader`])
+//! - [`connection`]: one framed [`Connection`] (read a message, write a message) over any
+//!   [`RecordTransport`]: TLS, plain TCP, or an in-memory pair for tests
+//! - [`envelope`], [`xml`]: the message envelope and a small owned XML element
+//! - [`ipc`]: the same XML inside libqb IPC messages
 
+pub mod connection;
 pub mod envelope;
 pub mod frame;
 pub mod header;
 pub mod ipc;
 pub mod xml;
 
+pub use connection::{Connection, MemoryTransport, ReadError, RecordTransport, memory_pair};
 pub use envelope::MsgType;
 pub use frame::{EncodedMessage, FrameReader, encode};
 pub use xml::Element;
@@ -35,4 +43,12 @@ pub enum WireError {
     MissingNul,
     #[error("malformed XML: {0}")]
     Xml(String),
+}
+
+impl WireError {
+    /// Whether the bad message was consumed whole, so the next one can still be read. Header
+    /// errors leave no way to find the next message: the connection must be closed.
+    pub fn stream_in_sync(&self) -> bool {
+        matches!(self, WireError::Xml(_) | WireError::MissingNul)
+    }
 }

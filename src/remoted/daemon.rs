@@ -1,0 +1,56 @@
+//! The state every connection shares: the client registry, the executor, the TLS server and the
+//! id counters. Ways to the other subsystems (shutdown control, local IPC) are not here: handlers
+//! return effects and `routing::Routes` delivers them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::clients::Clients;
+use super::executor::Executor;
+use crate::tls::PskServer;
+
+pub struct Daemon {
+    pub clients: Arc<Clients>,
+    pub executor: Executor,
+    pub tls: PskServer,
+    pub handshake_timeout: Duration,
+    pub max_message: u32,
+    call_id: AtomicI64,
+    msg_id: AtomicU64,
+}
+
+impl Daemon {
+    pub fn new(
+        clients: Arc<Clients>,
+        executor: Executor,
+        tls: PskServer,
+        handshake_timeout: Duration,
+        max_message: u32,
+    ) -> Daemon {
+        Daemon {
+            clients,
+            executor,
+            tls,
+            handshake_timeout,
+            max_message,
+            call_id: AtomicI64::new(0),
+            msg_id: AtomicU64::new(0),
+        }
+    }
+
+    /// Server-assigned call id, one per request, wrapping to 1 like Pacemaker's.
+    pub fn next_call_id(&self) -> i64 {
+        let mut id = self.call_id.fetch_add(1, Ordering::Relaxed) + 1;
+        if id <= 0 || id > i64::from(i32::MAX) {
+            self.call_id.store(1, Ordering::Relaxed);
+            id = 1;
+        }
+        id
+    }
+
+    /// Header id: a per-process counter over all connections (nobody reads it).
+    pub fn next_msg_id(&self) -> u64 {
+        self.msg_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
