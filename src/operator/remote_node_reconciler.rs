@@ -20,7 +20,7 @@ use crate::cib::plan::{self, DesiredKind, DesiredNode};
 use crate::cib::removal;
 use crate::cib::validate;
 
-use super::cluster_connection::{WriteError, WriteOutcome};
+use super::cluster_connection::{ConnectionError, WriteOutcome};
 use super::context::Context;
 use super::crd::{NodeType, RemoteNode, RemoteNodeStatus};
 use super::node_status::{self, Inputs, Outcome, READY};
@@ -209,8 +209,11 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
                 Outcome::Configured
             }
             Ok(WriteOutcome::Unchanged) => Outcome::Configured,
-            Err(WriteError::Invalid(problems)) => refused(ctx, rn, &reference, &problems).await,
-            Err(WriteError::Cib(message)) => {
+            Err(ConnectionError::Invalid(problems)) => {
+                refused(ctx, rn, &reference, &problems).await
+            }
+            Err(e) => {
+                let message = e.to_string();
                 ctx.event(
                     &reference,
                     EventType::Warning,
@@ -460,7 +463,8 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
             }
             Ok(Action::await_change())
         }
-        Err(message) => {
+        Err(e) => {
+            let message = e.to_string();
             ctx.event(
                 &reference,
                 EventType::Warning,
