@@ -58,7 +58,7 @@ impl Plan {
 
     /// Splits into plans of at most `max_nodes` nodes each (never splitting one node's changes).
     /// Create positions stay valid because each batch is re-planned against the CIB it applies to
-    /// by [`crate::cib::client::CibClient::apply_nodes`]; this split is for callers that apply a
+    /// by the service's `apply_nodes`; this split is for callers that apply a
     /// precomputed plan in one go.
     pub fn batches(self, max_nodes: usize) -> Vec<Plan> {
         let max = max_nodes.max(1);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// A failure of the transport or a refusal by the CIB; what the procedures on top of it add
 /// (conflicts that do not go away, invalid nodes, stops that do not happen) is
-/// [`crate::cib::service`]'s.
+/// the service's (`cib::service`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CibError {
     #[error(

@@ -1,7 +1,7 @@
 //! A client for Pacemaker's remote CIB port (`remote-tls-port`, anonymous-DH TLS on 2.1.x; or
 //! plaintext `remote-clear-port`, for tests): a transport that connects, queries, applies one
 //! patch and watches. It knows the CIB protocol, not what kubemaker writes: validating, planning
-//! and the versioned write with retry are [`crate::cib::service`]'s.
+//! and the versioned write with retry are the service's (`cib::service`), one layer up.
 //!
 //! - [`config`]: endpoints, transport, login, timeouts, retry policy (`CIB_*` variables).
 //! - [`error`]: [`CibError`], Pacemaker's return codes and call options.
