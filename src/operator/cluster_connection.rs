@@ -282,12 +282,11 @@ impl ClusterConnection {
     /// Queues `desired` for the next batched transaction and waits for its outcome.
     pub async fn write(&self, desired: DesiredNode) -> Result<WriteOutcome, ConnectionError> {
         let (reply, rx) = oneshot::channel();
-        let stopped = |_| ConnectionError::Stopped("writer");
         self.writes
             .send(WriteRequest { desired, reply })
             .await
             .map_err(|_| ConnectionError::Stopped("writer"))?;
-        rx.await.map_err(stopped)?
+        rx.await.map_err(|_| ConnectionError::Stopped("writer"))?
     }
 
     /// Queues node `name` for removal (stop, wait, delete, purge), batched with other removals,

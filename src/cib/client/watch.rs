@@ -16,8 +16,7 @@ use super::failover::connect_any;
 /// Connects (starting with endpoint `first`), subscribes, and follows the notifications in a
 /// task of their own.
 pub(super) async fn start(cfg: ClientConfig, first: usize) -> Result<Watch, CibError> {
-    let (i, mut conn) = connect_any(&cfg, first).await?;
-    subscribe(&mut conn).await?;
+    let (i, conn) = connect_and_subscribe(&cfg, first).await?;
     let (tx, rx) = mpsc::channel(1024);
     let task = tokio::spawn(watch_loop(cfg, i, conn, tx));
     Ok(Watch { rx, task })
@@ -184,22 +183,12 @@ async fn watch_loop(
         };
         warn!(endpoint = %conn.endpoint, reason = %why, "CIB notification connection lost; reconnecting");
         let next = (index + 1) % cfg.endpoints.len().max(1);
-        match connect_any(&cfg, next).await {
-            Ok((i, mut c)) => match subscribe(&mut c).await {
-                Ok(()) => {
-                    index = i;
-                    conn = c;
-                    reason = format!("reconnected after: {why}");
-                }
-                Err(e) => {
-                    let _ = tx
-                        .send(WatchEvent::Lost {
-                            error: e.to_string(),
-                        })
-                        .await;
-                    return;
-                }
-            },
+        match connect_and_subscribe(&cfg, next).await {
+            Ok((i, c)) => {
+                index = i;
+                conn = c;
+                reason = format!("reconnected after: {why}");
+            }
             Err(e) => {
                 let _ = tx
                     .send(WatchEvent::Lost {
@@ -210,6 +199,16 @@ async fn watch_loop(
             }
         }
     }
+}
+
+/// A new notification connection, starting with endpoint `first`.
+async fn connect_and_subscribe(
+    cfg: &ClientConfig,
+    first: usize,
+) -> Result<(usize, Connection), CibError> {
+    let (i, mut conn) = connect_any(cfg, first).await?;
+    subscribe(&mut conn).await?;
+    Ok((i, conn))
 }
 
 #[cfg(test)]

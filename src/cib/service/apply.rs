@@ -163,3 +163,35 @@ fn split_valid(
     }
     (ok, refused)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cib::spec::RemoteNodeSpec;
+
+    fn node(name: &str, address: &str) -> DesiredNode {
+        let spec = RemoteNodeSpec {
+            address: Some(address.into()),
+            ..Default::default()
+        };
+        DesiredNode::from_spec(name, &spec).unwrap()
+    }
+
+    #[test]
+    fn invalid_nodes_are_set_aside_alone_or_together() {
+        let live = Element::parse(r#"<cib admin_epoch="0" epoch="1" num_updates="0"><configuration><crm_config/><nodes/><resources><primitive id="taken" class="ocf" provider="pacemaker" type="Dummy"/></resources><constraints/></configuration><status/></cib>"#).unwrap();
+        let batch = [
+            node("fine", "192.0.2.1"),
+            node("taken", "192.0.2.2"),
+            node("twice", "192.0.2.3"),
+            node("TWICE", "192.0.2.4"),
+        ];
+        let (ok, refused) = split_valid(&batch, &[0, 1, 2, 3], &live);
+        assert_eq!(ok, vec![0]);
+        let refused: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+        assert_eq!(refused, vec![1, 2, 3]);
+        // Only the pending ones are looked at.
+        let (ok, refused) = split_valid(&batch, &[0, 2], &live);
+        assert_eq!((ok, refused.len()), (vec![0, 2], 0));
+    }
+}
