@@ -64,22 +64,21 @@ impl CibService<'_> {
             let result = self
                 .write_with_retry(
                     |live| {
-                        pending = match invalid {
+                        match invalid {
                             InvalidNodes::RefuseAll => {
                                 let problems = validate::check_against_cib(batch, live);
                                 if !problems.is_empty() {
                                     return Err(ApplyError::Invalid(problems));
                                 }
-                                pending.clone()
                             }
                             InvalidNodes::SetAside => {
                                 let (ok, refused) = split_valid(batch, &pending, live);
                                 for (i, problems) in refused {
                                     outcomes[i] = NodeOutcome::Refused(problems);
                                 }
-                                ok
+                                pending = ok;
                             }
-                        };
+                        }
                         let nodes: Vec<DesiredNode> =
                             pending.iter().map(|&i| batch[i].clone()).collect();
                         let p = plan(&nodes, live);
