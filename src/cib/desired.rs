@@ -10,7 +10,7 @@ use super::spec::{
     DEFAULT_GUEST_AGENT, DEFAULT_HYPERVISOR, DEFAULT_REMOTE_PORT, NodeType, RemoteNodeManifest,
     RemoteNodeSpec,
 };
-use super::validate::Problem;
+use super::validate::problem::Problem;
 use super::validate::spec::check_spec;
 
 /// What kind of node, and which resource defines it.

@@ -7,9 +7,8 @@
 //!
 //! Both report [`Problem`]s, each saying what clashes with what and what to do about it.
 
-mod problem;
-
 pub mod live;
+pub mod problem;
 pub mod spec;
 
 pub use live::{check_against_cib, warnings};
