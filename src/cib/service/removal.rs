@@ -159,6 +159,42 @@ fn still_active(cib: &Element, watched: &[Watched]) -> Vec<String> {
         .collect()
 }
 
+/// After the wait: the nodes to delete (stopped, or forced) and the errors of those left in
+/// place because they are still active.
+fn settle(
+    names: &[String],
+    watched: &[Watched],
+    active: &[String],
+    opts: &RemovalOptions,
+) -> (Vec<RemovedNode>, Vec<RemovalError>) {
+    let mut ready = Vec::new();
+    let mut stuck = Vec::new();
+    for n in names {
+        let resource = watched
+            .iter()
+            .find(|w| &w.node == n)
+            .map(|w| w.resource.clone());
+        let stopped = !active.contains(n);
+        if !stopped && !opts.force {
+            stuck.push(RemovalError::StillActive {
+                node: n.clone(),
+                resource: resource.unwrap_or_default(),
+                after: opts.stop_timeout,
+            });
+            continue;
+        }
+        if !stopped {
+            debug!(node = %n, "resource still active; deleting anyway (forced)");
+        }
+        ready.push(RemovedNode {
+            name: n.clone(),
+            resource,
+            stopped,
+        });
+    }
+    (ready, stuck)
+}
+
 impl CibService<'_> {
     /// Stops, waits for, deletes and purges nodes `names`, sharing one transaction for all stops
     /// and one for all deletions. A node whose resource does not stop within the timeout is left
@@ -210,27 +246,8 @@ impl CibService<'_> {
                 .await
                 .map_err(RemovalError::Wait)?
         };
-        let mut ready = Vec::new();
-        for n in names {
-            let w = watched.iter().find(|w| &w.node == n);
-            let stopped = !active.contains(n);
-            if !stopped && !opts.force {
-                report.stuck.push(RemovalError::StillActive {
-                    node: n.clone(),
-                    resource: w.map(|w| w.resource.clone()).unwrap_or_default(),
-                    after: opts.stop_timeout,
-                });
-                continue;
-            }
-            if !stopped {
-                debug!(node = %n, "resource still active; deleting anyway (forced)");
-            }
-            ready.push(RemovedNode {
-                name: n.clone(),
-                resource: w.map(|w| w.resource.clone()),
-                stopped,
-            });
-        }
+        let (ready, stuck) = settle(names, &watched, &active, opts);
+        report.stuck = stuck;
         if ready.is_empty() {
             return Ok(report);
         }
@@ -296,4 +313,47 @@ pub async fn remove_node(
     opts: &RemovalOptions,
 ) -> Result<RemovedNode, RemovalError> {
     CibService::new(client).remove_node(name, opts).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_still_active_stay_unless_forced() {
+        let names: Vec<String> = ["gone", "slow", "bare"].map(String::from).into();
+        let watched = ["gone", "slow"].map(|n| Watched {
+            node: n.into(),
+            resource: format!("rsc-{n}"),
+            ids: vec![format!("rsc-{n}")],
+        });
+        let active = vec!["slow".to_string()];
+        let opts = RemovalOptions::default();
+        let (ready, stuck) = settle(&names, &watched, &active, &opts);
+        let removed: Vec<(&str, Option<&str>, bool)> = ready
+            .iter()
+            .map(|r| (r.name.as_str(), r.resource.as_deref(), r.stopped))
+            .collect();
+        assert_eq!(
+            removed,
+            vec![("gone", Some("rsc-gone"), true), ("bare", None, true)]
+        );
+        assert_eq!(stuck.len(), 1);
+        assert_eq!(stuck[0].reason(), "StopTimeout");
+        assert_eq!(
+            stuck[0].to_string(),
+            "rsc-slow (node slow) is still active 180s after target-role=Stopped; check `crm_mon` for a failed stop"
+        );
+
+        let forced = RemovalOptions {
+            force: true,
+            ..RemovalOptions::default()
+        };
+        let (ready, stuck) = settle(&names, &watched, &active, &forced);
+        assert!(stuck.is_empty());
+        assert_eq!(
+            ready.iter().map(|r| r.stopped).collect::<Vec<_>>(),
+            vec![true, false, true]
+        );
+    }
 }
