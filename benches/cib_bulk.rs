@@ -14,7 +14,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use kubemaker::cib::client::{ApplyOptions, CibClient, Transport};
+use kubemaker::cib::ApplyOptions;
+use kubemaker::cib::client::{CibClient, Transport};
 use kubemaker::cib::model::{Cib, CibVersion};
 use kubemaker::cib::plan::{DesiredNode, plan};
 use kubemaker::cib::spec::RemoteNodeSpec;

@@ -10,15 +10,13 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use kubemaker::cib::client::{
-    ApplyOptions, CibClient, CibError, Query, Secret, Transport, WatchEvent,
-};
+use kubemaker::cib::client::{CibClient, CibError, Query, Secret, Transport, WatchEvent};
 use kubemaker::cib::model::Cib;
 use kubemaker::cib::plan::{self, DesiredNode};
 use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
 use kubemaker::cib::status::{NodeState, read_status};
 use kubemaker::cib::validate::{self, Problem};
-use kubemaker::cib::{RemovalOptions, removal};
+use kubemaker::cib::{ApplyOptions, RemovalOptions, removal};
 use support::{Cluster, Daemon, NetnsHost};
 
 const TOOLS: &[&str] = &[

@@ -14,7 +14,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kubemaker::cib::client::{ApplyOptions, CibClient, Transport};
+use kubemaker::cib::ApplyOptions;
+use kubemaker::cib::client::{CibClient, Transport};
 use kubemaker::cib::plan::DesiredNode;
 use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
 use support::{Cluster, Daemon, NetnsHost};

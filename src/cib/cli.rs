@@ -10,12 +10,12 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::logging::{self, LogFormat};
 
-use super::client::{
-    self, ApplyOptions, CibClient, ClientConfig, Query, Secret, Transport, WatchEvent,
-};
-use super::plan::DesiredNode;
-use super::removal::{self, RemovalOptions};
+use super::client::{self, CibClient, ClientConfig, Query, Secret, Transport, WatchEvent};
+use super::desired::DesiredNode;
 use super::render::{node_table, pretty_xml};
+use super::service::{
+    ApplyOptions, CibService, DEFAULT_STOP_TIMEOUT, InvalidNodes, RemovalError, RemovalOptions,
+};
 use super::spec::RemoteNodeManifest;
 use super::status::read_status;
 
@@ -110,7 +110,7 @@ pub enum CibCommand {
         #[arg(long)]
         force: bool,
         /// Seconds to wait for the resource to stop.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = DEFAULT_STOP_TIMEOUT.as_secs())]
         stop_timeout: u64,
     },
     /// Print CIB changes as they happen, one line each (Ctrl-C to stop).
@@ -226,13 +226,14 @@ async fn run_async(cmd: CibCommand) -> Result<(), String> {
             let client = CibClient::connect(conn.config()?)
                 .await
                 .map_err(|e| e.to_string())?;
-            let report = client
+            let report = CibService::new(&client)
                 .apply_nodes(
                     &nodes,
                     &ApplyOptions {
                         batch_size,
                         dry_run,
                     },
+                    InvalidNodes::RefuseAll,
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -270,11 +271,15 @@ async fn run_async(cmd: CibCommand) -> Result<(), String> {
                 force,
                 ..Default::default()
             };
-            let report = removal::remove_node(&client, &name, &opts)
+            let removed = CibService::new(&client)
+                .remove_node(&name, &opts)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match e {
+                    RemovalError::StillActive { .. } => format!("{e}, or remove with --force"),
+                    e => e.to_string(),
+                })?;
             client.close().await;
-            match report.resource {
+            match removed.resource {
                 Some(r) => println!("removed node {name} (resource {r})"),
                 None => println!("node {name}: no resource defined it; purged what was left"),
             }

@@ -1,27 +1,35 @@
 //! The CIB layer: everything kubemaker knows about Pacemaker's configuration XML, independent of
-//! Kubernetes.
+//! Kubernetes. From the bottom up:
 //!
 //! - [`spec`]: the node description users write (`RemoteNode` manifests).
 //! - [`model`]: typed CIB fragments with pcs's id conventions, and views over a live CIB.
-//! - [`plan`]: pure planner, spec → desired fragments → changes against the live CIB.
-//! - [`validate`]: the checks Pacemaker does not make (names, clashes, placement, values).
+//! - [`validate`]: the checks Pacemaker does not make, of a spec alone and against the live CIB.
+//! - [`desired`]: a checked spec as the fragments kubemaker wants in the CIB.
+//! - [`patch`]: the patch vocabulary (changes, paths) and a local applier with Pacemaker's
+//!   semantics.
+//! - [`plan`]: pure planner, desired vs live → changes; also the stop and removal plans.
 //! - [`status`]: pure status reader, CIB → per-node state (crm_mon is the oracle in tests).
-//! - [`client`]: the remote CIB port client (login, query, versioned apply_diff with retry,
-//!   notifications, failover).
-//! - [`removal`]: stop, wait, delete and purge a node through the CIB.
-//! - [`patch`]: patch paths and a local applier with Pacemaker's semantics.
-//! - [`render`]: human-facing output (indented XML, node tables).
+//! - [`client`]: the remote CIB port transport (login, query, apply a patch, notifications,
+//!   fail-over).
+//! - [`service`]: the procedures on top, for the command line and the controller alike:
+//!   validate → plan → versioned write with retry, and stop → wait → delete → purge, for N nodes
+//!   ([`removal`] is its removal half).
+//! - [`render`]: human-facing output (indented XML, node tables); [`cli`]: `kubemaker cib`.
 //!
-//! The operator's reconcile step, in short:
+//! Imports point down this list only.
+//!
+//! The operator's reconcile step, in short (the controller batches and sets invalid nodes aside
+//! instead; see `operator::cluster_connection`):
 //!
 //! ```no_run
 //! use kubemaker::cib::{
-//!     ApplyOptions, CibClient, ClientConfig, DesiredNode, RemoteNodeManifest, WatchEvent,
-//!     read_status,
+//!     ApplyOptions, CibClient, CibService, ClientConfig, DesiredNode, InvalidNodes,
+//!     RemoteNodeManifest, WatchEvent, read_status,
 //! };
 //!
 //! # async fn reconcile(manifests: Vec<RemoteNodeManifest>) -> Result<(), Box<dyn std::error::Error>> {
 //! let client = CibClient::connect(ClientConfig::from_env()?).await?;
+//! let service = CibService::new(&client);
 //! // Spec problems (names, ports, durations, values) come back before any cluster is asked.
 //! let desired = manifests
 //!     .iter()
@@ -29,7 +37,9 @@
 //!     .collect::<Result<Vec<_>, _>>()
 //!     .map_err(|problems| format!("{problems:?}"))?;
 //! // Validate against the live CIB, plan, and write in versioned, batched transactions.
-//! let report = client.apply_nodes(&desired, &ApplyOptions::default()).await?;
+//! //! let report = service
+//!     .apply_nodes(&desired, &ApplyOptions::default(), InvalidNodes::RefuseAll)
+//!     .await?;
 //! println!("{} transaction(s), {} retried", report.transactions, report.conflicts);
 //! // Status for each node, and a stream of changes to re-read on.
 //! for node in read_status(&client.query_cib().await?) {
@@ -45,22 +55,31 @@
 
 pub mod cli;
 pub mod client;
+pub mod desired;
 pub mod model;
 pub mod patch;
 pub mod plan;
-pub mod removal;
 pub mod render;
+pub mod service;
 pub mod spec;
 pub mod status;
 pub mod validate;
 
+pub use service::removal;
+
 pub use client::{
-    ApplyOptions, ApplyReport, CibClient, CibDiff, CibError, ClientConfig, Endpoint, Query, Secret,
-    Transport, VersionChain, Watch, WatchEvent,
+    CibClient, CibDiff, CibError, ClientConfig, Endpoint, Query, Secret, Transport, VersionChain,
+    Watch, WatchEvent,
 };
+pub use desired::{DesiredKind, DesiredNode};
 pub use model::CibVersion;
-pub use plan::{Change, DesiredKind, DesiredNode, Plan, plan};
-pub use removal::{RemovalOptions, RemovalReport, removal_plan, remove_node};
+pub use patch::Change;
+pub use plan::{Plan, plan, removal_plan};
+pub use service::removal::remove_node;
+pub use service::{
+    ApplyError, ApplyOptions, ApplyReport, CibService, InvalidNodes, NodeOutcome, RemovalError,
+    RemovalOptions, RemovalReport, RemovedNode, StopWaiter,
+};
 pub use spec::{RemoteNodeManifest, RemoteNodeSpec};
 pub use status::{NodeState, NodeStatus, read_status};
 pub use validate::{Problem, check_against_cib, check_spec, warnings};

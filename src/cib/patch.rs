@@ -1,11 +1,97 @@
-//! Patch paths (`/cib/configuration/resources/primitive[@id='x']`) and a local applier with
-//! Pacemaker's v2 semantics, used to simulate plans in tests and to check a removal leaves the
-//! CIB as intended.
+//! The patch vocabulary: the steps of a v2 `<diff>` ([`Change`]), the paths they address
+//! (`/cib/configuration/resources/primitive[@id='x']`), and a local applier with Pacemaker's
+//! v2 semantics, used to simulate plans in tests and to check a removal leaves the CIB as
+//! intended.
 
 use crate::wire::Element;
 
 use super::model::id_step;
-use super::plan::Change;
+
+pub const RESOURCES_PATH: &str = "/cib/configuration/resources";
+pub const NODES_PATH: &str = "/cib/configuration/nodes";
+pub const CONSTRAINTS_PATH: &str = "/cib/configuration/constraints";
+pub const STATUS_PATH: &str = "/cib/status";
+
+/// One step of a CIB patch (the `<change>` elements of a v2 `<diff>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Insert `element` as child number `position` of `parent`.
+    Create {
+        parent: String,
+        position: usize,
+        element: Element,
+    },
+    /// Give the element at `path` exactly the attributes of `attrs` (children untouched);
+    /// `removed` lists attributes that go away (informational, for the change-list).
+    Modify {
+        path: String,
+        attrs: Element,
+        removed: Vec<String>,
+    },
+    /// Remove the element at `path` (Pacemaker skips missing paths silently).
+    Delete { path: String },
+}
+
+impl Change {
+    /// One line for humans: `create primitive remote1 in /cib/configuration/resources`.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Create {
+                parent, element, ..
+            } => format!(
+                "create {} {} in {parent}",
+                element.name,
+                element.attr("id").unwrap_or("")
+            ),
+            Change::Modify { path, .. } => format!("modify {path}"),
+            Change::Delete { path } => format!("delete {path}"),
+        }
+    }
+
+    pub fn to_element(&self) -> Element {
+        match self {
+            Change::Create {
+                parent,
+                position,
+                element,
+            } => Element::new("change")
+                .with_attr("operation", "create")
+                .with_attr("path", parent)
+                .with_attr("position", position)
+                .with_child(element.clone()),
+            Change::Modify {
+                path,
+                attrs,
+                removed,
+            } => {
+                let mut list = Element::new("change-list");
+                for (k, v) in &attrs.attrs {
+                    list.children.push(
+                        Element::new("change-attr")
+                            .with_attr("name", k)
+                            .with_attr("operation", "set")
+                            .with_attr("value", v),
+                    );
+                }
+                for k in removed {
+                    list.children.push(
+                        Element::new("change-attr")
+                            .with_attr("name", k)
+                            .with_attr("operation", "unset"),
+                    );
+                }
+                Element::new("change")
+                    .with_attr("operation", "modify")
+                    .with_attr("path", path)
+                    .with_child(list)
+                    .with_child(Element::new("change-result").with_child(attrs.clone()))
+            }
+            Change::Delete { path } => Element::new("change")
+                .with_attr("operation", "delete")
+                .with_attr("path", path),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PatchError {

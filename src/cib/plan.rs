@@ -1,284 +1,22 @@
-//! The pure planner: node specs become desired CIB fragments, and desired-vs-live becomes a list
-//! of changes that one `cib_apply_diff` can carry.
+//! The pure planner: desired nodes against a live CIB become the changes one `cib_apply_diff`
+//! can carry; and the changes that stop a node's resource, and that delete every trace of a node.
 //!
 //! Ownership: kubemaker owns the whole primitive of a node (connection resource, or the guest's
 //! resource) and, in `<nodes>`, only the attribute set `nodes-<name>`; other sets an administrator
-//! adds to the node entry are left alone. Nodes not in the desired list are never touched here
-//! (removal is [`crate::cib::removal`]).
+//! adds to the node entry are left alone. Nodes not in the desired list are never touched by
+//! [`plan`]; [`removal_plan`] is the one way a node goes.
 
 use std::collections::BTreeMap;
 
 use crate::wire::Element;
 
-use super::model::{Agent, Cib, CibVersion, NodeEntry, Op, Primitive, id_step, is_true};
-use super::spec::{NodeType, RemoteNodeManifest, RemoteNodeSpec};
-use super::validate::{self, Problem};
+use super::model::{Cib, CibVersion, NvSet, id_step};
+use super::patch::{
+    CONSTRAINTS_PATH, Change, NODES_PATH, RESOURCES_PATH, STATUS_PATH, element_path,
+};
 
-pub const RESOURCES_PATH: &str = "/cib/configuration/resources";
-pub const NODES_PATH: &str = "/cib/configuration/nodes";
-pub const CONSTRAINTS_PATH: &str = "/cib/configuration/constraints";
-pub const STATUS_PATH: &str = "/cib/status";
-
-pub const DEFAULT_REMOTE_PORT: u16 = 3121;
-pub const DEFAULT_GUEST_AGENT: &str = "ocf:heartbeat:VirtualDomain";
-pub const DEFAULT_HYPERVISOR: &str = "qemu:///system";
-
-/// What kind of node, and which resource defines it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DesiredKind {
-    /// The connection resource's id is the node name.
-    Remote,
-    /// The guest's resource (`resource_id`) carries the `remote-node` meta attribute.
-    Guest { resource_id: String },
-}
-
-/// One node as kubemaker wants it in the CIB.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredNode {
-    pub name: String,
-    pub kind: DesiredKind,
-    /// Address the cluster connects to (`server` or `remote-addr`).
-    pub address: String,
-    pub port: u16,
-    pub primitive: Primitive,
-    pub node: NodeEntry,
-}
-
-impl DesiredNode {
-    /// Validates `spec` on its own (names, ports, durations, values) and builds the fragments.
-    pub fn from_spec(name: &str, spec: &RemoteNodeSpec) -> Result<DesiredNode, Vec<Problem>> {
-        let problems = validate::check_spec(name, spec);
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        Ok(build(name, spec))
-    }
-
-    pub fn from_manifest(m: &RemoteNodeManifest) -> Result<DesiredNode, Vec<Problem>> {
-        DesiredNode::from_spec(m.node_name(), &m.spec)
-    }
-
-    /// The id of the primitive kubemaker owns for this node.
-    pub fn resource_id(&self) -> &str {
-        &self.primitive.id
-    }
-
-    /// The fragments as a `<configuration>` document: what `kubemaker render` prints.
-    pub fn render(&self) -> Element {
-        let mut resources = Element::new("resources");
-        resources.children.push(self.primitive.to_element());
-        let mut config = Element::new("configuration").with_child(resources);
-        if !self.node.attributes.is_empty() || !self.node.utilization.is_empty() {
-            config
-                .children
-                .push(Element::new("nodes").with_child(self.node.to_element()));
-        }
-        config
-    }
-}
-
-/// Builds without checking; `spec` must have passed [`validate::check_spec`].
-fn build(name: &str, spec: &RemoteNodeSpec) -> DesiredNode {
-    let address = spec.address.clone().unwrap_or_else(|| name.to_string());
-    let port = spec
-        .port
-        .and_then(|p| u16::try_from(p).ok())
-        .unwrap_or(DEFAULT_REMOTE_PORT);
-    let monitor = spec.monitor.clone().unwrap_or_default();
-    let (kind, primitive) = match spec.node_type {
-        NodeType::Remote => {
-            let mut p = Primitive::new(name, Agent::pacemaker_remote());
-            // Same parameters, order and op set as `pcs cluster node add-remote`.
-            p.instance_attributes.push("server", address.clone());
-            if let Some(ri) = &spec.reconnect_interval {
-                p.instance_attributes.push("reconnect_interval", ri.clone());
-            }
-            if let Some(port) = spec.port {
-                p.instance_attributes.push("port", port.to_string());
-            }
-            let start = spec.start_timeout.as_deref().unwrap_or("60s");
-            let stop = spec.stop_timeout.as_deref().unwrap_or("60s");
-            p.operations = vec![
-                Op::new(name, "migrate_from", "0s", "60s"),
-                Op::new(name, "migrate_to", "0s", "60s"),
-                Op::new(
-                    name,
-                    "monitor",
-                    monitor.interval.as_deref().unwrap_or("60s"),
-                    monitor.timeout.as_deref().unwrap_or("30s"),
-                ),
-                Op::new(name, "reload", "0s", "60s"),
-                Op::new(name, "reload-agent", "0s", "60s"),
-                Op::new(name, "start", "0s", start),
-                Op::new(name, "stop", "0s", stop),
-            ];
-            (DesiredKind::Remote, p)
-        }
-        NodeType::Guest => {
-            let guest = spec.guest.clone().unwrap_or_default();
-            let rid = guest
-                .resource_id
-                .clone()
-                .unwrap_or_else(|| format!("vm-{name}"));
-            let agent_text = guest.agent.as_deref().unwrap_or(DEFAULT_GUEST_AGENT);
-            let agent = Agent::parse(agent_text)
-                .unwrap_or_else(|| Agent::new("ocf", Some("heartbeat"), agent_text));
-            let virtual_domain = agent.to_string() == DEFAULT_GUEST_AGENT;
-            let mut params: BTreeMap<String, String> = guest.parameters.clone();
-            if virtual_domain {
-                params
-                    .entry("hypervisor".into())
-                    .or_insert_with(|| DEFAULT_HYPERVISOR.into());
-            }
-            let mut p = Primitive::new(&rid, agent);
-            for (k, v) in &params {
-                p.instance_attributes.push(k, v.clone());
-            }
-            let meta = &mut p.meta_attributes;
-            meta.push("remote-node", name);
-            meta.push("remote-addr", address.clone());
-            meta.push("remote-port", port.to_string());
-            meta.push(
-                "remote-connect-timeout",
-                guest.connect_timeout.as_deref().unwrap_or("60s"),
-            );
-            meta.push(
-                "remote-allow-migrate",
-                if guest.allow_migrate.unwrap_or(true) {
-                    "true"
-                } else {
-                    "false"
-                },
-            );
-            // VirtualDomain's advertised defaults; Pacemaker's 20s for anything else.
-            let (mon_i, mon_t, start, stop) = if virtual_domain {
-                ("10s", "30s", "90s", "90s")
-            } else {
-                ("10s", "20s", "20s", "20s")
-            };
-            p.operations = vec![
-                Op::new(
-                    &rid,
-                    "monitor",
-                    monitor.interval.as_deref().unwrap_or(mon_i),
-                    monitor.timeout.as_deref().unwrap_or(mon_t),
-                ),
-                Op::new(
-                    &rid,
-                    "start",
-                    "0s",
-                    spec.start_timeout.as_deref().unwrap_or(start),
-                ),
-                Op::new(
-                    &rid,
-                    "stop",
-                    "0s",
-                    spec.stop_timeout.as_deref().unwrap_or(stop),
-                ),
-            ];
-            (DesiredKind::Guest { resource_id: rid }, p)
-        }
-    };
-    let mut node = NodeEntry::new(name);
-    for (k, v) in &spec.attributes {
-        node.attributes.push(k, v.clone());
-    }
-    if spec.standby {
-        node.attributes.push("standby", "on");
-    }
-    if spec.maintenance {
-        node.attributes.push("maintenance", "on");
-    }
-    DesiredNode {
-        name: name.into(),
-        kind,
-        address,
-        port,
-        primitive,
-        node,
-    }
-}
-
-/// One step of a CIB patch (the `<change>` elements of a v2 `<diff>`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// Insert `element` as child number `position` of `parent`.
-    Create {
-        parent: String,
-        position: usize,
-        element: Element,
-    },
-    /// Give the element at `path` exactly the attributes of `attrs` (children untouched);
-    /// `removed` lists attributes that go away (informational, for the change-list).
-    Modify {
-        path: String,
-        attrs: Element,
-        removed: Vec<String>,
-    },
-    /// Remove the element at `path` (Pacemaker skips missing paths silently).
-    Delete { path: String },
-}
-
-impl Change {
-    /// One line for humans: `create primitive remote1 in /cib/configuration/resources`.
-    pub fn describe(&self) -> String {
-        match self {
-            Change::Create {
-                parent, element, ..
-            } => format!(
-                "create {} {} in {parent}",
-                element.name,
-                element.attr("id").unwrap_or("")
-            ),
-            Change::Modify { path, .. } => format!("modify {path}"),
-            Change::Delete { path } => format!("delete {path}"),
-        }
-    }
-
-    pub fn to_element(&self) -> Element {
-        match self {
-            Change::Create {
-                parent,
-                position,
-                element,
-            } => Element::new("change")
-                .with_attr("operation", "create")
-                .with_attr("path", parent)
-                .with_attr("position", position)
-                .with_child(element.clone()),
-            Change::Modify {
-                path,
-                attrs,
-                removed,
-            } => {
-                let mut list = Element::new("change-list");
-                for (k, v) in &attrs.attrs {
-                    list.children.push(
-                        Element::new("change-attr")
-                            .with_attr("name", k)
-                            .with_attr("operation", "set")
-                            .with_attr("value", v),
-                    );
-                }
-                for k in removed {
-                    list.children.push(
-                        Element::new("change-attr")
-                            .with_attr("name", k)
-                            .with_attr("operation", "unset"),
-                    );
-                }
-                Element::new("change")
-                    .with_attr("operation", "modify")
-                    .with_attr("path", path)
-                    .with_child(list)
-                    .with_child(Element::new("change-result").with_child(attrs.clone()))
-            }
-            Change::Delete { path } => Element::new("change")
-                .with_attr("operation", "delete")
-                .with_attr("path", path),
-        }
-    }
-}
+// Where callers found the desired node before it had a module of its own.
+pub use super::desired::{DesiredKind, DesiredNode};
 
 /// The changes for one node; a node's changes always travel in the same transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,7 +59,7 @@ impl Plan {
 
     /// Splits into plans of at most `max_nodes` nodes each (never splitting one node's changes).
     /// Create positions stay valid because each batch is re-planned against the CIB it applies to
-    /// by [`crate::cib::client::CibClient::apply_nodes`]; this split is for callers that apply a
+    /// by the service's `apply_nodes`; this split is for callers that apply a
     /// precomputed plan in one go.
     pub fn batches(self, max_nodes: usize) -> Vec<Plan> {
         let max = max_nodes.max(1);
@@ -543,7 +281,7 @@ pub fn stop_resource(live: &Element, rsc_id: &str) -> Vec<Change> {
     {
         return Vec::new();
     }
-    let prim_path = super::patch::element_path(live, p.element)
+    let prim_path = element_path(live, p.element)
         .unwrap_or_else(|| format!("{RESOURCES_PATH}/{}", id_step("primitive", rsc_id)));
     // Reuse an existing target-role nvpair wherever it is, else the first meta set, else a new one.
     for set in p
@@ -588,7 +326,7 @@ pub fn stop_resource(live: &Element, rsc_id: &str) -> Vec<Change> {
                 .with_attr("value", "Stopped"),
         }];
     }
-    let mut set = super::model::NvSet::new("meta_attributes", rsc_id);
+    let mut set = NvSet::new("meta_attributes", rsc_id);
     set.push("target-role", "Stopped");
     vec![Change::Create {
         parent: prim_path,
@@ -597,23 +335,136 @@ pub fn stop_resource(live: &Element, rsc_id: &str) -> Vec<Change> {
     }]
 }
 
-/// `true` if the resource's configured target-role keeps it stopped.
-pub fn is_stopped_by_config(live: &Element, rsc_id: &str) -> bool {
-    Cib::new(live)
-        .primitive(rsc_id)
-        .and_then(|p| p.meta("target-role"))
-        .is_some_and(|v| v.eq_ignore_ascii_case("stopped"))
+/// What defines node `name` in `live`: the resource id and the ids whose history shows it active
+/// (the connection; for guests also the guest's resource).
+pub fn defining_resource(live: &Element, name: &str) -> Option<(String, Vec<String>)> {
+    let cib = Cib::new(live);
+    cib.primitives().into_iter().find_map(|p| {
+        let n = p.defines_node().or(p.guest_node_name())?;
+        let matches = n.eq_ignore_ascii_case(name)
+            || (p.is_remote_connection() && p.id().eq_ignore_ascii_case(name));
+        if !matches {
+            return None;
+        }
+        let mut watch = vec![p.id().to_string()];
+        if !p.is_remote_connection() {
+            watch.push(n.to_string());
+        }
+        Some((p.id().to_string(), watch))
+    })
 }
 
-/// Whether a value means "on" to Pacemaker; re-exported for callers reading node attributes.
-pub fn truthy(v: &str) -> bool {
-    is_true(v)
+/// Pure: the changes that delete every trace of node `name` from `live`.
+pub fn removal_plan(live: &Element, name: &str) -> Plan {
+    let cib = Cib::new(live);
+    let mut changes = Vec::new();
+    let rsc = defining_resource(live, name).map(|(id, _)| id);
+    if let Some(id) = &rsc
+        && let Some(p) = cib.primitive(id)
+    {
+        // An emptied group or clone is invalid: take the container with it.
+        let target = match p.ancestors.last() {
+            Some(_) => find_sole_container(live, p.element).unwrap_or(p.element),
+            None => p.element,
+        };
+        if let Some(path) = element_path(live, target) {
+            changes.push(Change::Delete { path });
+        }
+    }
+    if let Some(constraints) = cib.section("constraints") {
+        for c in &constraints.children {
+            let names_it =
+                |v: &str| v.eq_ignore_ascii_case(name) || rsc.as_deref().is_some_and(|r| v == r);
+            let attr_hit = ["rsc", "with-rsc", "first", "then", "node"]
+                .iter()
+                .filter_map(|a| c.attr(a))
+                .any(names_it);
+            let set_hit = c
+                .children
+                .iter()
+                .filter(|s| s.name == "resource_set")
+                .flat_map(|s| s.children.iter())
+                .filter_map(|r| r.attr("id"))
+                .any(names_it);
+            if (attr_hit || set_hit)
+                && let Some(id) = c.attr("id")
+            {
+                changes.push(Change::Delete {
+                    path: format!("{}/{}", CONSTRAINTS_PATH, id_step(&c.name, id)),
+                });
+            }
+        }
+    }
+    if let Some(n) = cib.node_entry(name)
+        && n.attr("type").is_none_or(|t| t == "remote")
+        && let Some(id) = n.attr("id")
+    {
+        changes.push(Change::Delete {
+            path: format!("{NODES_PATH}/{}", id_step("node", id)),
+        });
+    }
+    if let Some(s) = cib.node_state(name)
+        && s.attr("remote_node").is_some()
+        && let Some(id) = s.attr("id")
+    {
+        changes.push(Change::Delete {
+            path: format!("{STATUS_PATH}/{}", id_step("node_state", id)),
+        });
+    }
+    let mut out = Plan::default();
+    if !changes.is_empty() {
+        out.nodes.push(NodeChanges {
+            node: name.into(),
+            changes,
+        });
+    }
+    out
+}
+
+/// The outermost group/clone that holds nothing but `el` (directly or through single-child
+/// containers).
+fn find_sole_container<'a>(root: &'a Element, el: &'a Element) -> Option<&'a Element> {
+    fn walk<'a>(cur: &'a Element, target: &Element, chain: &mut Vec<&'a Element>) -> bool {
+        if std::ptr::eq(cur, target) {
+            return true;
+        }
+        for c in &cur.children {
+            chain.push(c);
+            if walk(c, target, chain) {
+                return true;
+            }
+            chain.pop();
+        }
+        false
+    }
+    let mut chain = Vec::new();
+    if !walk(root, el, &mut chain) {
+        return None;
+    }
+    // chain = [configuration?, ..., resources, outer, ..., el]
+    let mut best = None;
+    for w in chain.iter().rev().skip(1) {
+        if !matches!(w.name.as_str(), "group" | "clone" | "master" | "bundle") {
+            break;
+        }
+        let resource_children = w
+            .children
+            .iter()
+            .filter(|c| matches!(c.name.as_str(), "primitive" | "group" | "clone" | "master"))
+            .count();
+        if resource_children != 1 {
+            break;
+        }
+        best = Some(*w);
+    }
+    best
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cib::spec::{GuestSpec, MonitorSpec};
+    use crate::cib::patch::apply_change;
+    use crate::cib::spec::{MonitorSpec, RemoteNodeSpec};
 
     fn empty_cib() -> Element {
         Element::parse(r#"<cib admin_epoch="0" epoch="5" num_updates="3"><configuration><crm_config/><nodes><node id="1" uname="node1"/></nodes><resources/><constraints/></configuration><status/></cib>"#).unwrap()
@@ -632,18 +483,8 @@ mod tests {
     /// idempotence tests).
     pub(crate) fn apply(live: &mut Element, plan: &Plan) {
         for c in plan.changes() {
-            crate::cib::patch::apply_change(live, c).unwrap();
+            apply_change(live, c).unwrap();
         }
-    }
-
-    #[test]
-    fn remote_node_matches_pcs_output() {
-        let d = DesiredNode::from_spec("remote1", &remote_spec()).unwrap();
-        let xml = d.primitive.to_element().to_xml();
-        assert!(xml.starts_with(r#"<primitive id="remote1" class="ocf" provider="pacemaker" type="remote"><instance_attributes id="remote1-instance_attributes"><nvpair id="remote1-instance_attributes-server" name="server" value="192.0.2.11"/><nvpair id="remote1-instance_attributes-reconnect_interval" name="reconnect_interval" value="60s"/><nvpair id="remote1-instance_attributes-port" name="port" value="3121"/></instance_attributes><operations><op id="remote1-migrate_from-interval-0s""#), "{xml}");
-        assert!(xml.contains(
-            r#"<op id="remote1-monitor-interval-60s" interval="60s" name="monitor" timeout="30s"/>"#
-        ));
     }
 
     #[test]
@@ -680,37 +521,6 @@ mod tests {
     }
 
     #[test]
-    fn guest_defaults_to_virtual_domain() {
-        let spec = RemoteNodeSpec {
-            node_type: NodeType::Guest,
-            address: Some("192.0.2.21".into()),
-            guest: Some(GuestSpec {
-                parameters: [(
-                    "config".to_string(),
-                    "/etc/pacemaker/guest1.xml".to_string(),
-                )]
-                .into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let d = DesiredNode::from_spec("guest1", &spec).unwrap();
-        assert_eq!(d.resource_id(), "vm-guest1");
-        let p = &d.primitive;
-        assert_eq!(p.agent.to_string(), "ocf:heartbeat:VirtualDomain");
-        assert_eq!(
-            p.instance_attributes.get("hypervisor"),
-            Some("qemu:///system")
-        );
-        assert_eq!(p.meta_attributes.get("remote-node"), Some("guest1"));
-        assert_eq!(p.meta_attributes.get("remote-allow-migrate"), Some("true"));
-        assert_eq!(
-            p.meta_attributes.pairs[0].id,
-            "vm-guest1-meta_attributes-remote-node"
-        );
-    }
-
-    #[test]
     fn patch_carries_source_version_and_batches_keep_nodes_whole() {
         let live = empty_cib();
         let specs: Vec<DesiredNode> = (0..5)
@@ -726,5 +536,33 @@ mod tests {
             batches.iter().map(|b| b.nodes.len()).collect::<Vec<_>>(),
             vec![2, 2, 1]
         );
+    }
+
+    #[test]
+    fn removal_plan_deletes_every_trace() {
+        let mut live = Element::parse(r#"<cib epoch="1" num_updates="0" admin_epoch="0"><configuration><nodes><node id="1" uname="node1"/><node id="r1" uname="r1" type="remote"><instance_attributes id="nodes-r1"/></node></nodes><resources><primitive id="r1" class="ocf" provider="pacemaker" type="remote"/><group id="g"><primitive id="vm" class="ocf" provider="heartbeat" type="Dummy"><meta_attributes id="vm-m"><nvpair id="vm-m-rn" name="remote-node" value="g1"/></meta_attributes></primitive></group></resources><constraints><rsc_location id="l1" rsc="r1" node="node1" score="100"/><rsc_location id="l2" rsc="other" node="R1" score="100"/><rsc_location id="l3" rsc="other" node="node1" score="1"/></constraints></configuration><status><node_state id="1" uname="node1"/><node_state id="r1" uname="r1" remote_node="true"/></status></cib>"#).unwrap();
+        let p = removal_plan(&live, "r1");
+        let described: Vec<_> = p.changes().map(Change::describe).collect();
+        assert_eq!(
+            described,
+            vec![
+                "delete /cib/configuration/resources/primitive[@id='r1']",
+                "delete /cib/configuration/constraints/rsc_location[@id='l1']",
+                "delete /cib/configuration/constraints/rsc_location[@id='l2']",
+                "delete /cib/configuration/nodes/node[@id='r1']",
+                "delete /cib/status/node_state[@id='r1']",
+            ]
+        );
+        for c in p.changes() {
+            apply_change(&mut live, c).unwrap();
+        }
+        assert!(!live.to_xml().contains("r1"));
+        // A guest alone in its group takes the group with it.
+        let g = removal_plan(&live, "g1");
+        assert_eq!(
+            g.changes().map(Change::describe).collect::<Vec<_>>(),
+            vec!["delete /cib/configuration/resources/group[@id='g']"]
+        );
+        assert!(removal_plan(&live, "nothing").is_empty());
     }
 }

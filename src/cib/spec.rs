@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 
 pub const API_VERSION: &str = "kubemaker.io/v1alpha1";
 pub const KIND: &str = "RemoteNode";
+/// Defaults of fields a spec may leave out.
+pub const DEFAULT_REMOTE_PORT: u16 = 3121;
+pub const DEFAULT_GUEST_AGENT: &str = "ocf:heartbeat:VirtualDomain";
+pub const DEFAULT_HYPERVISOR: &str = "qemu:///system";
+
 /// RemoteNode fields that matter to the operator only (see `RemoteNodeManifest::from_yaml`).
 const OPERATOR_ONLY_FIELDS: [&str; 2] = ["clusterRef", "kubernetesNode"];
 

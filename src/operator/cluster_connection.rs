@@ -1,9 +1,11 @@
 //! One live connection per PacemakerCluster: a CIB client, the latest whole CIB (refreshed from
-//! change notifications), and the batch writer every RemoteNode's changes go through.
+//! change notifications), and the batching every RemoteNode's writes and removals go through.
 //!
 //! Reconciles read the snapshot (cheap, shared) to decide whether anything must change; only the
-//! writer reads the CIB fresh, re-validates and re-plans right before it writes, so a stale
-//! snapshot can cost a wasted request but never a wrong write.
+//! writer reads the CIB fresh, re-validates and re-plans right before it writes (that procedure
+//! is [`crate::cib::service`]'s), so a stale snapshot can cost a wasted request but never a wrong
+//! write. What is the controller's: collecting requests that arrive together into one batch, the
+//! snapshot (which is also how a removal waits for stops), and one writer at a time per cluster.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,11 +17,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::cib::desired::DesiredNode;
 use crate::cib::model::Cib;
-use crate::cib::plan::{self, DesiredNode, NodeChanges, Plan};
-use crate::cib::removal;
+use crate::cib::service::{
+    ApplyError, ApplyOptions, CibService, InvalidNodes, NodeOutcome, RemovalError, RemovalOptions,
+    StopWaiter,
+};
 use crate::cib::status::{self, NodeStatus};
-use crate::cib::validate::{self, Problem};
+use crate::cib::validate::Problem;
 use crate::cib::{CibClient, CibError, ClientConfig, WatchEvent};
 use crate::wire::Element;
 
@@ -124,17 +129,38 @@ pub enum WriteOutcome {
     Written(Vec<String>),
 }
 
+/// Why a write or a removal through the connection did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum WriteError {
+pub enum ConnectionError {
+    /// The live CIB checks refused the node; nothing of it was written.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<Problem>),
+    /// The node's batch could not be written.
     #[error("{0}")]
-    Cib(String),
+    Write(ApplyError),
+    /// The node's removal failed or its resource did not stop in time.
+    #[error("{0}")]
+    Removal(RemovalError),
+    /// The connection's writer (or remover) task has ended: the connection is being replaced.
+    #[error("the CIB {0} has stopped")]
+    Stopped(&'static str),
+}
+
+impl ConnectionError {
+    /// A short stable name of the kind of failure, for an Event reason or a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConnectionError::Invalid(_) => "InvalidConfiguration",
+            ConnectionError::Write(e) => e.reason(),
+            ConnectionError::Removal(e) => e.reason(),
+            ConnectionError::Stopped(_) => "CibConnectionClosed",
+        }
+    }
 }
 
 struct WriteRequest {
     desired: DesiredNode,
-    reply: oneshot::Sender<Result<WriteOutcome, WriteError>>,
+    reply: oneshot::Sender<Result<WriteOutcome, ConnectionError>>,
 }
 
 /// A running connection to one cluster. Dropping the last handle stops its tasks.
@@ -254,19 +280,18 @@ impl ClusterConnection {
     }
 
     /// Queues `desired` for the next batched transaction and waits for its outcome.
-    pub async fn write(&self, desired: DesiredNode) -> Result<WriteOutcome, WriteError> {
+    pub async fn write(&self, desired: DesiredNode) -> Result<WriteOutcome, ConnectionError> {
         let (reply, rx) = oneshot::channel();
         self.writes
             .send(WriteRequest { desired, reply })
             .await
-            .map_err(|_| WriteError::Cib("the CIB writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| WriteError::Cib("the CIB writer has stopped".into()))?
+            .map_err(|_| ConnectionError::Stopped("writer"))?;
+        rx.await.map_err(|_| ConnectionError::Stopped("writer"))?
     }
 
     /// Queues node `name` for removal (stop, wait, delete, purge), batched with other removals,
     /// and waits for the outcome: the number of CIB transactions its batch used.
-    pub async fn remove(&self, name: &str) -> Result<usize, String> {
+    pub async fn remove(&self, name: &str) -> Result<usize, ConnectionError> {
         let (reply, rx) = oneshot::channel();
         self.removals
             .send(RemovalRequest {
@@ -274,9 +299,8 @@ impl ClusterConnection {
                 reply,
             })
             .await
-            .map_err(|_| "the CIB remover has stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the CIB remover has stopped".to_string())?
+            .map_err(|_| ConnectionError::Stopped("remover"))?;
+        rx.await.map_err(|_| ConnectionError::Stopped("remover"))?
     }
 }
 
@@ -284,11 +308,8 @@ type WriteLock = Arc<tokio::sync::Mutex<()>>;
 
 struct RemovalRequest {
     name: String,
-    reply: oneshot::Sender<Result<usize, String>>,
+    reply: oneshot::Sender<Result<usize, ConnectionError>>,
 }
-
-/// How long a removal waits for a node's resource to stop.
-const STOP_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Removals that arrive together share their transactions: one sets `target-role=Stopped` on all
 /// their resources, one deletes everything of all of them once stopped. Each batch runs as its own
@@ -322,122 +343,65 @@ async fn removal_loop(
 async fn remove_batch(
     client: Arc<CibClient>,
     batch: Vec<RemovalRequest>,
-    mut snapshot: watch::Receiver<Arc<Snapshot>>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
     write_lock: WriteLock,
 ) {
     let names: Vec<String> = batch.iter().map(|r| r.name.clone()).collect();
-    info!(nodes = names.len(), "removing nodes from the CIB");
-    // 1. Stop: one transaction for the whole batch.
-    let mut watched: Vec<(String, Vec<String>)> = Vec::new();
-    let guard = write_lock.lock().await;
-    let stop = client
-        .apply_with_retry(
-            |live| {
-                watched.clear();
-                let mut p = Plan::default();
-                for n in &names {
-                    if let Some((rsc, watch)) = removal::defining_resource(live, n) {
-                        let changes = plan::stop_resource(live, &rsc);
-                        if !changes.is_empty() {
-                            p.nodes.push(NodeChanges {
-                                node: n.clone(),
-                                changes,
-                            });
-                        }
-                        watched.push((n.clone(), watch));
-                    }
-                }
-                Ok(p)
-            },
-            false,
+    let service = CibService::new(&client).serialized(&write_lock);
+    let result = service
+        .remove_nodes(
+            &names,
+            &mut SnapshotWaiter(snapshot),
+            &RemovalOptions::default(),
         )
         .await;
-    drop(guard);
-    let mut transactions = 0;
-    match stop {
-        Ok(r) => {
-            metrics.add_cib_writes(r.transactions, r.conflicts);
-            transactions += r.transactions;
-        }
+    let report = match result {
+        Ok(report) => report,
         Err(e) => {
-            let msg = format!("stopping before removal: {e}");
             for r in batch {
-                let _ = r.reply.send(Err(msg.clone()));
+                let _ = r.reply.send(Err(ConnectionError::Removal(e.clone())));
             }
             return;
         }
-    }
-    // 2. Wait, on the snapshot notifications keep fresh, until nothing watched is active.
-    let started = Instant::now();
-    let still_active = |snap: &Snapshot| -> Vec<String> {
-        watched
-            .iter()
-            .filter(|(_, ids)| ids.iter().any(|id| status::resource_active(&snap.cib, id)))
-            .map(|(n, _)| n.clone())
-            .collect()
     };
-    let mut active = still_active(&snapshot.borrow_and_update());
-    while !active.is_empty() && started.elapsed() < STOP_TIMEOUT {
-        let left = STOP_TIMEOUT.saturating_sub(started.elapsed());
-        // A missed notification costs at most 5 s: look again anyway.
-        let wait = tokio::time::timeout(left.min(Duration::from_secs(5)), snapshot.changed());
-        if let Ok(Err(_)) = wait.await {
-            break;
-        }
-        active = still_active(&snapshot.borrow_and_update());
+    metrics.add_cib_writes(report.writes.transactions, report.writes.conflicts);
+    for r in batch {
+        let stuck = report
+            .stuck
+            .iter()
+            .find(|e| matches!(e, RemovalError::StillActive { node, .. } if node == &r.name));
+        let _ = r.reply.send(match stuck {
+            Some(e) => Err(ConnectionError::Removal(e.clone())),
+            None => Ok(report.writes.transactions),
+        });
     }
-    let (stuck, ready): (Vec<RemovalRequest>, Vec<RemovalRequest>) = batch
-        .into_iter()
-        .partition(|r| active.iter().any(|a| a == &r.name));
-    for r in stuck {
-        let _ = r.reply.send(Err(format!(
-            "the resource of node {} is still active {:?} after target-role=Stopped; check `crm_mon` for a failed stop",
-            r.name, STOP_TIMEOUT
-        )));
-    }
-    if ready.is_empty() {
-        return;
-    }
-    // 3. Delete and purge: one transaction for the rest.
-    let names: Vec<String> = ready.iter().map(|r| r.name.clone()).collect();
-    let guard = write_lock.lock().await;
-    let delete = client
-        .apply_with_retry(
-            |live| {
-                let mut seen = BTreeSet::new();
-                let mut p = Plan::default();
-                for n in &names {
-                    for mut nc in removal::removal_plan(live, n).nodes {
-                        // A constraint naming two of these nodes is deleted once.
-                        nc.changes.retain(|c| seen.insert(c.describe()));
-                        p.nodes.push(nc);
-                    }
-                }
-                Ok(p)
-            },
-            false,
-        )
-        .await;
-    drop(guard);
-    match delete {
-        Ok(r) => {
-            metrics.add_cib_writes(r.transactions, r.conflicts);
-            transactions += r.transactions;
-            info!(
-                nodes = names.len(),
-                transactions, "nodes removed from the CIB"
-            );
-            for req in ready {
-                let _ = req.reply.send(Ok(transactions));
+}
+
+/// A removal waits for stops on the snapshot notifications keep fresh.
+struct SnapshotWaiter(watch::Receiver<Arc<Snapshot>>);
+
+impl StopWaiter for SnapshotWaiter {
+    async fn wait_stopped<F>(
+        &mut self,
+        timeout: Duration,
+        still_active: F,
+    ) -> Result<Vec<String>, CibError>
+    where
+        F: Fn(&Element) -> Vec<String> + Send + Sync,
+    {
+        let started = Instant::now();
+        let mut active = still_active(&self.0.borrow_and_update().cib);
+        while !active.is_empty() && started.elapsed() < timeout {
+            let left = timeout.saturating_sub(started.elapsed());
+            // A missed notification costs at most 5 s: look again anyway.
+            let wait = tokio::time::timeout(left.min(Duration::from_secs(5)), self.0.changed());
+            if let Ok(Err(_)) = wait.await {
+                break;
             }
+            active = still_active(&self.0.borrow_and_update().cib);
         }
-        Err(e) => {
-            let msg = format!("deleting: {e}");
-            for req in ready {
-                let _ = req.reply.send(Err(msg.clone()));
-            }
-        }
+        Ok(active)
     }
 }
 
@@ -462,9 +426,7 @@ async fn write_loop(
             }
         }
         let n = batch.len();
-        let guard = write_lock.lock().await;
-        let wrote = write_batch(&client, batch, &metrics).await;
-        drop(guard);
+        let wrote = write_batch(&client, &write_lock, batch, &metrics).await;
         debug!(cluster = %cluster, nodes = n, wrote, "CIB write batch done");
         if wrote {
             match client.query_cib().await {
@@ -477,95 +439,42 @@ async fn write_loop(
     }
 }
 
-/// Validates each node against the live CIB (a bad node is answered alone and never blocks the
-/// others), then writes the rest in one versioned transaction. Returns whether anything was
-/// committed.
-async fn write_batch(client: &CibClient, batch: Vec<WriteRequest>, metrics: &Metrics) -> bool {
-    let mut pending: Vec<WriteRequest> = batch;
-    let mut described: Vec<Vec<String>> = Vec::new();
-    let result = client
-        .apply_with_retry(
-            |live| {
-                let (ok, bad) = split_valid(std::mem::take(&mut pending), live);
-                for (req, problems) in bad {
-                    let _ = req.reply.send(Err(WriteError::Invalid(problems)));
-                }
-                pending = ok;
-                let desired: Vec<DesiredNode> = pending.iter().map(|r| r.desired.clone()).collect();
-                let p: Plan = plan::plan(&desired, live);
-                described = desired
-                    .iter()
-                    .map(|d| {
-                        p.nodes
-                            .iter()
-                            .filter(|nc| nc.node == d.name)
-                            .flat_map(|nc| nc.changes.iter().map(|c| c.describe()))
-                            .collect()
-                    })
-                    .collect();
-                Ok(p)
-            },
-            false,
-        )
+/// Writes a batch in one versioned transaction; a node the live CIB checks refuse is answered
+/// alone and never blocks the others. Returns whether anything was committed.
+async fn write_batch(
+    client: &CibClient,
+    write_lock: &tokio::sync::Mutex<()>,
+    batch: Vec<WriteRequest>,
+    metrics: &Metrics,
+) -> bool {
+    let (desired, replies): (Vec<DesiredNode>, Vec<_>) =
+        batch.into_iter().map(|r| (r.desired, r.reply)).unzip();
+    let opts = ApplyOptions {
+        batch_size: MAX_BATCH,
+        dry_run: false,
+    };
+    let result = CibService::new(client)
+        .serialized(write_lock)
+        .apply_nodes(&desired, &opts, InvalidNodes::SetAside)
         .await;
-    match result {
-        Ok(report) => {
-            metrics.add_cib_writes(report.transactions, report.conflicts);
-            let wrote = report.transactions > 0;
-            for (req, changes) in pending.into_iter().zip(described) {
-                let outcome = if !wrote || changes.is_empty() {
-                    WriteOutcome::Unchanged
-                } else {
-                    WriteOutcome::Written(changes)
-                };
-                let _ = req.reply.send(Ok(outcome));
-            }
-            wrote
-        }
+    let report = match result {
+        Ok(report) => report,
+        // Only a request refused as a whole ends here, which SetAside never is; answer anyway.
         Err(e) => {
-            let msg = e.to_string();
-            for req in pending {
-                let _ = req.reply.send(Err(WriteError::Cib(msg.clone())));
+            for reply in replies {
+                let _ = reply.send(Err(ConnectionError::Write(e.clone())));
             }
-            false
+            return false;
         }
-    }
-}
-
-/// Splits requests into those the CIB checks accept (alone and together) and those they refuse.
-#[allow(clippy::type_complexity)]
-fn split_valid(
-    reqs: Vec<WriteRequest>,
-    live: &Element,
-) -> (Vec<WriteRequest>, Vec<(WriteRequest, Vec<Problem>)>) {
-    let mut ok = Vec::with_capacity(reqs.len());
-    let mut bad = Vec::new();
-    for r in reqs {
-        let problems = validate::check_against_cib(std::slice::from_ref(&r.desired), live);
-        if problems.is_empty() {
-            ok.push(r);
-        } else {
-            bad.push((r, problems));
-        }
-    }
-    // Clashes between nodes of the same batch (two objects naming one Pacemaker node).
-    let desired: Vec<DesiredNode> = ok.iter().map(|r| r.desired.clone()).collect();
-    let together = validate::check_against_cib(&desired, live);
-    if !together.is_empty() {
-        let (clashing, fine): (Vec<_>, Vec<_>) = ok.into_iter().partition(|r| {
-            together
-                .iter()
-                .any(|p| p.node().eq_ignore_ascii_case(&r.desired.name))
+    };
+    metrics.add_cib_writes(report.transactions, report.conflicts);
+    for (reply, outcome) in replies.into_iter().zip(report.nodes) {
+        let _ = reply.send(match outcome {
+            NodeOutcome::Unchanged => Ok(WriteOutcome::Unchanged),
+            NodeOutcome::Written(changes) => Ok(WriteOutcome::Written(changes)),
+            NodeOutcome::Refused(problems) => Err(ConnectionError::Invalid(problems)),
+            NodeOutcome::Failed(e) => Err(ConnectionError::Write(e)),
         });
-        ok = fine;
-        for r in clashing {
-            let mine = together
-                .iter()
-                .filter(|p| p.node().eq_ignore_ascii_case(&r.desired.name))
-                .cloned()
-                .collect();
-            bad.push((r, mine));
-        }
     }
-    (ok, bad)
+    report.transactions > 0
 }

@@ -17,7 +17,9 @@ use futures::future::BoxFuture;
 
 use crate::cib::plan::DesiredNode;
 
-use super::cluster_connection::{Changed, ClusterConnection, Snapshot, WriteError, WriteOutcome};
+use super::cluster_connection::{
+    Changed, ClusterConnection, ConnectionError, Snapshot, WriteOutcome,
+};
 use super::crd::{PacemakerCluster, RemoteNode};
 use super::metrics::Metrics;
 
@@ -39,9 +41,9 @@ pub trait CibConnection: Send + Sync {
     /// The CIB as last read.
     fn snapshot(&self) -> Arc<Snapshot>;
     /// Brings node `desired` into the CIB (batched with other writes).
-    fn write(&self, desired: DesiredNode) -> BoxFuture<'_, Result<WriteOutcome, WriteError>>;
+    fn write(&self, desired: DesiredNode) -> BoxFuture<'_, Result<WriteOutcome, ConnectionError>>;
     /// Stops and removes node `name`; the number of CIB transactions its batch used.
-    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, String>>;
+    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, ConnectionError>>;
 }
 
 impl CibConnection for ClusterConnection {
@@ -53,11 +55,11 @@ impl CibConnection for ClusterConnection {
         ClusterConnection::snapshot(self)
     }
 
-    fn write(&self, desired: DesiredNode) -> BoxFuture<'_, Result<WriteOutcome, WriteError>> {
+    fn write(&self, desired: DesiredNode) -> BoxFuture<'_, Result<WriteOutcome, ConnectionError>> {
         Box::pin(ClusterConnection::write(self, desired))
     }
 
-    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, String>> {
+    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, ConnectionError>> {
         Box::pin(ClusterConnection::remove(self, name))
     }
 }

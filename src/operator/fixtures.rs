@@ -17,10 +17,11 @@ use tokio::sync::broadcast;
 
 use crate::cib::patch::apply_change;
 use crate::cib::plan::{self, DesiredNode};
-use crate::cib::removal::removal_plan;
+use crate::cib::removal::{RemovalError, removal_plan};
+use crate::cib::{ApplyError, CibError};
 use crate::wire::Element;
 
-use super::cluster_connection::{Snapshot, WriteError, WriteOutcome};
+use super::cluster_connection::{ConnectionError, Snapshot, WriteOutcome};
 use super::context::{CibConnection, ClusterSlot, Context};
 use super::crd::{PacemakerCluster, RemoteNode};
 use super::metrics::Metrics;
@@ -226,6 +227,13 @@ impl FakeCib {
     }
 }
 
+/// The error of a CIB that cannot be reached, naming `what` as the endpoint tried.
+fn unreachable(what: &str) -> ApplyError {
+    ApplyError::Cib(CibError::Unreachable {
+        tried: vec![what.to_string()],
+    })
+}
+
 impl CibConnection for FakeCib {
     fn is_alive(&self) -> bool {
         true
@@ -235,11 +243,11 @@ impl CibConnection for FakeCib {
         self.snapshot.lock().unwrap().clone()
     }
 
-    fn write(&self, desired: DesiredNode) -> BoxFuture<'_, Result<WriteOutcome, WriteError>> {
+    fn write(&self, desired: DesiredNode) -> BoxFuture<'_, Result<WriteOutcome, ConnectionError>> {
         Box::pin(async move {
             self.writes.lock().unwrap().push(desired.name.clone());
             if let Some(m) = &self.fail_with {
-                return Err(WriteError::Cib(m.clone()));
+                return Err(ConnectionError::Write(unreachable(m)));
             }
             let plan = plan::plan(std::slice::from_ref(&desired), &self.snapshot().cib);
             if plan.is_empty() {
@@ -249,11 +257,11 @@ impl CibConnection for FakeCib {
         })
     }
 
-    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, String>> {
+    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, ConnectionError>> {
         Box::pin(async move {
             self.removals.lock().unwrap().push(name.to_string());
             if let Some(m) = &self.fail_with {
-                return Err(m.clone());
+                return Err(ConnectionError::Removal(RemovalError::Stop(unreachable(m))));
             }
             let plan = removal_plan(&self.snapshot().cib, name);
             self.apply(plan);

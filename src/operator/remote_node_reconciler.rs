@@ -20,7 +20,7 @@ use crate::cib::plan::{self, DesiredKind, DesiredNode};
 use crate::cib::removal;
 use crate::cib::validate;
 
-use super::cluster_connection::{WriteError, WriteOutcome};
+use super::cluster_connection::{ConnectionError, WriteOutcome};
 use super::context::Context;
 use super::crd::{NodeType, RemoteNode, RemoteNodeStatus};
 use super::metrics::REMOTE_NODE;
@@ -41,11 +41,19 @@ pub enum ReconcileError {
     #[error("finalizer: {0}")]
     Finalizer(Box<finalizer::Error<ReconcileError>>),
     /// Writing the node into the cluster's CIB failed.
-    #[error("CIB of cluster {cluster}: {message}")]
-    Cib { cluster: String, message: String },
+    #[error("CIB of cluster {cluster}: {source}")]
+    Cib {
+        cluster: String,
+        #[source]
+        source: ConnectionError,
+    },
     /// Removing the node from the cluster's CIB failed.
-    #[error("CIB of cluster {cluster}: {message}")]
-    Removal { cluster: String, message: String },
+    #[error("CIB of cluster {cluster}: {source}")]
+    Removal {
+        cluster: String,
+        #[source]
+        source: ConnectionError,
+    },
     /// The node is to be removed, but there is no connection to its cluster's CIB.
     #[error(
         "CIB of cluster {0}: not connected; the node will be removed once the CIB is reachable"
@@ -249,11 +257,14 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
                 Outcome::Configured
             }
             Ok(WriteOutcome::Unchanged) => Outcome::Configured,
-            Err(WriteError::Invalid(problems)) => refused(ctx, rn, &reference, &problems).await,
-            Err(WriteError::Cib(message)) => {
+            Err(ConnectionError::Invalid(problems)) => {
+                refused(ctx, rn, &reference, &problems).await
+            }
+            Err(source) => {
+                let message = source.to_string();
                 let err = ReconcileError::Cib {
                     cluster: cluster_name,
-                    message: message.clone(),
+                    source,
                 };
                 ctx.event(
                     &reference,
@@ -498,10 +509,11 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
             }
             Ok(Action::await_change())
         }
-        Err(message) => {
+        Err(source) => {
+            let message = source.to_string();
             let err = ReconcileError::Removal {
                 cluster: cluster_name,
-                message: message.clone(),
+                source,
             };
             ctx.event(
                 &reference,
@@ -640,14 +652,14 @@ mod tests {
     fn each_error_kind_has_one_reason() {
         let removal = || ReconcileError::Removal {
             cluster: "c".into(),
-            message: "stop timed out".into(),
+            source: ConnectionError::Stopped("remover"),
         };
         let wrapped = |e| ReconcileError::Finalizer(Box::new(e));
         for (err, reason) in [
             (
                 ReconcileError::Cib {
                     cluster: "c".into(),
-                    message: "m".into(),
+                    source: ConnectionError::Stopped("writer"),
                 },
                 "CibUnavailable",
             ),

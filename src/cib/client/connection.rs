@@ -1,0 +1,207 @@
+//! One logged-in connection to the remote CIB port: TCP, then TLS (or not), then the login, then
+//! one request at a time. All framing and stream handling of the CIB client lives here.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::tls::{self, TlsStream};
+use crate::wire::{self, Element, FrameReader};
+
+use super::config::{ClientConfig, Endpoint, Transport};
+use super::error::{CibError, callopt};
+
+enum Stream {
+    Tls(TlsStream),
+    Plain(TcpStream),
+}
+
+/// One logged-in connection.
+pub(super) struct Connection {
+    stream: Stream,
+    frames: FrameReader,
+    next_id: u64,
+    pub(super) endpoint: Endpoint,
+}
+
+impl Connection {
+    pub(super) async fn open(ep: &Endpoint, cfg: &ClientConfig) -> Result<Connection, CibError> {
+        let addr = ep.to_string();
+        let unreachable = |reason: String| CibError::Unreachable {
+            tried: vec![format!("{addr}: {reason}")],
+        };
+        let tcp = tokio::time::timeout(
+            cfg.connect_timeout,
+            TcpStream::connect((ep.host.as_str(), ep.port)),
+        )
+        .await
+        .map_err(|_| {
+            unreachable(format!(
+                "no TCP connection within {:?}",
+                cfg.connect_timeout
+            ))
+        })?
+        .map_err(|e| unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = match cfg.transport {
+            Transport::Plain => Stream::Plain(tcp),
+            Transport::Tls => Stream::Tls(
+                tls::connect_anon(tcp, &tls::priorities_anon(), cfg.connect_timeout)
+                    .await
+                    .map_err(|e| unreachable(format!("TLS handshake failed: {e} (is this the remote-tls-port? remote-clear-port needs CIB_encrypted=false)")))?,
+            ),
+        };
+        let mut conn = Connection {
+            stream,
+            frames: FrameReader::new(wire::frame::DEFAULT_MAX_MESSAGE),
+            next_id: 1,
+            endpoint: ep.clone(),
+        };
+        conn.login(cfg).await?;
+        Ok(conn)
+    }
+
+    async fn login(&mut self, cfg: &ClientConfig) -> Result<(), CibError> {
+        // Built here and dropped right after sending: the only place the password exists as XML.
+        let auth = Element::new("cib_command")
+            .with_attr("op", "authenticate")
+            .with_attr("user", &cfg.user)
+            .with_attr("password", cfg.password.expose())
+            .with_attr("hidden", "password")
+            .with_attr("name", &cfg.client_name);
+        let endpoint = self.endpoint.to_string();
+        let refused = || CibError::LoginRefused {
+            user: cfg.user.clone(),
+            endpoint: endpoint.clone(),
+        };
+        self.send(&auth).await.map_err(|_| refused())?;
+        drop(auth);
+        // A refusal is a silent close, possibly after PAM's delay.
+        match tokio::time::timeout(cfg.login_timeout, self.recv()).await {
+            Ok(Ok(Some(reply))) if reply.name == "cib_result" => {
+                debug!(endpoint = %self.endpoint, client_id = reply.attr("cib_clientid").unwrap_or(""), "logged in to the CIB");
+                Ok(())
+            }
+            Ok(Ok(Some(other))) => Err(CibError::Protocol(format!(
+                "login answered with <{}> instead of <cib_result>",
+                other.name
+            ))),
+            Ok(Ok(None)) | Ok(Err(_)) => Err(refused()),
+            Err(_) => Err(CibError::Timeout {
+                op: "login".into(),
+                endpoint,
+                after: cfg.login_timeout,
+            }),
+        }
+    }
+
+    /// Header and payload as two separate writes (two TLS records): pacemaker-based stalls on
+    /// one combined record.
+    pub(super) async fn send(&mut self, el: &Element) -> Result<(), String> {
+        let msg = wire::encode(self.next_id, el);
+        self.next_id += 1;
+        match &mut self.stream {
+            Stream::Tls(s) => {
+                s.write_record(&msg.header)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                s.write_record(&msg.payload)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Stream::Plain(s) => {
+                s.write_all(&msg.header).await.map_err(|e| e.to_string())?;
+                s.write_all(&msg.payload).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The next message; `None` on end of stream. Cancel-safe (partial data stays buffered).
+    pub(super) async fn recv(&mut self) -> Result<Option<Element>, String> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(el) = self.frames.next_message().map_err(|e| e.to_string())? {
+                return Ok(Some(el));
+            }
+            let n = match &mut self.stream {
+                Stream::Tls(s) => s.read(&mut buf).await.map_err(|e| e.to_string())?,
+                Stream::Plain(s) => s.read(&mut buf).await.map_err(|e| e.to_string())?,
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            self.frames.push(&buf[..n]);
+        }
+    }
+
+    /// Ends the session politely (TLS close_notify).
+    pub(super) async fn close(self) {
+        if let Stream::Tls(mut s) = self.stream {
+            s.shutdown().await;
+        }
+    }
+
+    pub(super) async fn call(
+        &mut self,
+        req: Request<'_>,
+        cfg: &ClientConfig,
+    ) -> Result<Element, CibError> {
+        let call_id = self.next_id.to_string();
+        let mut cmd = Element::new("cib_command")
+            .with_attr("t", "cib")
+            .with_attr("cib_op", req.op)
+            .with_attr("cib_callid", &call_id)
+            .with_attr("cib_callopt", req.options | callopt::SYNC_CALL)
+            .with_attr("cib_clientname", &cfg.client_name);
+        if let Some(s) = &req.section {
+            cmd.set_attr("cib_section", s);
+        }
+        if let Some(d) = req.data {
+            cmd.children
+                .push(Element::new("cib_calldata").with_child(d.clone()));
+        }
+        let endpoint = self.endpoint.to_string();
+        let lost = |reason: String| CibError::ConnectionLost {
+            op: req.op.into(),
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        self.send(&cmd).await.map_err(lost)?;
+        let deadline = Instant::now() + cfg.request_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = match tokio::time::timeout(left, self.recv()).await {
+                Err(_) => {
+                    return Err(CibError::Timeout {
+                        op: req.op.into(),
+                        endpoint,
+                        after: cfg.request_timeout,
+                    });
+                }
+                Ok(Err(e)) => return Err(lost(e)),
+                Ok(Ok(None)) => return Err(lost("closed by the server".into())),
+                Ok(Ok(Some(m))) => m,
+            };
+            if msg.name == "cib-reply" && msg.attr("cib_callid") == Some(call_id.as_str()) {
+                return Ok(msg);
+            }
+            debug!(element = %msg.name, "ignoring message while waiting for a reply");
+        }
+    }
+}
+
+pub(super) struct Request<'a> {
+    pub(super) op: &'a str,
+    pub(super) section: Option<String>,
+    pub(super) options: u32,
+    pub(super) data: Option<&'a Element>,
+}
+
+/// The reply's return code and first calldata child.
+pub(super) fn reply_parts(reply: &Element) -> (i64, Option<&Element>) {
+    let rc = reply.attr_i64("cib_rc").unwrap_or(0);
+    let data = reply.child("cib_calldata").and_then(|d| d.children.first());
+    (rc, data)
+}

@@ -1,0 +1,359 @@
+//! Removing remote or guest nodes through the CIB alone, in the order `pcs cluster node
+//! remove-remote` + `crm_node --force --remove` use (cib-access.md §3.6), for N nodes at once:
+//!
+//! 1. one transaction setting `target-role=Stopped` on every node's connection (remote) or
+//!    guest resource, so the cluster disconnects cleanly and purges the node's transient
+//!    attributes itself;
+//! 2. wait until the status section shows them stopped; how to wait is the caller's
+//!    ([`StopWaiter`]: the command line polls, the controller watches its notification-fed
+//!    snapshot);
+//! 3. one transaction deleting, for every node that stopped, the resource, constraints naming it
+//!    or the node, the `<node>` entry and the `<node_state>`.
+//!
+//! Safe to repeat: every step skips what is already done. The plans are
+//! [`crate::cib::plan::stop_resource`] and [`crate::cib::plan::removal_plan`].
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info};
+
+use crate::cib::client::{CibClient, CibError};
+use crate::cib::plan::{NodeChanges, Plan, stop_resource};
+use crate::cib::status::resource_active;
+use crate::wire::Element;
+
+pub use crate::cib::plan::{defining_resource, removal_plan};
+
+use super::write::{ApplyError, ApplyReport, CibService};
+
+/// How long a removal waits for a node's resource to stop, unless told otherwise.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[derive(Debug, Clone)]
+pub struct RemovalOptions {
+    /// How long to wait for the resources to stop.
+    pub stop_timeout: Duration,
+    /// How often [`Polling`] reads the CIB while waiting.
+    pub poll_interval: Duration,
+    /// Delete even if the resource did not stop in time (the node may then need fencing or a
+    /// manual `crm_resource --cleanup`).
+    pub force: bool,
+}
+
+impl Default for RemovalOptions {
+    fn default() -> Self {
+        RemovalOptions {
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
+            poll_interval: Duration::from_millis(500),
+            force: false,
+        }
+    }
+}
+
+/// Why nodes were not removed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RemovalError {
+    #[error("stopping before removal: {0}")]
+    Stop(#[source] ApplyError),
+    #[error("waiting for the stop: {0}")]
+    Wait(#[source] CibError),
+    #[error(
+        "{resource} (node {node}) is still active {after:?} after target-role=Stopped; check `crm_mon` for a failed stop"
+    )]
+    StillActive {
+        node: String,
+        resource: String,
+        after: Duration,
+    },
+    #[error("deleting: {0}")]
+    Delete(#[source] ApplyError),
+}
+
+impl RemovalError {
+    /// A short stable name of the kind of failure, for an Event reason or a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RemovalError::Stop(e) | RemovalError::Delete(e) => e.reason(),
+            RemovalError::Wait(e) => e.reason(),
+            RemovalError::StillActive { .. } => "StopTimeout",
+        }
+    }
+}
+
+/// What became of one node that was removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemovedNode {
+    pub name: String,
+    /// The resource that defined the node, if it still existed.
+    pub resource: Option<String>,
+    /// Whether the resource was seen stopped before deletion (`false` only when forced).
+    pub stopped: bool,
+}
+
+/// What [`CibService::remove_nodes`] did.
+#[derive(Debug, Clone, Default)]
+pub struct RemovalReport {
+    /// The nodes deleted and purged.
+    pub removed: Vec<RemovedNode>,
+    /// The nodes left in place because their resource did not stop in time
+    /// ([`RemovalError::StillActive`]).
+    pub stuck: Vec<RemovalError>,
+    pub writes: ApplyReport,
+}
+
+/// The way a removal waits for resources to stop.
+pub trait StopWaiter {
+    /// Looks at the CIB until `still_active` finds nothing active in it or `timeout` has passed,
+    /// and returns what it found last.
+    fn wait_stopped<F>(
+        &mut self,
+        timeout: Duration,
+        still_active: F,
+    ) -> impl Future<Output = Result<Vec<String>, CibError>> + Send
+    where
+        F: Fn(&Element) -> Vec<String> + Send + Sync;
+}
+
+/// Waits by reading the whole CIB every `interval` (the command line, which has no snapshot).
+#[derive(Debug)]
+pub struct Polling<'a> {
+    pub client: &'a CibClient,
+    pub interval: Duration,
+}
+
+impl StopWaiter for Polling<'_> {
+    async fn wait_stopped<F>(
+        &mut self,
+        timeout: Duration,
+        still_active: F,
+    ) -> Result<Vec<String>, CibError>
+    where
+        F: Fn(&Element) -> Vec<String> + Send + Sync,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let active = still_active(&self.client.query_cib().await?);
+            if active.is_empty() || Instant::now() >= deadline {
+                return Ok(active);
+            }
+            tokio::time::sleep(self.interval).await;
+        }
+    }
+}
+
+/// A node being removed: its defining resource and the ids whose history shows it active.
+struct Watched {
+    node: String,
+    resource: String,
+    ids: Vec<String>,
+}
+
+/// The nodes among `watched` whose resources `cib` still shows active.
+fn still_active(cib: &Element, watched: &[Watched]) -> Vec<String> {
+    watched
+        .iter()
+        .filter(|w| w.ids.iter().any(|id| resource_active(cib, id)))
+        .map(|w| w.node.clone())
+        .collect()
+}
+
+/// After the wait: the nodes to delete (stopped, or forced) and the errors of those left in
+/// place because they are still active.
+fn settle(
+    names: &[String],
+    watched: &[Watched],
+    active: &[String],
+    opts: &RemovalOptions,
+) -> (Vec<RemovedNode>, Vec<RemovalError>) {
+    let mut ready = Vec::new();
+    let mut stuck = Vec::new();
+    for n in names {
+        let resource = watched
+            .iter()
+            .find(|w| &w.node == n)
+            .map(|w| w.resource.clone());
+        let stopped = !active.contains(n);
+        if !stopped && !opts.force {
+            stuck.push(RemovalError::StillActive {
+                node: n.clone(),
+                resource: resource.unwrap_or_default(),
+                after: opts.stop_timeout,
+            });
+            continue;
+        }
+        if !stopped {
+            debug!(node = %n, "resource still active; deleting anyway (forced)");
+        }
+        ready.push(RemovedNode {
+            name: n.clone(),
+            resource,
+            stopped,
+        });
+    }
+    (ready, stuck)
+}
+
+impl CibService<'_> {
+    /// Stops, waits for, deletes and purges nodes `names`, sharing one transaction for all stops
+    /// and one for all deletions. A node whose resource does not stop within the timeout is left
+    /// in place (in [`RemovalReport::stuck`]) unless `opts.force`; the others go on.
+    pub async fn remove_nodes<W: StopWaiter>(
+        &self,
+        names: &[String],
+        waiter: &mut W,
+        opts: &RemovalOptions,
+    ) -> Result<RemovalReport, RemovalError> {
+        let mut report = RemovalReport::default();
+        info!(nodes = names.len(), "removing nodes from the CIB");
+        // 1. Stop.
+        let mut watched: Vec<Watched> = Vec::new();
+        let stop = self
+            .write_with_retry(
+                |live| {
+                    watched.clear();
+                    let mut p = Plan::default();
+                    for n in names {
+                        if let Some((resource, ids)) = defining_resource(live, n) {
+                            let changes = stop_resource(live, &resource);
+                            if !changes.is_empty() {
+                                p.nodes.push(NodeChanges {
+                                    node: n.clone(),
+                                    changes,
+                                });
+                            }
+                            watched.push(Watched {
+                                node: n.clone(),
+                                resource,
+                                ids,
+                            });
+                        }
+                    }
+                    Ok(p)
+                },
+                false,
+            )
+            .await
+            .map_err(RemovalError::Stop)?;
+        report.writes.absorb(&stop);
+        // 2. Wait.
+        let active = if watched.is_empty() {
+            Vec::new()
+        } else {
+            waiter
+                .wait_stopped(opts.stop_timeout, |cib| still_active(cib, &watched))
+                .await
+                .map_err(RemovalError::Wait)?
+        };
+        let (ready, stuck) = settle(names, &watched, &active, opts);
+        report.stuck = stuck;
+        if ready.is_empty() {
+            return Ok(report);
+        }
+        // 3. Delete and purge.
+        let delete = self
+            .write_with_retry(
+                |live| {
+                    let mut seen = BTreeSet::new();
+                    let mut p = Plan::default();
+                    for n in &ready {
+                        for mut nc in removal_plan(live, &n.name).nodes {
+                            // A constraint naming two of these nodes is deleted once.
+                            nc.changes.retain(|c| seen.insert(c.describe()));
+                            p.nodes.push(nc);
+                        }
+                    }
+                    Ok(p)
+                },
+                false,
+            )
+            .await
+            .map_err(RemovalError::Delete)?;
+        report.writes.absorb(&delete);
+        info!(
+            nodes = ready.len(),
+            transactions = report.writes.transactions,
+            "nodes removed from the CIB"
+        );
+        report.removed = ready;
+        Ok(report)
+    }
+
+    /// Removes one node, waiting for its stop by polling the CIB; an error if it does not stop
+    /// in time (unless forced).
+    pub async fn remove_node(
+        &self,
+        name: &str,
+        opts: &RemovalOptions,
+    ) -> Result<RemovedNode, RemovalError> {
+        let mut waiter = Polling {
+            client: self.client(),
+            interval: opts.poll_interval,
+        };
+        let mut report = self
+            .remove_nodes(&[name.to_string()], &mut waiter, opts)
+            .await?;
+        if let Some(e) = report.stuck.pop() {
+            return Err(e);
+        }
+        // One name in, so it was either left in place or removed.
+        Ok(report.removed.pop().unwrap_or_else(|| RemovedNode {
+            name: name.into(),
+            resource: None,
+            stopped: true,
+        }))
+    }
+}
+
+/// [`CibService::remove_node`] without the service.
+pub async fn remove_node(
+    client: &CibClient,
+    name: &str,
+    opts: &RemovalOptions,
+) -> Result<RemovedNode, RemovalError> {
+    CibService::new(client).remove_node(name, opts).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_still_active_stay_unless_forced() {
+        let names: Vec<String> = ["gone", "slow", "bare"].map(String::from).into();
+        let watched = ["gone", "slow"].map(|n| Watched {
+            node: n.into(),
+            resource: format!("rsc-{n}"),
+            ids: vec![format!("rsc-{n}")],
+        });
+        let active = vec!["slow".to_string()];
+        let opts = RemovalOptions::default();
+        let (ready, stuck) = settle(&names, &watched, &active, &opts);
+        let removed: Vec<(&str, Option<&str>, bool)> = ready
+            .iter()
+            .map(|r| (r.name.as_str(), r.resource.as_deref(), r.stopped))
+            .collect();
+        assert_eq!(
+            removed,
+            vec![("gone", Some("rsc-gone"), true), ("bare", None, true)]
+        );
+        assert_eq!(stuck.len(), 1);
+        assert_eq!(stuck[0].reason(), "StopTimeout");
+        assert_eq!(
+            stuck[0].to_string(),
+            "rsc-slow (node slow) is still active 180s after target-role=Stopped; check `crm_mon` for a failed stop"
+        );
+
+        let forced = RemovalOptions {
+            force: true,
+            ..RemovalOptions::default()
+        };
+        let (ready, stuck) = settle(&names, &watched, &active, &forced);
+        assert!(stuck.is_empty());
+        assert_eq!(
+            ready.iter().map(|r| r.stopped).collect::<Vec<_>>(),
+            vec![true, false, true]
+        );
+    }
+}
