@@ -1,27 +1,67 @@
 //! One logged-in connection to the remote CIB port: TCP, then TLS (or not), then the login, then
-//! one request at a time. All framing and stream handling of the CIB client lives here.
+//! one request at a time. The stream is a `wire` record transport; framing is `wire::Connection`'s.
 
+use std::io;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::tls::{self, TlsStream};
-use crate::wire::{self, Element, FrameReader};
+use crate::tls::{self, TlsError, TlsStream};
+use crate::wire::{self, Element, ReadError, RecordTransport};
 
 use super::config::{ClientConfig, Endpoint, Transport};
 use super::error::{CibError, callopt};
 
+/// Bytes asked of the stream per read (the CIB sends whole configurations).
+const READ_BUFFER: usize = 64 * 1024;
+
+/// The CIB port's stream: TLS on remote-tls-port, plain TCP on remote-clear-port.
 enum Stream {
     Tls(TlsStream),
     Plain(TcpStream),
 }
 
+/// Why the stream failed; any such failure loses the connection.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StreamError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Each write its own TLS record: pacemaker-based stalls when a message's header and payload
+/// come in one record.
+impl RecordTransport for Stream {
+    type Error = StreamError;
+
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
+        Ok(match self {
+            Stream::Tls(s) => RecordTransport::read(s, buf).await?,
+            Stream::Plain(s) => RecordTransport::read(s, buf).await?,
+        })
+    }
+
+    async fn write_record(&mut self, data: &[u8]) -> Result<(), StreamError> {
+        match self {
+            Stream::Tls(s) => s.write_record(data).await?,
+            Stream::Plain(s) => RecordTransport::write_record(s, data).await?,
+        }
+        Ok(())
+    }
+
+    /// TLS close_notify; a plain connection is just dropped.
+    async fn close(&mut self) {
+        if let Stream::Tls(s) = self {
+            s.shutdown().await;
+        }
+    }
+}
+
 /// One logged-in connection.
 pub(super) struct Connection {
-    stream: Stream,
-    frames: FrameReader,
+    conn: wire::Connection<Stream>,
     next_id: u64,
     pub(super) endpoint: Endpoint,
 }
@@ -54,8 +94,11 @@ impl Connection {
             ),
         };
         let mut conn = Connection {
-            stream,
-            frames: FrameReader::new(wire::frame::DEFAULT_MAX_MESSAGE),
+            conn: wire::Connection::with_read_buffer(
+                stream,
+                wire::frame::DEFAULT_MAX_MESSAGE,
+                READ_BUFFER,
+            ),
             next_id: 1,
             endpoint: ep.clone(),
         };
@@ -97,50 +140,22 @@ impl Connection {
         }
     }
 
-    /// Header and payload as two separate writes (two TLS records): pacemaker-based stalls on
-    /// one combined record.
-    pub(super) async fn send(&mut self, el: &Element) -> Result<(), String> {
-        let msg = wire::encode(self.next_id, el);
+    /// Sends `el` as the next message (header and payload each a record of their own).
+    pub(super) async fn send(&mut self, el: &Element) -> Result<(), StreamError> {
+        let id = self.next_id;
         self.next_id += 1;
-        match &mut self.stream {
-            Stream::Tls(s) => {
-                s.write_record(&msg.header)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                s.write_record(&msg.payload)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Stream::Plain(s) => {
-                s.write_all(&msg.header).await.map_err(|e| e.to_string())?;
-                s.write_all(&msg.payload).await.map_err(|e| e.to_string())
-            }
-        }
+        self.conn.write_message(id, el).await
     }
 
     /// The next message; `None` on end of stream. Cancel-safe (partial data stays buffered).
-    pub(super) async fn recv(&mut self) -> Result<Option<Element>, String> {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            if let Some(el) = self.frames.next_message().map_err(|e| e.to_string())? {
-                return Ok(Some(el));
-            }
-            let n = match &mut self.stream {
-                Stream::Tls(s) => s.read(&mut buf).await.map_err(|e| e.to_string())?,
-                Stream::Plain(s) => s.read(&mut buf).await.map_err(|e| e.to_string())?,
-            };
-            if n == 0 {
-                return Ok(None);
-            }
-            self.frames.push(&buf[..n]);
-        }
+    /// Any error, a malformed message too, means the connection is lost.
+    pub(super) async fn recv(&mut self) -> Result<Option<Element>, ReadError<StreamError>> {
+        self.conn.read_message().await
     }
 
     /// Ends the session politely (TLS close_notify).
-    pub(super) async fn close(self) {
-        if let Stream::Tls(mut s) = self.stream {
-            s.shutdown().await;
-        }
+    pub(super) async fn close(mut self) {
+        self.conn.close().await;
     }
 
     pub(super) async fn call(
@@ -168,7 +183,7 @@ impl Connection {
             endpoint: endpoint.clone(),
             reason,
         };
-        self.send(&cmd).await.map_err(lost)?;
+        self.send(&cmd).await.map_err(|e| lost(e.to_string()))?;
         let deadline = Instant::now() + cfg.request_timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -180,7 +195,7 @@ impl Connection {
                         after: cfg.request_timeout,
                     });
                 }
-                Ok(Err(e)) => return Err(lost(e)),
+                Ok(Err(e)) => return Err(lost(e.to_string())),
                 Ok(Ok(None)) => return Err(lost("closed by the server".into())),
                 Ok(Ok(Some(m))) => m,
             };

@@ -29,13 +29,11 @@ async fn subscribe(conn: &mut Connection) -> Result<(), CibError> {
         .with_attr("cib_op", "cib_notify")
         .with_attr("cib_notify_type", "cib_diff_notify")
         .with_attr("cib_notify_activate", "1");
-    conn.send(&reg)
-        .await
-        .map_err(|reason| CibError::ConnectionLost {
-            op: "cib_notify".into(),
-            endpoint: conn.endpoint.to_string(),
-            reason,
-        })
+    conn.send(&reg).await.map_err(|e| CibError::ConnectionLost {
+        op: "cib_notify".into(),
+        endpoint: conn.endpoint.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// One change notification.
@@ -178,7 +176,7 @@ async fn watch_loop(
                     }
                 }
                 Ok(None) => break "closed by the server".to_string(),
-                Err(e) => break e,
+                Err(e) => break e.to_string(),
             }
         };
         warn!(endpoint = %conn.endpoint, reason = %why, "CIB notification connection lost; reconnecting");
