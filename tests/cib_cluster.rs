@@ -16,7 +16,8 @@ use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
 use kubemaker::cib::status::{NodeState, read_status};
 use kubemaker::cib::validate::{self, Problem};
 use kubemaker::cib::{RemovalOptions, removal};
-use support::{Cluster, NetnsHost, RemoteHost, cib_port, kubemaker, step};
+use support::cib_port::{self, RemoteCib};
+use support::{Cluster, NetnsHost, RemoteHost, kubemaker, step};
 
 const TOOLS: &[&str] = &[
     "crm_mon",
@@ -28,6 +29,17 @@ const TOOLS: &[&str] = &[
     "pacemakerd",
     "chpasswd",
 ];
+
+/// The test cluster, its remote CIB port open; None (a skip, outside CI) when the machine lacks
+/// the tools or root.
+fn cluster_with_cib_port() -> Option<(Cluster, RemoteCib)> {
+    if !support::require_tools(TOOLS) || !support::require_root() {
+        return None;
+    }
+    let cluster = Cluster::acquire();
+    let remote = cib_port::enable_remote_cib(&cluster);
+    Some((cluster, remote))
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -77,11 +89,9 @@ async fn wait_no_trace(cluster: &Cluster, names: &[&str]) {
 
 #[test]
 fn login_queries_and_clear_errors() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let rt = runtime();
     rt.block_on(async {
         for transport in [Transport::Tls, Transport::Plain] {
@@ -152,11 +162,9 @@ fn login_queries_and_clear_errors() {
 
 #[test]
 fn remote_node_lifecycle_with_watch_and_removal() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let key = support::current_cluster_authkey();
     let host = RemoteHost::start_in_netns("cib-rn1", &key);
     let rt = runtime();
@@ -269,11 +277,9 @@ fn remote_node_lifecycle_with_watch_and_removal() {
 
 #[test]
 fn concurrent_change_is_detected_and_retried() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let rt = runtime();
     rt.block_on(async {
         let client = CibClient::connect(remote.config(Transport::Plain)).await.unwrap();
@@ -316,11 +322,9 @@ fn concurrent_change_is_detected_and_retried() {
 
 #[test]
 fn batched_writes_use_one_transaction() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let rt = runtime();
     rt.block_on(async {
         let client = CibClient::connect(remote.config(Transport::Tls))
@@ -392,11 +396,9 @@ fn batched_writes_use_one_transaction() {
 /// Each validator rule, triggered by a real misconfiguration made with cibadmin.
 #[test]
 fn validator_catches_real_misconfigurations() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let stopped = |id: &str| {
         format!(
             r#"<meta_attributes id="{id}-meta_attributes"><nvpair id="{id}-meta_attributes-target-role" name="target-role" value="Stopped"/></meta_attributes>"#
@@ -548,11 +550,9 @@ fn validator_catches_real_misconfigurations() {
 /// The CLI, end to end: render (no cluster) and status/apply/remove through the remote port.
 #[test]
 fn cli_status_apply_remove() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let dir = std::env::temp_dir().join("km-cib-cli");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -624,11 +624,9 @@ fn cli_status_apply_remove() {
 /// network namespace. It comes online, and removal stops the VM and leaves no trace.
 #[test]
 fn guest_node_lifecycle_and_removal() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let key = support::current_cluster_authkey();
     let host = RemoteHost::start_in_netns("cib-gn1", &key);
     let state_file = "/run/resource-agents/km-cib-gvm1.state";

@@ -45,25 +45,6 @@ fn capture_status_fixtures() {
     let remote = cib_port::enable_remote_cib(&cluster);
     let key = support::current_cluster_authkey();
     std::fs::create_dir_all(out_dir()).unwrap();
-    // CAPTURE_ONLY=pending re-captures just that state.
-    if std::env::var("CAPTURE_ONLY").is_ok_and(|v| v == "pending") {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt
-            .block_on(CibClient::connect(remote.config(Transport::Tls)))
-            .unwrap();
-        let apply = |d: &DesiredNode| {
-            rt.block_on(client.apply_nodes(std::slice::from_ref(d), &ApplyOptions::default()))
-                .unwrap();
-        };
-        capture_pending(&cluster, &apply);
-        cluster.reset();
-        return;
-    }
-    let mut rhost = RemoteHost::start_in_netns("cap-r", &key);
-    let ghost = RemoteHost::start_in_netns("cap-g", &key);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,6 +56,14 @@ fn capture_status_fixtures() {
         rt.block_on(client.apply_nodes(std::slice::from_ref(d), &ApplyOptions::default()))
             .unwrap();
     };
+    // CAPTURE_ONLY=pending re-captures just that state.
+    if std::env::var("CAPTURE_ONLY").is_ok_and(|v| v == "pending") {
+        capture_pending(&cluster, &apply);
+        cluster.reset();
+        return;
+    }
+    let mut rhost = RemoteHost::start_in_netns("cap-r", &key);
+    let ghost = RemoteHost::start_in_netns("cap-g", &key);
     let mut spec = RemoteNodeSpec {
         address: Some(rhost.addr()),
         monitor: Some(MonitorSpec {
