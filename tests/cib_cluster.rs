@@ -89,7 +89,7 @@ async fn wait_no_trace(cluster: &Cluster, names: &[&str]) {
 
 #[test]
 fn login_queries_and_clear_errors() {
-    let Some((cluster, remote)) = cluster_with_cib_port() else {
+    let Some((_cluster, remote)) = cluster_with_cib_port() else {
         return;
     };
     let rt = runtime();
