@@ -83,12 +83,13 @@ fn remote_node_with_real_pacemaker() {
 
     step("4. disabling the connection stops everything cleanly");
     cluster.set_target_role("rn-main", "Stopped");
-    let v = cluster.wait_until("rn-main offline, Dummies stopped", JOIN, |v| {
+    let main_stopped = |v: &MonView| {
         !online(v, "rn-main")
             && dummies
                 .iter()
                 .all(|id| v.resource(id).is_some_and(|r| !r.active))
-    });
+    };
+    let v = cluster.wait_until("rn-main offline, Dummies stopped", JOIN, main_stopped);
     assert!(
         v.failures().is_empty(),
         "clean stop, no failed actions: {:?}",
@@ -163,12 +164,7 @@ fn remote_node_with_real_pacemaker() {
     let v = cluster.wait_until(
         "Dummies stopped and rn-main disconnected after SIGTERM",
         JOIN,
-        |v| {
-            !online(v, "rn-main")
-                && dummies
-                    .iter()
-                    .all(|id| v.resource(id).is_some_and(|r| !r.active))
-        },
+        main_stopped,
     );
     assert!(
         v.failures().is_empty(),

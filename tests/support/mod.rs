@@ -6,6 +6,7 @@
 //!   under test.
 //! - [`process`]: commands with a time limit ([`run`], [`run_ok`], [`run_with_input`]), children
 //!   with captured output ([`ChildGuard`]), and [`Daemon`], a long-running process with its log.
+//! - [`wait`]: [`wait_for`] / [`poll`], a check called until it holds, bounded in time.
 //! - [`cluster`]: [`Cluster`], exclusive use of the one-node test cluster of
 //!   `scripts/test-cluster.sh`, reset to an empty configuration, with `crm_mon`/`cibadmin` helpers
 //!   and bounded waits on a parsed [`MonView`] ([`mon`]).

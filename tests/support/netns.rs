@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::env::{TEST_STATE_DIR, lock_file};
-use super::process::{run, run_ok};
+use super::process::{Daemon, run, run_ok};
 
 /// A "host" for a remote node: network namespace `km-<tag>` joined to the root namespace by a veth
 /// pair. Host side: link `km-<tag>` with `10.250.<n>.1/24`; inside: `eth0` with `10.250.<n>.2/24`,
@@ -148,4 +148,22 @@ fn allocate_index(lock_dir: &Path) -> (u32, File) {
         }
     }
     panic!("no free 10.250.<n>.0/24 test subnet (all 250 in use?)");
+}
+
+impl Daemon {
+    /// Starts `program args` in `host` with extra environment `env`, output appended to `log`
+    /// (created, with its parent directory, if needed).
+    pub fn spawn_in(
+        host: &NetnsHost,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Daemon {
+        let mut cmd = host.command(program);
+        cmd.args(args).envs(env.iter().copied());
+        Daemon::spawn(cmd, log).unwrap_or_else(|e| {
+            panic!("cannot start {} in {}: {e}", program.display(), host.name())
+        })
+    }
 }

@@ -188,7 +188,8 @@ fn spawn_captured(cmd: &mut Command, input: Option<Vec<u8>>) -> ChildGuard {
 // Daemons logging to a file
 // ---------------------------------------------------------------------------------------------
 
-/// A process started by the test (in a [`super::NetnsHost`] or not); its log is a file. Dropping
+/// A process started by the test (in a network namespace with `Daemon::spawn_in` of
+/// [`super::netns`], or not); its log is a file. Dropping
 /// it kills the process (SIGKILL, by pid; it is our own child, not yet reaped, so the pid cannot
 /// have been reused) if it is still running.
 pub struct Daemon {
@@ -198,22 +199,6 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `program args` in `host` with extra environment `env`, output appended to `log`
-    /// (created, with its parent directory, if needed).
-    pub fn spawn_in(
-        host: &super::NetnsHost,
-        program: &Path,
-        args: &[&str],
-        env: &[(&str, &str)],
-        log: &Path,
-    ) -> Daemon {
-        let mut cmd = host.command(program);
-        cmd.args(args).envs(env.iter().copied());
-        Daemon::spawn(cmd, log).unwrap_or_else(|e| {
-            panic!("cannot start {} in {}: {e}", program.display(), host.name())
-        })
-    }
-
     /// Starts `cmd` with stdin from /dev/null and stdout and stderr appended to `log` (created,
     /// with its parent directory, if needed).
     pub fn spawn(mut cmd: Command, log: &Path) -> std::io::Result<Daemon> {
