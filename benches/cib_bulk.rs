@@ -7,8 +7,6 @@
 //! The nodes are created with target-role=Stopped on unreachable 10.250.x addresses, so the
 //! cluster never tries to connect; the cluster is reset between runs and at the end.
 
-#[path = "../tests/support/cib_port.rs"]
-mod cib_port;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -20,7 +18,7 @@ use kubemaker::cib::model::{Cib, CibVersion};
 use kubemaker::cib::plan::{DesiredNode, plan};
 use kubemaker::cib::spec::RemoteNodeSpec;
 use kubemaker::wire::Element;
-use support::Cluster;
+use support::{Cluster, cib_port};
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -15,10 +15,6 @@
 //! so the cluster's connection attempts are refused at once (traffic stays on the test hosts'
 //! links); a long reconnect interval and a 5 s start timeout keep the failed attempts cheap.
 
-#[path = "../tests/support/cib_port.rs"]
-mod cib_port;
-#[path = "../tests/support/operator.rs"]
-mod operator;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -27,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use kubemaker::cib::plan::DesiredNode;
 use kubemaker::cib::spec::{MonitorSpec, RemoteNodeSpec};
-use operator::{Api, Controller, TEST_LABEL, condition_is, str_at};
 use serde_json::{Value, json};
-use support::{Cluster, NetnsHost};
+use support::operator::{self, Api, Controller, TEST_LABEL, condition_is, str_at};
+use support::{Cluster, NetnsHost, cib_port};
 
 const NS: &str = "kubemaker-bench";
 const CLUSTER: &str = "bench";
@@ -325,7 +321,7 @@ fn run_kubemaker(
 ) -> KubemakerRun {
     let n = addrs.len();
     let poll = |what: &str, timeout: Duration, check: &mut dyn FnMut() -> Result<(), String>| {
-        operator::poll(timeout, Duration::from_millis(250), check)
+        support::poll(timeout, Duration::from_millis(250), check)
             .unwrap_or_else(|last| panic!("timed out after {timeout:?} waiting for {what}: {last}"))
     };
     poll(
@@ -378,7 +374,7 @@ fn run_kubemaker(
 
     say(&format!("applying {n} RemoteNodes"));
     let t0 = Instant::now();
-    let mut kubectl = operator::spawn_with_input(
+    let mut kubectl = support::spawn_with_input(
         api.command("kubectl").args(["apply", "-f", "-"]),
         list.into_bytes(),
     );
@@ -402,7 +398,7 @@ fn run_kubemaker(
             assert!(
                 out.status.success(),
                 "kubectl apply failed: {}",
-                operator::text(&out)
+                support::text(&out)
             );
             apply_done = Some(t0.elapsed());
         }
@@ -439,7 +435,7 @@ fn run_kubemaker(
         assert!(
             out.status.success(),
             "kubectl apply failed: {}",
-            operator::text(&out)
+            support::text(&out)
         );
         apply_done = Some(t0.elapsed());
     }
@@ -468,7 +464,7 @@ fn run_kubemaker(
     let t1 = Instant::now();
     let sel = format!("{GROUP_LABEL}=bench");
     api.kubectl_ok(&["delete", "remotenodes", "-l", &sel, "--wait=false"]);
-    let gone = operator::poll(Duration::from_secs(900), Duration::from_secs(1), || {
+    let gone = support::poll(Duration::from_secs(900), Duration::from_secs(1), || {
         let left = api.list("remotenodes", &["-l", &sel])?.len();
         let cib = count_in_cib("bn-");
         if left == 0 && cib == 0 {

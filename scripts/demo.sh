@@ -36,7 +36,7 @@ REPO=$PWD
 DEMO_DIR=${KUBEMAKER_DEMO_DIR:-/var/tmp/kubemaker-demo}
 TEST_DIR=/var/tmp/kubemaker-test
 CLUSTER_LOCK=$TEST_DIR/cluster.lock
-KEY_READ_MARKER=$TEST_DIR/cluster/remote-key-read   # shared with tests/support/mod.rs
+KEY_READ_MARKER=$TEST_DIR/cluster/remote-key-read   # shared with tests/support/keys.rs
 CLUSTER_AUTHKEY=/etc/pacemaker/authkey
 CIB_FILE=/var/lib/pacemaker/cib/cib.xml
 CIB_TLS_PORT=5989
@@ -361,7 +361,7 @@ install_cluster_authkey() {
 
 label_workers() {
     step "labelling the workers $REMOTE_LABEL=true: remoted pods start, auto-join makes RemoteNodes"
-    # From now on a remote connection may read the key at any time (see tests/support/mod.rs).
+    # From now on a remote connection may read the key at any time (see tests/support/keys.rs).
     mkdir -p "$(dirname "$KEY_READ_MARKER")" && echo active >"$KEY_READ_MARKER"
     local node
     for node in "${WORKERS[@]}"; do
@@ -484,7 +484,7 @@ cmd_down() {
                 rm -f "$CLUSTER_AUTHKEY"
                 say "removed $CLUSTER_AUTHKEY (there was none before the demo)"
             fi
-            # The demo's remote connection may have read the key until now (see tests/support/mod.rs).
+            # The demo's remote connection may have read the key until now (see tests/support/keys.rs).
             if [ -d "$(dirname "$KEY_READ_MARKER")" ]; then date +%s >"$KEY_READ_MARKER"; fi
         else
             say "$CLUSTER_AUTHKEY is not the demo's key any more: left alone"

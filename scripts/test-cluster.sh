@@ -196,7 +196,7 @@ cmd_start() {
         say "starting pacemakerd (log $STATE_DIR/pacemakerd.log; the daemons also log to /var/log/pacemaker/pacemaker.log)"
         printf '=== %s pacemakerd -f\n' "$(date -Is)" >>"$STATE_DIR/pacemakerd.log"
         spawn_daemon "$STATE_DIR/pacemakerd.pid" "$STATE_DIR/pacemakerd.log" pacemakerd -f
-        # A fresh controller has no cached Pacemaker Remote key (see tests/support/mod.rs).
+        # A fresh controller has no cached Pacemaker Remote key (see tests/support/keys.rs).
         rm -f "$STATE_DIR/remote-key-read"
     fi
     say "waiting (at most ${START_TIMEOUT} s) for a DC"

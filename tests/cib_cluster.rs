@@ -3,11 +3,8 @@
 //! batching, notifications, a remote node that really comes online, the validator on real
 //! misconfigurations, and removal without a trace.
 
-#[path = "support/cib_port.rs"]
-mod cib_port;
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kubemaker::cib::client::{CibClient, CibError, Query, Secret, Transport, WatchEvent};
@@ -17,7 +14,8 @@ use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
 use kubemaker::cib::status::{NodeState, read_status};
 use kubemaker::cib::validate::{self, Problem};
 use kubemaker::cib::{ApplyOptions, RemovalOptions, removal};
-use support::{Cluster, Daemon, NetnsHost};
+use support::cib_port::{self, RemoteCib};
+use support::{Cluster, NetnsHost, RemoteHost, kubemaker, step};
 
 const TOOLS: &[&str] = &[
     "crm_mon",
@@ -30,12 +28,15 @@ const TOOLS: &[&str] = &[
     "chpasswd",
 ];
 
-fn kubemaker() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kubemaker"))
-}
-
-fn step(msg: &str) {
-    eprintln!("[cib_cluster] {msg}");
+/// The test cluster, its remote CIB port open; None (a skip, outside CI) when the machine lacks
+/// the tools or root.
+fn cluster_with_cib_port() -> Option<(Cluster, RemoteCib)> {
+    if !support::require_tools(TOOLS) || !support::require_root() {
+        return None;
+    }
+    let cluster = Cluster::acquire();
+    let remote = cib_port::enable_remote_cib(&cluster);
+    Some((cluster, remote))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -57,70 +58,38 @@ fn remote_spec(addr: &str) -> RemoteNodeSpec {
     }
 }
 
-/// The key the cluster already uses (so the controller's 60 s key cache never has to expire), or
-/// a new one.
-fn cluster_key() -> Vec<u8> {
-    match std::fs::read(support::CLUSTER_AUTHKEY) {
-        Ok(k) if !k.is_empty() => k,
-        _ => {
-            let k = support::write_authkey(&std::env::temp_dir().join("km-cib-authkey"), 4096);
-            support::install_cluster_authkey(&k);
-            k
-        }
-    }
-}
-
 /// Tells the harness a remote connection exists (its key-cache bookkeeping watches cibadmin
 /// arguments for "remote-node").
 fn note_remote_connection(cluster: &Cluster) {
     let _ = cluster.cibadmin(&["--query", "--xpath", "//nvpair[@name='remote-node']"]);
 }
 
-/// `kubemaker remoted` in a network namespace of its own.
-struct RemoteHost {
-    host: NetnsHost,
-    _daemon: Daemon,
-}
-
-impl RemoteHost {
-    fn start(tag: &str, key: &[u8]) -> RemoteHost {
-        let host = NetnsHost::create(tag);
-        let dir = std::env::temp_dir().join(format!("km-cib-{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let key_path = dir.join("authkey");
-        support::write_key_file(&key_path, key);
-        let log = dir.join("remoted.log");
-        let d = Daemon::spawn_in(
-            &host,
-            &kubemaker(),
-            &["remoted"],
-            &[
-                ("PCMK_authkey_location", &key_path.display().to_string()),
-                ("PCMK_logfile", &log.display().to_string()),
-            ],
-            &log,
-        );
-        d.wait_log("successfully started", Duration::from_secs(10));
-        RemoteHost { host, _daemon: d }
-    }
-
-    fn addr(&self) -> String {
-        self.host.addr().to_string()
-    }
-}
-
 fn no_trace(cib_xml: &str, name: &str) -> bool {
     !cib_xml.contains(&format!("\"{name}\"")) && !cib_xml.contains(&format!("'{name}'"))
 }
 
+/// Waits (30 s at most) until `cibadmin -Q` mentions none of `names`; Pacemaker cleans up the
+/// orphaned history of a removed connection itself, a little later.
+async fn wait_no_trace(cluster: &Cluster, names: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let xml = cluster.cib_xml();
+        if names.iter().all(|name| no_trace(&xml, name)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{names:?} left a trace in cibadmin -Q:\n{xml}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[test]
 fn login_queries_and_clear_errors() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((_cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let rt = runtime();
     rt.block_on(async {
         for transport in [Transport::Tls, Transport::Plain] {
@@ -191,13 +160,11 @@ fn login_queries_and_clear_errors() {
 
 #[test]
 fn remote_node_lifecycle_with_watch_and_removal() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
-    let key = cluster_key();
-    let host = RemoteHost::start("cib-rn1", &key);
+    };
+    let key = support::current_cluster_authkey();
+    let host = RemoteHost::start_in_netns("cib-rn1", &key);
     let rt = runtime();
     rt.block_on(async {
         let client = CibClient::connect(remote.config(Transport::Tls))
@@ -286,18 +253,7 @@ fn remote_node_lifecycle_with_watch_and_removal() {
             v.node("cib-rn1").is_none()
         });
         // The connection's history on node1 is an orphan now; Pacemaker cleans it up itself.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let xml = cluster.cib_xml();
-            if no_trace(&xml, "cib-rn1") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cib-rn1 still in cibadmin -Q:\n{xml}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        wait_no_trace(&cluster, &["cib-rn1"]).await;
         // For the record: how often the diff chain broke during all this.
         let (mut diffs, mut gaps) = (0, 0);
         while let Ok(ev) = watch.receiver().try_recv() {
@@ -319,11 +275,9 @@ fn remote_node_lifecycle_with_watch_and_removal() {
 
 #[test]
 fn concurrent_change_is_detected_and_retried() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let rt = runtime();
     rt.block_on(async {
         let client = CibClient::connect(remote.config(Transport::Plain)).await.unwrap();
@@ -366,11 +320,9 @@ fn concurrent_change_is_detected_and_retried() {
 
 #[test]
 fn batched_writes_use_one_transaction() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let rt = runtime();
     rt.block_on(async {
         let client = CibClient::connect(remote.config(Transport::Tls))
@@ -442,11 +394,9 @@ fn batched_writes_use_one_transaction() {
 /// Each validator rule, triggered by a real misconfiguration made with cibadmin.
 #[test]
 fn validator_catches_real_misconfigurations() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let stopped = |id: &str| {
         format!(
             r#"<meta_attributes id="{id}-meta_attributes"><nvpair id="{id}-meta_attributes-target-role" name="target-role" value="Stopped"/></meta_attributes>"#
@@ -498,14 +448,6 @@ fn validator_catches_real_misconfigurations() {
         let d = DesiredNode::from_spec(name, &spec).unwrap();
         validate::check_against_cib(&[d], &live)
     };
-    let expect = |problems: Vec<Problem>, pred: &dyn Fn(&Problem) -> bool, needle: &str| {
-        assert!(
-            problems
-                .iter()
-                .any(|p| pred(p) && p.to_string().contains(needle)),
-            "expected a problem mentioning {needle:?}, got {problems:#?}"
-        );
-    };
     let guest = |rid: &str| RemoteNodeSpec {
         node_type: NodeType::Guest,
         address: Some("10.250.202.77".into()),
@@ -516,72 +458,58 @@ fn validator_catches_real_misconfigurations() {
         }),
         ..Default::default()
     };
-
-    step("name clashes, case-insensitive");
-    expect(
-        check("V-APP", remote_spec("10.250.202.20")),
-        &|p| matches!(p, Problem::NameClash { .. }),
-        "resource \"v-app\" (ocf:pacemaker:Dummy)",
-    );
-    expect(
-        check("NODE1", remote_spec("10.250.202.21")),
-        &|p| matches!(p, Problem::NameClash { .. }),
-        "cluster node \"node1\"",
-    );
-    expect(
-        check("v-Guest", remote_spec("10.250.202.22")),
-        &|p| matches!(p, Problem::NameClash { .. }),
-        "guest node \"v-guest\" defined by resource \"v-vm\"",
-    );
-    expect(
-        check("v-ingroup", guest("v-ingroup-vm")),
-        &|p| matches!(p, Problem::NameClash { .. }),
-        "existing remote node",
-    );
-    step("guest resource id taken, or equal to the node name");
-    expect(
-        check("v-new", guest("v-app")),
-        &|p| matches!(p, Problem::ResourceIdTaken { .. }),
-        "already used by resource \"v-app\"",
-    );
+    type Kind = fn(&Problem) -> bool;
+    let name_clash: Kind = |p| matches!(p, Problem::NameClash { .. });
+    let resource_id_taken: Kind = |p| matches!(p, Problem::ResourceIdTaken { .. });
+    let nested: Kind = |p| matches!(p, Problem::Nested { .. });
+    let constraint: Kind = |p| matches!(p, Problem::Constraint { .. });
+    let address_clash: Kind = |p| matches!(p, Problem::AddressClash { .. });
+    // (rule, node name, its spec, the problem expected, text the problem must mention)
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &str, RemoteNodeSpec, Kind, &str)> = vec![
+        ("name clashes, case-insensitive", "V-APP", remote_spec("10.250.202.20"), name_clash,
+            "resource \"v-app\" (ocf:pacemaker:Dummy)"),
+        ("name clashes, case-insensitive", "NODE1", remote_spec("10.250.202.21"), name_clash,
+            "cluster node \"node1\""),
+        ("name clashes, case-insensitive", "v-Guest", remote_spec("10.250.202.22"), name_clash,
+            "guest node \"v-guest\" defined by resource \"v-vm\""),
+        ("name clashes, case-insensitive", "v-ingroup", guest("v-ingroup-vm"), name_clash,
+            "existing remote node"),
+        ("guest resource id taken", "v-new", guest("v-app"), resource_id_taken,
+            "already used by resource \"v-app\""),
+        ("connections in groups and clones", "v-ingroup", remote_spec("10.250.202.3"), nested,
+            "inside group \"v-grp\""),
+        ("connections in groups and clones", "v-inclone", remote_spec("10.250.202.4"), nested,
+            "inside clone \"v-cln\""),
+        ("constraints on connections", "v-pinned", remote_spec("10.250.202.5"), constraint,
+            "never on a remote or guest node"),
+        ("constraints on connections", "v-coloc", remote_spec("10.250.202.6"), constraint,
+            "constraint \"v-col\""),
+        ("address clashes", "v-new2", remote_spec("10.250.202.9"), address_clash,
+            "guest node \"v-guest\""),
+        ("address clashes", "v-new3", remote_spec("10.250.202.5"), address_clash,
+            "remote node \"v-pinned\""),
+    ];
+    let mut rule_shown = "";
+    for (rule, name, spec, kind, needle) in cases {
+        if rule != rule_shown {
+            step(rule);
+            rule_shown = rule;
+        }
+        let problems = check(name, spec);
+        assert!(
+            problems
+                .iter()
+                .any(|p| kind(p) && p.to_string().contains(needle)),
+            "{rule}: {name}: expected a problem mentioning {needle:?}, got {problems:#?}"
+        );
+    }
+    step("a guest named like its own resource");
     let e = DesiredNode::from_spec("v-same", &guest("v-same")).unwrap_err();
     assert!(
         e.iter()
             .any(|p| matches!(p, Problem::GuestNameIsResourceId { .. })),
         "{e:?}"
-    );
-    step("connections in groups and clones");
-    expect(
-        check("v-ingroup", remote_spec("10.250.202.3")),
-        &|p| matches!(p, Problem::Nested { .. }),
-        "inside group \"v-grp\"",
-    );
-    expect(
-        check("v-inclone", remote_spec("10.250.202.4")),
-        &|p| matches!(p, Problem::Nested { .. }),
-        "inside clone \"v-cln\"",
-    );
-    step("constraints on connections");
-    expect(
-        check("v-pinned", remote_spec("10.250.202.5")),
-        &|p| matches!(p, Problem::Constraint { .. }),
-        "never on a remote or guest node",
-    );
-    expect(
-        check("v-coloc", remote_spec("10.250.202.6")),
-        &|p| matches!(p, Problem::Constraint { .. }),
-        "constraint \"v-col\"",
-    );
-    step("address clashes");
-    expect(
-        check("v-new2", remote_spec("10.250.202.9")),
-        &|p| matches!(p, Problem::AddressClash { .. }),
-        "guest node \"v-guest\"",
-    );
-    expect(
-        check("v-new3", remote_spec("10.250.202.5")),
-        &|p| matches!(p, Problem::AddressClash { .. }),
-        "remote node \"v-pinned\"",
     );
     step("names, values, ports and durations Pacemaker would not take");
     let bad = RemoteNodeSpec {
@@ -592,24 +520,17 @@ fn validator_catches_real_misconfigurations() {
     };
     let e = DesiredNode::from_spec("bad name", &bad).unwrap_err();
     let text: Vec<String> = e.iter().map(ToString::to_string).collect();
-    assert!(
-        text.iter()
-            .any(|t| t.contains("not a name Pacemaker accepts")),
-        "{text:#?}"
-    );
-    assert!(
-        text.iter().any(|t| t.contains("between 1 and 65535")),
-        "{text:#?}"
-    );
-    assert!(
-        text.iter()
-            .any(|t| t.contains("\"forever\", which is not a duration")),
-        "{text:#?}"
-    );
-    assert!(
-        text.iter().any(|t| t.contains("score arithmetic")),
-        "{text:#?}"
-    );
+    for needle in [
+        "not a name Pacemaker accepts",
+        "between 1 and 65535",
+        "\"forever\", which is not a duration",
+        "score arithmetic",
+    ] {
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "expected {needle:?} in {text:#?}"
+        );
+    }
     // And the server itself refuses such a name (what the validator saves us from).
     let bad_id = r#"<primitive id="bad name" class="ocf" provider="pacemaker" type="Dummy"/>"#;
     assert!(
@@ -627,11 +548,9 @@ fn validator_catches_real_misconfigurations() {
 /// The CLI, end to end: render (no cluster) and status/apply/remove through the remote port.
 #[test]
 fn cli_status_apply_remove() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
+    };
     let dir = std::env::temp_dir().join("km-cib-cli");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -679,11 +598,7 @@ fn cli_status_apply_remove() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !no_trace(&cluster.cib_xml(), "cib-cli1") {
-        assert!(Instant::now() < deadline, "cib-cli1 left a trace");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    runtime().block_on(wait_no_trace(&cluster, &["cib-cli1"]));
     // Secrets stay out of output, including on failure.
     let mut cmd = std::process::Command::new(kubemaker());
     cmd.args(["cib", "status"])
@@ -707,13 +622,11 @@ fn cli_status_apply_remove() {
 /// network namespace. It comes online, and removal stops the VM and leaves no trace.
 #[test]
 fn guest_node_lifecycle_and_removal() {
-    if !support::require_tools(TOOLS) || !support::require_root() {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
-    }
-    let cluster = Cluster::acquire();
-    let remote = cib_port::enable_remote_cib(&cluster);
-    let key = cluster_key();
-    let host = RemoteHost::start("cib-gn1", &key);
+    };
+    let key = support::current_cluster_authkey();
+    let host = RemoteHost::start_in_netns("cib-gn1", &key);
     let state_file = "/run/resource-agents/km-cib-gvm1.state";
     let _ = std::fs::remove_file(state_file);
     let rt = runtime();
@@ -763,18 +676,7 @@ fn guest_node_lifecycle_and_removal() {
             !std::path::Path::new(state_file).exists(),
             "the VM (Dummy) was stopped before deletion"
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let xml = cluster.cib_xml();
-            if no_trace(&xml, "cib-gn1") && no_trace(&xml, "cib-gvm1") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "guest left a trace in cibadmin -Q:\n{xml}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        wait_no_trace(&cluster, &["cib-gn1", "cib-gvm1"]).await;
         client.close().await;
     });
     drop(host);

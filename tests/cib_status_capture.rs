@@ -7,8 +7,6 @@
 //! UPDATE_GOLDEN=1 cargo test --test cib_golden     # then refresh the expected JSON
 //! ```
 
-#[path = "support/cib_port.rs"]
-mod cib_port;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -18,11 +16,7 @@ use kubemaker::cib::ApplyOptions;
 use kubemaker::cib::client::{CibClient, Transport};
 use kubemaker::cib::plan::DesiredNode;
 use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
-use support::{Cluster, Daemon, NetnsHost};
-
-fn kubemaker() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kubemaker"))
-}
+use support::{Cluster, NetnsHost, RemoteHost, cib_port};
 
 fn out_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cib/status")
@@ -32,27 +26,6 @@ fn save(cluster: &Cluster, state: &str) {
     let xml = cluster.cib_xml();
     std::fs::write(out_dir().join(format!("{state}.cib.xml")), xml).unwrap();
     eprintln!("[capture] saved {state}\n{}", cluster.crm_mon_text());
-}
-
-fn spawn_remoted(host: &NetnsHost, key: &[u8], tag: &str) -> Daemon {
-    let dir = std::env::temp_dir().join(format!("km-cap-{tag}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let key_path = dir.join("authkey");
-    support::write_key_file(&key_path, key);
-    let log = dir.join("remoted.log");
-    let d = Daemon::spawn_in(
-        host,
-        &kubemaker(),
-        &["remoted"],
-        &[
-            ("PCMK_authkey_location", &key_path.display().to_string()),
-            ("PCMK_logfile", &log.display().to_string()),
-        ],
-        &log,
-    );
-    d.wait_log("successfully started", Duration::from_secs(10));
-    d
 }
 
 fn crm(args: &[&str]) {
@@ -71,36 +44,8 @@ fn capture_status_fixtures() {
     ]));
     let cluster = Cluster::acquire();
     let remote = cib_port::enable_remote_cib(&cluster);
-    let key = match std::fs::read(support::CLUSTER_AUTHKEY) {
-        Ok(k) if !k.is_empty() => k,
-        _ => {
-            let k = support::write_authkey(&std::env::temp_dir().join("km-cap-authkey"), 4096);
-            support::install_cluster_authkey(&k);
-            k
-        }
-    };
+    let key = support::current_cluster_authkey();
     std::fs::create_dir_all(out_dir()).unwrap();
-    // CAPTURE_ONLY=pending re-captures just that state.
-    if std::env::var("CAPTURE_ONLY").is_ok_and(|v| v == "pending") {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt
-            .block_on(CibClient::connect(remote.config(Transport::Tls)))
-            .unwrap();
-        let apply = |d: &DesiredNode| {
-            rt.block_on(client.apply_nodes(std::slice::from_ref(d), &ApplyOptions::default()))
-                .unwrap();
-        };
-        capture_pending(&cluster, &apply);
-        cluster.reset();
-        return;
-    }
-    let rhost = NetnsHost::create("cap-r");
-    let mut rdaemon = spawn_remoted(&rhost, &key, "r");
-    let ghost = NetnsHost::create("cap-g");
-    let _gdaemon = spawn_remoted(&ghost, &key, "g");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -112,8 +57,16 @@ fn capture_status_fixtures() {
         rt.block_on(client.apply_nodes(std::slice::from_ref(d), &ApplyOptions::default()))
             .unwrap();
     };
+    // CAPTURE_ONLY=pending re-captures just that state.
+    if std::env::var("CAPTURE_ONLY").is_ok_and(|v| v == "pending") {
+        capture_pending(&cluster, &apply);
+        cluster.reset();
+        return;
+    }
+    let mut rhost = RemoteHost::start_in_netns("cap-r", &key);
+    let ghost = RemoteHost::start_in_netns("cap-g", &key);
     let mut spec = RemoteNodeSpec {
-        address: Some(rhost.addr().to_string()),
+        address: Some(rhost.addr()),
         monitor: Some(MonitorSpec {
             interval: Some("5s".into()),
             timeout: Some("15s".into()),
@@ -127,7 +80,7 @@ fn capture_status_fixtures() {
     // A guest whose "VM" is a Dummy on node1 and whose pacemaker-remoted runs in another namespace.
     let guest = RemoteNodeSpec {
         node_type: NodeType::Guest,
-        address: Some(ghost.addr().to_string()),
+        address: Some(ghost.addr()),
         guest: Some(GuestSpec {
             resource_id: Some("cap-vm".into()),
             agent: Some("ocf:pacemaker:Dummy".into()),
@@ -177,16 +130,7 @@ fn capture_status_fixtures() {
     });
     std::thread::sleep(Duration::from_secs(2));
     save(&cluster, "failed-action");
-    crm(&[
-        "crm_resource",
-        "--resource",
-        "cap-fail",
-        "--meta",
-        "--set-parameter",
-        "target-role",
-        "--parameter-value",
-        "Stopped",
-    ]);
+    cluster.set_target_role("cap-fail", "Stopped");
 
     spec.standby = true;
     apply(&rn(&spec));
@@ -210,16 +154,7 @@ fn capture_status_fixtures() {
     spec.maintenance = false;
     apply(&rn(&spec));
 
-    crm(&[
-        "crm_resource",
-        "--resource",
-        "cap-rn",
-        "--meta",
-        "--set-parameter",
-        "target-role",
-        "--parameter-value",
-        "Stopped",
-    ]);
+    cluster.set_target_role("cap-rn", "Stopped");
     cluster.wait_until("cap-rn offline", Duration::from_secs(60), |v| {
         v.node("cap-rn").is_some_and(|n| !n.online)
     });
@@ -227,16 +162,7 @@ fn capture_status_fixtures() {
     save(&cluster, "offline");
 
     capture_pending(&cluster, &apply);
-    crm(&[
-        "crm_resource",
-        "--resource",
-        "cap-slowvm",
-        "--meta",
-        "--set-parameter",
-        "target-role",
-        "--parameter-value",
-        "Stopped",
-    ]);
+    cluster.set_target_role("cap-slowvm", "Stopped");
     crm(&[
         "crm_resource",
         "--resource",
@@ -259,7 +185,7 @@ fn capture_status_fixtures() {
         "--update",
         "true",
     ]);
-    rdaemon.kill9();
+    rhost.daemon_mut().kill9();
     cluster.wait_until("cap-rn unclean", Duration::from_secs(60), |v| {
         v.node("cap-rn").is_some_and(|n| n.unclean)
     });

@@ -1,7 +1,8 @@
 //! Proves the test harness (tests/support) against the real thing: the reference
 //! `pacemaker-remoted` 2.1.5 in a network namespace joins the one-node test cluster as a remote node
-//! and runs an `ocf:pacemaker:Dummy` resource. When kubemaker's own daemon exists, its tests follow
-//! the same steps with a different binary.
+//! and runs an `ocf:pacemaker:Dummy` resource. The tests of kubemaker's own daemon
+//! (`tests/remoted_cluster.rs`, `tests/remoted_tools.rs`) take the same steps through
+//! `support::RemoteHost`, which starts `kubemaker remoted` instead.
 
 mod support;
 

@@ -28,19 +28,14 @@
 
 mod support;
 
-#[path = "support/cib_port.rs"]
-mod cib_port;
-#[path = "support/operator.rs"]
-mod operator;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use operator::{base64_decode, base64_encode, condition_is, describe, str_at, text, wait_for};
 use serde_json::{Value, json};
-use support::{Cluster, MonView};
+use support::operator::{self, condition_is, describe, str_at};
+use support::{Cluster, MonView, base64_decode, base64_encode, cib_port, step, text, wait_for};
 
 const NS: &str = "km-nodes-e2e";
 const RELEASE: &str = "kubemaker";
@@ -51,10 +46,6 @@ const REMOTE_LABEL: &str = "kubemaker.io/remote-node";
 const POD_ATTRIBUTE: &str = "kubemaker-remoted-pod";
 const K8S_BIN: &str = "/var/tmp/kubemaker-cache/k8s/bin";
 const LOCAL_STATE: &str = "/var/tmp/kubemaker-test/k8s-local";
-
-fn step(msg: &str) {
-    eprintln!("[k8s_nodes] {msg}");
-}
 
 fn script(name: &str) -> Command {
     let mut c = Command::new("bash");
@@ -303,7 +294,7 @@ impl E2e {
     }
 
     fn apply(&self, obj: &Value) {
-        let o = operator::run_input(
+        let o = support::run_with_input(
             self.k8s.kubectl_command().args(["apply", "-f", "-"]),
             Some(obj.to_string().as_bytes()),
             Duration::from_secs(60),
@@ -1035,12 +1026,7 @@ fn unlabel_and_leader_kill(e2e: &E2e) {
 fn node_deletion_and_uninstall(e2e: &E2e) {
     let (node, _) = e2e.worker(0);
     step("no pod logs the key or the password");
-    let hex: String = e2e
-        .key
-        .iter()
-        .take(32)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = support::hex(&e2e.key[..32]);
     let b64 = base64_encode(&e2e.key);
     for p in e2e.pods() {
         let logs = e2e.kubectl_ok(&["-n", NS, "logs", &p.name]);

@@ -5,18 +5,21 @@
 //!
 //! Outside CI a missing API server only skips the last part; with `CI=true` it fails the test.
 
-use std::io::Write;
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionVersion, JSONSchemaProps,
 };
 use kubemaker::operator::crd::{DURATION_PATTERN, NODE_NAME_PATTERN};
 use serde::Deserialize;
+use support::text;
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    support::repo_root()
 }
 
 /// The checked-in copies that must equal `kubemaker crds`.
@@ -308,7 +311,7 @@ fn chart_lints_and_manifests_are_current() {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !on_path && !cached.exists() && !in_ci() {
+    if !on_path && !cached.exists() && !support::in_ci() {
         eprintln!("SKIPPED: no helm (run scripts/install-k8s-test-deps.sh)");
         return;
     }
@@ -324,43 +327,25 @@ fn chart_lints_and_manifests_are_current() {
 // Against a real API server
 // ---------------------------------------------------------------------------------------------
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// Runs a command with the test API server's environment (KUBECONFIG, PATH with its kubectl).
 fn with_apiserver_env(cmd: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let script = format!(
         "eval \"$(bash {}/scripts/test-apiserver.sh env)\" && exec {cmd} \"$@\"",
         repo().display()
     );
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .arg("bash")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bash runs");
-    let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin.unwrap_or_default().as_bytes())
-        .unwrap();
-    drop(pipe);
-    child.wait_with_output().unwrap()
+    support::run_with_input(
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .arg("bash")
+            .args(args),
+        Some(stdin.unwrap_or_default().as_bytes()),
+        Duration::from_secs(300),
+    )
 }
 
 fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
     with_apiserver_env("kubectl", args, stdin)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn must(o: Output, what: &str) -> String {
@@ -441,7 +426,9 @@ fn check_against_apiserver() {
     let script = repo().join("scripts/test-apiserver.sh");
     let started = match ensure_apiserver(&script) {
         Ok(s) => s,
-        Err(e) if in_ci() => panic!("CI=true and the test API server is not available: {e}"),
+        Err(e) if support::in_ci() => {
+            panic!("CI=true and the test API server is not available: {e}")
+        }
         Err(e) => {
             eprintln!("SKIPPED the API server checks (run scripts/install-k8s-test-deps.sh): {e}");
             return;

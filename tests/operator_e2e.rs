@@ -1,7 +1,7 @@
 //! `kubemaker controller` end to end: a real kube-apiserver (`scripts/test-apiserver.sh`), the
 //! helm chart, the controller running as the chart's ServiceAccount, the real one-node Pacemaker
 //! cluster reached over its remote CIB port, and `kubemaker remoted` in network namespaces as the
-//! remote (and guest) nodes. Written against /work/notes/controller-contract.md.
+//! remote (and guest) nodes: the behaviour the README's "Install on Kubernetes" section promises.
 //!
 //! One test with phases, because they share the cluster lock and the one authkey the controller
 //! creates (changing the cluster's key costs a 61 s key-cache wait):
@@ -16,27 +16,23 @@
 //! g. kill -9 of the controller right after 20 RemoteNodes were applied: no duplicates after restart
 //! h. two replicas: one leader, fail-over after kill -9 and after SIGSTOP, SIGTERM releases the Lease
 //! i. auto-join of labelled Kubernetes Nodes, removal when the label goes or the Node is deleted
+//! j. failures are reported: a RemoteNode of an unknown cluster, a cluster with refused credentials
 //!
 //! Skips outside CI when tools, root or the API server are missing; fails with CI=true.
 
 mod support;
 
-#[path = "support/cib_port.rs"]
-mod cib_port;
-#[path = "support/operator.rs"]
-mod operator;
-
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use operator::{
-    Api, Controller, EventInfo, TEST_LABEL, condition, condition_is, describe, has_finalizer,
-    has_node_entry, has_node_state, nvpair, op_interval, poll, primitive, primitives, str_at,
-};
 use serde_json::{Value, json};
-use support::{Cluster, Daemon, MonView, NetnsHost};
+use support::operator::{
+    self, Api, Controller, EventInfo, TEST_LABEL, condition, condition_is, describe, has_finalizer,
+    has_node_entry, has_node_state, nvpair, op_interval, primitive, primitives, str_at,
+};
+use support::{Cluster, MonView, RemoteHost, cib_port, poll, step};
 
 const NS: &str = "kubemaker-e2e";
 const CLUSTER: &str = "e2e";
@@ -49,85 +45,8 @@ const LOG_FILTER: &str = "info,kubemaker=debug";
 const JOIN: Duration = Duration::from_secs(90);
 const GROUP_LABEL: &str = "kubemaker-e2e/group";
 
-fn step(msg: &str) {
-    eprintln!("[operator_e2e] {msg}");
-}
-
 fn state_dir() -> PathBuf {
     PathBuf::from(operator::STATE_DIR)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Test hosts running kubemaker remoted
-// ---------------------------------------------------------------------------------------------
-
-/// A network namespace, optionally with `kubemaker remoted` listening in it.
-struct RemoteHost {
-    daemon: Option<Daemon>,
-    host: NetnsHost,
-    dir: PathBuf,
-    port: Option<u16>,
-}
-
-impl RemoteHost {
-    /// A host with remoted on `port` (None: the default 3121) using `key`.
-    fn with_remoted(tag: &str, key: &[u8], port: Option<u16>) -> RemoteHost {
-        let mut h = RemoteHost::empty(tag);
-        support::write_key_file(&h.dir.join("authkey"), key);
-        h.port = port;
-        h.start();
-        h
-    }
-
-    /// A host where nothing listens (connections are refused).
-    fn empty(tag: &str) -> RemoteHost {
-        let dir = state_dir().join("hosts").join(tag);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        RemoteHost {
-            daemon: None,
-            host: NetnsHost::create(tag),
-            dir,
-            port: None,
-        }
-    }
-
-    /// (Re)starts remoted with the host's key file and port.
-    fn start(&mut self) {
-        let log = self.dir.join("remoted.log");
-        let key_s = self.dir.join("authkey").display().to_string();
-        let log_s = log.display().to_string();
-        let port_s = self.port.map(|p| p.to_string());
-        let mut args = vec!["remoted"];
-        if let Some(p) = &port_s {
-            args.extend(["-p", p]);
-        }
-        // The log is appended to: wait for one more start line than before.
-        let started = |text: &str| text.matches("successfully started").count();
-        let before = started(&std::fs::read_to_string(&log).unwrap_or_default());
-        let d = Daemon::spawn_in(
-            &self.host,
-            Path::new(env!("CARGO_BIN_EXE_kubemaker")),
-            &args,
-            &[("PCMK_authkey_location", &key_s), ("PCMK_logfile", &log_s)],
-            &log,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while started(&d.log()) <= before {
-            assert!(
-                Instant::now() < deadline,
-                "remoted in {} did not start within 10 s:\n{}",
-                self.host.name(),
-                support::tail(&d.log(), 20)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.daemon = Some(d);
-    }
-
-    fn addr(&self) -> String {
-        self.host.addr()
-    }
 }
 
 /// A guest node is up: listed online, not unclean, and its resource started.
@@ -581,22 +500,24 @@ fn phase_a_setup(api: Api) -> E2e {
     let pc_uid = e2e.uid("pacemakercluster", CLUSTER);
     e2e.wait_event(CLUSTER, &pc_uid, "AuthkeyCreated", None);
     e2e.wait_event(CLUSTER, &pc_uid, "CibConnected", None);
-    operator::assert_key_not_logged(&e2e.ctl(a).log(), &key, "the controller log");
+    support::assert_key_not_logged(&e2e.ctl(a).log(), &key, "the controller log");
     e2e.key = key;
     e2e.key_version = version;
 
     step("   installing the controller's authkey into the cluster and four test hosts");
     support::install_cluster_authkey(&e2e.key);
     let key = e2e.key.clone();
-    e2e.hosts
-        .push(RemoteHost::with_remoted("e2e-a", &key, None));
-    e2e.hosts
-        .push(RemoteHost::with_remoted("e2e-b", &key, Some(3122)));
-    e2e.hosts
-        .push(RemoteHost::with_remoted("e2e-c", &key, None));
-    e2e.hosts
-        .push(RemoteHost::with_remoted("e2e-d", &key, None));
-    e2e.hosts.push(RemoteHost::empty("e2e-e"));
+    e2e.hosts.push(RemoteHost::start_in_netns("e2e-a", &key));
+    e2e.hosts.push(
+        RemoteHost::in_netns("e2e-b")
+            .with_key(&key)
+            .with_port(3122)
+            .started(),
+    );
+    e2e.hosts.push(RemoteHost::start_in_netns("e2e-c", &key));
+    e2e.hosts.push(RemoteHost::start_in_netns("e2e-d", &key));
+    // A host where nothing listens: connections to it are refused.
+    e2e.hosts.push(RemoteHost::in_netns("e2e-e"));
     // Remote connections are made by the controller from here on, not by the harness.
     support::mark_remote_key_in_use();
     e2e.time("a. setup", t0);
@@ -907,7 +828,7 @@ fn phase_d_name_clash(e2e: &mut E2e) {
     let dummy_xml = primitive(&operator::cib_root(), "clash1")
         .expect("clash1")
         .to_xml();
-    let clash_addr = operator::add_host_addresses(&e2e.hosts[HOST_E].host, 5, 1).remove(0);
+    let clash_addr = operator::add_host_addresses(e2e.hosts[HOST_E].netns(), 5, 1).remove(0);
     e2e.api.apply(&remote_node(
         "clash1",
         json!({"clusterRef": {"name": CLUSTER}, "address": clash_addr}),
@@ -1061,7 +982,7 @@ fn phase_f_delete(e2e: &mut E2e) {
         .filter(|e| e.uid == uid && e.reason == "Online")
         .count();
     let killed = Instant::now();
-    e2e.hosts[HOST_B].daemon.as_mut().unwrap().kill9();
+    e2e.hosts[HOST_B].daemon_mut().kill9();
     let rn = e2e.wait_rn(
         "Ready False (Offline or Unclean) after kill -9 of its remoted",
         "rn-b",
@@ -1146,7 +1067,7 @@ fn phase_f_delete(e2e: &mut E2e) {
         "Event Removing: {reasons:?}"
     );
     assert!(
-        e2e.hosts[HOST_B].daemon.as_mut().unwrap().is_running(),
+        e2e.hosts[HOST_B].daemon_mut().is_running(),
         "remoted in host B keeps running"
     );
     e2e.time("f. delete", t0);
@@ -1155,7 +1076,7 @@ fn phase_f_delete(e2e: &mut E2e) {
 fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
     step("g. kill -9 of the controller 300 ms after 20 RemoteNodes were applied");
     let t0 = Instant::now();
-    let addrs = operator::add_host_addresses(&e2e.hosts[HOST_E].host, 10, 20);
+    let addrs = operator::add_host_addresses(e2e.hosts[HOST_E].netns(), 10, 20);
     let names: Vec<String> = (0..20).map(|i| format!("rn-g{i:02}")).collect();
     let items: Vec<Value> = names
         .iter()
@@ -1181,7 +1102,7 @@ fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
     assert!(e2e.ctl_mut(a).is_running());
     // kubectl creates the 20 one after another; the controller dies 300 ms after kubectl started.
     let list = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
-    let mut kubectl = operator::spawn_with_input(
+    let mut kubectl = support::spawn_with_input(
         e2e.api.command("kubectl").args(["apply", "-f", "-"]),
         list.into_bytes(),
     );
@@ -1195,7 +1116,7 @@ fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
     assert!(
         applied.status.success(),
         "kubectl apply of the 20: {}",
-        operator::text(&applied)
+        support::text(&applied)
     );
     let sel = format!("{GROUP_LABEL}=g");
     let with_status = e2e
@@ -1411,7 +1332,7 @@ fn phase_i_auto_join(e2e: &mut E2e) {
         "-p",
         r#"{"spec":{"autoJoin":{"nodeSelector":{"kubemaker.io/remote-node":"true"}},"remoteNodeDefaults":{"startTimeout":"10s"}}}"#,
     ]);
-    let spare = operator::add_host_addresses(&e2e.hosts[HOST_E].host, 40, 2);
+    let spare = operator::add_host_addresses(e2e.hosts[HOST_E].netns(), 40, 2);
     let d = e2e.hosts[HOST_D].addr();
     e2e.api.create_node("worker-c", &[], &spare[1]);
     let node_a = e2e
@@ -1646,7 +1567,7 @@ fn finish(e2e: &mut E2e) {
 
     for c in &e2e.controllers {
         let log = c.log();
-        operator::assert_key_not_logged(&log, &e2e.key, &format!("log of {}", c.identity));
+        support::assert_key_not_logged(&log, &e2e.key, &format!("log of {}", c.identity));
         assert!(
             !log.contains(&e2e.password),
             "the log of {} contains the hacluster password (not shown)",
@@ -1690,12 +1611,12 @@ fn harness_base64_round_trip() {
     for n in 0..10 {
         let data: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
         assert_eq!(
-            operator::base64_decode(&operator::base64_encode(&data)).unwrap(),
+            support::base64_decode(&support::base64_encode(&data)).unwrap(),
             data
         );
     }
-    assert_eq!(operator::base64_encode(b"foobar"), "Zm9vYmFy");
-    assert_eq!(operator::base64_encode(b"fo"), "Zm8=");
+    assert_eq!(support::base64_encode(b"foobar"), "Zm9vYmFy");
+    assert_eq!(support::base64_encode(b"fo"), "Zm8=");
 }
 
 #[test]

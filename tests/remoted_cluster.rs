@@ -8,69 +8,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Daemon, MonView, NetnsHost};
+use support::{Cluster, MonView, RemoteHost, step};
 
 const JOIN: Duration = Duration::from_secs(90);
-
-fn kubemaker() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kubemaker"))
-}
-
-fn step(msg: &str) {
-    eprintln!("[remoted_cluster] {msg}");
-}
-
-/// A `kubemaker remoted` in its own network namespace, with its own key file.
-struct RemoteHost {
-    host: NetnsHost,
-    daemon: Option<Daemon>,
-    key_path: PathBuf,
-    log: PathBuf,
-}
-
-impl RemoteHost {
-    fn new(tag: &str, key: &[u8]) -> RemoteHost {
-        let host = NetnsHost::create(tag);
-        let dir = std::env::temp_dir().join(format!("km-rc-{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let key_path = dir.join("authkey");
-        support::write_key_file(&key_path, key);
-        let mut h = RemoteHost {
-            host,
-            daemon: None,
-            key_path,
-            log: dir.join("remoted.log"),
-        };
-        h.start();
-        h
-    }
-
-    fn start(&mut self) {
-        let key = self.key_path.display().to_string();
-        let log = self.log.display().to_string();
-        let d = Daemon::spawn_in(
-            &self.host,
-            &kubemaker(),
-            &["remoted"],
-            &[("PCMK_authkey_location", &key), ("PCMK_logfile", &log)],
-            &self.log,
-        );
-        d.wait_log("successfully started", Duration::from_secs(10));
-        self.daemon = Some(d);
-    }
-
-    fn daemon(&mut self) -> &mut Daemon {
-        self.daemon.as_mut().expect("daemon started")
-    }
-
-    fn addr(&self) -> String {
-        self.host.addr()
-    }
-}
 
 fn connection_xml(id: &str, addr: &str, reconnect: Option<&str>) -> String {
     let reconnect = reconnect
@@ -79,27 +22,6 @@ fn connection_xml(id: &str, addr: &str, reconnect: Option<&str>) -> String {
     format!(
         r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="remote"><instance_attributes id="{id}-instance_attributes"><nvpair id="{id}-instance_attributes-server" name="server" value="{addr}"/>{reconnect}</instance_attributes><operations><op id="{id}-monitor-interval-5s" interval="5s" name="monitor" timeout="15s"/></operations></primitive>"#
     )
-}
-
-fn set_target_role(cluster: &Cluster, id: &str, role: &str) {
-    let out = std::process::Command::new("crm_resource")
-        .args([
-            "--resource",
-            id,
-            "--meta",
-            "--set-parameter",
-            "target-role",
-            "--parameter-value",
-            role,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "crm_resource: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = cluster;
 }
 
 /// Connected for real (crm_mon alone says online while the connection is still starting).
@@ -124,7 +46,7 @@ fn remote_node_with_real_pacemaker() {
     support::install_cluster_authkey(&key4096);
 
     step("1. the node joins: online in crm_mon");
-    let mut main = RemoteHost::new("rc-main", &key4096);
+    let mut main = RemoteHost::start_in_netns("rc-main", &key4096);
     let t0 = Instant::now();
     cluster.create_resource_xml(&connection_xml("rn-main", &main.addr(), Some("5s")));
     cluster.wait_until("rn-main online", JOIN, |v| online(v, "rn-main"));
@@ -157,20 +79,17 @@ fn remote_node_with_real_pacemaker() {
         Path::new(&support::dummy_state_file("dm3")).exists(),
         "restarted by the cluster through our daemon"
     );
-    let out = std::process::Command::new("crm_resource")
-        .args(["--cleanup", "--resource", "dm3"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    support::run_ok("crm_resource", &["--cleanup", "--resource", "dm3"]);
 
     step("4. disabling the connection stops everything cleanly");
-    set_target_role(&cluster, "rn-main", "Stopped");
-    let v = cluster.wait_until("rn-main offline, Dummies stopped", JOIN, |v| {
+    cluster.set_target_role("rn-main", "Stopped");
+    let main_stopped = |v: &MonView| {
         !online(v, "rn-main")
             && dummies
                 .iter()
                 .all(|id| v.resource(id).is_some_and(|r| !r.active))
-    });
+    };
+    let v = cluster.wait_until("rn-main offline, Dummies stopped", JOIN, main_stopped);
     assert!(
         v.failures().is_empty(),
         "clean stop, no failed actions: {:?}",
@@ -183,17 +102,17 @@ fn remote_node_with_real_pacemaker() {
         );
     }
     assert!(
-        main.daemon().is_running(),
+        main.daemon_mut().is_running(),
         "the daemon keeps running when the cluster disconnects"
     );
-    set_target_role(&cluster, "rn-main", "Started");
+    cluster.set_target_role("rn-main", "Started");
     cluster.wait_until("rn-main back with its Dummies", JOIN, |v| {
         online(v, "rn-main") && support::all_started_on(v, &dummies, "rn-main")
     });
 
     step("5. a wrong key is refused and the daemon keeps serving");
     let wrong: Vec<u8> = key4096.iter().map(|b| b ^ 0xa5).collect();
-    let mut bad = RemoteHost::new("rc-bad", &wrong);
+    let mut bad = RemoteHost::start_in_netns("rc-bad", &wrong);
     cluster.create_resource_xml(&connection_xml("rn-bad", &bad.addr(), None));
     cluster.wait_until("rn-bad connection start fails", JOIN, |v| {
         v.failures()
@@ -203,28 +122,24 @@ fn remote_node_with_real_pacemaker() {
     assert!(!cluster.mon().remote_node_up("rn-bad"));
     bad.daemon()
         .wait_log("TLS handshake failed", Duration::from_secs(10));
-    assert!(bad.daemon().is_running());
-    assert!(main.daemon().is_running());
+    assert!(bad.daemon_mut().is_running());
+    assert!(main.daemon_mut().is_running());
     cluster.wait_until("rn-main unaffected", Duration::from_secs(10), |v| {
         online(v, "rn-main") && support::all_started_on(v, &dummies, "rn-main")
     });
     // Fix the key: the same daemon picks it up and the node joins after a cleanup.
-    support::write_key_file(&bad.key_path, &key4096);
+    bad.set_key(&key4096);
     std::thread::sleep(kubemaker::remoted::authkey::CACHE_FOR);
-    let out = std::process::Command::new("crm_resource")
-        .args(["--cleanup", "--resource", "rn-bad"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    support::run_ok("crm_resource", &["--cleanup", "--resource", "rn-bad"]);
     cluster.wait_until("rn-bad online with the right key", JOIN, |v| {
         online(v, "rn-bad")
     });
-    set_target_role(&cluster, "rn-bad", "Stopped");
+    cluster.set_target_role("rn-bad", "Stopped");
     cluster.wait_until("rn-bad stopped", JOIN, |v| !online(v, "rn-bad"));
 
     step("6. kill -9 takes the node offline; a restarted daemon rejoins with its resources");
     let t0 = Instant::now();
-    main.daemon().kill9();
+    main.daemon_mut().kill9();
     cluster.wait_until("rn-main offline after kill -9", JOIN, |v| {
         !online(v, "rn-main")
     });
@@ -245,16 +160,11 @@ fn remote_node_with_real_pacemaker() {
         "7. SIGTERM: the cluster stops the node's resources and disconnects before the daemon exits",
     );
     let t0 = Instant::now();
-    main.daemon().terminate();
+    main.daemon_mut().terminate();
     let v = cluster.wait_until(
         "Dummies stopped and rn-main disconnected after SIGTERM",
         JOIN,
-        |v| {
-            !online(v, "rn-main")
-                && dummies
-                    .iter()
-                    .all(|id| v.resource(id).is_some_and(|r| !r.active))
-        },
+        main_stopped,
     );
     assert!(
         v.failures().is_empty(),
@@ -262,7 +172,7 @@ fn remote_node_with_real_pacemaker() {
         v.failures()
     );
     let status = main
-        .daemon()
+        .daemon_mut()
         .wait_exit(Duration::from_secs(30))
         .expect("daemon exits once the cluster disconnected");
     assert!(status.success(), "{status:?}");
@@ -287,7 +197,7 @@ fn remote_node_with_real_pacemaker() {
     }
 
     step("8. a 256-byte key (what pcs makes) works too");
-    set_target_role(&cluster, "rn-main", "Stopped");
+    cluster.set_target_role("rn-main", "Stopped");
     // Changing the cluster's key costs one 60 s key-cache expiry (install_cluster_authkey waits);
     // the next test binary that needs the suite key pays it again.
     let key256: Vec<u8> = key4096
@@ -296,7 +206,7 @@ fn remote_node_with_real_pacemaker() {
         .map(|b| b.wrapping_add(1))
         .collect();
     support::install_cluster_authkey(&key256);
-    let mut small = RemoteHost::new("rc-256", &key256);
+    let mut small = RemoteHost::start_in_netns("rc-256", &key256);
     cluster.create_resource_xml(&connection_xml("rn-256", &small.addr(), Some("5s")));
     // The controller may still hold the old key for up to 60 s; reconnect_interval retries.
     cluster.wait_until(
@@ -308,7 +218,7 @@ fn remote_node_with_real_pacemaker() {
     cluster.wait_until("Dummies on rn-256", JOIN, |v| {
         support::all_started_on(v, &d, "rn-256")
     });
-    assert!(small.daemon().is_running());
+    assert!(small.daemon_mut().is_running());
     // Leave the shared cluster as found: nothing of this test stays configured.
     cluster.reset();
     step("done");

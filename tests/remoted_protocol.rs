@@ -2,117 +2,29 @@
 //! Pacemaker 2.1.5 (see shared docs, remote-transcript-2.1.5.txt), bad input, and graceful stop.
 //! The real-cluster tests (tests/remoted_cluster.rs) prove the same against Pacemaker itself.
 
+mod support;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kubemaker::remoted::client::{LrmdClient, exec_command, rsc};
 use kubemaker::wire::Element;
 use kubemaker::wire::header::Header;
+use support::{Daemon, RemoteHost, free_port, hex};
 
 const T: Duration = Duration::from_secs(10);
 
-struct Remoted {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    key: Vec<u8>,
-}
-
-impl Remoted {
-    fn start(name: &str, key_len: usize, extra_env: &[(&str, &str)]) -> Remoted {
-        let dir = std::env::temp_dir().join(format!("km-proto-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let key: Vec<u8> = (0..key_len).map(|i| (i * 7 + 3) as u8).collect();
-        std::fs::write(dir.join("authkey"), &key).unwrap();
-        let port = free_port();
-        let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/ocf");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubemaker"));
-        // Loopback tests run beside the test cluster: its daemons own the IPC names here.
-        cmd.args(["remoted", "--no-local-ipc", "-p", &port.to_string(), "-l"])
-            .arg(dir.join("remoted.log"))
-            .env("PCMK_authkey_location", dir.join("authkey"))
-            .env(
-                "OCF_RA_PATH",
-                format!("/usr/lib/ocf/resource.d:{}", agents.display()),
-            )
-            .env_remove("PCMK_remote_address")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn kubemaker remoted");
-        let r = Remoted {
-            child,
-            port,
-            dir,
-            key,
-        };
-        r.wait_log("successfully started", T);
-        r
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("remoted.log")).unwrap_or_default()
-    }
-
-    fn wait_log(&self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.log().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "log never said {needle:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    async fn client(&self, name: &str, provider: bool) -> LrmdClient {
-        LrmdClient::connect(&self.addr(), &self.key, name, provider)
-            .await
-            .expect("register")
-    }
-}
-
-impl Drop for Remoted {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `kubemaker remoted` on loopback with a `key_len`-byte key, our test agents on its OCF path,
+/// and `env` added.
+fn start_remoted(name: &str, key_len: usize, env: &[(&str, &str)]) -> RemoteHost {
+    let key: Vec<u8> = (0..key_len).map(|i| (i * 7 + 3) as u8).collect();
+    let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/ocf");
+    let ocf_path = format!("/usr/lib/ocf/resource.d:{}", agents.display());
+    let mut env = env.to_vec();
+    env.insert(0, ("OCF_RA_PATH", &ocf_path));
+    RemoteHost::start_on_loopback(name, &key, &env)
 }
 
 fn attrs(dir: &Path) -> Element {
@@ -129,8 +41,10 @@ fn is_op(m: &Element, op: &str) -> bool {
 
 #[tokio::test]
 async fn session_follows_pacemaker_2_1_5() {
-    let r = Remoted::start("session", 4096, &[]);
-    let mut c = LrmdClient::connect_raw(&r.addr(), &r.key).await.unwrap();
+    let r = start_remoted("session", 4096, &[]);
+    let mut c = LrmdClient::connect_raw(&r.endpoint(), r.key())
+        .await
+        .unwrap();
     let reg = Element::new("lrmd_command")
         .with_attr("t", "lrmd")
         .with_attr("lrmd_op", "register")
@@ -212,7 +126,7 @@ async fn session_follows_pacemaker_2_1_5() {
     assert!(info.attr("lrmd_class").is_none());
 
     // Exec: reply rc is the call id, the notify carries it and echoes every parameter.
-    let dir = r.dir.join("d1");
+    let dir = r.dir().join("d1");
     std::fs::create_dir_all(&dir).unwrap();
     let reply = c
         .request(exec_command("d1", "start", 0, 20000, attrs(&dir)), T)
@@ -329,8 +243,8 @@ async fn session_follows_pacemaker_2_1_5() {
 #[tokio::test]
 async fn alert_agents_run_with_their_environment() {
     use std::os::unix::fs::PermissionsExt;
-    let r = Remoted::start("alert", 256, &[]);
-    let mut c = r.client("alerts", false).await;
+    let r = start_remoted("alert", 256, &[]);
+    let mut c = r.lrmd_client("alerts", false).await;
     // Alert agents run as hacluster: keep script and output where that user may go.
     let dir = std::env::temp_dir().join(format!("km-alert-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -390,8 +304,10 @@ async fn alert_agents_run_with_their_environment() {
 
 #[tokio::test]
 async fn too_old_protocol_version_is_refused() {
-    let r = Remoted::start("version", 256, &[]);
-    let mut c = LrmdClient::connect_raw(&r.addr(), &r.key).await.unwrap();
+    let r = start_remoted("version", 256, &[]);
+    let mut c = LrmdClient::connect_raw(&r.endpoint(), r.key())
+        .await
+        .unwrap();
     let reg = Element::new("lrmd_command")
         .with_attr("t", "lrmd")
         .with_attr("lrmd_op", "register")
@@ -408,8 +324,8 @@ async fn too_old_protocol_version_is_refused() {
 
 #[tokio::test]
 async fn every_message_is_a_header_record_then_a_payload_record() {
-    let r = Remoted::start("records", 256, &[]);
-    let mut c = r.client("records", false).await;
+    let r = start_remoted("records", 256, &[]);
+    let mut c = r.lrmd_client("records", false).await;
     c.send(LrmdClient::command("lrmd_rsc_poke", None))
         .await
         .unwrap();
@@ -425,9 +341,11 @@ async fn every_message_is_a_header_record_then_a_payload_record() {
 
 #[tokio::test]
 async fn new_client_is_announced_to_existing_clients() {
-    let r = Remoted::start("newclient", 4096, &[]);
-    let mut a = r.client("controller-a", true).await;
-    let b = LrmdClient::connect_raw(&r.addr(), &r.key).await.unwrap();
+    let r = start_remoted("newclient", 4096, &[]);
+    let mut a = r.lrmd_client("controller-a", true).await;
+    let b = LrmdClient::connect_raw(&r.endpoint(), r.key())
+        .await
+        .unwrap();
     let n = a
         .wait_notify(T, |m| is_op(m, "lrmd_rsc_new_client"))
         .await
@@ -446,34 +364,34 @@ async fn new_client_is_announced_to_existing_clients() {
 
 #[tokio::test]
 async fn bad_input_harms_only_its_own_connection() {
-    let r = Remoted::start("badinput", 4096, &[]);
-    let mut good = r.client("good", true).await;
+    let r = start_remoted("badinput", 4096, &[]);
+    let mut good = r.lrmd_client("good", true).await;
 
     // Wrong key: the handshake fails, the daemon logs it and keeps serving.
-    let wrong: Vec<u8> = r.key.iter().map(|b| b ^ 0x55).collect();
+    let wrong: Vec<u8> = r.key().iter().map(|b| b ^ 0x55).collect();
     assert!(
-        LrmdClient::connect(&r.addr(), &wrong, "wrong", false)
+        LrmdClient::connect(&r.endpoint(), &wrong, "wrong", false)
             .await
             .is_err()
     );
     // Plaintext client.
-    let mut plain = std::net::TcpStream::connect(r.addr()).unwrap();
+    let mut plain = std::net::TcpStream::connect(r.endpoint()).unwrap();
     let _ = plain.write_all(b"<lrmd_command lrmd_op=\"register\"/>\n");
     // Bad magic on an authenticated connection: that connection is closed.
-    let mut bad = r.client("bad-magic", false).await;
+    let mut bad = r.lrmd_client("bad-magic", false).await;
     bad.send_bytes(&[0u8; 40]).await.unwrap();
     assert!(
         bad.read_chunk(T).await.is_err(),
         "bad framing closes the connection"
     );
     // Oversized frame.
-    let mut big = r.client("big", false).await;
+    let mut big = r.lrmd_client("big", false).await;
     big.send_bytes(&Header::for_payload(1, u32::MAX - 100).to_bytes())
         .await
         .unwrap();
     assert!(big.read_chunk(T).await.is_err());
     // Malformed XML in a well-framed message: discarded, the connection lives on.
-    let mut sloppy = r.client("sloppy", false).await;
+    let mut sloppy = r.lrmd_client("sloppy", false).await;
     let payload = b"<lrmd_command lrmd_op=\0".to_vec();
     sloppy
         .send_bytes(&Header::for_payload(9, payload.len() as u32).to_bytes())
@@ -507,34 +425,33 @@ async fn bad_input_harms_only_its_own_connection() {
             .attr("lrmd_rc"),
         Some("0")
     );
-    let log = r.log();
+    let log = r.daemon().log();
     assert!(log.contains("TLS handshake failed"), "{log}");
     assert!(log.contains("Discarding malformed message"), "{log}");
     assert!(log.contains("bad magic"), "{log}");
     assert!(!log.contains("panicked"));
     assert!(
-        !String::from_utf8_lossy(&r.key[..32]).is_empty() && !log.contains(&hex(&r.key[..16])),
+        !String::from_utf8_lossy(&r.key()[..32]).is_empty() && !log.contains(&hex(&r.key()[..16])),
         "no key material in logs"
     );
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[tokio::test]
 async fn sigterm_without_cluster_exits_at_once() {
-    let mut r = Remoted::start("term-alone", 256, &[]);
-    r.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = r.wait_exit(Duration::from_secs(3)).expect("exited");
+    let mut r = start_remoted("term-alone", 256, &[]);
+    r.daemon_mut().signal(nix::sys::signal::Signal::SIGTERM);
+    let status = r
+        .daemon_mut()
+        .wait_exit(Duration::from_secs(3))
+        .expect("exited");
     assert!(status.success());
 }
 
 #[tokio::test]
 async fn sigterm_with_cluster_waits_for_ack_and_disconnect() {
-    let mut r = Remoted::start("term-ack", 4096, &[]);
-    let mut cluster = r.client("pacemaker-remote-127.0.0.1", true).await;
-    r.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut r = start_remoted("term-ack", 4096, &[]);
+    let mut cluster = r.lrmd_client("pacemaker-remote-127.0.0.1", true).await;
+    r.daemon_mut().signal(nix::sys::signal::Signal::SIGTERM);
     let req = cluster
         .wait_notify(T, |m| m.attr("lrmd_ipc_op") == Some("shutdown_req"))
         .await
@@ -543,7 +460,7 @@ async fn sigterm_with_cluster_waits_for_ack_and_disconnect() {
     assert_eq!(req.attr("lrmd_ipc_session"), Some("0"));
     // No longer listening.
     let deadline = Instant::now() + T;
-    while std::net::TcpStream::connect(r.addr()).is_ok() {
+    while std::net::TcpStream::connect(r.endpoint()).is_ok() {
         assert!(
             Instant::now() < deadline,
             "still accepting connections during shutdown"
@@ -556,10 +473,12 @@ async fn sigterm_with_cluster_waits_for_ack_and_disconnect() {
         cluster.request(ack, T).await.unwrap().attr("lrmd_rc"),
         Some("0")
     );
-    r.signal(nix::sys::signal::Signal::SIGTERM);
+    r.daemon_mut().signal(nix::sys::signal::Signal::SIGTERM);
     // The cluster is still "stopping resources": the daemon must wait.
     assert!(
-        r.wait_exit(Duration::from_millis(1500)).is_none(),
+        r.daemon_mut()
+            .wait_exit(Duration::from_millis(1500))
+            .is_none(),
         "exited before the cluster disconnected"
     );
     assert_eq!(
@@ -572,10 +491,11 @@ async fn sigterm_with_cluster_waits_for_ack_and_disconnect() {
     );
     cluster.close().await;
     let status = r
+        .daemon_mut()
         .wait_exit(Duration::from_secs(5))
         .expect("exit after disconnect");
     assert!(status.success());
-    let log = r.log();
+    let log = r.daemon().log();
     assert!(log.contains("acknowledged the shutdown request"), "{log}");
     let ack_at = log.find("acknowledged the shutdown request").unwrap();
     let gone_at = log.rfind("Remote connection ended").unwrap();
@@ -584,9 +504,9 @@ async fn sigterm_with_cluster_waits_for_ack_and_disconnect() {
 
 #[tokio::test]
 async fn sigterm_with_nack_exits_at_once() {
-    let mut r = Remoted::start("term-nack", 256, &[]);
-    let mut cluster = r.client("cluster", true).await;
-    r.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut r = start_remoted("term-nack", 256, &[]);
+    let mut cluster = r.lrmd_client("cluster", true).await;
+    r.daemon_mut().signal(nix::sys::signal::Signal::SIGTERM);
     cluster
         .wait_notify(T, |m| m.attr("lrmd_ipc_op") == Some("shutdown_req"))
         .await
@@ -595,6 +515,7 @@ async fn sigterm_with_nack_exits_at_once() {
     nack.set_attr("lrmd_op", "ipc_fwd");
     let _ = cluster.send(nack).await;
     let status = r
+        .daemon_mut()
         .wait_exit(Duration::from_secs(3))
         .expect("exit on nack while the cluster is still connected");
     assert!(status.success());
@@ -602,13 +523,14 @@ async fn sigterm_with_nack_exits_at_once() {
 
 #[tokio::test]
 async fn rotated_key_is_picked_up_without_restart() {
-    let r = Remoted::start("rotate", 256, &[]);
-    r.client("before", false).await;
+    let mut r = start_remoted("rotate", 256, &[]);
+    r.lrmd_client("before", false).await;
     let new_key: Vec<u8> = (0..512).map(|i| (i * 13 + 1) as u8).collect();
-    std::fs::write(r.dir.join("authkey"), &new_key).unwrap();
+    let old_key = r.key().to_vec();
+    r.set_key(&new_key);
     let deadline = Instant::now() + kubemaker::remoted::authkey::CACHE_FOR + Duration::from_secs(5);
     loop {
-        if LrmdClient::connect(&r.addr(), &new_key, "after", false)
+        if LrmdClient::connect(&r.endpoint(), &new_key, "after", false)
             .await
             .is_ok()
         {
@@ -618,7 +540,7 @@ async fn rotated_key_is_picked_up_without_restart() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(
-        LrmdClient::connect(&r.addr(), &r.key, "old", false)
+        LrmdClient::connect(&r.endpoint(), &old_key, "old", false)
             .await
             .is_err(),
         "old key refused after rotation"
@@ -635,28 +557,18 @@ async fn dual_stack_listener_and_pacemaker_remoted_name() {
     let key = vec![7u8; 4096];
     std::fs::write(dir.join("authkey"), &key).unwrap();
     let port = free_port();
-    let mut child = Command::new(&alias)
-        .args(["--no-local-ipc", "-p", &port.to_string(), "-l"])
+    let mut cmd = Command::new(&alias);
+    cmd.args(["--no-local-ipc", "-p", &port.to_string(), "-l"])
         .arg(dir.join("log"))
         .env("PCMK_authkey_location", dir.join("authkey"))
-        .env_remove("PCMK_remote_address")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + T;
-    while !std::fs::read_to_string(dir.join("log"))
-        .unwrap_or_default()
-        .contains("successfully started")
-    {
-        assert!(Instant::now() < deadline, "alias did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .env_remove("PCMK_remote_address");
+    let daemon = Daemon::spawn_logging_itself(cmd, &dir.join("log")).expect("start the alias");
+    daemon.wait_log("successfully started", T);
     for addr in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
         let c = LrmdClient::connect(&addr, &key, "dual", false).await;
         assert!(c.is_ok(), "{addr}: {:?}", c.err());
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -671,24 +583,16 @@ fn local_ipc_without_a_cluster() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("authkey"), [1u8; 256]).unwrap();
-    let mut child = Command::new("unshare")
-        .args(["--net", "--"])
-        .arg(env!("CARGO_BIN_EXE_kubemaker"))
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--"])
+        .arg(support::kubemaker())
         .args(["remoted", "-l"])
         .arg(dir.join("log"))
-        .env("PCMK_authkey_location", dir.join("authkey"))
-        .stderr(Stdio::null())
-        .spawn()
+        .env("PCMK_authkey_location", dir.join("authkey"));
+    let daemon = Daemon::spawn_logging_itself(cmd, &dir.join("log"))
         .expect("unshare --net kubemaker remoted");
-    let deadline = Instant::now() + T;
-    while !std::fs::read_to_string(dir.join("log"))
-        .unwrap_or_default()
-        .contains("successfully started")
-    {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let ns = std::fs::File::open(format!("/proc/{}/ns/net", child.id())).unwrap();
+    daemon.wait_log("successfully started", T);
+    let ns = std::fs::File::open(format!("/proc/{}/ns/net", daemon.pid())).unwrap();
     let result = std::thread::spawn(move || {
         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
         assert_eq!(IpcClient::connect("pacemakerd", 65536).err(), Some(-121));
@@ -753,8 +657,7 @@ fn local_ipc_without_a_cluster() {
         assert_eq!(reply.xml.attr("lrmd_rc"), Some("0"));
     })
     .join();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
     result.expect("local IPC checks");
 }

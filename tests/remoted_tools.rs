@@ -5,24 +5,19 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use kubemaker::ipc::IpcClient;
 use kubemaker::wire::Element;
 use kubemaker::wire::ipc::{encode, flags};
-use support::{Cluster, Daemon, MonView, NetnsHost};
+use support::{Cluster, MonView, NetnsHost, RemoteHost, step};
 
 const JOIN: Duration = Duration::from_secs(90);
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn step(msg: &str) {
-    eprintln!("[remoted_tools] {msg}");
-}
-
-fn on_node(host: &NetnsHost, args: &[&str]) -> Output {
-    let mut cmd = host.command(args[0]);
+fn on_node(host: &RemoteHost, args: &[&str]) -> Output {
+    let mut cmd = host.netns().command(args[0]);
     cmd.args(&args[1..]);
     support::run_with_timeout(&mut cmd, TOOL_TIMEOUT)
 }
@@ -69,20 +64,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
     let cluster = Cluster::acquire();
     let key = support::test_authkey();
     support::install_cluster_authkey(&key);
-    let host = NetnsHost::create("tools");
-    let dir = std::env::temp_dir().join("km-tools");
-    let _ = std::fs::remove_dir_all(&dir);
-    let key_path = dir.join("authkey");
-    support::write_key_file(&key_path, &key);
-    let key_env = key_path.display().to_string();
-    let mut daemon = Daemon::spawn_in(
-        &host,
-        &PathBuf::from(env!("CARGO_BIN_EXE_kubemaker")),
-        &["remoted"],
-        &[("PCMK_authkey_location", &key_env)],
-        &dir.join("remoted.log"),
-    );
-    daemon.wait_log("successfully started", Duration::from_secs(10));
+    let mut host = RemoteHost::start_in_netns("tools", &key);
 
     step("before the cluster connects, local tools get a clear refusal");
     let out = on_node(&host, &["cibadmin", "-Q"]);
@@ -263,12 +245,12 @@ fn pacemaker_tools_work_on_the_remote_node() {
     );
 
     step("bad local clients harm neither the daemon nor the cluster connection");
-    abuse_local_ipc(&host);
+    abuse_local_ipc(host.netns());
     assert!(
-        daemon.log_contains("unreadable message"),
+        host.daemon().log_contains("unreadable message"),
         "bad IPC input was logged"
     );
-    assert!(daemon.is_running());
+    assert!(host.daemon_mut().is_running());
     ok(&on_node(&host, &["crm_mon", "-1"]), "crm_mon after abuse");
     assert!(cluster.mon().remote_node_up("rn-tools"));
 
@@ -287,16 +269,17 @@ fn pacemaker_tools_work_on_the_remote_node() {
     );
     std::thread::sleep(Duration::from_secs(2));
     let t0 = Instant::now();
-    daemon.terminate();
-    let status = daemon
+    host.daemon_mut().terminate();
+    let status = host
+        .daemon_mut()
         .wait_exit(Duration::from_secs(10))
         .expect("exit at once in maintenance mode");
     assert!(status.success());
     step(&format!("   exited {:?} after SIGTERM", t0.elapsed()));
     assert!(
-        daemon.log_contains("refused the shutdown request"),
+        host.daemon().log_contains("refused the shutdown request"),
         "{}",
-        support::tail(&daemon.log(), 20)
+        support::tail(&host.daemon().log(), 20)
     );
     ok(
         &on_cluster(&[

@@ -4,13 +4,15 @@
 //! Missing tools fail the test when CI=true and skip (with a message) otherwise.
 //! All traffic stays on 127.0.0.1; every child is killed by its handle (pid).
 
-use std::io::Read;
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kubemaker::tls::{PskKeySource, PskServer, TlsError, TlsStream, connect_anon, connect_psk};
+use support::{hex, random_bytes};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -26,32 +28,11 @@ impl PskKeySource for FixedKey {
     }
 }
 
+/// The tool's path; None (the test skips) when it is missing outside CI, a failure in CI.
 fn require_tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} not found in PATH: CI must install gnutls-bin for the interop tests"
-        );
-        eprintln!("SKIPPED: {name} not found in PATH (install gnutls-bin); interop check not run");
-    }
-    found
-}
-
-fn random_key(len: usize) -> Vec<u8> {
-    let mut key = vec![0u8; len];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut key))
-        .expect("read /dev/urandom");
-    key
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    support::require_tools(&[name])
+        .then(|| support::find_tool(name))
+        .flatten()
 }
 
 async fn step<F: std::future::Future>(what: &str, fut: F) -> F::Output {
@@ -88,7 +69,7 @@ fn spawn_gnutls_cli(tool: &Path, priority: &str, key: &[u8], port: u16) -> Child
 /// Returns our server-side description.
 async fn gnutls_cli_session(cli_priority: &str) -> Option<String> {
     let tool = require_tool("gnutls-cli")?;
-    let key = random_key(4096);
+    let key = random_bytes(4096);
     let server = PskServer::new(Arc::new(FixedKey(key.clone())), PRIO).expect("server");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -166,7 +147,7 @@ async fn gnutls_cli_psk_tls12_uses_dhe_psk() {
     let Some(tool) = require_tool("gnutls-cli") else {
         return;
     };
-    let key = random_key(4096);
+    let key = random_bytes(4096);
     let server = PskServer::new(Arc::new(FixedKey(key.clone())), PRIO).expect("server");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -197,10 +178,10 @@ async fn gnutls_cli_with_wrong_key_is_refused() {
     let Some(tool) = require_tool("gnutls-cli") else {
         return;
     };
-    let server = PskServer::new(Arc::new(FixedKey(random_key(256))), PRIO).expect("server");
+    let server = PskServer::new(Arc::new(FixedKey(random_bytes(256))), PRIO).expect("server");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let child = spawn_gnutls_cli(&tool, PRIO, &random_key(256), port);
+    let child = spawn_gnutls_cli(&tool, PRIO, &random_bytes(256), port);
     let (tcp, _) = step("accept", listener.accept()).await.expect("accept");
     let err = server
         .accept(tcp, STEP)
@@ -303,7 +284,7 @@ async fn connect_psk_against_gnutls_serv() {
         return;
     };
     let scratch = Scratch::with_dh_params(&certtool, "psk").await;
-    let key = random_key(4096);
+    let key = random_bytes(4096);
     let passwd = scratch.dir.join("psk.passwd");
     std::fs::write(&passwd, format!("lrmd:{}\n", hex(&key))).expect("write psk passwd");
     let (dh, prio) = (scratch.dh(), std::ffi::OsString::from(PRIO));
@@ -341,7 +322,7 @@ async fn connect_psk_against_gnutls_serv() {
     let tcp = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    let err = connect_psk(tcp, &random_key(4096), PRIO, STEP)
+    let err = connect_psk(tcp, &random_bytes(4096), PRIO, STEP)
         .await
         .expect_err("wrong key");
     eprintln!("psk client, wrong key: {err}");

@@ -1,11 +1,13 @@
 //! Our PSK server against our PSK client over 127.0.0.1.
 
-use std::io::Read;
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kubemaker::tls::{PskKeySource, PskServer, TlsError, TlsStream, connect_psk};
+use support::random_bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -28,14 +30,6 @@ impl PskKeySource for FixedKey {
         self.1.fetch_add(1, Ordering::Relaxed);
         self.0.clone()
     }
-}
-
-fn random_key(len: usize) -> Vec<u8> {
-    let mut key = vec![0u8; len];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut key))
-        .expect("read /dev/urandom");
-    key
 }
 
 async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
@@ -100,7 +94,7 @@ async fn assert_separate_records(writer: &mut TlsStream, reader: &mut TlsStream)
 }
 
 async fn exercise(key_len: usize) {
-    let key = random_key(key_len);
+    let key = random_bytes(key_len);
     let server = PskServer::new(FixedKey::new(Some(key.clone())), PRIO).expect("server");
     let (srv, cli) = handshake_pair(&server, &key, PRIO).await;
     let mut srv = srv.expect("server handshake");
@@ -166,7 +160,7 @@ async fn psk_256_byte_key_roundtrip() {
 #[tokio::test]
 async fn small_buffer_reads_drain_gnutls_without_waiting() {
     bounded(async {
-        let key = random_key(256);
+        let key = random_bytes(256);
         let server = PskServer::new(FixedKey::new(Some(key.clone())), PRIO).unwrap();
         let (srv, cli) = handshake_pair(&server, &key, PRIO).await;
         let (mut srv, mut cli) = (srv.unwrap(), cli.unwrap());
@@ -192,11 +186,11 @@ async fn small_buffer_reads_drain_gnutls_without_waiting() {
 #[tokio::test]
 async fn wrong_key_fails_on_both_sides_and_server_keeps_accepting() {
     bounded(async {
-        let good = random_key(256);
+        let good = random_bytes(256);
         let keys = FixedKey::new(Some(good.clone()));
         let server = PskServer::new(keys.clone(), PRIO).unwrap();
 
-        let (srv, cli) = handshake_pair(&server, &random_key(256), PRIO).await;
+        let (srv, cli) = handshake_pair(&server, &random_bytes(256), PRIO).await;
         let srv_err = srv.expect_err("server must reject a wrong key");
         let cli_err = cli.expect_err("client must fail with a wrong key");
         eprintln!("wrong key: server error: {srv_err}; client error: {cli_err}");
@@ -231,7 +225,7 @@ async fn wrong_key_fails_on_both_sides_and_server_keeps_accepting() {
 async fn missing_server_key_is_no_key() {
     bounded(async {
         let server = PskServer::new(FixedKey::new(None), PRIO).unwrap();
-        let (srv, cli) = handshake_pair(&server, &random_key(64), PRIO).await;
+        let (srv, cli) = handshake_pair(&server, &random_bytes(64), PRIO).await;
         assert!(matches!(srv, Err(TlsError::NoKey)), "{srv:?}");
         assert!(cli.is_err());
     })
@@ -241,7 +235,7 @@ async fn missing_server_key_is_no_key() {
 #[tokio::test]
 async fn plaintext_client_is_rejected_quickly() {
     bounded(async {
-        let server = PskServer::new(FixedKey::new(Some(random_key(256))), PRIO).unwrap();
+        let server = PskServer::new(FixedKey::new(Some(random_bytes(256))), PRIO).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut raw = TcpStream::connect(addr).await.unwrap();
@@ -268,7 +262,7 @@ async fn plaintext_client_is_rejected_quickly() {
 #[tokio::test]
 async fn silent_client_hits_handshake_timeout() {
     bounded(async {
-        let server = PskServer::new(FixedKey::new(Some(random_key(256))), PRIO).unwrap();
+        let server = PskServer::new(FixedKey::new(Some(random_bytes(256))), PRIO).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let raw = TcpStream::connect(listener.local_addr().unwrap())
             .await
@@ -293,7 +287,7 @@ async fn silent_client_hits_handshake_timeout() {
 #[tokio::test]
 async fn tls12_dhe_psk_between_our_ends() {
     bounded(async {
-        let key = random_key(4096);
+        let key = random_bytes(4096);
         let server = PskServer::new(FixedKey::new(Some(key.clone())), PRIO).unwrap();
         let (srv, cli) = handshake_pair(&server, &key, PRIO_TLS12).await;
         let (mut srv, mut cli) = (srv.unwrap(), cli.unwrap());
@@ -311,7 +305,7 @@ async fn tls12_dhe_psk_between_our_ends() {
 #[tokio::test]
 async fn read_is_cancel_safe_in_select() {
     bounded(async {
-        let key = random_key(256);
+        let key = random_bytes(256);
         let server = PskServer::new(FixedKey::new(Some(key.clone())), PRIO).unwrap();
         let (srv, cli) = handshake_pair(&server, &key, PRIO).await;
         let (mut srv, mut cli) = (srv.unwrap(), cli.unwrap());
@@ -348,7 +342,7 @@ async fn read_is_cancel_safe_in_select() {
 #[tokio::test]
 async fn concurrent_clients_share_one_server() {
     bounded(async {
-        let key = random_key(256);
+        let key = random_bytes(256);
         let server = Arc::new(PskServer::new(FixedKey::new(Some(key.clone())), PRIO).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -396,7 +390,7 @@ async fn concurrent_clients_share_one_server() {
 #[tokio::test]
 async fn cancelled_write_poisons_further_writes() {
     bounded(async {
-        let key = random_key(256);
+        let key = random_bytes(256);
         let server = PskServer::new(FixedKey::new(Some(key.clone())), PRIO).unwrap();
         let (srv, cli) = handshake_pair(&server, &key, PRIO).await;
         let (_srv, mut cli) = (srv.unwrap(), cli.unwrap());

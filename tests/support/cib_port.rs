@@ -1,22 +1,21 @@
 //! Hook for tests of the CIB layer: opens the test cluster's remote CIB port and gives `hacluster`
-//! a password. Included with `#[path = "support/cib_port.rs"] mod cib_port;` next to `mod support;`.
+//! a password ([`enable_remote_cib`]).
 //!
 //! The ports are root attributes of the CIB, read by pacemaker-based only at start-up, so the first
 //! call on a machine restarts the test cluster (with `scripts/test-cluster.sh`, under the cluster
 //! lock the caller's [`Cluster`] holds); later calls find them open. The CIB persists in
 //! /var/lib/pacemaker, so this happens once per machine, not once per test.
 
-#![allow(dead_code)] // each test binary uses a different part
-
-use std::fs::File;
-use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kubemaker::cib::{ClientConfig, Endpoint, Secret, Transport};
 
-use super::support::{Cluster, repo_root, run, run_ok, run_with_timeout};
+use super::cluster::Cluster;
+use super::env::repo_root;
+use super::keys::{hex, random_bytes};
+use super::process::{run, run_ok, run_with_input, run_with_timeout};
 
 pub const TLS_PORT: u16 = 5989;
 pub const CLEAR_PORT: u16 = 5990;
@@ -69,12 +68,7 @@ fn listening(port: u16) -> bool {
 
 /// A fresh random password (hex of 12 random bytes).
 fn random_password() -> String {
-    let mut b = [0u8; 12];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .expect("read /dev/urandom");
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("km-{hex}")
+    format!("km-{}", hex(&random_bytes(12)))
 }
 
 /// Makes the remote CIB port usable on the test cluster and returns how to log in.
@@ -85,21 +79,12 @@ pub fn enable_remote_cib(cluster: &Cluster) -> RemoteCib {
         run_ok("usermod", &["-a", "-G", "haclient", "hacluster"]);
     }
     let password = random_password();
-    let mut child = Command::new("chpasswd")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run chpasswd");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("chpasswd stdin");
-        stdin
-            .write_all(format!("hacluster:{password}\n").as_bytes())
-            .expect("write to chpasswd");
-    }
-    let status = child.wait().expect("wait for chpasswd");
-    assert!(status.success(), "chpasswd failed for hacluster");
+    let out = run_with_input(
+        &mut Command::new("chpasswd"),
+        Some(format!("hacluster:{password}\n").as_bytes()),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "chpasswd failed for hacluster");
 
     // What pacemaker-based will read when it starts is the file, not the live CIB.
     let on_disk = || {

@@ -1,0 +1,169 @@
+//! Network namespaces as test hosts: each a "remote host" with its own address on a veth pair.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use super::env::{TEST_STATE_DIR, lock_file};
+use super::process::{Daemon, run, run_ok};
+
+/// A "host" for a remote node: network namespace `km-<tag>` joined to the root namespace by a veth
+/// pair. Host side: link `km-<tag>` with `10.250.<n>.1/24`; inside: `eth0` with `10.250.<n>.2/24`,
+/// and `lo` up.
+///
+/// `n` (1..=250) is the lowest index whose lock file `/var/tmp/kubemaker-test/netns/<n>.lock` this
+/// process can flock; the lock is held for the host's lifetime, so hosts in several threads and test
+/// binaries get distinct subnets. A leftover `km-*` link with an address in `10.250.<n>.0/24` (a
+/// crashed run) is deleted when `n` is taken; a subnet used by any other link is skipped.
+///
+/// Tags must be unique among concurrently running tests (a per-tag lock makes a second user wait);
+/// they are 1 to 12 characters of `[a-z0-9-]` (Linux link names have at most 15).
+///
+/// Drop deletes the namespace and the veth pair. It does not kill processes: the caller owns those
+/// ([`Daemon`] kills its child on drop). A namespace that still has processes lives on until they
+/// exit, but without its veth.
+pub struct NetnsHost {
+    name: String,
+    index: u32,
+    _index_lock: File,
+    _tag_lock: File,
+}
+
+impl NetnsHost {
+    /// Creates namespace `km-<tag>`; first deletes a leftover namespace or link of that name.
+    pub fn create(tag: &str) -> NetnsHost {
+        assert!(
+            !tag.is_empty()
+                && tag.len() <= 12
+                && tag
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "NetnsHost tag {tag:?}: use 1 to 12 characters of [a-z0-9-]"
+        );
+        let name = format!("km-{tag}");
+        let lock_dir = Path::new(TEST_STATE_DIR).join("netns");
+        let tag_lock_path = lock_dir.join(format!("tag-{tag}.lock"));
+        let tag_lock = lock_file(&tag_lock_path, Duration::from_secs(120));
+        let (index, index_lock) = allocate_index(&lock_dir);
+
+        // Leftovers of a crashed run with the same name.
+        let _ = run("ip", &["netns", "delete", &name]);
+        let _ = run("ip", &["link", "delete", &name]);
+
+        let host_addr = format!("10.250.{index}.1/24");
+        let ns_addr = format!("10.250.{index}.2/24");
+        run_ok("ip", &["netns", "add", &name]);
+        let host = NetnsHost {
+            name: name.clone(),
+            index,
+            _index_lock: index_lock,
+            _tag_lock: tag_lock,
+        };
+        // From here on, Drop cleans up if a step panics.
+        run_ok(
+            "ip",
+            &[
+                "link", "add", &name, "type", "veth", "peer", "name", "eth0", "netns", &name,
+            ],
+        );
+        run_ok("ip", &["addr", "add", &host_addr, "dev", &name]);
+        run_ok("ip", &["link", "set", &name, "up"]);
+        run_ok("ip", &["-n", &name, "addr", "add", &ns_addr, "dev", "eth0"]);
+        run_ok("ip", &["-n", &name, "link", "set", "eth0", "up"]);
+        run_ok("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        host
+    }
+
+    /// The namespace's address (`10.250.<n>.2`): where a daemon inside listens.
+    pub fn addr(&self) -> String {
+        format!("10.250.{}.2", self.index)
+    }
+
+    /// The root namespace's end of the veth (`10.250.<n>.1`): where the cluster's traffic comes from.
+    pub fn host_addr(&self) -> String {
+        format!("10.250.{}.1", self.index)
+    }
+
+    /// The namespace name, `km-<tag>`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip netns exec <ns> <program>`: add arguments, environment, stdio, then spawn. `ip netns exec`
+    /// joins the namespace and then execs `program` in the same process (no fork), so the child's
+    /// pid is the program's pid.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for NetnsHost {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "delete", &self.name]);
+        let _ = run("ip", &["link", "delete", &self.name]);
+    }
+}
+
+fn allocate_index(lock_dir: &Path) -> (u32, File) {
+    fs::create_dir_all(lock_dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_dir.display()));
+    for index in 1..=250u32 {
+        let path = lock_dir.join(format!("{index}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+        if file.try_lock().is_err() {
+            continue;
+        }
+        // Nobody alive owns this index. A km-* link with an address in the subnet is a leftover of
+        // a crashed run; any other link with one belongs to someone else: skip the subnet.
+        let subnet = format!("10.250.{index}.");
+        let out = run("ip", &["-o", "-4", "addr", "show"]);
+        let mut usable = true;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut fields = line.split_whitespace();
+            let (_, dev, _, cidr) = (fields.next(), fields.next(), fields.next(), fields.next());
+            let (Some(dev), Some(cidr)) = (dev, cidr) else {
+                continue;
+            };
+            if !cidr.starts_with(&subnet) {
+                continue;
+            }
+            let dev = dev.split('@').next().unwrap_or(dev);
+            if dev.starts_with("km-") {
+                eprintln!("[harness] deleting leftover link {dev} ({cidr})");
+                let _ = run("ip", &["link", "delete", dev]);
+            } else {
+                usable = false; // not ours: leave it alone, use another subnet
+            }
+        }
+        if usable {
+            return (index, file);
+        }
+    }
+    panic!("no free 10.250.<n>.0/24 test subnet (all 250 in use?)");
+}
+
+impl Daemon {
+    /// Starts `program args` in `host` with extra environment `env`, output appended to `log`
+    /// (created, with its parent directory, if needed).
+    pub fn spawn_in(
+        host: &NetnsHost,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Daemon {
+        let mut cmd = host.command(program);
+        cmd.args(args).envs(env.iter().copied());
+        Daemon::spawn(cmd, log).unwrap_or_else(|e| {
+            panic!("cannot start {} in {}: {e}", program.display(), host.name())
+        })
+    }
+}
