@@ -1,5 +1,6 @@
-//! The node description users write (and the operator's `RemoteNode` custom resource carries):
-//! plain serde types, no Kubernetes dependency, so the operator can reuse them as its CRD spec.
+//! The node description users write in RemoteNode YAML files: plain serde types with no
+//! Kubernetes dependency. The operator's CRD has its own `RemoteNodeSpec` (with schema
+//! attributes) and converts it into this one.
 //!
 //! ```yaml
 //! apiVersion: kubemaker.io/v1alpha1
