@@ -13,7 +13,10 @@
 //!      listens: configured in the CIB, never connected).
 //!
 //! Printed per container: working set (what limits and evictions use), cgroup usage and RSS,
-//! median and maximum over the samples, then the requests and limits the chart sets from them.
+//! median and maximum over the samples, and the container cgroup's own peak over the phase
+//! (memory.max_usage_in_bytes, cgroup v1 as on the test machines; it catches the short-lived
+//! agent processes between samples), then the overall peaks to compare with the chart's
+//! requests and limits.
 //! Everything the bench adds (Dummies, constraints, RemoteNodes) is removed again at the end, and
 //! the demo is taken down (`scripts/demo.sh down`) unless BENCH_KEEP_DEMO=1.
 
@@ -33,6 +36,7 @@ const SAMPLES: usize = 12;
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 const BENCH_LABEL: &str = "kubemaker.io/bench";
 const PREFIX: &str = "podmem";
+const MEMORY_CGROUPS: &str = "/sys/fs/cgroup/memory";
 
 fn say(msg: &str) {
     eprintln!("[pod_memory] {msg}");
@@ -114,6 +118,9 @@ struct Target {
     pod: String,
     node: String,
     container: &'static str,
+    /// The container's memory cgroup (v1) on this machine: its peak counter catches agent
+    /// processes that live between two samples.
+    cgroup: Option<PathBuf>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -142,11 +149,18 @@ fn pods(component: &str, container: &'static str) -> Vec<Target> {
                 .filter(|p| p["status"]["phase"] == "Running")
                 .map(|p| {
                     let node = p["spec"]["nodeName"].as_str().unwrap_or("?").to_string();
+                    let id = p["status"]["containerStatuses"]
+                        .as_array()
+                        .and_then(|cs| cs.iter().find(|c| c["name"] == container))
+                        .and_then(|c| c["containerID"].as_str())
+                        .and_then(|id| id.rsplit("://").next())
+                        .unwrap_or("");
                     Target {
                         label: format!("{component} on {node}"),
                         pod: p["metadata"]["name"].as_str().unwrap_or("?").to_string(),
                         node,
                         container,
+                        cgroup: find_cgroup(id),
                     }
                 })
                 .collect()
@@ -155,6 +169,45 @@ fn pods(component: &str, container: &'static str) -> Vec<Target> {
     found.sort_by(|a, b| a.label.cmp(&b.label));
     assert!(!found.is_empty(), "no running {component} pod");
     found
+}
+
+/// The memory cgroup directory named after container `id` (kubelet's cgroupfs layout:
+/// kubepods/<qos>/pod<uid>/<id>), searched at most 4 levels deep.
+fn find_cgroup(id: &str) -> Option<PathBuf> {
+    if id.is_empty() {
+        return None;
+    }
+    let mut dirs = vec![(PathBuf::from(MEMORY_CGROUPS), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if e.file_name().to_string_lossy().contains(id) {
+                return Some(path);
+            }
+            if depth < 4 {
+                dirs.push((path, depth + 1));
+            }
+        }
+    }
+    None
+}
+
+fn read_peak(t: &Target) -> Option<u64> {
+    let path = t.cgroup.as_ref()?.join("memory.max_usage_in_bytes");
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Starts the peak counter afresh (cgroup v1: writing 0 resets it).
+fn reset_peak(t: &Target) {
+    if let Some(dir) = &t.cgroup {
+        let _ = std::fs::write(dir.join("memory.max_usage_in_bytes"), "0");
+    }
 }
 
 /// The container's memory from its node's kubelet summary API.
@@ -189,6 +242,8 @@ struct Row {
     label: String,
     median: Reading,
     max: Reading,
+    /// The cgroup's own peak over the phase (None where the cgroup was not found).
+    peak: Option<u64>,
 }
 
 fn sample(phase: &'static str, targets: &[Target], rows: &mut Vec<Row>) {
@@ -202,6 +257,7 @@ fn sample(phase: &'static str, targets: &[Target], rows: &mut Vec<Row>) {
             .join(", ")
     ));
     let mut all: Vec<Vec<Reading>> = vec![Vec::new(); targets.len()];
+    targets.iter().for_each(reset_peak);
     for i in 0..SAMPLES {
         if i > 0 {
             sleep(SAMPLE_EVERY);
@@ -232,6 +288,7 @@ fn sample(phase: &'static str, targets: &[Target], rows: &mut Vec<Row>) {
                 usage: us_max,
                 rss: rss_max,
             },
+            peak: read_peak(t),
         });
     }
 }
@@ -455,35 +512,49 @@ fn main() {
         Err(e) => std::panic::resume_unwind(e),
     };
     println!();
-    println!(
-        "{:<16} {:<28} {:>16} {:>16} {:>16}",
-        "phase", "container", "working set MiB", "usage MiB", "RSS MiB"
-    );
-    println!(
-        "{:<16} {:<28} {:>16} {:>16} {:>16}",
-        "", "", "median / max", "median / max", "median / max"
-    );
-    for r in &rows {
+    let line = |cols: [&str; 6]| {
         println!(
-            "{:<16} {:<28} {:>16} {:>16} {:>16}",
+            "{:<16} {:<28} {:>16} {:>16} {:>16} {:>10}",
+            cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+        )
+    };
+    line([
+        "phase",
+        "container",
+        "working set MiB",
+        "usage MiB",
+        "RSS MiB",
+        "peak MiB",
+    ]);
+    line([
+        "",
+        "",
+        "median / max",
+        "median / max",
+        "median / max",
+        "(cgroup)",
+    ]);
+    for r in &rows {
+        line([
             r.phase,
-            r.label,
-            format!("{} / {}", mib(r.median.working_set), mib(r.max.working_set)),
-            format!("{} / {}", mib(r.median.usage), mib(r.max.usage)),
-            format!("{} / {}", mib(r.median.rss), mib(r.max.rss)),
-        );
+            &r.label,
+            &format!("{} / {}", mib(r.median.working_set), mib(r.max.working_set)),
+            &format!("{} / {}", mib(r.median.usage), mib(r.max.usage)),
+            &format!("{} / {}", mib(r.median.rss), mib(r.max.rss)),
+            &r.peak.map_or("-".to_string(), mib),
+        ]);
     }
     let peak = |prefix: &str| {
         rows.iter()
             .filter(|r| r.label.starts_with(prefix))
-            .map(|r| r.max.working_set)
+            .map(|r| r.max.working_set.max(r.peak.unwrap_or(0)))
             .max()
             .unwrap_or(0)
     };
     let values = Path::new("charts/kubemaker/values.yaml");
     println!();
     println!(
-        "peak working set: controller {} MiB, remoted {} MiB (compare with the requests and limits in {})",
+        "peak (working set or cgroup peak): controller {} MiB, remoted {} MiB (compare with the requests and limits in {})",
         mib(peak("controller")),
         mib(peak("remoted")),
         values.display()
