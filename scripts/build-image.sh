@@ -143,11 +143,21 @@ trap 'rm -rf "$WORK"' EXIT
 build_binary() {
     local t0; t0=$(now)
     say "binary: cargo build --release --locked --bin kubemaker (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-    # Without the variables cargo sets for a test that runs this script: ring's build script
-    # watches CARGO_MANIFEST_DIR, and a changed value would rebuild ring, rustls and kube (~3 min)
-    # each time the script runs from `cargo test` after a run from the shell, and back.
-    (cd "$REPO" && timeout "$CARGO_TIMEOUT" env -u CARGO_MANIFEST_DIR -u CARGO_MANIFEST_PATH \
-        cargo build --release --locked --bin kubemaker) >&2 || die "cargo build failed"
+    # Without the variables cargo sets for a test or bench that runs this script (CARGO_PKG_*,
+    # CARGO_MANIFEST_DIR, ...): ring's build script watches them, and changed values rebuild ring,
+    # rustls and kube (~3.5 min) whenever the script runs from cargo after a run from the shell,
+    # and back. Cargo's own settings (CARGO_HOME, CARGO_TARGET_DIR, CARGO_BUILD_* ...) stay.
+    (
+        cd "$REPO"
+        for v in $(compgen -e); do
+            case $v in
+                CARGO_HOME | CARGO_TARGET_DIR | CARGO_BUILD_* | CARGO_PROFILE_* | CARGO_NET_* | \
+                    CARGO_REGISTRIES_* | CARGO_HTTP_* | CARGO_TERM_* | CARGO_INCREMENTAL) ;;
+                CARGO | CARGO_*) unset "$v" ;;
+            esac
+        done
+        timeout "$CARGO_TIMEOUT" cargo build --release --locked --bin kubemaker
+    ) >&2 || die "cargo build failed"
     BIN="$CARGO_TARGET_DIR/release/kubemaker"
     [ -x "$BIN" ] || die "no binary at $BIN"
     T_BINARY=$(elapsed "$t0")
