@@ -80,10 +80,12 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
     let daemon = Arc::new(Daemon::new(
         clients.clone(),
         Executor::new(paths, clients),
-        tls,
-        config.handshake_timeout,
         config.max_message,
     ));
+    let handshake = Arc::new(listener::Handshake {
+        tls,
+        timeout: config.handshake_timeout,
+    });
     let mut local_tools = local_ipc::LocalIpc::start(&daemon, config.local_ipc);
 
     let mut listener = Some(listener::bind(config.address.as_deref(), config.port).await?);
@@ -106,7 +108,7 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
             accepted = async { listener.as_ref().map(|l| l.accept()).expect("guarded").await }, if listener.is_some() => {
                 match accepted {
                     Ok((tcp, peer)) => {
-                        tokio::spawn(listener::handle_connection(daemon.clone(), routes.clone(), tcp, peer));
+                        tokio::spawn(listener::handle_connection(daemon.clone(), routes.clone(), handshake.clone(), tcp, peer));
                     }
                     Err(e) => {
                         // Typically EMFILE: back off briefly instead of spinning.
