@@ -1,6 +1,7 @@
-//! The state every connection shares: the client registry, the executor and the id counters
-//! (the TLS server is the listener's, `listener::Handshake`). Ways to the other subsystems (shutdown control, local IPC) are not here: handlers
-//! return effects and `routing::Routes` delivers them.
+//! The state every connection shares: the client registry, the executor and the id counters.
+//! The TLS server is the listener's (`listener::Handshake`). Ways to the other subsystems
+//! (shutdown control, local IPC) are not here: handlers return effects and `routing::Routes`
+//! delivers them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

@@ -1,11 +1,11 @@
 //! `kubemaker remoted`: a wire-compatible replacement for `pacemaker-remoted` (Pacemaker 2.1.x).
 //!
-//! - [`listener`]: TCP listener and TLS-PSK handshake per connection
+//! - [`listener`]: TCP listener and TLS-PSK handshake per connection (it owns the PSK server)
 //! - [`session`]: one connection over `wire::Connection`: request order, outgoing messages,
 //!   and the one teardown that tells every subsystem the client is gone
 //! - [`requests`]: the table of `lrmd_op` handlers (register, poke, resource ops, ...)
 //! - [`routing`]: what a handled request leads to (reply, notify, effects) and where it goes
-//! - [`daemon`]: the state connections share (clients, executor, TLS server, ids)
+//! - [`daemon`]: the state connections share (clients, executor, ids)
 //! - [`executor`]: resource table, per-resource queues, recurring ops, cancel
 //! - [`agents`]: running OCF/LSB/systemd agents
 //! - [`proxy`]: IPC proxy messages from the cluster (shutdown answers, tool traffic)
