@@ -36,7 +36,7 @@
 //!     .collect::<Result<Vec<_>, _>>()
 //!     .map_err(|problems| format!("{problems:?}"))?;
 //! // Validate against the live CIB, plan, and write in versioned, batched transactions.
-//! //! let report = service
+//! let report = service
 //!     .apply_nodes(&desired, &ApplyOptions::default(), InvalidNodes::RefuseAll)
 //!     .await?;
 //! println!("{} transaction(s), {} retried", report.transactions, report.conflicts);
