@@ -12,11 +12,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use kubemaker::cib::ApplyOptions;
 use kubemaker::cib::client::{CibClient, Transport};
 use kubemaker::cib::model::{Cib, CibVersion};
-use kubemaker::cib::plan::{DesiredNode, plan};
+use kubemaker::cib::plan::plan;
 use kubemaker::cib::spec::RemoteNodeSpec;
+use kubemaker::cib::{ApplyOptions, CibService, DesiredNode, InvalidNodes};
 use kubemaker::wire::Element;
 use support::{Cluster, cib_port};
 
@@ -109,13 +109,14 @@ fn main() {
         let c = CibClient::connect(remote.config(Transport::Tls))
             .await
             .expect("connect");
-        let r = c
+        let r = CibService::new(&c)
             .apply_nodes(
                 &nodes,
                 &ApplyOptions {
                     batch_size: batch,
                     dry_run: false,
                 },
+                InvalidNodes::RefuseAll,
             )
             .await
             .expect("apply");

@@ -21,7 +21,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kubemaker::cib::plan::DesiredNode;
+use kubemaker::cib::DesiredNode;
 use kubemaker::cib::spec::{MonitorSpec, RemoteNodeSpec};
 use serde_json::{Value, json};
 use support::operator::{self, Api, Controller, TEST_LABEL, condition_is, str_at};

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use kubemaker::cib::client::{CibClient, CibError, Query, Secret, Transport, WatchEvent};
 use kubemaker::cib::model::Cib;
-use kubemaker::cib::plan::{self, DesiredNode};
+use kubemaker::cib::plan;
+use kubemaker::cib::service::removal;
 use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
 use kubemaker::cib::status::{NodeState, read_status};
 use kubemaker::cib::validate::{self, Problem};
-use kubemaker::cib::{ApplyOptions, RemovalOptions, removal};
+use kubemaker::cib::{ApplyOptions, CibService, DesiredNode, InvalidNodes, RemovalOptions};
 use support::cib_port::{self, RemoteCib};
 use support::{Cluster, NetnsHost, RemoteHost, kubemaker, step};
 
@@ -182,8 +183,12 @@ fn remote_node_lifecycle_with_watch_and_removal() {
         let d = DesiredNode::from_spec("cib-rn1", &spec).unwrap();
         let before = client.version().await.unwrap();
         let t_write = Instant::now();
-        let report = client
-            .apply_nodes(std::slice::from_ref(&d), &ApplyOptions::default())
+        let report = CibService::new(&client)
+            .apply_nodes(
+                std::slice::from_ref(&d),
+                &ApplyOptions::default(),
+                InvalidNodes::RefuseAll,
+            )
             .await
             .unwrap();
         assert_eq!(report.transactions, 1);
@@ -208,8 +213,12 @@ fn remote_node_lifecycle_with_watch_and_removal() {
         assert!(seen, "no configuration diff within 1 s of the write");
 
         step("planning again writes nothing");
-        let again = client
-            .apply_nodes(std::slice::from_ref(&d), &ApplyOptions::default())
+        let again = CibService::new(&client)
+            .apply_nodes(
+                std::slice::from_ref(&d),
+                &ApplyOptions::default(),
+                InvalidNodes::RefuseAll,
+            )
             .await
             .unwrap();
         assert_eq!(again.transactions, 0);
@@ -235,8 +244,12 @@ fn remote_node_lifecycle_with_watch_and_removal() {
         step("standby through the spec");
         spec.standby = true;
         let d2 = DesiredNode::from_spec("cib-rn1", &spec).unwrap();
-        client
-            .apply_nodes(std::slice::from_ref(&d2), &ApplyOptions::default())
+        CibService::new(&client)
+            .apply_nodes(
+                std::slice::from_ref(&d2),
+                &ApplyOptions::default(),
+                InvalidNodes::RefuseAll,
+            )
             .await
             .unwrap();
         cluster.wait_until("cib-rn1 in standby", Duration::from_secs(30), |v| {
@@ -285,8 +298,8 @@ fn concurrent_change_is_detected_and_retried() {
         spec.reconnect_interval = None;
         let d = DesiredNode::from_spec("cib-cc1", &spec).unwrap();
         let mut calls = 0;
-        let report = client
-            .apply_with_retry(
+        let report = CibService::new(&client)
+            .write_with_retry(
                 |live| {
                     calls += 1;
                     if calls == 1 {
@@ -340,13 +353,14 @@ fn batched_writes_use_one_transaction() {
             })
             .collect();
         let before = client.version().await.unwrap();
-        let r = client
+        let r = CibService::new(&client)
             .apply_nodes(
                 &nodes,
                 &ApplyOptions {
                     batch_size: 10,
                     dry_run: false,
                 },
+                InvalidNodes::RefuseAll,
             )
             .await
             .unwrap();
@@ -354,8 +368,8 @@ fn batched_writes_use_one_transaction() {
         let after = client.version().await.unwrap();
         assert_eq!(after.epoch, before.epoch + 3, "one epoch per batch");
         assert!(
-            client
-                .apply_nodes(&nodes, &ApplyOptions::default())
+            CibService::new(&client)
+                .apply_nodes(&nodes, &ApplyOptions::default(), InvalidNodes::RefuseAll)
                 .await
                 .unwrap()
                 .transactions
@@ -363,13 +377,14 @@ fn batched_writes_use_one_transaction() {
         );
         step("cib_dryrun: the server validates without committing");
         let dry = DesiredNode::from_spec("cib-dry", &remote_spec("10.250.201.200")).unwrap();
-        let r = client
+        let r = CibService::new(&client)
             .apply_nodes(
                 &[dry],
                 &ApplyOptions {
                     batch_size: 10,
                     dry_run: true,
                 },
+                InvalidNodes::RefuseAll,
             )
             .await
             .unwrap();
@@ -648,8 +663,12 @@ fn guest_node_lifecycle_and_removal() {
             ..Default::default()
         };
         let d = DesiredNode::from_spec("cib-gn1", &spec).unwrap();
-        let r = client
-            .apply_nodes(std::slice::from_ref(&d), &ApplyOptions::default())
+        let r = CibService::new(&client)
+            .apply_nodes(
+                std::slice::from_ref(&d),
+                &ApplyOptions::default(),
+                InvalidNodes::RefuseAll,
+            )
             .await
             .unwrap();
         assert_eq!(r.transactions, 1);

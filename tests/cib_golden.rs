@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use kubemaker::cib::DesiredNode;
 use kubemaker::cib::model::Cib;
 use kubemaker::cib::patch::apply_change;
-use kubemaker::cib::plan::{DesiredNode, Plan, plan};
+use kubemaker::cib::plan::{Plan, plan};
 use kubemaker::cib::render::pretty_xml;
 use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeManifest, RemoteNodeSpec};
 use kubemaker::cib::status::{NodeStatus, read_status};

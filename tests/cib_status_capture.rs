@@ -12,10 +12,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kubemaker::cib::ApplyOptions;
+use kubemaker::cib::DesiredNode;
 use kubemaker::cib::client::{CibClient, Transport};
-use kubemaker::cib::plan::DesiredNode;
 use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
+use kubemaker::cib::{ApplyOptions, CibService, InvalidNodes};
 use support::{Cluster, NetnsHost, RemoteHost, cib_port};
 
 fn out_dir() -> PathBuf {
@@ -54,8 +54,12 @@ fn capture_status_fixtures() {
         .block_on(CibClient::connect(remote.config(Transport::Tls)))
         .unwrap();
     let apply = |d: &DesiredNode| {
-        rt.block_on(client.apply_nodes(std::slice::from_ref(d), &ApplyOptions::default()))
-            .unwrap();
+        rt.block_on(CibService::new(&client).apply_nodes(
+            std::slice::from_ref(d),
+            &ApplyOptions::default(),
+            InvalidNodes::RefuseAll,
+        ))
+        .unwrap();
     };
     // CAPTURE_ONLY=pending re-captures just that state.
     if std::env::var("CAPTURE_ONLY").is_ok_and(|v| v == "pending") {

@@ -2,6 +2,7 @@
 //! settings follow Pacemaker's own tools (`CIB_server`, `CIB_port`, `CIB_user`, `CIB_passwd`,
 //! `CIB_encrypted`); the password is read from the environment or a file, never from argv.
 
+use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,14 +11,53 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::logging::{self, LogFormat};
 
-use super::client::{self, CibClient, ClientConfig, Query, Secret, Transport, WatchEvent};
+use super::client::{
+    self, CibClient, CibError, ClientConfig, Query, Secret, Transport, WatchEvent,
+};
 use super::desired::DesiredNode;
 use super::render::{node_table, pretty_xml};
 use super::service::{
-    ApplyOptions, CibService, DEFAULT_STOP_TIMEOUT, InvalidNodes, RemovalError, RemovalOptions,
+    ApplyError, ApplyOptions, CibService, DEFAULT_STOP_TIMEOUT, InvalidNodes, RemovalError,
+    RemovalOptions,
 };
-use super::spec::RemoteNodeManifest;
+use super::spec::{ManifestError, RemoteNodeManifest};
 use super::status::read_status;
+use super::validate::Problem;
+
+/// Why a `kubemaker render` or `kubemaker cib` command failed, as printed after the command's name.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot read password file {}: {source}", path.display())]
+    PasswordFile { path: PathBuf, source: io::Error },
+    #[error("no password: set CIB_passwd or pass --password-file")]
+    NoPassword,
+    #[error("cannot read stdin: {0}")]
+    Stdin(io::Error),
+    #[error("cannot read {}: {source}", path.display())]
+    ReadManifest { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("invalid RemoteNode:\n{}", problem_lines(.0))]
+    InvalidNodes(Vec<Problem>),
+    #[error(transparent)]
+    Cib(#[from] CibError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// The node's resource did not stop in time; the hint names the way out.
+    #[error("{0}, or remove with --force")]
+    StillActive(RemovalError),
+    #[error(transparent)]
+    Removal(RemovalError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml::Error),
+}
+
+fn problem_lines(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+    lines.join("\n")
+}
 
 #[derive(Args, Debug)]
 pub struct RenderArgs {
@@ -48,17 +88,18 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
-    fn config(&self) -> Result<ClientConfig, String> {
+    fn config(&self) -> Result<ClientConfig, CliError> {
         let password = match &self.password_file {
             Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read password file {}: {e}", p.display()))?
+                .map_err(|source| CliError::PasswordFile {
+                    path: p.clone(),
+                    source,
+                })?
                 .trim_end_matches(['\n', '\r'])
                 .to_string(),
-            None => std::env::var("CIB_passwd")
-                .map_err(|_| "no password: set CIB_passwd or pass --password-file".to_string())?,
+            None => std::env::var("CIB_passwd").map_err(|_| CliError::NoPassword)?,
         };
-        let endpoints =
-            client::parse_endpoints(&self.server, &self.port).map_err(|e| e.to_string())?;
+        let endpoints = client::parse_endpoints(&self.server, &self.port)?;
         let transport = if super::model::is_true(&self.encrypted) {
             Transport::Tls
         } else {
@@ -135,13 +176,16 @@ pub enum CibCommand {
     },
 }
 
-fn read_manifests(file: &PathBuf) -> Result<Vec<DesiredNode>, String> {
+fn read_manifests(file: &PathBuf) -> Result<Vec<DesiredNode>, CliError> {
     let text = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read stdin: {e}"))?
+        std::io::read_to_string(std::io::stdin()).map_err(CliError::Stdin)?
     } else {
-        std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+        std::fs::read_to_string(file).map_err(|source| CliError::ReadManifest {
+            path: file.clone(),
+            source,
+        })?
     };
-    let manifests = RemoteNodeManifest::all_from_yaml(&text).map_err(|e| e.to_string())?;
+    let manifests = RemoteNodeManifest::all_from_yaml(&text)?;
     let mut nodes = Vec::new();
     let mut problems = Vec::new();
     for m in &manifests {
@@ -151,8 +195,7 @@ fn read_manifests(file: &PathBuf) -> Result<Vec<DesiredNode>, String> {
         }
     }
     if !problems.is_empty() {
-        let lines: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
-        return Err(format!("invalid RemoteNode:\n{}", lines.join("\n")));
+        return Err(CliError::InvalidNodes(problems));
     }
     Ok(nodes)
 }
@@ -197,21 +240,17 @@ pub fn run(cmd: CibCommand) -> ExitCode {
     }
 }
 
-async fn run_async(cmd: CibCommand) -> Result<(), String> {
+async fn run_async(cmd: CibCommand) -> Result<(), CliError> {
     match cmd {
         CibCommand::Status { conn, output } => {
-            let client = CibClient::connect(conn.config()?)
-                .await
-                .map_err(|e| e.to_string())?;
-            let cib = client.query_cib().await.map_err(|e| e.to_string())?;
+            let client = CibClient::connect(conn.config()?).await?;
+            let cib = client.query_cib().await?;
             client.close().await;
             let nodes = read_status(&cib);
             let text = match output {
                 OutputFormat::Table => node_table(&nodes),
-                OutputFormat::Json => {
-                    serde_json::to_string_pretty(&nodes).map_err(|e| e.to_string())? + "\n"
-                }
-                OutputFormat::Yaml => serde_yaml::to_string(&nodes).map_err(|e| e.to_string())?,
+                OutputFormat::Json => serde_json::to_string_pretty(&nodes)? + "\n",
+                OutputFormat::Yaml => serde_yaml::to_string(&nodes)?,
             };
             print!("{text}");
             Ok(())
@@ -223,9 +262,7 @@ async fn run_async(cmd: CibCommand) -> Result<(), String> {
             batch_size,
         } => {
             let nodes = read_manifests(&file)?;
-            let client = CibClient::connect(conn.config()?)
-                .await
-                .map_err(|e| e.to_string())?;
+            let client = CibClient::connect(conn.config()?).await?;
             let report = CibService::new(&client)
                 .apply_nodes(
                     &nodes,
@@ -235,8 +272,7 @@ async fn run_async(cmd: CibCommand) -> Result<(), String> {
                     },
                     InvalidNodes::RefuseAll,
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             client.close().await;
             for w in &report.warnings {
                 eprintln!("warning: {w}");
@@ -263,9 +299,7 @@ async fn run_async(cmd: CibCommand) -> Result<(), String> {
             force,
             stop_timeout,
         } => {
-            let client = CibClient::connect(conn.config()?)
-                .await
-                .map_err(|e| e.to_string())?;
+            let client = CibClient::connect(conn.config()?).await?;
             let opts = RemovalOptions {
                 stop_timeout: Duration::from_secs(stop_timeout),
                 force,
@@ -275,8 +309,8 @@ async fn run_async(cmd: CibCommand) -> Result<(), String> {
                 .remove_node(&name, &opts)
                 .await
                 .map_err(|e| match e {
-                    RemovalError::StillActive { .. } => format!("{e}, or remove with --force"),
-                    e => e.to_string(),
+                    RemovalError::StillActive { .. } => CliError::StillActive(e),
+                    e => CliError::Removal(e),
                 })?;
             client.close().await;
             match removed.resource {
@@ -290,10 +324,8 @@ async fn run_async(cmd: CibCommand) -> Result<(), String> {
             config_only,
             count,
         } => {
-            let client = CibClient::connect(conn.config()?)
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut watch = client.watch().await.map_err(|e| e.to_string())?;
+            let client = CibClient::connect(conn.config()?).await?;
+            let mut watch = client.watch().await?;
             let mut seen = 0;
             while count.is_none_or(|c| seen < c) {
                 let Some(event) = watch.next().await else {
@@ -338,10 +370,8 @@ async fn run_async(cmd: CibCommand) -> Result<(), String> {
                 (None, Some(x)) => Query::XPath(x),
                 (None, None) => Query::All,
             };
-            let client = CibClient::connect(conn.config()?)
-                .await
-                .map_err(|e| e.to_string())?;
-            let el = client.query(&q).await.map_err(|e| e.to_string())?;
+            let client = CibClient::connect(conn.config()?).await?;
+            let el = client.query(&q).await?;
             client.close().await;
             print!("{}", pretty_xml(&el));
             Ok(())

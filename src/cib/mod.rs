@@ -12,8 +12,7 @@
 //! - [`client`]: the remote CIB port transport (login, query, apply a patch, notifications,
 //!   fail-over).
 //! - [`service`]: the procedures on top, for the command line and the controller alike:
-//!   validate → plan → versioned write with retry, and stop → wait → delete → purge, for N nodes
-//!   ([`removal`] is its removal half).
+//!   validate → plan → versioned write with retry, and stop → wait → delete → purge, for N nodes.
 //! - [`render`]: human-facing output (indented XML, node tables); [`cli`]: `kubemaker cib`.
 //!
 //! Imports point down this list only.
@@ -37,7 +36,7 @@
 //!     .collect::<Result<Vec<_>, _>>()
 //!     .map_err(|problems| format!("{problems:?}"))?;
 //! // Validate against the live CIB, plan, and write in versioned, batched transactions.
-//! //! let report = service
+//! let report = service
 //!     .apply_nodes(&desired, &ApplyOptions::default(), InvalidNodes::RefuseAll)
 //!     .await?;
 //! println!("{} transaction(s), {} retried", report.transactions, report.conflicts);
@@ -64,8 +63,6 @@ pub mod service;
 pub mod spec;
 pub mod status;
 pub mod validate;
-
-pub use service::removal;
 
 pub use client::{
     CibClient, CibDiff, CibError, ClientConfig, Endpoint, Query, Secret, Transport, VersionChain,

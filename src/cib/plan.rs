@@ -10,13 +10,11 @@ use std::collections::BTreeMap;
 
 use crate::wire::Element;
 
+use super::desired::DesiredNode;
 use super::model::{Cib, CibVersion, NvSet, id_step};
 use super::patch::{
     CONSTRAINTS_PATH, Change, NODES_PATH, RESOURCES_PATH, STATUS_PATH, element_path,
 };
-
-// Where callers found the desired node before it had a module of its own.
-pub use super::desired::{DesiredKind, DesiredNode};
 
 /// The changes for one node; a node's changes always travel in the same transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,8 +14,9 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tracing::warn;
 
+use super::error::IpcError;
 use super::service::{self, SendError, Services};
-use super::{AcceptPolicy, ConnId, IpcError, IpcEvent, IpcTransport};
+use super::types::{AcceptPolicy, ConnId, IpcEvent, IpcTransport};
 
 /// Queued sends per connection before a client that does not read is dropped.
 const MAX_QUEUED_PER_CLIENT: usize = 1024;

@@ -30,8 +30,9 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tracing::debug;
 
+use super::error::IpcError;
 use super::ffi;
-use super::{AcceptPolicy, ConnId, IpcError, IpcEvent, IpcTransport, Peer};
+use super::types::{AcceptPolicy, ConnId, IpcEvent, IpcTransport, Peer};
 
 struct FdWatch {
     events: i32,

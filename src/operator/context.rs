@@ -15,7 +15,7 @@ use tracing::debug;
 
 use futures::future::BoxFuture;
 
-use crate::cib::plan::DesiredNode;
+use crate::cib::DesiredNode;
 
 use super::cluster_connection::{
     Changed, ClusterConnection, ConnectionError, Snapshot, WriteOutcome,

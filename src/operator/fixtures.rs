@@ -16,9 +16,8 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::cib::patch::apply_change;
-use crate::cib::plan::{self, DesiredNode};
-use crate::cib::removal::{RemovalError, removal_plan};
-use crate::cib::{ApplyError, CibError};
+use crate::cib::plan::{self, removal_plan};
+use crate::cib::{ApplyError, CibError, DesiredNode, RemovalError};
 use crate::wire::Element;
 
 use super::cluster_connection::{ConnectionError, Snapshot, WriteOutcome};

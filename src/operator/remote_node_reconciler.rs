@@ -15,9 +15,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::cib::desired::{DesiredKind, DesiredNode};
 use crate::cib::model::{Cib, nv_lookup};
-use crate::cib::plan::{self, DesiredKind, DesiredNode};
-use crate::cib::removal;
+use crate::cib::plan;
 use crate::cib::validate;
 
 use super::cluster_connection::{ConnectionError, WriteOutcome};
@@ -532,7 +532,7 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
 /// `name`, its guest resource, or leftovers of node `name` with no foreign resource of that name.
 pub fn owns_node(cib: &crate::wire::Element, rn: &RemoteNode, name: &str) -> bool {
     let view = crate::cib::model::Cib::new(cib);
-    if let Some((id, _)) = removal::defining_resource(cib, name) {
+    if let Some((id, _)) = plan::defining_resource(cib, name) {
         let expected = match rn.spec.node_type {
             NodeType::Remote => name.to_string(),
             NodeType::Guest => rn

@@ -1,38 +1,27 @@
-//! The state every connection shares: the client registry, the executor, the TLS server and the
-//! id counters. Ways to the other subsystems (shutdown control, local IPC) are not here: handlers
-//! return effects and `routing::Routes` delivers them.
+//! The state every connection shares: the client registry, the executor and the id counters.
+//! The TLS server is the listener's (`listener::Handshake`). Ways to the other subsystems
+//! (shutdown control, local IPC) are not here: handlers return effects and `routing::Routes`
+//! delivers them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
 
 use super::clients::Clients;
 use super::executor::Executor;
-use crate::tls::PskServer;
 
 pub struct Daemon {
     pub clients: Arc<Clients>,
     pub executor: Executor,
-    pub tls: PskServer,
-    pub handshake_timeout: Duration,
     pub max_message: u32,
     call_id: AtomicI64,
     msg_id: AtomicU64,
 }
 
 impl Daemon {
-    pub fn new(
-        clients: Arc<Clients>,
-        executor: Executor,
-        tls: PskServer,
-        handshake_timeout: Duration,
-        max_message: u32,
-    ) -> Daemon {
+    pub fn new(clients: Arc<Clients>, executor: Executor, max_message: u32) -> Daemon {
         Daemon {
             clients,
             executor,
-            tls,
-            handshake_timeout,
             max_message,
             call_id: AtomicI64::new(0),
             msg_id: AtomicU64::new(0),

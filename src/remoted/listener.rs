@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use super::daemon::Daemon;
 use super::routing::Routes;
 use super::session;
+use crate::tls::PskServer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -21,6 +22,13 @@ pub enum ListenError {
     NoAddress(String),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+}
+
+/// The TLS side of accepting: the PSK server and how long a new connection may take to
+/// handshake.
+pub struct Handshake {
+    pub tls: PskServer,
+    pub timeout: Duration,
 }
 
 /// Binds `address` (or every address) on `port`.
@@ -67,6 +75,7 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub async fn handle_connection(
     daemon: Arc<Daemon>,
     routes: Routes,
+    handshake: Arc<Handshake>,
     tcp: TcpStream,
     peer: SocketAddr,
 ) {
@@ -75,7 +84,7 @@ pub async fn handle_connection(
         let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(Duration::from_millis(ms)));
     }
     let _ = tcp.set_nodelay(true);
-    let stream = match daemon.tls.accept(tcp, daemon.handshake_timeout).await {
+    let stream = match handshake.tls.accept(tcp, handshake.timeout).await {
         Ok(s) => s,
         Err(e) => {
             warn!(peer = %peer, error = %e, "TLS handshake failed (wrong key, plaintext client, or timeout); connection closed");

@@ -1,11 +1,11 @@
 //! `kubemaker remoted`: a wire-compatible replacement for `pacemaker-remoted` (Pacemaker 2.1.x).
 //!
-//! - [`listener`]: TCP listener and TLS-PSK handshake per connection
+//! - [`listener`]: TCP listener and TLS-PSK handshake per connection (it owns the PSK server)
 //! - [`session`]: one connection over `wire::Connection`: request order, outgoing messages,
 //!   and the one teardown that tells every subsystem the client is gone
 //! - [`requests`]: the table of `lrmd_op` handlers (register, poke, resource ops, ...)
 //! - [`routing`]: what a handled request leads to (reply, notify, effects) and where it goes
-//! - [`daemon`]: the state connections share (clients, executor, TLS server, ids)
+//! - [`daemon`]: the state connections share (clients, executor, ids)
 //! - [`executor`]: resource table, per-resource queues, recurring ops, cancel
 //! - [`agents`]: running OCF/LSB/systemd agents
 //! - [`proxy`]: IPC proxy messages from the cluster (shutdown answers, tool traffic)
@@ -80,10 +80,12 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
     let daemon = Arc::new(Daemon::new(
         clients.clone(),
         Executor::new(paths, clients),
-        tls,
-        config.handshake_timeout,
         config.max_message,
     ));
+    let handshake = Arc::new(listener::Handshake {
+        tls,
+        timeout: config.handshake_timeout,
+    });
     let mut local_tools = local_ipc::LocalIpc::start(&daemon, config.local_ipc);
 
     let mut listener = Some(listener::bind(config.address.as_deref(), config.port).await?);
@@ -106,7 +108,7 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
             accepted = async { listener.as_ref().map(|l| l.accept()).expect("guarded").await }, if listener.is_some() => {
                 match accepted {
                     Ok((tcp, peer)) => {
-                        tokio::spawn(listener::handle_connection(daemon.clone(), routes.clone(), tcp, peer));
+                        tokio::spawn(listener::handle_connection(daemon.clone(), routes.clone(), handshake.clone(), tcp, peer));
                     }
                     Err(e) => {
                         // Typically EMFILE: back off briefly instead of spinning.

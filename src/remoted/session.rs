@@ -95,16 +95,8 @@ mod tests {
     use crate::remoted::agents::AgentPaths;
     use crate::remoted::clients::Clients;
     use crate::remoted::executor::Executor;
-    use crate::tls::{PskKeySource, PskServer};
     use crate::wire::frame::DEFAULT_MAX_MESSAGE;
     use crate::wire::{MsgType, memory_pair};
-
-    struct NoKey;
-    impl PskKeySource for NoKey {
-        fn current_key(&self) -> Option<Vec<u8>> {
-            None
-        }
-    }
 
     type Inboxes = (UnboundedReceiver<Control>, UnboundedReceiver<ToLocal>);
 
@@ -113,12 +105,9 @@ mod tests {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (local_tx, local_rx) = mpsc::unbounded_channel();
         let routes = Routes::new(clients.clone(), control_tx, local_tx);
-        let tls = PskServer::new(Arc::new(NoKey), &crate::tls::priorities_psk()).unwrap();
         let daemon = Daemon::new(
             clients.clone(),
             Executor::new(AgentPaths::default(), clients),
-            tls,
-            std::time::Duration::from_secs(1),
             DEFAULT_MAX_MESSAGE,
         );
         (Arc::new(daemon), routes, (control_rx, local_rx))

@@ -29,8 +29,9 @@ use std::sync::{Arc, OnceLock};
 use nix::errno::Errno;
 use tokio::net::TcpStream;
 
+use super::error::TlsError;
 use super::ffi;
-use super::{PskKeySource, TlsError};
+use super::key_source::PskKeySource;
 
 /// The identity Pacemaker's PSK clients present.
 const PSK_IDENTITY: &CStr = c"lrmd";

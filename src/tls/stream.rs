@@ -18,8 +18,13 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use super::error::TlsError;
+use super::ffi;
+use super::key_source::PskKeySource;
 use super::session::{self, Blocked, PskServerCreds, Session};
-use super::{PskKeySource, SHUTDOWN_TIMEOUT, TlsError, ffi};
+
+/// Bound on [`TlsStream::shutdown`]'s close_notify.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
 const AGAIN: isize = ffi::GNUTLS_E_AGAIN as isize;
 const INTERRUPTED: isize = ffi::GNUTLS_E_INTERRUPTED as isize;

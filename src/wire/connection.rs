@@ -14,7 +14,7 @@ use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::WireError;
+use super::error::WireError;
 use super::frame::{FrameReader, encode};
 use super::xml::Element;
 

@@ -1,6 +1,6 @@
 //! Whole messages: header + NUL-terminated XML payload, and a byte-stream reassembler.
 
-use super::WireError;
+use super::error::WireError;
 use super::header::{HEADER_LEN, Header};
 use super::xml::Element;
 

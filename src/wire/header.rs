@@ -1,6 +1,6 @@
 //! The 40-byte packed header in front of every remote message (`struct remote_header_v0`).
 
-use super::WireError;
+use super::error::WireError;
 
 /// Size of the header on the wire.
 pub const HEADER_LEN: usize = 40;

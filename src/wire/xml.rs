@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
-use super::WireError;
+use super::error::WireError;
 
 /// Nesting deeper than this is refused: real messages are a few levels deep, CIBs a dozen.
 const MAX_DEPTH: usize = 256;

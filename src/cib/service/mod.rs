@@ -21,35 +21,3 @@ pub use removal::{
     StopWaiter,
 };
 pub use write::{ApplyError, ApplyReport, CibService, InvalidNodes, NodeOutcome};
-
-use crate::cib::client::CibClient;
-use crate::cib::desired::DesiredNode;
-use crate::cib::plan::Plan;
-use crate::wire::Element;
-
-/// The service's procedures as methods of the client, as they were before the service existed
-/// (the integration tests call them so); new code uses [`CibService`].
-impl CibClient {
-    /// [`CibService::apply_nodes`], refusing the whole request if any node is invalid.
-    pub async fn apply_nodes(
-        &self,
-        desired: &[DesiredNode],
-        opts: &ApplyOptions,
-    ) -> Result<ApplyReport, ApplyError> {
-        CibService::new(self)
-            .apply_nodes(desired, opts, InvalidNodes::RefuseAll)
-            .await
-    }
-
-    /// [`CibService::write_with_retry`].
-    pub async fn apply_with_retry<F>(
-        &self,
-        make: F,
-        dry_run: bool,
-    ) -> Result<ApplyReport, ApplyError>
-    where
-        F: FnMut(&Element) -> Result<Plan, ApplyError>,
-    {
-        CibService::new(self).write_with_retry(make, dry_run).await
-    }
-}

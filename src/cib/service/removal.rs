@@ -20,11 +20,9 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
 use crate::cib::client::{CibClient, CibError};
-use crate::cib::plan::{NodeChanges, Plan, stop_resource};
+use crate::cib::plan::{NodeChanges, Plan, defining_resource, removal_plan, stop_resource};
 use crate::cib::status::resource_active;
 use crate::wire::Element;
-
-pub use crate::cib::plan::{defining_resource, removal_plan};
 
 use super::write::{ApplyError, ApplyReport, CibService};
 
