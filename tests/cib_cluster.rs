@@ -8,12 +8,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use kubemaker::cib::client::{CibClient, CibError, Query, Secret, Transport, WatchEvent};
+use kubemaker::cib::live_checks;
 use kubemaker::cib::model::Cib;
 use kubemaker::cib::plan;
 use kubemaker::cib::service::removal;
 use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
 use kubemaker::cib::status::{NodeState, read_status};
-use kubemaker::cib::validate::{self, Problem};
+use kubemaker::cib::validate::Problem;
 use kubemaker::cib::{ApplyOptions, CibService, DesiredNode, InvalidNodes, RemovalOptions};
 use support::cib_port::{self, RemoteCib};
 use support::{Cluster, NetnsHost, RemoteHost, kubemaker, step};
@@ -461,7 +462,7 @@ fn validator_catches_real_misconfigurations() {
     });
     let check = |name: &str, spec: RemoteNodeSpec| -> Vec<Problem> {
         let d = DesiredNode::from_spec(name, &spec).unwrap();
-        validate::check_against_cib(&[d], &live)
+        live_checks::check_against_cib(&[d], &live)
     };
     let guest = |rid: &str| RemoteNodeSpec {
         node_type: NodeType::Guest,

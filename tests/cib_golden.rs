@@ -16,13 +16,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use kubemaker::cib::DesiredNode;
+use kubemaker::cib::live_checks;
 use kubemaker::cib::model::Cib;
 use kubemaker::cib::patch::apply_change;
 use kubemaker::cib::plan::{Plan, plan};
 use kubemaker::cib::render::pretty_xml;
 use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeManifest, RemoteNodeSpec};
 use kubemaker::cib::status::{NodeStatus, read_status};
-use kubemaker::cib::validate;
 use kubemaker::wire::Element;
 
 fn golden_dir(sub: &str) -> PathBuf {
@@ -109,7 +109,7 @@ fn planner_golden_files() {
             load_cib(&dir.join("base.cib.xml"))
         };
         assert_eq!(
-            validate::check_against_cib(&desired, &live),
+            live_checks::check_against_cib(&desired, &live),
             vec![],
             "{case}"
         );

@@ -3,7 +3,8 @@
 //!
 //! - [`spec`]: the node description users write (`RemoteNode` manifests).
 //! - [`model`]: typed CIB fragments with pcs's id conventions, and views over a live CIB.
-//! - [`validate`]: the checks Pacemaker does not make, of a spec alone and against the live CIB.
+//! - [`validate`]: the checks Pacemaker does not make of a spec alone, and their [`Problem`];
+//!   [`live_checks`]: desired nodes against each other and the live CIB (clashes, leftovers).
 //! - [`desired`]: a checked spec as the fragments kubemaker wants in the CIB.
 //! - [`patch`]: the patch vocabulary (changes, paths) and a local applier with Pacemaker's
 //!   semantics.
@@ -55,6 +56,7 @@
 pub mod cli;
 pub mod client;
 pub mod desired;
+pub mod live_checks;
 pub mod model;
 pub mod patch;
 pub mod plan;
@@ -69,6 +71,7 @@ pub use client::{
     Watch, WatchEvent,
 };
 pub use desired::{DesiredKind, DesiredNode};
+pub use live_checks::{check_against_cib, warnings};
 pub use model::CibVersion;
 pub use patch::Change;
 pub use plan::{Plan, plan, removal_plan};
@@ -79,4 +82,4 @@ pub use service::{
 };
 pub use spec::{RemoteNodeManifest, RemoteNodeSpec};
 pub use status::{NodeState, NodeStatus, read_status};
-pub use validate::{Problem, check_against_cib, check_spec, warnings};
+pub use validate::{Problem, check_spec};

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::cib::desired::{DesiredKind, DesiredNode};
 use crate::cib::model::{Cib, nv_lookup};
 use crate::cib::plan;
-use crate::cib::validate;
+use crate::cib::{live_checks, validate};
 
 use super::cluster_connection::{ConnectionError, WriteOutcome};
 use super::context::Context;
@@ -229,7 +229,7 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
     let (problems, in_sync) = {
         let snap = conn.snapshot();
         let d = std::slice::from_ref(&desired);
-        let problems = validate::check_against_cib(d, &snap.cib);
+        let problems = live_checks::check_against_cib(d, &snap.cib);
         let in_sync = problems.is_empty() && plan::plan(d, &snap.cib).is_empty();
         (problems, in_sync)
     };

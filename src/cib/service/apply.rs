@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use tracing::warn;
 
 use crate::cib::desired::DesiredNode;
+use crate::cib::live_checks;
 use crate::cib::plan::{Plan, plan};
-use crate::cib::validate::{self, Problem};
+use crate::cib::validate::Problem;
 use crate::wire::Element;
 
 use super::write::{ApplyError, ApplyReport, CibService, InvalidNodes, NodeOutcome};
@@ -47,11 +48,11 @@ impl CibService<'_> {
         if invalid == InvalidNodes::RefuseAll {
             // Batches only see themselves: check across the whole request once.
             let live = self.client().query_cib().await?;
-            let problems = validate::check_against_cib(desired, &live);
+            let problems = live_checks::check_against_cib(desired, &live);
             if !problems.is_empty() {
                 return Err(ApplyError::Invalid(problems));
             }
-            total.warnings = validate::warnings(desired, &live);
+            total.warnings = live_checks::warnings(desired, &live);
             for w in &total.warnings {
                 warn!(node = w.node(), "{w}");
             }
@@ -66,7 +67,7 @@ impl CibService<'_> {
                     |live| {
                         match invalid {
                             InvalidNodes::RefuseAll => {
-                                let problems = validate::check_against_cib(batch, live);
+                                let problems = live_checks::check_against_cib(batch, live);
                                 if !problems.is_empty() {
                                     return Err(ApplyError::Invalid(problems));
                                 }
@@ -130,7 +131,7 @@ fn split_valid(
     let mut ok = Vec::with_capacity(pending.len());
     let mut refused = Vec::new();
     for &i in pending {
-        let problems = validate::check_against_cib(std::slice::from_ref(&batch[i]), live);
+        let problems = live_checks::check_against_cib(std::slice::from_ref(&batch[i]), live);
         if problems.is_empty() {
             ok.push(i);
         } else {
@@ -139,7 +140,7 @@ fn split_valid(
     }
     // Clashes between nodes of the same batch (two objects naming one Pacemaker node).
     let together: Vec<DesiredNode> = ok.iter().map(|&i| batch[i].clone()).collect();
-    let problems = validate::check_against_cib(&together, live);
+    let problems = live_checks::check_against_cib(&together, live);
     if !problems.is_empty() {
         let clashing: BTreeSet<usize> = ok
             .iter()

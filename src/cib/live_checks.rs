@@ -8,7 +8,7 @@ use crate::cib::desired::{DesiredKind, DesiredNode};
 use crate::cib::model::{Cib, LivePrimitive, Placement};
 use crate::wire::Element;
 
-use super::problem::Problem;
+use crate::cib::validate::Problem;
 
 /// Advice that does not block a write: with fencing enabled, a failed remote node must be fenced
 /// before its resources recover, which needs a device able to target it (guests are "fenced" by
