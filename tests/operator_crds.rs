@@ -16,7 +16,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kubemaker::operator::crd::{DURATION_PATTERN, NODE_NAME_PATTERN};
 use serde::Deserialize;
-use support::text;
+use support::{operator, text};
 
 fn repo() -> PathBuf {
     support::repo_root()
@@ -424,6 +424,10 @@ const INVALID: [(&str, &[&str]); 4] = [
 /// descriptions, invalid objects are refused with the field named, a valid one is stored.
 fn check_against_apiserver() {
     let script = repo().join("scripts/test-apiserver.sh");
+    let hold = match operator::hold_apiserver() {
+        Ok(h) => h,
+        Err(e) => panic!("{e}"),
+    };
     let started = match ensure_apiserver(&script) {
         Ok(s) => s,
         Err(e) if support::in_ci() => {
@@ -561,7 +565,7 @@ fn check_against_apiserver() {
         check_manifests_and_rbac();
     });
     if started {
-        let _ = Command::new("bash").arg(&script).arg("stop").status();
+        operator::release_and_stop_if_unused(hold);
     }
     if let Err(e) = result {
         std::panic::resume_unwind(e);

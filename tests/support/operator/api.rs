@@ -1,8 +1,10 @@
 //! The test API server of `scripts/test-apiserver.sh` and `kubectl`/`helm` with its admin
 //! kubeconfig: objects read and written as JSON, Events.
 
-use std::path::PathBuf;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -18,6 +20,46 @@ pub fn apiserver_script() -> PathBuf {
     repo_root().join("scripts/test-apiserver.sh")
 }
 
+/// Every test process that uses the API server holds this file with a shared flock for as long
+/// as it does; the one that started the server stops it only if it can then take the lock
+/// exclusively, so a test of another checkout running at the same time keeps its server.
+const USERS_LOCK: &str = "/var/tmp/kubemaker-test/apiserver.users";
+
+/// A shared hold on [`USERS_LOCK`], taken before the server is checked or started (a stop in
+/// progress finishes first).
+pub fn hold_apiserver() -> Result<File, String> {
+    let path = Path::new(USERS_LOCK);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {USERS_LOCK}: {e}"))?;
+    file.lock_shared()
+        .map_err(|e| format!("cannot lock {USERS_LOCK}: {e}"))?;
+    Ok(file)
+}
+
+/// Lets go of `hold` and stops the API server unless another process still holds it.
+pub fn release_and_stop_if_unused(hold: File) {
+    drop(hold);
+    let Ok(file) = OpenOptions::new().append(true).open(USERS_LOCK) else {
+        return;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = run_with_input(
+                Command::new("bash").arg(apiserver_script()).arg("stop"),
+                None,
+                Duration::from_secs(120),
+            );
+        }
+        Err(_) => eprintln!("[harness] the test API server stays up: another test uses it"),
+    }
+}
+
 /// The running test API server and the environment its tools need (KUBECONFIG with the admin
 /// credentials, PATH with our kubectl and helm first, their cache folders).
 pub struct Api {
@@ -26,12 +68,15 @@ pub struct Api {
     pub started: bool,
     pub url: String,
     pub ca_file: String,
+    /// The shared hold on [`USERS_LOCK`] (taken by [`Api::stop_if_started`]).
+    hold: Mutex<Option<File>>,
 }
 
 impl Api {
     /// Starts the test API server unless it already runs (like `tests/operator_crds.rs`), then
     /// reads its environment. Err says why it cannot run (the caller skips or, in CI, fails).
     pub fn ensure() -> Result<Api, String> {
+        let hold = hold_apiserver()?;
         let script = apiserver_script();
         let ready = run_with_input(
             Command::new("bash").arg(&script).arg("status"),
@@ -99,6 +144,7 @@ impl Api {
             ca_file: get("KUBEMAKER_APISERVER_CA"),
             env,
             started,
+            hold: Mutex::new(Some(hold)),
         };
         if api.url.is_empty() || api.ca_file.is_empty() {
             return Err("the API server's env lacks its URL or CA".into());
@@ -123,14 +169,11 @@ impl Api {
         std::env::split_paths(&path).any(|d| d.join(tool).is_file())
     }
 
-    /// Stops the API server if [`Api::ensure`] started it (only our script's own processes).
+    /// Stops the API server if [`Api::ensure`] started it and no other test uses it.
     pub fn stop_if_started(&self) {
-        if self.started {
-            let _ = run_with_input(
-                Command::new("bash").arg(apiserver_script()).arg("stop"),
-                None,
-                Duration::from_secs(120),
-            );
+        let hold = self.hold.lock().ok().and_then(|mut h| h.take());
+        if let (true, Some(hold)) = (self.started, hold) {
+            release_and_stop_if_unused(hold);
         }
     }
 

@@ -19,7 +19,7 @@ pub mod controller;
 pub mod objects;
 pub mod setup;
 
-pub use api::{Api, EventInfo, apiserver_script};
+pub use api::{Api, EventInfo, apiserver_script, hold_apiserver, release_and_stop_if_unused};
 pub use cib::{
     add_host_addresses, agent_of, cib_root, cib_version, has_node_entry, has_node_state, nvpair,
     op_interval, primitive, primitives,
