@@ -1049,7 +1049,8 @@ fn node_deletion_and_uninstall(e2e: &E2e) {
     e2e.kubectl_ok(&["delete", "node", node, "--wait=true", "--timeout=120s"]);
     wait_for(
         &format!("RemoteNode {node} deleted and {node} out of the CIB"),
-        Duration::from_secs(240),
+        // Well under the clusters' 60 s resync: the deletion itself must trigger auto-join.
+        Duration::from_secs(30),
         || match (e2e.remote_node(node), e2e.in_cib(node)) {
             (None, left) if left.is_empty() => Ok(()),
             (rn, left) => Err(format!("{:?} {left:?}", rn.map(|o| describe(&o)))),

@@ -340,10 +340,12 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store::<K>();
+    // Deletions too: a deleted Node must make its auto-joined RemoteNode go now, not at the
+    // cluster's next periodic reconcile (the store has dropped the object when the event comes).
     let events = watcher(api, config)
         .default_backoff()
         .reflect(writer)
-        .applied_objects();
+        .touched_objects();
     tokio::spawn(async move {
         let mut s = std::pin::pin!(events);
         while let Some(ev) = s.next().await {
