@@ -578,7 +578,7 @@ async fn dual_stack_listener_and_pacemaker_remoted_name() {
 #[test]
 fn local_ipc_without_a_cluster() {
     use kubemaker::ipc::IpcClient;
-    use kubemaker::wire::ipc::{decode, encode, flags};
+    use kubemaker::wire::ipc::{IpcLayout, decode, encode, flags};
     let dir = std::env::temp_dir().join(format!("km-proto-ipc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -597,46 +597,54 @@ fn local_ipc_without_a_cluster() {
         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
         assert_eq!(IpcClient::connect("pacemakerd", 65536).err(), Some(-121));
         assert_eq!(IpcClient::connect("cib_ro", 65536).err(), Some(-121));
-        let mut lrmd = IpcClient::connect("lrmd", 128 * 1024).expect("local executor API");
         let register = Element::new("lrmd_command")
             .with_attr("t", "lrmd")
             .with_attr("lrmd_op", "register")
             .with_attr("lrmd_clientname", "local-tool")
             .with_attr("lrmd_protocol_version", "1.1");
-        let reply = decode(
-            &lrmd
-                .request(
-                    &encode(1, flags::CLIENT_RESPONSE, &register, 128 * 1024),
-                    5000,
-                )
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(reply.id, 1);
-        assert_eq!(reply.xml.attr("lrmd_rc"), Some("0"));
-        // A local client cannot carry tools' traffic for the cluster.
-        let provider = register.clone().with_attr("lrmd_is_ipc_provider", "true");
-        let reply = decode(
-            &lrmd
-                .request(
-                    &encode(2, flags::CLIENT_RESPONSE, &provider, 128 * 1024),
-                    5000,
-                )
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(reply.xml.attr("lrmd_rc"), Some("-13"));
-        let poke = LrmdClient::command("lrmd_rsc_poke", None);
-        let reply = decode(
-            &lrmd
-                .request(&encode(3, flags::CLIENT_RESPONSE, &poke, 128 * 1024), 5000)
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!((reply.id, reply.xml.attr("lrmd_rc")), (3, Some("0")));
-        let event = decode(&lrmd.recv_event(5000).expect("poke notify as an IPC event")).unwrap();
-        assert_eq!(event.xml.attr("lrmd_op"), Some("lrmd_rsc_poke"));
-        assert_ne!(event.flags & flags::SERVER_EVENT, 0);
+        // Tools of Pacemaker 2.1.x/3.0.0 and of 3.0.1+ speak different headers; each is
+        // answered in its own.
+        for layout in [IpcLayout::Compressing, IpcLayout::Multipart] {
+            let ask = |c: &mut IpcClient, id: u32, xml: &Element| {
+                let mut parts = encode(layout, id, flags::CLIENT_RESPONSE, xml, 128 * 1024);
+                assert_eq!(parts.len(), 1);
+                let reply = c.request(&parts.remove(0), 5000).expect("answer");
+                assert_eq!(
+                    IpcLayout::detect(&reply),
+                    Ok(layout),
+                    "answered in the same layout"
+                );
+                decode(&reply).expect("decodable answer")
+            };
+            let mut lrmd = IpcClient::connect("lrmd", 128 * 1024).expect("local executor API");
+            let reply = ask(&mut lrmd, 1, &register);
+            assert_eq!(reply.id, 1);
+            assert_eq!(reply.xml.attr("lrmd_rc"), Some("0"), "{layout:?}");
+            // A local client cannot carry tools' traffic for the cluster.
+            let provider = register.clone().with_attr("lrmd_is_ipc_provider", "true");
+            assert_eq!(
+                ask(&mut lrmd, 2, &provider).xml.attr("lrmd_rc"),
+                Some("-13")
+            );
+            let poke = LrmdClient::command("lrmd_rsc_poke", None);
+            let reply = ask(&mut lrmd, 3, &poke);
+            assert_eq!((reply.id, reply.xml.attr("lrmd_rc")), (3, Some("0")));
+            let event = lrmd.recv_event(5000).expect("poke notify as an IPC event");
+            assert_eq!(IpcLayout::detect(&event), Ok(layout));
+            let event = decode(&event).unwrap();
+            assert_eq!(event.xml.attr("lrmd_op"), Some("lrmd_rsc_poke"));
+            assert_ne!(event.flags & flags::SERVER_EVENT, 0);
+        }
+        // A 3.0.1+ request split into parts, as Pacemaker splits one over its buffer size.
+        let mut c = IpcClient::connect("lrmd", 128 * 1024).expect("connect");
+        let big = register.clone().with_attr("padding", "p".repeat(10_000));
+        let parts = encode(IpcLayout::Multipart, 6, flags::CLIENT_RESPONSE, &big, 4096);
+        assert!(parts.len() >= 3);
+        for p in &parts {
+            c.send(p).expect("send a part");
+        }
+        let reply = decode(&c.recv(5000).expect("one answer to the whole message")).unwrap();
+        assert_eq!((reply.id, reply.xml.attr("lrmd_rc")), (6, Some("0")));
         // A client lying about its message size (libqb passes the claimed size on): the daemon
         // must read no further than the buffer, drop that client, and keep serving.
         let mut liar = IpcClient::connect("lrmd", 128 * 1024).expect("connect");
@@ -644,16 +652,29 @@ fn local_ipc_without_a_cluster() {
         msg[8..12].copy_from_slice(&1_000_000i32.to_ne_bytes());
         let _ = liar.send(&msg);
         assert!(liar.recv(2000).is_err());
-        let mut again = IpcClient::connect("lrmd", 128 * 1024).expect("still serving");
-        let reply = decode(
-            &again
-                .request(
-                    &encode(4, flags::CLIENT_RESPONSE, &register, 128 * 1024),
-                    5000,
-                )
-                .unwrap(),
+        // A header of neither layout: dropped at once (the tool fails instead of waiting).
+        let mut odd = IpcClient::connect("lrmd", 128 * 1024).expect("connect");
+        let mut msg = encode(
+            IpcLayout::Compressing,
+            7,
+            flags::CLIENT_RESPONSE,
+            &register,
+            1 << 20,
         )
-        .unwrap();
+        .remove(0);
+        msg[36] = 2;
+        let _ = odd.send(&msg);
+        assert!(odd.recv(2000).is_err());
+        let mut again = IpcClient::connect("lrmd", 128 * 1024).expect("still serving");
+        let msg = encode(
+            IpcLayout::Compressing,
+            4,
+            flags::CLIENT_RESPONSE,
+            &register,
+            1 << 20,
+        )
+        .remove(0);
+        let reply = decode(&again.request(&msg, 5000).unwrap()).unwrap();
         assert_eq!(reply.xml.attr("lrmd_rc"), Some("0"));
     })
     .join();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kubemaker::ipc::IpcClient;
 use kubemaker::wire::Element;
-use kubemaker::wire::ipc::{encode, flags};
+use kubemaker::wire::ipc::{IpcLayout, flags};
 use support::{Cluster, MonView, NetnsHost, RemoteHost, step};
 
 const JOIN: Duration = Duration::from_secs(90);
@@ -301,6 +301,9 @@ fn pacemaker_tools_work_on_the_remote_node() {
 /// requests without reading answers. Runs in a thread that joined the node's network namespace
 /// (libqb's abstract sockets are per namespace).
 fn abuse_local_ipc(host: &NetnsHost) {
+    let encode = |id, f, xml: &Element, max| {
+        kubemaker::wire::ipc::encode(IpcLayout::Compressing, id, f, xml, max).remove(0)
+    };
     let ns = std::fs::File::open(format!("/run/netns/{}", host.name())).expect("netns handle");
     std::thread::spawn(move || {
         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
@@ -319,7 +322,7 @@ fn abuse_local_ipc(host: &NetnsHost) {
             "the daemon drops a client sending garbage"
         );
 
-        // A Pacemaker 3.x-style header (version byte elsewhere).
+        // A header of no Pacemaker layout (version byte 2).
         let mut c = IpcClient::connect("cib_ro", 128 * 1024).expect("connect cib_ro");
         let mut msg = encode(1, flags::CLIENT_RESPONSE, &query, 128 * 1024);
         msg[36] = 2;

@@ -30,6 +30,9 @@ pub struct Config {
     pub local_ipc: bool,
     /// `KUBEMAKER_READY_FILE`: kept present while a cluster could connect (see `readiness`).
     pub ready_file: Option<PathBuf>,
+    /// `PCMK_node_start_state` (`default`, `online` or `standby`): reported to the cluster on
+    /// register, which puts the node in that state when it joins (Pacemaker 2.1.7+).
+    pub node_start_state: Option<String>,
 }
 
 impl Config {
@@ -62,7 +65,18 @@ impl Config {
             max_message: crate::wire::frame::DEFAULT_MAX_MESSAGE,
             local_ipc: true,
             ready_file: env("KUBEMAKER_READY_FILE").map(PathBuf::from),
+            node_start_state: node_start_state(env("PCMK_node_start_state")),
         }
+    }
+}
+
+fn node_start_state(value: Option<String>) -> Option<String> {
+    let v = value?.trim().to_ascii_lowercase();
+    if matches!(v.as_str(), "default" | "online" | "standby") {
+        Some(v)
+    } else {
+        warn!(value = %v, "Ignoring invalid PCMK_node_start_state (default, online or standby)");
+        None
     }
 }
 

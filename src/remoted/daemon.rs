@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
 
 use super::clients::Clients;
 use super::executor::Executor;
@@ -13,6 +14,11 @@ pub struct Daemon {
     pub clients: Arc<Clients>,
     pub executor: Executor,
     pub max_message: u32,
+    /// Reported as `uptime` on register: Pacemaker 2.1.6+ keeps a remote node's transient
+    /// attributes over a reconnect when the daemon has been up since before the link dropped.
+    pub started: Instant,
+    /// `PCMK_node_start_state`, reported on register (Pacemaker 2.1.7+ applies it).
+    pub node_start_state: Option<String>,
     call_id: AtomicI64,
     msg_id: AtomicU64,
 }
@@ -23,6 +29,8 @@ impl Daemon {
             clients,
             executor,
             max_message,
+            started: Instant::now(),
+            node_start_state: None,
             call_id: AtomicI64::new(0),
             msg_id: AtomicU64::new(0),
         }

@@ -6,6 +6,9 @@
 //! - `pacemakerd` refuses with `-EREMOTEIO`, which is how tools learn they run on a remote node;
 //! - `lrmd` serves the executor API locally.
 //!
+//! Each tool speaks the IPC header of its Pacemaker generation (`wire::ipc::IpcLayout`: 2.1.x and
+//! 3.0.0, or 3.0.1+); its connection learns which from the first message and answers in it.
+//!
 //! libqb is single-threaded, so all of this lives in the daemon's main task; sessions reach it
 //! through [`ToLocal`] messages. Requests from local executor clients go through the same
 //! handlers as the cluster's, and their outcomes through the same [`Routes`].
@@ -21,7 +24,7 @@ use super::requests::{self, Origin};
 use super::routing::{Routes, ToLocal};
 use crate::ipc::{AcceptPolicy, ConnId, IpcEvent, IpcServers, IpcTransport, Peer};
 use crate::wire::Element;
-use crate::wire::ipc::{self as ipcwire, flags};
+use crate::wire::ipc::{self as ipcwire, IpcLayout, IpcReader, flags};
 
 /// `EREMOTEIO`: "this is a remote node" (pacemakerd) or "no cluster connection" (the others).
 pub const EREMOTEIO: i32 = 121;
@@ -33,6 +36,9 @@ const PROXIED: [&str; 6] = ["cib_ro", "cib_rw", "cib_shm", "attrd", "stonith-ng"
 struct LocalClient {
     kind: Kind,
     peer: Peer,
+    /// The header layout this tool speaks (learnt from its first message) and its unfinished
+    /// multipart message; replies go out in the same layout.
+    reader: IpcReader,
 }
 
 enum Kind {
@@ -123,6 +129,7 @@ impl LocalIpc {
                 LocalClient {
                     kind: Kind::Executor { client_id: session },
                     peer,
+                    reader: IpcReader::default(),
                 },
             );
             return;
@@ -160,16 +167,18 @@ impl LocalIpc {
                     user,
                 },
                 peer,
+                reader: IpcReader::default(),
             },
         );
     }
 
     fn request(&mut self, daemon: &Daemon, routes: &Routes, conn: ConnId, data: &[u8]) {
-        let Some(client) = self.clients.get(&conn) else {
+        let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };
-        let msg = match ipcwire::decode(data) {
-            Ok(m) => m,
+        let msg = match client.reader.push(data) {
+            Ok(Some(m)) => m,
+            Ok(None) => return, // a part; the rest follows
             Err(e) => {
                 warn!(conn = %conn, pid = client.peer.pid, error = %e, "Dropping local IPC client after an unreadable message");
                 self.disconnect(conn);
@@ -287,14 +296,26 @@ impl LocalIpc {
         let Some(servers) = self.servers.as_mut() else {
             return;
         };
-        let bytes = ipcwire::encode(id, msg_flags, xml, self.buffer_size);
-        let result = if msg_flags & flags::SERVER_EVENT != 0 {
-            servers.send_event(conn, &bytes)
-        } else {
-            servers.send_response(conn, &bytes)
+        let layout = self
+            .clients
+            .get(&conn)
+            .map(|c| c.reader.layout())
+            .unwrap_or_default();
+        // 3.0.1+ tools read into a fixed 128 KiB buffer whatever PCMK_ipc_buffer says.
+        let max = match layout {
+            IpcLayout::Compressing => self.buffer_size,
+            IpcLayout::Multipart => self.buffer_size.min(DEFAULT_BUFFER),
         };
-        if let Err(e) = result {
-            debug!(conn = %conn, error = %e, "Could not deliver to local IPC client");
+        for bytes in ipcwire::encode(layout, id, msg_flags, xml, max) {
+            let result = if msg_flags & flags::SERVER_EVENT != 0 {
+                servers.send_event(conn, &bytes)
+            } else {
+                servers.send_response(conn, &bytes)
+            };
+            if let Err(e) = result {
+                debug!(conn = %conn, error = %e, "Could not deliver to local IPC client");
+                return;
+            }
         }
     }
 }

@@ -77,11 +77,13 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
     let (local_tx, mut local_rx) = mpsc::unbounded_channel();
     let routes = Routes::new(clients.clone(), control_tx, local_tx);
-    let daemon = Arc::new(Daemon::new(
+    let mut daemon = Daemon::new(
         clients.clone(),
         Executor::new(paths, clients),
         config.max_message,
-    ));
+    );
+    daemon.node_start_state = config.node_start_state.clone();
+    let daemon = Arc::new(daemon);
     let handshake = Arc::new(listener::Handshake {
         tls,
         timeout: config.handshake_timeout,

@@ -19,7 +19,9 @@ use super::shutdown::Control;
 use crate::wire::Element;
 use crate::wire::envelope::{MsgType, msg_id, set_envelope};
 
-/// `LRMD_PROTOCOL_VERSION` of the 2.1.x daemons we stand in for.
+/// `LRMD_PROTOCOL_VERSION` we advertise: 1.1, as Pacemaker 2.1.5 to 2.1.7. 2.1.8 and 3.0.x
+/// speak 1.2 but accept any 1.x remote node (`LRMD_COMPATIBLE_PROTOCOL` "1"); 1.2 only adds
+/// fetching newer schema files on register, which this daemon has no use for.
 pub const PROTOCOL_VERSION: &str = "1.1";
 /// `LRMD_MIN_PROTOCOL_VERSION`.
 const MIN_PROTOCOL_VERSION: &str = "1.0";
@@ -232,7 +234,11 @@ fn register(daemon: &Daemon, req: &Request<'_>) -> Handled {
         .with_attr("lrmd_callid", req.call_id)
         .with_attr("lrmd_op", "register")
         .with_attr("lrmd_clientid", client_id)
-        .with_attr("lrmd_protocol_version", PROTOCOL_VERSION);
+        .with_attr("lrmd_protocol_version", PROTOCOL_VERSION)
+        .with_attr("uptime", daemon.started.elapsed().as_secs());
+    if let Some(state) = &daemon.node_start_state {
+        r.set_attr("node_start_state", state);
+    }
     set_envelope(&mut r, msg_id(msg), MsgType::Reply);
     Handled::own(rc, r)
 }

@@ -113,6 +113,29 @@ mod tests {
         (Arc::new(daemon), routes, (control_rx, local_rx))
     }
 
+    #[tokio::test]
+    async fn register_reports_the_node_start_state() {
+        let (daemon, routes, _inboxes) = daemon();
+        let mut daemon = Arc::into_inner(daemon).expect("sole owner");
+        daemon.node_start_state = Some("standby".into());
+        let (ours, theirs) = memory_pair();
+        let session = tokio::spawn(serve(
+            Arc::new(daemon),
+            routes,
+            theirs,
+            "c2".into(),
+            "test".into(),
+        ));
+        let mut conn = Connection::new(ours, DEFAULT_MAX_MESSAGE);
+        let register = request(1, "register").with_attr("lrmd_protocol_version", "1.2");
+        conn.write_message(1, &register).await.unwrap();
+        let reply = conn_next(&mut conn).await;
+        assert_eq!(reply.attr("lrmd_rc"), Some("0"), "a 1.2 cluster is served");
+        assert_eq!(reply.attr("node_start_state"), Some("standby"));
+        conn.close().await;
+        session.await.unwrap();
+    }
+
     fn request(id: i64, op: &str) -> Element {
         let mut el = Element::new("lrmd_command")
             .with_attr("t", "lrmd")
@@ -144,6 +167,9 @@ mod tests {
         let reply = conn_next(&mut conn).await;
         assert_eq!(reply.attr("lrmd_origin"), Some("process_lrmd_signon"));
         assert_eq!(reply.attr("lrmd_clientid"), Some("c1"));
+        // 2.1.6+ keeps transient attributes over a reconnect when `uptime` shows no restart.
+        assert_eq!(reply.attr("uptime"), Some("0"));
+        assert_eq!(reply.attr("node_start_state"), None, "only when configured");
         assert_eq!(daemon.clients.newest_provider().as_deref(), Some("c1"));
 
         conn.write_message(2, &request(2, "lrmd_rsc_poke"))

@@ -4,8 +4,10 @@ use super::error::WireError;
 use super::header::{HEADER_LEN, Header};
 use super::xml::Element;
 
-/// Default cap on one message (agent output travels inside messages; Pacemaker 3.x trims it at ~10 MiB).
-pub const DEFAULT_MAX_MESSAGE: u32 = 64 * 1024 * 1024;
+/// Cap on one message, header included: `PCMK__REMOTE_MSG_MAX_SIZE` (20 MiB), which Pacemaker
+/// 2.1.11 and 3.0.3 apply since the fix for CVE-2026-10649. Checked on the header, before anything
+/// is buffered.
+pub const DEFAULT_MAX_MESSAGE: u32 = 20 * 1024 * 1024;
 
 /// One encoded message. Header and payload are kept apart because they must go out as separate
 /// TLS records: the C peers lose or stall on anything else.

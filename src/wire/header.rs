@@ -97,7 +97,9 @@ impl Header {
             return Err(WireError::Compressed);
         }
         let end = u64::from(h.payload_offset) + u64::from(h.payload_uncompressed);
-        if (h.payload_offset as usize) < HEADER_LEN
+        // Every Pacemaker writes the payload right after its 40-byte header; 2.1.11+ refuses
+        // anything else, and so do we (no skipping over bytes a sender did not describe).
+        if h.payload_offset as usize != HEADER_LEN
             || h.payload_uncompressed == 0
             || end != u64::from(h.size_total)
         {
@@ -168,6 +170,28 @@ mod tests {
         assert!(matches!(
             Header::parse(&b, 1000),
             Err(WireError::Compressed)
+        ));
+        // A payload further out that still adds up: 2.1.11+ refuses it, so do we.
+        let mut b = Header::for_payload(1, 10).to_bytes();
+        b[24..28].copy_from_slice(&60u32.to_le_bytes());
+        b[28..32].copy_from_slice(&50u32.to_le_bytes());
+        assert!(matches!(
+            Header::parse(&b, 1000),
+            Err(WireError::BadSizes { .. })
+        ));
+        // Sizes whose sum overflows 32 bits.
+        let mut b = good;
+        b[24..28].copy_from_slice(&49u32.to_le_bytes());
+        b[36..40].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            Header::parse(&b, u32::MAX),
+            Err(WireError::BadSizes { .. })
+        ));
+        // The 20 MiB cap applies to the header's claim, before any payload arrives.
+        let b = Header::for_payload(1, 20 * 1024 * 1024).to_bytes();
+        assert!(matches!(
+            Header::parse(&b, crate::wire::frame::DEFAULT_MAX_MESSAGE),
+            Err(WireError::TooLarge { .. })
         ));
     }
 }
