@@ -255,3 +255,113 @@ async fn credential_errors_name_the_file() {
         .as_secs() as i64;
     assert!(expires > now && expires < now + 4 * 86400, "{expires}");
 }
+
+/// `kubemaker remoted` with `PCMK_ca_file`, `PCMK_cert_file`, `PCMK_key_file`, `PCMK_crl_file`:
+/// a cluster node with a CA-signed certificate registers; the authkey no longer opens the door;
+/// a revoked client is refused with a log line naming the peer and the reason; no key material
+/// in the log.
+#[tokio::test]
+async fn remoted_serves_x509_when_configured() {
+    use kubemaker::remoted::client::LrmdClient;
+    use support::{RemoteHost, assert_key_not_logged, random_bytes};
+
+    let Some(pki) = pki("remoted") else { return };
+    let authkey = random_bytes(64);
+    let paths = |p: std::path::PathBuf| p.display().to_string();
+    let server = pki.leaf("server");
+    let env = [
+        ("PCMK_ca_file", paths(pki.ca())),
+        ("PCMK_cert_file", paths(server.cert.clone())),
+        ("PCMK_key_file", paths(server.key.clone())),
+        ("PCMK_crl_file", paths(pki.crl())),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let host = RemoteHost::start_on_loopback("x509", &authkey, &env);
+    bounded(async {
+        let ok = LrmdClient::connect_x509(
+            &host.endpoint(),
+            &pki.creds("client", "ca", false),
+            "x509-test",
+            false,
+        )
+        .await
+        .expect("CA-signed client registers");
+        assert_eq!(ok.client_id.len(), 36);
+
+        // PSK with the right authkey: not this server's mode.
+        assert!(
+            LrmdClient::connect(&host.endpoint(), &authkey, "psk", false)
+                .await
+                .is_err()
+        );
+
+        // Revoked: refused (in TLS 1.3 possibly after the client's side of the handshake).
+        let revoked = LrmdClient::connect_x509(
+            &host.endpoint(),
+            &pki.creds("revoked", "ca", false),
+            "revoked",
+            false,
+        )
+        .await;
+        assert!(revoked.is_err(), "a revoked certificate registered");
+        drop(ok);
+    })
+    .await;
+    let log = support::wait_for("the refusal in the log", Duration::from_secs(10), || {
+        let log = host.daemon().log();
+        if log.contains("CN=revoked") {
+            Ok(log)
+        } else {
+            Err("no refusal yet".to_string())
+        }
+    });
+    assert!(log.contains("uses X.509 certificates"), "{log}");
+    assert!(
+        log.contains("certificate=CN=client") || log.contains("certificate\":\"CN=client"),
+        "{log}"
+    );
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("TLS handshake refused") && l.contains("CN=revoked"))
+        .unwrap_or_else(|| panic!("no refusal line naming the reason:\n{log}"));
+    assert!(
+        refusal.contains("127.0.0.1"),
+        "the refusal must name the peer: {refusal}"
+    );
+    assert!(refusal.contains("chain is revoked"), "{refusal}");
+    assert_key_not_logged(&log, &authkey, "authkey");
+    for key in ["server", "client", "revoked"] {
+        let pem = std::fs::read_to_string(pki.leaf(key).key).unwrap();
+        for line in pem
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() > 20)
+        {
+            assert!(!log.contains(line), "{key}'s private key in the log");
+        }
+    }
+}
+
+/// A bad X.509 file stops the daemon at start-up with a message naming it.
+#[test]
+fn remoted_refuses_to_start_with_a_bad_certificate_file() {
+    use support::{kubemaker, run_with_timeout, text};
+
+    let Some(pki) = pki("remoted-bad") else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(kubemaker());
+    cmd.args([
+        "remoted",
+        "--no-local-ipc",
+        "-p",
+        &support::free_port().to_string(),
+    ])
+    .env("PCMK_ca_file", pki.ca())
+    .env("PCMK_cert_file", pki.path("missing-cert.pem"))
+    .env("PCMK_key_file", pki.leaf("server").key)
+    .env_remove("PCMK_logfile");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(20));
+    assert!(!out.status.success(), "started with a missing certificate");
+    let all = text(&out);
+    assert!(all.contains("missing-cert.pem"), "{all}");
+}

@@ -22,7 +22,7 @@ use super::session::{CertCreds, Certificate};
 
 /// Bytes that must not leak: `Debug` prints `<redacted>`, there is no `Display`, and the
 /// memory is overwritten with zeros when dropped.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct SecretBytes(Vec<u8>);
 
 impl SecretBytes {
@@ -89,7 +89,7 @@ pub enum CredentialError {
 const IN_MEMORY: &str = "(given in memory)";
 
 /// A pre-shared key, the raw bytes GnuTLS is given.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PskKey(SecretBytes);
 
 impl PskKey {
@@ -284,6 +284,22 @@ impl fmt::Debug for X509Pem {
             .field("crl_bytes", &self.crl.as_ref().map(Vec::len))
             .field("files", &self.sources)
             .finish()
+    }
+}
+
+/// Equal when the material is (where it was read from does not count).
+impl PartialEq for X509Pem {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.ca, &self.cert, &self.key, &self.crl)
+            == (&other.ca, &other.cert, &other.key, &other.crl)
+    }
+}
+
+impl Eq for X509Pem {}
+
+impl std::hash::Hash for X509Pem {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.ca, &self.cert, &self.key, &self.crl).hash(state);
     }
 }
 

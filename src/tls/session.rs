@@ -421,12 +421,13 @@ struct PskCallbackCtx {
     key_missing: AtomicBool,
 }
 
-/// GnuTLS's PSK server callback. Ignores the username, as Pacemaker 2.1.5 does.
+/// GnuTLS's PSK server callback: asks the key source for the key of the identity the client
+/// presented (Pacemaker Remote's sources ignore it, as Pacemaker does).
 ///
 /// Never unwinds: a panicking key source is treated as "no key".
 unsafe extern "C" fn psk_server_key_cb(
     session: ffi::gnutls_session_t,
-    _username: *const c_char,
+    username: *const c_char,
     key: *mut ffi::gnutls_datum_t,
 ) -> c_int {
     if session.is_null() || key.is_null() {
@@ -441,7 +442,18 @@ unsafe extern "C" fn psk_server_key_cb(
     // that is freed only after gnutls_deinit, so it is valid here; only shared
     // access happens through it.
     let ctx = unsafe { &*ctx };
-    let Ok(Some(mut bytes)) = catch_unwind(AssertUnwindSafe(|| ctx.keys.current_key())) else {
+    let identity = if username.is_null() {
+        String::new()
+    } else {
+        // SAFETY: GnuTLS passes the client's identity as a NUL-terminated string, valid for
+        // the duration of the callback.
+        unsafe { CStr::from_ptr(username) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    let Ok(Some(mut bytes)) =
+        catch_unwind(AssertUnwindSafe(|| ctx.keys.key_for_identity(&identity)))
+    else {
         ctx.key_missing.store(true, Ordering::Relaxed);
         return -1;
     };
@@ -778,7 +790,7 @@ impl Session {
         let text = if rc < 0 || out.data.is_null() {
             format!("verification status {status:#x}")
         } else {
-            take_gnutls_datum(out)
+            take_gnutls_datum(out).trim_end().to_owned()
         };
         (status, text)
     }
