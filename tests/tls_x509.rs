@@ -365,3 +365,51 @@ fn remoted_refuses_to_start_with_a_bad_certificate_file() {
     let all = text(&out);
     assert!(all.contains("missing-cert.pem"), "{all}");
 }
+
+/// The private key formats a cert-manager Secret (or openssl) carries: PKCS#1 (RSA), SEC1 (EC)
+/// and PKCS#8, all unencrypted, load the way Pacemaker loads them (GNUTLS_PKCS_PLAIN).
+#[test]
+fn private_key_formats_load() {
+    use std::process::Command;
+    if !require_tools(&["certtool", "openssl"]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("kubemaker-keyfmt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sh = |cmd: &str| {
+        let out = Command::new("sh")
+            .args(["-ec", cmd])
+            .current_dir(&dir)
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh("openssl genrsa -traditional -out pkcs1.key 2048 2>/dev/null");
+    sh("openssl ecparam -name prime256v1 -genkey -noout -out sec1.key");
+    sh("openssl pkcs8 -topk8 -nocrypt -in pkcs1.key -out pkcs8.key");
+    std::fs::write(
+        dir.join("t"),
+        "cn = \"fmt\"\nca\ncert_signing_key\nexpiration_days = 2\n",
+    )
+    .unwrap();
+    for (key, header) in [
+        ("pkcs1.key", "BEGIN RSA PRIVATE KEY"),
+        ("sec1.key", "BEGIN EC PRIVATE KEY"),
+        ("pkcs8.key", "BEGIN PRIVATE KEY"),
+    ] {
+        let text = std::fs::read_to_string(dir.join(key)).unwrap();
+        assert!(text.contains(header), "{key} is not {header}");
+        sh(&format!(
+            "certtool --generate-self-signed --load-privkey {key} --template t --outfile {key}.pem 2>/dev/null"
+        ));
+        let cert = std::fs::read(dir.join(format!("{key}.pem"))).unwrap();
+        let pem = X509Pem::new(cert.clone(), cert, text.into_bytes(), None);
+        X509Credentials::new(&pem).unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
