@@ -3,9 +3,10 @@
 # Idempotent: re-running it on a prepared machine only checks and prints.
 #
 #  - Debian packages: a real Pacemaker 2.1.5 cluster stack, GnuTLS/libqb headers for the build,
-#    iproute2 (network namespaces), gnutls-bin (gnutls-cli for probing), procps; for the local
+#    iproute2 (network namespaces), gnutls-bin (gnutls-cli/gnutls-serv for probing, certtool for
+#    the X.509 tests' throw-away certificates), procps; for the local
 #    Kubernetes nodes (scripts/local-k8s.sh) containerd, runc, the CNI plugins, iptables, conntrack,
-#    openssl (certificates), util-linux (nsenter/unshare); for the image without Docker
+#    openssl (certificates; the key-format test), util-linux (nsenter/unshare); for the image without Docker
 #    (scripts/build-image.sh) mmdebstrap and a static libc for the pause program.
 #  - A Rust toolchain: the existing `cargo` on PATH is used; none is installed here.
 #  - The reference pacemaker-remoted, extracted (not installed: pacemaker-remote conflicts with

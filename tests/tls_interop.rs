@@ -1,5 +1,8 @@
 //! Second opinion from GnuTLS's own command-line tools (package gnutls-bin):
-//! `gnutls-cli` against our `PskServer`, our `connect_anon` against `gnutls-serv`.
+//! `gnutls-cli` against our `PskServer` and `X509Server`; our `connect_psk`, `connect_psk_as`
+//! (a `user:hexkey` password file, the way Pacemaker 3.0.2's pacemaker-based reads
+//! cib-credentials), `connect_x509` and `connect_anon` against `gnutls-serv`. Certificates are
+//! made at test time by `certtool` (support::certs).
 //!
 //! Missing tools fail the test when CI=true and skip (with a message) otherwise.
 //! All traffic stays on 127.0.0.1; every child is killed by its handle (pid).
@@ -11,7 +14,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubemaker::tls::{PskKeySource, PskServer, TlsError, TlsStream, connect_anon, connect_psk};
+use kubemaker::tls::{
+    PskKey, PskKeySource, PskServer, TlsError, TlsStream, X509Server, connect_anon, connect_psk,
+    connect_psk_key, connect_x509,
+};
+use support::certs::TestPki;
 use support::{hex, random_bytes};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -366,5 +373,224 @@ async fn connect_anon_against_gnutls_serv() {
     echo_roundtrips(&mut tls).await;
     tls.shutdown().await;
 
+    child.kill().await.expect("kill gnutls-serv");
+}
+
+/// gnutls-cli with the given X.509 arguments against our X.509 server (Pacemaker 3.0's
+/// priorities, the CRL loaded): the server's result and the peer's subject.
+async fn gnutls_cli_x509(
+    pki: &TestPki,
+    tool: &Path,
+    cli_args: &[String],
+) -> Result<Option<String>, TlsError> {
+    let server = X509Server::new(pki.creds("server", "ca", true), "NORMAL").expect("server");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut child = Command::new(tool)
+        .args(["--priority", "NORMAL", "--verify-hostname", "server"])
+        .arg(format!("--x509cafile={}", pki.ca().display()))
+        .args(cli_args)
+        .args(["-p", &port.to_string(), "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn gnutls-cli");
+    let (tcp, _) = step("accept", listener.accept()).await.expect("accept");
+    let result = server.accept(tcp, STEP).await;
+    let out = match result {
+        Ok(mut tls) => {
+            let subject = tls.peer_certificate_subject();
+            tls.write_record(b"hello over X.509\n")
+                .await
+                .expect("write");
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"ping\n").await.expect("feed");
+            stdin.flush().await.expect("flush");
+            assert_eq!(read_exact(&mut tls, 5).await, b"ping\n");
+            drop(stdin);
+            let mut buf = [0u8; 64];
+            assert_eq!(step("read EOF", tls.read(&mut buf)).await.expect("read"), 0);
+            tls.shutdown().await;
+            let out = step("gnutls-cli exit", child.wait_with_output())
+                .await
+                .expect("wait");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                stdout.contains("hello over X.509"),
+                "{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(subject)
+        }
+        Err(e) => {
+            child.kill().await.expect("kill gnutls-cli");
+            Err(e)
+        }
+    };
+    eprintln!(
+        "gnutls-cli {cli_args:?}: {:?}",
+        out.as_ref().map_err(|e| e.to_string())
+    );
+    out
+}
+
+#[tokio::test]
+async fn gnutls_cli_x509_against_our_server() {
+    let (Some(tool), true) = (
+        require_tool("gnutls-cli"),
+        support::require_tools(&["certtool"]),
+    ) else {
+        return;
+    };
+    let pki = TestPki::generate("interop-cli").expect("pki");
+    let leaf = |name: &str| {
+        let l = pki.leaf(name);
+        vec![
+            format!("--x509certfile={}", l.cert.display()),
+            format!("--x509keyfile={}", l.key.display()),
+        ]
+    };
+    // A CA-signed client certificate: accepted, and its subject seen.
+    assert_eq!(
+        gnutls_cli_x509(&pki, &tool, &leaf("client"))
+            .await
+            .expect("CA-signed client"),
+        Some("CN=client".into())
+    );
+    // TLS 1.2 too.
+    let mut tls12 = leaf("client");
+    tls12.push("--priority=NORMAL:-VERS-TLS1.3".into());
+    assert!(gnutls_cli_x509(&pki, &tool, &tls12).await.is_ok());
+    // No client certificate.
+    match gnutls_cli_x509(&pki, &tool, &[]).await {
+        Err(TlsError::NoPeerCertificate { .. }) => {}
+        other => panic!("client without a certificate: {other:?}"),
+    }
+    // Revoked.
+    match gnutls_cli_x509(&pki, &tool, &leaf("revoked")).await {
+        Err(TlsError::CertificateRejected { status, .. }) => {
+            assert!(status & kubemaker::tls::ffi::GNUTLS_CERT_REVOKED != 0)
+        }
+        other => panic!("revoked client: {other:?}"),
+    }
+    // Expired.
+    match gnutls_cli_x509(&pki, &tool, &leaf("expired")).await {
+        Err(TlsError::CertificateRejected { status, .. }) => {
+            assert!(status & kubemaker::tls::ffi::GNUTLS_CERT_EXPIRED != 0)
+        }
+        other => panic!("expired client: {other:?}"),
+    }
+    // Another CA's certificate (gnutls-cli presents it although our CA is not its issuer).
+    match gnutls_cli_x509(&pki, &tool, &leaf("foreign")).await {
+        Err(TlsError::CertificateRejected {
+            status, subject, ..
+        }) => {
+            assert!(status & kubemaker::tls::ffi::GNUTLS_CERT_SIGNER_NOT_FOUND != 0);
+            assert_eq!(subject.as_deref(), Some("CN=foreign"));
+        }
+        other => panic!("client of another CA: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn connect_x509_against_gnutls_serv() {
+    let (Some(serv), true) = (
+        require_tool("gnutls-serv"),
+        support::require_tools(&["certtool"]),
+    ) else {
+        return;
+    };
+    let pki = TestPki::generate("interop-serv").expect("pki");
+    let server = pki.leaf("server");
+    let args: Vec<std::ffi::OsString> = vec![
+        "--priority=NORMAL".into(),
+        "--require-client-cert".into(),
+        "--verify-client-cert".into(),
+        format!("--x509cafile={}", pki.ca().display()).into(),
+        format!("--x509certfile={}", server.cert.display()).into(),
+        format!("--x509keyfile={}", server.key.display()).into(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (mut child, port) = start_gnutls_serv(&serv, &args).await;
+
+    for prio in ["NORMAL", "NORMAL:-VERS-TLS1.3"] {
+        let tcp = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let mut tls = connect_x509(tcp, &pki.creds("client", "ca", false), prio, STEP)
+            .await
+            .expect("X.509 handshake with gnutls-serv");
+        eprintln!("x509 client: {}", tls.description());
+        assert_eq!(tls.peer_certificate_subject().as_deref(), Some("CN=server"));
+        echo_roundtrips(&mut tls).await;
+        tls.shutdown().await;
+    }
+
+    // A client that trusts only another CA refuses gnutls-serv's certificate.
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let err = connect_x509(tcp, &pki.creds("foreign", "otherca", false), "NORMAL", STEP)
+        .await
+        .expect_err("untrusted server");
+    eprintln!("x509 client, other CA: {err}");
+    assert!(
+        matches!(err, TlsError::CertificateRejected { .. }),
+        "{err:?}"
+    );
+
+    child.kill().await.expect("kill gnutls-serv");
+}
+
+/// The remote CIB's PSK mode (Pacemaker 3.0.2): pacemaker-based hands GnuTLS its
+/// `cib-credentials` file (`gnutls_psk_set_server_credentials_file`), whose `user:hexkey` lines
+/// are what `gnutls-serv --pskpasswd` reads; the client presents the CIB user as identity.
+#[tokio::test]
+async fn connect_psk_as_cib_user_against_gnutls_serv() {
+    let (Some(serv), Some(certtool)) = (require_tool("gnutls-serv"), require_tool("certtool"))
+    else {
+        return;
+    };
+    let scratch = Scratch::with_dh_params(&certtool, "cibpsk").await;
+    let hacluster = hex(&random_bytes(32));
+    let alice = hex(&random_bytes(32));
+    let passwd = scratch.dir.join("cib-credentials");
+    std::fs::write(&passwd, format!("hacluster:{hacluster}\nalice:{alice}\n")).expect("write");
+    let (dh, prio) = (scratch.dh(), std::ffi::OsString::from(PRIO));
+    let (mut child, port) = start_gnutls_serv(
+        &serv,
+        &[
+            "--priority".as_ref(),
+            &prio,
+            "--pskpasswd".as_ref(),
+            passwd.as_os_str(),
+            "--dhparams".as_ref(),
+            dh.as_os_str(),
+        ],
+    )
+    .await;
+    for (user, key) in [("hacluster", &hacluster), ("alice", &alice)] {
+        let tcp = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let key = PskKey::from_hex(&format!("{}\n", key.to_uppercase())).expect("hex key");
+        let mut tls = connect_psk_key(tcp, user, &key, PRIO, STEP)
+            .await
+            .expect("PSK handshake as the CIB user");
+        echo_roundtrips(&mut tls).await;
+        tls.shutdown().await;
+    }
+    // hacluster's key under alice's name: refused.
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let key = PskKey::from_hex(&hacluster).unwrap();
+    assert!(
+        connect_psk_key(tcp, "alice", &key, PRIO, STEP)
+            .await
+            .is_err()
+    );
     child.kill().await.expect("kill gnutls-serv");
 }

@@ -1,6 +1,8 @@
 //! `kubemaker render` and `kubemaker cib …`: the CIB layer from the command line. Connection
 //! settings follow Pacemaker's own tools (`CIB_server`, `CIB_port`, `CIB_user`, `CIB_passwd`,
-//! `CIB_encrypted`); the password is read from the environment or a file, never from argv.
+//! `CIB_encrypted`, and for TLS authentication `CIB_ca_file`, `CIB_cert_file`, `CIB_key_file`,
+//! `CIB_crl_file` with Pacemaker 3.0's rule, see `TlsAuth::from_env`); the password is read from
+//! the environment or a file, never from argv.
 
 use std::io;
 use std::path::PathBuf;
@@ -12,7 +14,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::logging::{self, LogFormat};
 
 use super::client::{
-    self, CibClient, CibError, ClientConfig, Query, Secret, Transport, WatchEvent,
+    self, CibClient, CibError, ClientConfig, Query, Secret, TlsAuth, Transport, WatchEvent,
 };
 use super::desired::DesiredNode;
 use super::render::{node_table, pretty_xml};
@@ -76,7 +78,9 @@ pub struct ConnectionArgs {
     pub port: String,
     #[arg(long, env = "CIB_user", default_value = client::DEFAULT_USER)]
     pub user: String,
-    /// TLS (anonymous DH, Pacemaker 2.1) or plaintext.
+    /// TLS or plaintext. TLS is anonymous DH (Pacemaker 2.1), X.509 when CIB_ca_file,
+    /// CIB_cert_file and CIB_key_file are set, or PSK (3.0.2+, identity CIB_user) when only
+    /// CIB_key_file is.
     #[arg(long, env = "CIB_encrypted", default_value = "true", action = clap::ArgAction::Set)]
     pub encrypted: String,
     /// Read the password from this file instead of CIB_passwd.
@@ -106,6 +110,9 @@ impl ConnectionArgs {
             Transport::Plain
         };
         let mut cfg = ClientConfig::new(endpoints, transport, Secret::new(password));
+        if transport == Transport::Tls {
+            cfg.tls_auth = TlsAuth::from_env().map_err(CibError::from)?;
+        }
         cfg.user = self.user.clone();
         cfg.request_timeout = Duration::from_secs(self.timeout.max(1));
         cfg.client_name = "kubemaker-cli".into();

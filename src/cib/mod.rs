@@ -67,8 +67,8 @@ pub mod status;
 pub mod validate;
 
 pub use client::{
-    CibClient, CibDiff, CibError, ClientConfig, Endpoint, Query, Secret, Transport, VersionChain,
-    Watch, WatchEvent,
+    CibClient, CibDiff, CibError, ClientConfig, Endpoint, Query, Secret, TlsAuth, Transport,
+    VersionChain, Watch, WatchEvent,
 };
 pub use desired::{DesiredKind, DesiredNode};
 pub use live_checks::{check_against_cib, warnings};

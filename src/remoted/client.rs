@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::tls::{TlsError, TlsStream, connect_psk, priorities_psk};
+use crate::tls::{
+    TlsError, TlsStream, X509Credentials, connect_psk, connect_x509, priorities_psk,
+    priorities_x509,
+};
 use crate::wire::envelope::{MsgType, msg_id, set_envelope};
 use crate::wire::{Connection, Element, ReadError, WireError};
 
@@ -37,17 +40,37 @@ pub struct LrmdClient {
 impl LrmdClient {
     /// TLS-PSK connect (identity `lrmd`), without registering.
     pub async fn connect_raw(addr: &str, key: &[u8]) -> Result<LrmdClient, ClientError> {
+        let tcp = Self::tcp(addr).await?;
+        let stream = connect_psk(tcp, key, &priorities_psk(), Duration::from_secs(5)).await?;
+        Ok(Self::over(stream))
+    }
+
+    /// X.509 connect (Pacemaker 3.0's certificate mode: what a cluster node with
+    /// `PCMK_ca_file`/`PCMK_cert_file`/`PCMK_key_file` does), without registering.
+    pub async fn connect_raw_x509(
+        addr: &str,
+        creds: &X509Credentials,
+    ) -> Result<LrmdClient, ClientError> {
+        let tcp = Self::tcp(addr).await?;
+        let stream = connect_x509(tcp, creds, &priorities_x509(), Duration::from_secs(5)).await?;
+        Ok(Self::over(stream))
+    }
+
+    async fn tcp(addr: &str) -> Result<TcpStream, ClientError> {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(ClientError::Connect)?;
         let _ = tcp.set_nodelay(true);
-        let stream = connect_psk(tcp, key, &priorities_psk(), Duration::from_secs(5)).await?;
-        Ok(LrmdClient {
+        Ok(tcp)
+    }
+
+    fn over(stream: TlsStream) -> LrmdClient {
+        LrmdClient {
             conn: Connection::new(stream, crate::wire::frame::DEFAULT_MAX_MESSAGE),
             next_id: 0,
             pending: VecDeque::new(),
             client_id: String::new(),
-        })
+        }
     }
 
     /// Connects and registers like the controller (as IPC provider when `provider`).
@@ -57,7 +80,27 @@ impl LrmdClient {
         name: &str,
         provider: bool,
     ) -> Result<LrmdClient, ClientError> {
-        let mut c = Self::connect_raw(addr, key).await?;
+        Self::connect_raw(addr, key)
+            .await?
+            .register(name, provider)
+            .await
+    }
+
+    /// [`LrmdClient::connect`] in X.509 mode.
+    pub async fn connect_x509(
+        addr: &str,
+        creds: &X509Credentials,
+        name: &str,
+        provider: bool,
+    ) -> Result<LrmdClient, ClientError> {
+        Self::connect_raw_x509(addr, creds)
+            .await?
+            .register(name, provider)
+            .await
+    }
+
+    /// Registers like the controller (as IPC provider when `provider`).
+    pub async fn register(mut self, name: &str, provider: bool) -> Result<LrmdClient, ClientError> {
         let mut reg = Element::new("lrmd_command")
             .with_attr("t", "lrmd")
             .with_attr("lrmd_op", "register")
@@ -66,13 +109,13 @@ impl LrmdClient {
         if provider {
             reg.set_attr("lrmd_is_ipc_provider", "true");
         }
-        let reply = c.request(reg, Duration::from_secs(10)).await?;
+        let reply = self.request(reg, Duration::from_secs(10)).await?;
         match reply.attr_i64("lrmd_rc") {
             Some(0) => {}
             rc => return Err(ClientError::Refused(rc.unwrap_or(i64::MIN))),
         }
-        c.client_id = reply.attr("lrmd_clientid").unwrap_or_default().to_string();
-        Ok(c)
+        self.client_id = reply.attr("lrmd_clientid").unwrap_or_default().to_string();
+        Ok(self)
     }
 
     /// Sends a request (stamping id and type) without waiting; returns its message id.

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use tracing::warn;
 
+use crate::tls::X509Files;
+
 /// `DEFAULT_REMOTE_PORT`.
 pub const DEFAULT_PORT: u16 = 3121;
 pub const DEFAULT_AUTHKEY: &str = "/etc/pacemaker/authkey";
@@ -18,8 +20,11 @@ pub struct Config {
     pub port: u16,
     /// `PCMK_remote_address`; `None` listens on every address (IPv6 and IPv4).
     pub address: Option<String>,
-    /// Key files in the order they are tried.
+    /// Key files in the order they are tried (PSK mode).
     pub authkey_paths: Vec<PathBuf>,
+    /// X.509 mode (Pacemaker 3.0): set when `PCMK_ca_file`, `PCMK_cert_file` and
+    /// `PCMK_key_file` (or their `CIB_*` forms) are all set; the authkey is then unused.
+    pub x509: Option<X509Files>,
     pub logfile: Option<PathBuf>,
     pub handshake_timeout: std::time::Duration,
     /// How long after a `shutdown_req` to wait for the cluster's answer.
@@ -59,6 +64,7 @@ impl Config {
             port,
             address: env("PCMK_remote_address"),
             authkey_paths,
+            x509: X509Files::from_env(),
             logfile: logfile.or_else(|| env("PCMK_logfile").map(PathBuf::from)),
             handshake_timeout: std::time::Duration::from_secs(10),
             shutdown_ack_timeout: std::time::Duration::from_secs(20),

@@ -9,10 +9,15 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
+use super::authkey::KeyFiles;
+use super::config::Config;
 use super::daemon::Daemon;
 use super::routing::Routes;
 use super::session;
-use crate::tls::PskServer;
+use crate::tls::{
+    CredentialError, PskServer, TlsError, TlsServer, X509Credentials, X509Server, priorities_psk,
+    priorities_x509,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -24,11 +29,57 @@ pub enum ListenError {
     Bind(SocketAddr, std::io::Error),
 }
 
-/// The TLS side of accepting: the PSK server and how long a new connection may take to
+/// The TLS side of accepting: the PSK or X.509 server and how long a new connection may take to
 /// handshake.
 pub struct Handshake {
-    pub tls: PskServer,
+    pub tls: TlsServer,
     pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("X.509 mode (PCMK_ca_file, PCMK_cert_file, PCMK_key_file): {0}")]
+    Credentials(#[from] CredentialError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Warn when our certificate expires within this (Pacemaker warns at 30 days too).
+const EXPIRY_WARNING_SECS: i64 = 30 * 24 * 3600;
+
+/// The listener's TLS, chosen as Pacemaker 3.0 does: X.509 when the CA, certificate and key files
+/// are all configured (`config.x509`), PSK with the authkey otherwise. Files are read once, at
+/// start-up; a bad file is a start-up error naming it.
+pub fn tls_server(config: &Config, keys: Arc<KeyFiles>) -> Result<TlsServer, TlsSetupError> {
+    let Some(files) = &config.x509 else {
+        match keys.load() {
+            Some((path, _)) => info!(path = %path.display(), "Pacemaker Remote key found"),
+            None => {
+                warn!(paths = ?keys.paths(), "No Pacemaker Remote key file yet; connections will be refused until one appears")
+            }
+        }
+        return Ok(TlsServer::Psk(PskServer::new(keys, &priorities_psk())?));
+    };
+    let pem = files.read()?;
+    let creds = X509Credentials::new(&pem)?;
+    let subject = pem.cert_subject()?.unwrap_or_default();
+    info!(
+        ca = %files.ca.display(),
+        cert = %files.cert.display(),
+        crl = ?files.crl.as_ref().map(|p| p.display().to_string()),
+        subject = %subject,
+        "Pacemaker Remote uses X.509 certificates; clients must present one signed by the CA"
+    );
+    if let Some(expires) = pem.cert_expiration()? {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if expires - now <= EXPIRY_WARNING_SECS {
+            warn!(cert = %files.cert.display(), expires_in_days = (expires - now) / 86400, "TLS certificate expires within 30 days (or has expired)");
+        }
+    }
+    Ok(TlsServer::X509(X509Server::new(creds, &priorities_x509())?))
 }
 
 /// Binds `address` (or every address) on `port`.
@@ -87,12 +138,26 @@ pub async fn handle_connection(
     let stream = match handshake.tls.accept(tcp, handshake.timeout).await {
         Ok(s) => s,
         Err(e) => {
-            warn!(peer = %peer, error = %e, "TLS handshake failed (wrong key, plaintext client, or timeout); connection closed");
+            match &handshake.tls {
+                TlsServer::Psk(_) => {
+                    warn!(peer = %peer, error = %e, "TLS handshake failed (wrong key, plaintext client, or timeout); connection closed")
+                }
+                TlsServer::X509(_) => {
+                    warn!(peer = %peer, error = %e, "TLS handshake refused (X.509: the client needs a certificate signed by our CA and not revoked); connection closed")
+                }
+            }
             return;
         }
     };
     let client_id = uuid::Uuid::new_v4().to_string();
-    info!(peer = %peer, client = %client_id, tls = %stream.description(), "New remote connection");
+    match stream.peer_certificate_subject() {
+        Some(subject) => {
+            info!(peer = %peer, client = %client_id, tls = %stream.description(), certificate = %subject, "New remote connection")
+        }
+        None => {
+            info!(peer = %peer, client = %client_id, tls = %stream.description(), "New remote connection")
+        }
+    }
     session::serve(daemon, routes, stream, client_id, peer.to_string()).await;
 }
 

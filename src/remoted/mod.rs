@@ -50,14 +50,13 @@ use self::executor::Executor;
 use self::routing::Routes;
 use self::shutdown::{Action, Shutdown};
 use crate::tls::PskKeySource;
-use crate::tls::PskServer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemotedError {
     #[error(transparent)]
     Listen(#[from] listener::ListenError),
     #[error("TLS set-up failed: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] listener::TlsSetupError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -66,13 +65,8 @@ pub enum RemotedError {
 pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError> {
     prepare_rsc_tmp_dir();
     let keys = Arc::new(KeyFiles::new(config.authkey_paths.clone()));
-    match keys.load() {
-        Some((path, _)) => info!(path = %path.display(), "Pacemaker Remote key found"),
-        None => {
-            warn!(paths = ?keys.paths(), "No Pacemaker Remote key file yet; connections will be refused until one appears")
-        }
-    }
-    let tls = PskServer::new(keys.clone(), &crate::tls::priorities_psk())?;
+    let tls = listener::tls_server(&config, keys.clone())?;
+    let x509 = matches!(tls, crate::tls::TlsServer::X509(_));
     let clients = Arc::new(Clients::default());
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
     let (local_tx, mut local_rx) = mpsc::unbounded_channel();
@@ -126,7 +120,7 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
             _ = local_tools.turn(&daemon, &routes, &mut local_rx) => Action::Continue,
             _ = async { tokio::time::sleep_until(deadline.expect("guarded").into()).await }, if deadline.is_some() => shutdown.on_deadline(),
             _ = readiness_check.tick(), if ready_file.is_some() => {
-                let ready = readiness::is_ready(listener.is_some(), keys.current_key().is_some());
+                let ready = readiness::is_ready(listener.is_some(), x509 || keys.current_key().is_some());
                 if let Some(f) = ready_file.as_mut() {
                     f.update(ready);
                 }

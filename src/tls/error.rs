@@ -22,6 +22,22 @@ pub enum TlsError {
     /// No usable pre-shared key (empty client key, or the server's key source had none).
     #[error("no TLS pre-shared key available")]
     NoKey,
+    /// X.509 material GnuTLS would not load (`what`: "CA certificates", "CRL",
+    /// "certificate and private key", ...). Never contains key bytes.
+    #[error("invalid {what}: {message}")]
+    Credentials { what: &'static str, message: String },
+    /// The peer's certificate did not verify against the configured CA (and CRL):
+    /// `reason` is GnuTLS's text, e.g. "The certificate issuer is unknown."; `status` its bits.
+    #[error("peer certificate{} rejected: {reason}", subject.as_ref().map(|s| format!(" {s:?}")).unwrap_or_default())]
+    CertificateRejected {
+        reason: String,
+        status: u32,
+        subject: Option<String>,
+    },
+    /// The handshake needed a certificate that was not presented (a client without one, or
+    /// a server that required one we do not have).
+    #[error("no certificate presented: {message}")]
+    NoPeerCertificate { message: String },
     /// An earlier `write_record` future was dropped mid-send; GnuTLS would
     /// otherwise resend that half-sent record in place of new data.
     #[error("an earlier TLS write was cancelled part-way; the stream can no longer be written")]

@@ -1,20 +1,22 @@
 //! Hand-written declarations for the small part of GnuTLS that kubemaker uses.
 //!
 //! Why GnuTLS and not rustls/OpenSSL: Pacemaker's peers speak GnuTLS PSK
-//! (`+DHE-PSK:+PSK`) and anonymous DH (`+ANON-DH`), and take the same priority
-//! strings (`PCMK_tls_priorities`). Linking the very library they use keeps the
-//! negotiation behaviour identical. `build.rs` links `libgnutls` via pkg-config.
+//! (`+DHE-PSK:+PSK`), anonymous DH (`+ANON-DH`) and, since 3.0, X.509, and all of them take
+//! GnuTLS priority strings (`PCMK_tls_priorities`). rustls has no anonymous DH, no TLS 1.2
+//! DHE-PSK (which 2.1.x peers negotiate) and no priority strings; linking the very library
+//! Pacemaker uses keeps the negotiation identical. `build.rs` links `libgnutls` via pkg-config.
 //!
 //! This is the only file with `extern` declarations. Signatures and constant
 //! values follow `/usr/include/gnutls/gnutls.h` of GnuTLS 3.7.9 (Debian 12);
 //! all symbols used here are exported under the `GNUTLS_3_4` version node, so
 //! any GnuTLS >= 3.6.5 (the `build.rs` floor) provides them.
 //!
-//! C enums are passed as `c_int` (GCC gives these enums the size of `int`).
+//! C enums are passed as `c_int` (GCC gives these enums the size of `int`); `time_t` is `c_long`
+//! (true on the LP64 Linux targets we build for).
 
 #![allow(non_camel_case_types)]
 
-use std::ffi::{c_char, c_int, c_uint, c_void};
+use std::ffi::{c_char, c_int, c_long, c_uint, c_void};
 use std::marker::{PhantomData, PhantomPinned};
 
 /// Opaque `struct gnutls_session_int`.
@@ -50,6 +52,24 @@ pub struct gnutls_anon_client_credentials_st {
 }
 pub type gnutls_anon_client_credentials_t = *mut gnutls_anon_client_credentials_st;
 
+/// Opaque `struct gnutls_certificate_credentials_st`.
+#[repr(C)]
+pub struct gnutls_certificate_credentials_st {
+    _opaque: [u8; 0],
+    _not_send_sync_unpin: PhantomData<(*mut u8, PhantomPinned)>,
+}
+/// `gnutls_certificate_credentials_t`: X.509 trust (CAs, CRLs) plus our certificate and key.
+pub type gnutls_certificate_credentials_t = *mut gnutls_certificate_credentials_st;
+
+/// Opaque `struct gnutls_x509_crt_int`.
+#[repr(C)]
+pub struct gnutls_x509_crt_int {
+    _opaque: [u8; 0],
+    _not_send_sync_unpin: PhantomData<(*mut u8, PhantomPinned)>,
+}
+/// `gnutls_x509_crt_t`: one parsed certificate.
+pub type gnutls_x509_crt_t = *mut gnutls_x509_crt_int;
+
 /// `gnutls_datum_t`: a (pointer, length) byte string.
 #[repr(C)]
 pub struct gnutls_datum_t {
@@ -84,6 +104,7 @@ pub const GNUTLS_CLIENT: c_uint = 1 << 1;
 pub const GNUTLS_NO_SIGNAL: c_uint = 1 << 6;
 
 // gnutls_credentials_type_t
+pub const GNUTLS_CRD_CERTIFICATE: c_int = 1;
 pub const GNUTLS_CRD_ANON: c_int = 2;
 pub const GNUTLS_CRD_PSK: c_int = 4;
 
@@ -96,6 +117,25 @@ pub const GNUTLS_SEC_PARAM_MEDIUM: c_int = 35;
 // gnutls_psk_key_flags
 pub const GNUTLS_PSK_KEY_RAW: c_int = 0;
 
+// gnutls_x509_crt_fmt_t
+pub const GNUTLS_X509_FMT_DER: c_int = 0;
+pub const GNUTLS_X509_FMT_PEM: c_int = 1;
+
+// gnutls_pkcs_encrypt_flags_t: an unencrypted private key.
+pub const GNUTLS_PKCS_PLAIN: c_uint = 1;
+
+// gnutls_certificate_request_t
+pub const GNUTLS_CERT_REQUIRE: c_int = 2;
+
+// gnutls_certificate_type_t
+pub const GNUTLS_CRT_X509: c_int = 1;
+
+// gnutls_certificate_status_t bits (the ones tests and messages look at).
+pub const GNUTLS_CERT_INVALID: c_uint = 1 << 1;
+pub const GNUTLS_CERT_REVOKED: c_uint = 1 << 5;
+pub const GNUTLS_CERT_SIGNER_NOT_FOUND: c_uint = 1 << 6;
+pub const GNUTLS_CERT_EXPIRED: c_uint = 1 << 10;
+
 /// For `gnutls_handshake_set_timeout`: no GnuTLS-side limit (we enforce our own).
 pub const GNUTLS_INDEFINITE_TIMEOUT: c_uint = (-2i32) as c_uint;
 
@@ -106,6 +146,9 @@ pub const GNUTLS_E_MEMORY_ERROR: c_int = -25;
 pub const GNUTLS_E_AGAIN: c_int = -28;
 pub const GNUTLS_E_INTERRUPTED: c_int = -52;
 pub const GNUTLS_E_PREMATURE_TERMINATION: c_int = -110;
+pub const GNUTLS_E_NO_CERTIFICATE_FOUND: c_int = -49;
+pub const GNUTLS_E_CERTIFICATE_REQUIRED: c_int = -112;
+pub const GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR: c_int = -348;
 
 // Every function documented below is declared exactly as in gnutls.h.
 unsafe extern "C" {
@@ -219,4 +262,78 @@ unsafe extern "C" {
     ) -> c_int;
     /// Frees anonymous-DH client credentials.
     pub fn gnutls_anon_free_client_credentials(sc: gnutls_anon_client_credentials_t);
+
+    /// Allocates empty certificate credentials (no trust, no certificate).
+    pub fn gnutls_certificate_allocate_credentials(
+        res: *mut gnutls_certificate_credentials_t,
+    ) -> c_int;
+    /// Frees certificate credentials and everything loaded into them; no session may still use them.
+    pub fn gnutls_certificate_free_credentials(sc: gnutls_certificate_credentials_t);
+    /// Adds the CA certificates in `ca` (copied) as trust anchors; returns how many, or an error.
+    pub fn gnutls_certificate_set_x509_trust_mem(
+        res: gnutls_certificate_credentials_t,
+        ca: *const gnutls_datum_t,
+        cert_type: c_int,
+    ) -> c_int;
+    /// Adds the CRLs in `crl` (copied); returns how many, or an error.
+    pub fn gnutls_certificate_set_x509_crl_mem(
+        res: gnutls_certificate_credentials_t,
+        crl: *const gnutls_datum_t,
+        cert_type: c_int,
+    ) -> c_int;
+    /// Adds our certificate (chain) and its private key (both copied); `pass` NULL with
+    /// GNUTLS_PKCS_PLAIN for an unencrypted key. Returns an index (>= 0) or an error;
+    /// fails if the key does not match the certificate.
+    pub fn gnutls_certificate_set_x509_key_mem2(
+        res: gnutls_certificate_credentials_t,
+        cert: *const gnutls_datum_t,
+        key: *const gnutls_datum_t,
+        cert_type: c_int,
+        pass: *const c_char,
+        flags: c_uint,
+    ) -> c_int;
+    /// Uses an RFC 7919 group for TLS 1.2 DHE with certificates (no prime generation).
+    pub fn gnutls_certificate_set_known_dh_params(
+        res: gnutls_certificate_credentials_t,
+        sec_param: c_int,
+    ) -> c_int;
+    /// Server side: whether to ask the client for a certificate (GNUTLS_CERT_REQUIRE: and fail without one).
+    pub fn gnutls_certificate_server_set_request(session: gnutls_session_t, req: c_int);
+    /// Verifies the peer's certificate during the handshake against the credentials' trust
+    /// (and CRLs); `hostname` NULL means no host-name check. The handshake then fails with
+    /// GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR for an untrusted certificate.
+    pub fn gnutls_session_set_verify_cert(
+        session: gnutls_session_t,
+        hostname: *const c_char,
+        flags: c_uint,
+    );
+    /// The verification status bits behind a GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR.
+    pub fn gnutls_session_get_verify_cert_status(session: gnutls_session_t) -> c_uint;
+    /// Human-readable text for verification status bits; `out` is gnutls_malloc'd (free with gnutls_free).
+    pub fn gnutls_certificate_verification_status_print(
+        status: c_uint,
+        cert_type: c_int,
+        out: *mut gnutls_datum_t,
+        flags: c_uint,
+    ) -> c_int;
+    /// The peer's certificate chain (DER, owned by the session), or NULL; `list_size` gets its length.
+    pub fn gnutls_certificate_get_peers(
+        session: gnutls_session_t,
+        list_size: *mut c_uint,
+    ) -> *const gnutls_datum_t;
+
+    /// Allocates an empty certificate structure.
+    pub fn gnutls_x509_crt_init(cert: *mut gnutls_x509_crt_t) -> c_int;
+    /// Frees a certificate structure.
+    pub fn gnutls_x509_crt_deinit(cert: gnutls_x509_crt_t);
+    /// Parses one certificate (DER or the first PEM block) from `data` (copied).
+    pub fn gnutls_x509_crt_import(
+        cert: gnutls_x509_crt_t,
+        data: *const gnutls_datum_t,
+        format: c_int,
+    ) -> c_int;
+    /// The subject DN as RFC 4514 text; `dn` is gnutls_malloc'd (free with gnutls_free).
+    pub fn gnutls_x509_crt_get_dn2(cert: gnutls_x509_crt_t, dn: *mut gnutls_datum_t) -> c_int;
+    /// The certificate's notAfter as seconds since the epoch, or -1.
+    pub fn gnutls_x509_crt_get_expiration_time(cert: gnutls_x509_crt_t) -> c_long;
 }

@@ -16,12 +16,17 @@ pub fn priorities_anon() -> String {
     with_suffix(env_base().as_deref(), ":+ANON-DH")
 }
 
+/// X.509 priorities (Pacemaker 3.0): `$PCMK_tls_priorities` (or `NORMAL`) alone.
+pub fn priorities_x509() -> String {
+    with_suffix(env_base().as_deref(), "")
+}
+
 fn env_base() -> Option<String> {
     std::env::var(PRIORITIES_ENV).ok()
 }
 
 /// An empty value falls back to the default too: Pacemaker would pass
-/// `":+DHE-PSK:+PSK"` to GnuTLS, which is always rejected.
+/// `":+DHE-PSK:+PSK"` (or `""` for X.509) to GnuTLS, which is always rejected.
 fn with_suffix(base: Option<&str>, suffix: &str) -> String {
     let base = base.filter(|b| !b.is_empty()).unwrap_or(DEFAULT_PRIORITIES);
     format!("{base}{suffix}")
@@ -42,5 +47,7 @@ mod tests {
         // Whatever the environment holds, the suffixes are appended.
         assert!(priorities_psk().ends_with(":+DHE-PSK:+PSK"));
         assert!(priorities_anon().ends_with(":+ANON-DH"));
+        assert_eq!(with_suffix(None, ""), "NORMAL");
+        assert!(!priorities_x509().contains("PSK"));
     }
 }

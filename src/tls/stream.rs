@@ -18,10 +18,14 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use super::credentials::{PskKey, X509Credentials};
 use super::error::TlsError;
 use super::ffi;
 use super::key_source::PskKeySource;
 use super::session::{self, Blocked, PskServerCreds, Session};
+
+/// The identity Pacemaker Remote's PSK clients present (`DEFAULT_REMOTE_USERNAME`).
+pub const PACEMAKER_REMOTE_PSK_IDENTITY: &str = "lrmd";
 
 /// Bound on [`TlsStream::shutdown`]'s close_notify.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -71,9 +75,84 @@ impl PskServer {
     }
 }
 
-/// Client handshake presenting identity `"lrmd"` and the raw `key`.
+/// Accepts X.509 connections (Pacemaker 3.0's certificate mode): presents our certificate,
+/// requires the client's, and accepts it only if it chains to the configured CA and is not
+/// revoked by the configured CRL; no host-name check. Cheap to share via `Arc`.
+pub struct X509Server {
+    creds: X509Credentials,
+    priorities: CString,
+}
+
+impl fmt::Debug for X509Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("X509Server")
+            .field("priorities", &self.priorities)
+            .finish_non_exhaustive()
+    }
+}
+
+impl X509Server {
+    /// Checks `priorities` up front (see [`PskServer::new`]).
+    pub fn new(creds: X509Credentials, priorities: &str) -> Result<Self, TlsError> {
+        let priorities = session::priority_cstring(priorities)?;
+        session::check_priorities(&priorities, true)?;
+        Ok(Self { creds, priorities })
+    }
+
+    /// TLS handshake as server; a client without a certificate fails with
+    /// [`TlsError::NoPeerCertificate`], an untrusted or revoked one with
+    /// [`TlsError::CertificateRejected`].
+    pub async fn accept(&self, tcp: TcpStream, timeout: Duration) -> Result<TlsStream, TlsError> {
+        let tcp = Arc::new(tcp);
+        let session = Session::new_x509(
+            true,
+            Arc::clone(&self.creds.creds),
+            &self.priorities,
+            Arc::clone(&tcp),
+        )?;
+        TlsStream::new(session, tcp).handshake(timeout).await
+    }
+}
+
+/// The Pacemaker Remote listener's TLS: PSK (the authkey) or X.509.
+#[derive(Debug)]
+pub enum TlsServer {
+    Psk(PskServer),
+    X509(X509Server),
+}
+
+impl TlsServer {
+    pub async fn accept(&self, tcp: TcpStream, timeout: Duration) -> Result<TlsStream, TlsError> {
+        match self {
+            TlsServer::Psk(s) => s.accept(tcp, timeout).await,
+            TlsServer::X509(s) => s.accept(tcp, timeout).await,
+        }
+    }
+
+    /// "PSK" or "X.509", for logs.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            TlsServer::Psk(_) => "PSK",
+            TlsServer::X509(_) => "X.509",
+        }
+    }
+}
+
+/// Client handshake presenting identity `"lrmd"` and the raw `key` (Pacemaker Remote).
 pub async fn connect_psk(
     tcp: TcpStream,
+    key: &[u8],
+    priorities: &str,
+    timeout: Duration,
+) -> Result<TlsStream, TlsError> {
+    connect_psk_as(tcp, PACEMAKER_REMOTE_PSK_IDENTITY, key, priorities, timeout).await
+}
+
+/// Client handshake presenting `identity` and the raw `key` (the remote CIB port of Pacemaker
+/// 3.0.2+ uses the CIB user name as identity: see [`connect_psk_key`]).
+pub async fn connect_psk_as(
+    tcp: TcpStream,
+    identity: &str,
     key: &[u8],
     priorities: &str,
     timeout: Duration,
@@ -81,9 +160,43 @@ pub async fn connect_psk(
     if key.is_empty() {
         return Err(TlsError::NoKey);
     }
+    let identity = CString::new(identity).map_err(|_| TlsError::Credentials {
+        what: "PSK identity",
+        message: "contains a NUL byte".into(),
+    })?;
     let priorities = session::priority_cstring(priorities)?;
     let tcp = Arc::new(tcp);
-    let session = Session::new_psk_client(key, &priorities, Arc::clone(&tcp))?;
+    let session = Session::new_psk_client(&identity, key, &priorities, Arc::clone(&tcp))?;
+    TlsStream::new(session, tcp).handshake(timeout).await
+}
+
+/// [`connect_psk_as`] with a [`PskKey`].
+pub async fn connect_psk_key(
+    tcp: TcpStream,
+    identity: &str,
+    key: &PskKey,
+    priorities: &str,
+    timeout: Duration,
+) -> Result<TlsStream, TlsError> {
+    connect_psk_as(tcp, identity, key.expose(), priorities, timeout).await
+}
+
+/// Client handshake with X.509: presents our certificate and accepts the server's only if it
+/// chains to the configured CA (and is not revoked); no host-name check, as Pacemaker.
+pub async fn connect_x509(
+    tcp: TcpStream,
+    creds: &X509Credentials,
+    priorities: &str,
+    timeout: Duration,
+) -> Result<TlsStream, TlsError> {
+    let priorities = session::priority_cstring(priorities)?;
+    let tcp = Arc::new(tcp);
+    let session = Session::new_x509(
+        false,
+        Arc::clone(&creds.creds),
+        &priorities,
+        Arc::clone(&tcp),
+    )?;
     TlsStream::new(session, tcp).handshake(timeout).await
 }
 
@@ -252,6 +365,11 @@ impl TlsStream {
     /// for TLS 1.2 DHE-PSK and `"(TLS1.2)-(ANON-DH)-(AES-256-GCM)"` for anonymous DH.
     pub fn description(&self) -> String {
         self.session.description()
+    }
+
+    /// The subject DN of the peer's certificate (X.509 mode), e.g. `CN=node1`.
+    pub fn peer_certificate_subject(&self) -> Option<String> {
+        self.session.peer_subject()
     }
 
     /// The remote address, if the socket knew it when the stream was created.

@@ -15,6 +15,7 @@
 //!   or on loopback.
 //! - [`keys`]: Pacemaker Remote keys ([`write_key_file`], [`test_authkey`],
 //!   [`install_cluster_authkey`]) and [`assert_key_not_logged`].
+//! - [`certs`]: [`certs::TestPki`], a throw-away PKI made with `certtool` for the X.509 tests.
 //! - [`cib_port`]: the cluster's remote CIB port opened for the `cib` layer's tests.
 //! - [`operator`]: the Kubernetes side of the operator's end-to-end tests.
 //!
@@ -25,6 +26,7 @@
 // this, every helper one test does not call would be a dead-code warning (an error under clippy -D).
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod cib_port;
 pub mod cluster;
 pub mod env;

@@ -1,11 +1,17 @@
-//! Where the CIB is and how to log in: endpoints (one per cluster node), transport, user and
-//! password, timeouts, retry policy; read from Pacemaker's own `CIB_*` variables.
+//! Where the CIB is and how to log in: endpoints (one per cluster node), transport and its TLS
+//! authentication ([`TlsAuth`]: anonymous, PSK or X.509), user and password, timeouts, retry
+//! policy; read from Pacemaker's own `CIB_*` variables, or built in memory (the operator, from
+//! Kubernetes Secrets).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use tracing::warn;
 
 use super::error::CibError;
 use crate::cib::model::is_true;
+use crate::tls::{CredentialError, PskKey, X509Credentials, X509Files, X509Pem};
 
 /// A password. Never printed: `Debug` shows `<redacted>` and there is no `Display`.
 #[derive(Clone, Default)]
@@ -50,10 +56,100 @@ impl fmt::Display for Endpoint {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
-    /// `remote-tls-port`: anonymous Diffie-Hellman TLS (Pacemaker 2.1.x).
+    /// `remote-tls-port`: TLS, authenticated as [`ClientConfig::tls_auth`] says (anonymous
+    /// Diffie-Hellman on Pacemaker 2.1.x).
     Tls,
     /// `remote-clear-port`: no encryption; the password crosses the network in clear. Tests only.
     Plain,
+}
+
+/// How the TLS of the remote CIB port (`Transport::Tls`) authenticates. The server decides which
+/// mode its port speaks (Pacemaker 3.0's `pacemaker-based`: X.509 when its `PCMK_ca_file`,
+/// `PCMK_cert_file` and `PCMK_key_file` are set, else PSK when `/etc/pacemaker/cib-credentials`
+/// exists, else anonymous); the client must use the same one.
+///
+/// `Debug` never shows key material; `Hash`/`PartialEq` cover it (so a changed Secret changes a
+/// configuration fingerprint).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum TlsAuth {
+    /// Anonymous Diffie-Hellman (`NORMAL:+ANON-DH`): encrypted, but the server is not
+    /// authenticated. Pacemaker 2.1.x's only mode; deprecated in 3.0.2.
+    #[default]
+    Anonymous,
+    /// Pre-shared key (Pacemaker 3.0.2+, `+DHE-PSK:+PSK`). The identity is the CIB user
+    /// ([`ClientConfig::user`]); the key is the one on that user's line of the server's
+    /// `/etc/pacemaker/cib-credentials` (`user:hexkey`). Build it with [`TlsAuth::psk_hex`].
+    Psk { key: PskKey },
+    /// X.509 (Pacemaker 3.0.0+): our certificate and key, and the CA the server's certificate
+    /// must chain to (no host-name check); the server requires our certificate to chain to its
+    /// CA. Build it with [`TlsAuth::x509`].
+    X509(X509Pem),
+}
+
+impl TlsAuth {
+    /// PSK from the hex text Pacemaker keeps keys in (the `CIB_key_file` content, or the part
+    /// after `user:` in `cib-credentials`); white space around it is ignored.
+    pub fn psk_hex(hex: &str) -> Result<TlsAuth, CredentialError> {
+        Ok(TlsAuth::Psk {
+            key: PskKey::from_hex(hex)?,
+        })
+    }
+
+    /// X.509 from PEM bytes: the CA certificate(s) (`ca.crt` of a cert-manager Secret), our
+    /// certificate (`tls.crt`), its unencrypted private key (`tls.key`), optionally a CRL. The
+    /// material is parsed here, so a bad Secret fails now, with a message naming the part.
+    pub fn x509(
+        ca_pem: Vec<u8>,
+        cert_pem: Vec<u8>,
+        key_pem: Vec<u8>,
+        crl_pem: Option<Vec<u8>>,
+    ) -> Result<TlsAuth, CredentialError> {
+        let pem = X509Pem::new(ca_pem, cert_pem, key_pem, crl_pem);
+        X509Credentials::new(&pem)?;
+        Ok(TlsAuth::X509(pem))
+    }
+
+    /// Pacemaker 3.0.2's client rule (`cib_remote.c`): X.509 when the CA, certificate and key
+    /// files are all set (`PCMK_*_file`, else `CIB_*_file`, see [`X509Files::from_env`]); else
+    /// PSK when `CIB_key_file` names an existing file, which must then be a regular file owned
+    /// by us with no group or other permissions and hold a hex key; else anonymous (with a
+    /// warning when `CIB_key_file` named a file that does not exist, as Pacemaker does).
+    pub fn from_env() -> Result<TlsAuth, CredentialError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`TlsAuth::from_env`] over any variable lookup.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<TlsAuth, CredentialError> {
+        if let Some(files) = X509Files::from_lookup(&lookup) {
+            let pem = files.read()?;
+            X509Credentials::new(&pem)?;
+            return Ok(TlsAuth::X509(pem));
+        }
+        let Some(path) = lookup("CIB_key_file")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+        else {
+            return Ok(TlsAuth::Anonymous);
+        };
+        if std::fs::symlink_metadata(&path).is_err() && std::fs::metadata(&path).is_err() {
+            warn!(path = %path.display(), "CIB_key_file does not exist; falling back to anonymous authentication for the remote CIB");
+            return Ok(TlsAuth::Anonymous);
+        }
+        Ok(TlsAuth::Psk {
+            key: PskKey::from_hex_file(&path)?,
+        })
+    }
+
+    /// "anonymous", "PSK" or "X.509", for messages.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            TlsAuth::Anonymous => "anonymous",
+            TlsAuth::Psk { .. } => "PSK",
+            TlsAuth::X509(_) => "X.509",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +193,9 @@ impl RetryPolicy {
 pub struct ClientConfig {
     pub endpoints: Vec<Endpoint>,
     pub transport: Transport,
+    /// How `Transport::Tls` authenticates; anonymous unless set.
+    pub tls_auth: TlsAuth,
+    /// The login user; with [`TlsAuth::Psk`] also the PSK identity.
     pub user: String,
     pub password: Secret,
     /// Shown in Pacemaker's logs and in the CIB's `update-client`.
@@ -116,6 +215,7 @@ impl ClientConfig {
         ClientConfig {
             endpoints,
             transport,
+            tls_auth: TlsAuth::Anonymous,
             user: DEFAULT_USER.into(),
             password,
             client_name: "kubemaker".into(),
@@ -126,9 +226,16 @@ impl ClientConfig {
         }
     }
 
+    /// The same with TLS authenticated by `tls_auth` (the operator's constructor).
+    pub fn with_tls_auth(mut self, tls_auth: TlsAuth) -> ClientConfig {
+        self.tls_auth = tls_auth;
+        self
+    }
+
     /// Settings from the variables Pacemaker's own tools read: `CIB_server` (here also a
     /// comma-separated list, one per cluster node), `CIB_port`, `CIB_user`, `CIB_passwd`,
-    /// `CIB_encrypted` (default true).
+    /// `CIB_encrypted` (default true), and for the TLS mode (see [`TlsAuth::from_env`])
+    /// `CIB_ca_file`, `CIB_cert_file`, `CIB_key_file`, `CIB_crl_file`.
     pub fn from_env() -> Result<ClientConfig, CibError> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let servers = var("CIB_server").unwrap_or_else(|| "localhost".into());
@@ -150,6 +257,9 @@ impl ClientConfig {
         );
         if let Some(u) = var("CIB_user") {
             cfg.user = u;
+        }
+        if encrypted {
+            cfg.tls_auth = TlsAuth::from_env()?;
         }
         Ok(cfg)
     }
@@ -205,6 +315,73 @@ mod tests {
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("hunter2"), "{dbg}");
         assert!(dbg.contains("<redacted>"));
+    }
+
+    #[test]
+    fn tls_auth_never_prints_keys() {
+        let cfg = ClientConfig::new(vec![], Transport::Tls, Secret::new("pw"))
+            .with_tls_auth(TlsAuth::psk_hex("6b65796b65796b6579").unwrap());
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("6b65") && !dbg.contains("keykeykey"), "{dbg}");
+        assert_eq!(cfg.tls_auth.mode(), "PSK");
+        let pem = TlsAuth::X509(X509Pem::new(
+            b"ca".to_vec(),
+            b"cert".to_vec(),
+            b"SECRETKEY".to_vec(),
+            None,
+        ));
+        assert!(!format!("{pem:?}").contains("SECRETKEY"));
+        // A changed key is a changed configuration.
+        assert_ne!(
+            TlsAuth::psk_hex("00").unwrap(),
+            TlsAuth::psk_hex("01").unwrap()
+        );
+        assert!(matches!(
+            TlsAuth::psk_hex("zz"),
+            Err(CredentialError::NotHex { .. })
+        ));
+        assert!(TlsAuth::x509(b"x".to_vec(), b"y".to_vec(), b"z".to_vec(), None).is_err());
+    }
+
+    #[test]
+    fn tls_auth_env_rule() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("km-cibauth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("cib-key");
+        std::fs::write(&key, "a1b2c3d4\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let key_s = key.display().to_string();
+        let lookup = |pairs: Vec<(&'static str, String)>| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            TlsAuth::from_lookup(lookup(vec![])).unwrap(),
+            TlsAuth::Anonymous
+        );
+        let psk = TlsAuth::from_lookup(lookup(vec![("CIB_key_file", key_s.clone())])).unwrap();
+        assert_eq!(psk, TlsAuth::psk_hex("a1b2c3d4").unwrap());
+        // A missing key file falls back to anonymous, as Pacemaker does.
+        let missing = dir.join("nope").display().to_string();
+        assert_eq!(
+            TlsAuth::from_lookup(lookup(vec![("CIB_key_file", missing)])).unwrap(),
+            TlsAuth::Anonymous
+        );
+        // An existing one with loose permissions is an error, not a fallback.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            TlsAuth::from_lookup(lookup(vec![("CIB_key_file", key_s.clone())])),
+            Err(CredentialError::UnsafeFile { .. })
+        ));
+        // CA + cert + key: X.509, whose files are read (and here missing: named in the error).
+        let e = TlsAuth::from_lookup(lookup(vec![
+            ("CIB_key_file", key_s.clone()),
+            ("CIB_ca_file", "/nonexistent/ca.pem".into()),
+            ("CIB_cert_file", "/nonexistent/cert.pem".into()),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tracing::debug;
 use crate::tls::{self, TlsError, TlsStream};
 use crate::wire::{self, Element, ReadError, RecordTransport};
 
-use super::config::{ClientConfig, Endpoint, Transport};
+use super::config::{ClientConfig, Endpoint, TlsAuth, Transport};
 use super::error::{CibError, callopt};
 
 /// Bytes asked of the stream per read (the CIB sends whole configurations).
@@ -87,11 +87,13 @@ impl Connection {
         let _ = tcp.set_nodelay(true);
         let stream = match cfg.transport {
             Transport::Plain => Stream::Plain(tcp),
-            Transport::Tls => Stream::Tls(
-                tls::connect_anon(tcp, &tls::priorities_anon(), cfg.connect_timeout)
-                    .await
-                    .map_err(|e| unreachable(format!("TLS handshake failed: {e} (is this the remote-tls-port? remote-clear-port needs CIB_encrypted=false)")))?,
-            ),
+            Transport::Tls => Stream::Tls(tls_handshake(tcp, cfg).await?.map_err(|e| {
+                unreachable(format!(
+                    "TLS handshake ({}) failed: {e} ({})",
+                    cfg.tls_auth.mode(),
+                    handshake_hint(cfg)
+                ))
+            })?),
         };
         let mut conn = Connection {
             conn: wire::Connection::with_read_buffer(
@@ -204,6 +206,39 @@ impl Connection {
             }
             debug!(element = %msg.name, "ignoring message while waiting for a reply");
         }
+    }
+}
+
+/// The TLS handshake `cfg.tls_auth` asks for, with Pacemaker's priorities for that mode. The
+/// outer error is our own unusable material (not worth trying another endpoint).
+async fn tls_handshake(
+    tcp: TcpStream,
+    cfg: &ClientConfig,
+) -> Result<Result<TlsStream, TlsError>, CibError> {
+    let timeout = cfg.connect_timeout;
+    let handshake = match &cfg.tls_auth {
+        TlsAuth::Anonymous => tls::connect_anon(tcp, &tls::priorities_anon(), timeout).await,
+        // Pacemaker 3.0.2's CIB client presents the CIB user as PSK identity.
+        TlsAuth::Psk { key } => {
+            tls::connect_psk_key(tcp, &cfg.user, key, &tls::priorities_psk(), timeout).await
+        }
+        TlsAuth::X509(pem) => {
+            let creds = tls::X509Credentials::new(pem)?;
+            tls::connect_x509(tcp, &creds, &tls::priorities_x509(), timeout).await
+        }
+    };
+    Ok(handshake)
+}
+
+/// What usually makes the handshake of each mode fail.
+fn handshake_hint(cfg: &ClientConfig) -> String {
+    match &cfg.tls_auth {
+        TlsAuth::Anonymous => "is this the remote-tls-port, and does the server use anonymous TLS (Pacemaker 2.1, or 3.0 without certificates or cib-credentials)? remote-clear-port needs CIB_encrypted=false".into(),
+        TlsAuth::Psk { .. } => format!(
+            "does the server's /etc/pacemaker/cib-credentials (Pacemaker 3.0.2+) have the line {}:<this key in hex>?",
+            cfg.user
+        ),
+        TlsAuth::X509(_) => "does the server use certificates, is its certificate signed by our CA, and ours by its CA?".into(),
     }
 }
 

@@ -41,6 +41,9 @@ pub enum CibError {
     Protocol(String),
     #[error("CIB client configuration: {0}")]
     Config(String),
+    /// Our own TLS key or certificate material is unusable (which file, what is wrong).
+    #[error("CIB client TLS credentials: {0}")]
+    Credentials(#[from] crate::tls::CredentialError),
 }
 
 impl CibError {
@@ -54,6 +57,7 @@ impl CibError {
             CibError::Rejected { .. } => "CibRejected",
             CibError::Protocol(_) => "CibProtocol",
             CibError::Config(_) => "CibConfig",
+            CibError::Credentials(_) => "CibCredentials",
         }
     }
 }

@@ -43,6 +43,8 @@ pub(super) async fn connect_any(
                 }
                 // Another node would refuse the same password too, after PAM's delay.
                 Err(e @ CibError::LoginRefused { .. }) => return Err(e),
+                // Our own key or certificate is unusable: the same for every endpoint.
+                Err(e @ CibError::Credentials(_)) => return Err(e),
                 Err(CibError::Unreachable { tried: t }) => {
                     debug!(endpoint = %ep, error = ?t, "CIB endpoint unreachable");
                     tried.extend(t);
