@@ -420,6 +420,18 @@ const INVALID: [(&str, &[&str]); 4] = [
     ),
 ];
 
+/// PacemakerClusters the API server must refuse, and what the refusal must mention.
+const INVALID_CLUSTERS: [(&str, &[&str]); 2] = [
+    (
+        "metadata: {name: km-crd-test-x509}\nspec:\n  endpoints: [{host: node1, port: 5989}]\n  tlsMode: x509\n  credentialsSecretRef: {name: c}\n",
+        &["tlsMode: x509 needs x509SecretName"],
+    ),
+    (
+        "metadata: {name: km-crd-test-x509-unused}\nspec:\n  endpoints: [{host: node1, port: 5989}]\n  tlsMode: psk\n  x509SecretName: t\n  credentialsSecretRef: {name: c}\n",
+        &["x509SecretName is used only with tlsMode: x509"],
+    ),
+];
+
 /// Applies `crds/` to a real API server and checks what users see: `kubectl explain` shows the
 /// descriptions, invalid objects are refused with the field named, a valid one is stored.
 fn check_against_apiserver() {
@@ -504,6 +516,22 @@ fn check_against_apiserver() {
                 );
             }
         }
+
+        for (body, mentions) in INVALID_CLUSTERS {
+            let doc = format!("apiVersion: kubemaker.io/v1alpha1\nkind: PacemakerCluster\n{body}");
+            let o = kubectl(&["create", "--dry-run=server", "-f", "-"], Some(&doc));
+            let t = text(&o);
+            assert!(!o.status.success(), "the API server accepted:\n{doc}\n{t}");
+            for m in mentions {
+                assert!(
+                    t.contains(m),
+                    "refusal of\n{doc}\ndoes not mention {m:?}: {t}"
+                );
+            }
+        }
+        let x509 = "apiVersion: kubemaker.io/v1alpha1\nkind: PacemakerCluster\nmetadata: {name: km-crd-test-x509-ok}\nspec:\n  endpoints: [{host: node1, port: 5989}]\n  tlsMode: x509\n  x509SecretName: controller-tls\n  credentialsSecretRef: {name: c, pskKey: psk}\n";
+        let dry = kubectl(&["create", "--dry-run=server", "-f", "-"], Some(x509));
+        assert!(dry.status.success(), "x509 cluster refused: {}", text(&dry));
 
         // The example in the CIB layer's docs, as `kubemaker render -f` reads it.
         let render_example = "apiVersion: kubemaker.io/v1alpha1\nkind: RemoteNode\nmetadata: {name: worker-1}\nspec:\n  type: remote\n  address: 192.0.2.11\n  attributes: {rack: r1}\n";

@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::cib::client::{CredentialError, TlsAuth};
 use crate::cib::model::{Cib, is_true};
 use crate::cib::{CibError, ClientConfig, Endpoint, Secret, Transport};
 use crate::wire::Element;
@@ -58,6 +59,28 @@ pub enum ConnectError {
     NoCredentials(String),
     #[error("credentials Secret {name:?} has no {key:?} key")]
     NoPassword { name: String, key: String },
+    #[error("credentials Secret {name:?} has no {key:?} key (the pre-shared key for tlsMode psk)")]
+    NoPskKey { name: String, key: String },
+    #[error("tlsMode x509 needs x509SecretName")]
+    NoX509SecretName,
+    #[error("reading the X.509 Secret {name:?}: {source}")]
+    ReadX509 {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the X.509 Secret {0:?} does not exist in the controller's namespace")]
+    NoX509Secret(String),
+    #[error(
+        "the X.509 Secret {name:?} has no {key:?} key (a kubernetes.io/tls Secret with ca.crt, as cert-manager issues)"
+    )]
+    NoX509Part { name: String, key: &'static str },
+    #[error("unusable TLS credentials in Secret {name:?}: {source}")]
+    BadCredentials {
+        name: String,
+        #[source]
+        source: CredentialError,
+    },
     #[error("port {0} out of range")]
     PortOutOfRange(i32),
     #[error("cannot reach the CIB at {endpoints}: {source}")]
@@ -296,11 +319,32 @@ async fn client_config(
             })
         })
         .collect::<Result<Vec<_>, ConnectError>>()?;
-    let transport = match pc.spec.tls_mode {
-        TlsMode::Anonymous => Transport::Tls,
-        TlsMode::None => Transport::Plain,
+    let (transport, tls_auth) = match pc.spec.tls_mode {
+        TlsMode::Anonymous => (Transport::Tls, TlsAuth::Anonymous),
+        TlsMode::None => (Transport::Plain, TlsAuth::Anonymous),
+        TlsMode::Psk => {
+            let key = r.psk_key.as_deref().unwrap_or("psk");
+            let hex = text(key).ok_or_else(|| ConnectError::NoPskKey {
+                name: r.name.clone(),
+                key: key.to_string(),
+            })?;
+            let auth = TlsAuth::psk_hex(&hex).map_err(|source| ConnectError::BadCredentials {
+                name: r.name.clone(),
+                source,
+            })?;
+            (Transport::Tls, auth)
+        }
+        TlsMode::X509 => {
+            let name = pc
+                .spec
+                .x509_secret_name
+                .as_deref()
+                .ok_or(ConnectError::NoX509SecretName)?;
+            (Transport::Tls, x509_auth(name, secrets).await?)
+        }
     };
     let mut cfg = ClientConfig::new(endpoints, transport, Secret::new(password));
+    cfg.tls_auth = tls_auth;
     cfg.user = user;
     cfg.client_name = "kubemaker-controller".into();
     cfg.retry.connect_rounds = 1;
@@ -310,6 +354,34 @@ async fn client_config(
     Ok(cfg)
 }
 
+/// The controller's certificate, key and CA from a `kubernetes.io/tls` Secret with `ca.crt`.
+async fn x509_auth(name: &str, secrets: &Api<KubeSecret>) -> Result<TlsAuth, ConnectError> {
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|source| ConnectError::ReadX509 {
+            name: name.to_string(),
+            source,
+        })?
+        .ok_or_else(|| ConnectError::NoX509Secret(name.to_string()))?;
+    let mut data = secret.data.unwrap_or_default();
+    let mut part = |key: &'static str| {
+        data.remove(key)
+            .map(|v| v.0)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ConnectError::NoX509Part {
+                name: name.to_string(),
+                key,
+            })
+    };
+    let (ca, cert, key) = (part("ca.crt")?, part("tls.crt")?, part("tls.key")?);
+    let crl = part("ca.crl").ok();
+    TlsAuth::x509(ca, cert, key, crl).map_err(|source| ConnectError::BadCredentials {
+        name: name.to_string(),
+        source,
+    })
+}
+
 fn fingerprint(cfg: &ClientConfig) -> u64 {
     let mut h = DefaultHasher::new();
     for e in &cfg.endpoints {
@@ -317,6 +389,7 @@ fn fingerprint(cfg: &ClientConfig) -> u64 {
         e.port.hash(&mut h);
     }
     matches!(cfg.transport, Transport::Tls).hash(&mut h);
+    cfg.tls_auth.hash(&mut h);
     cfg.user.hash(&mut h);
     cfg.password.expose().hash(&mut h);
     h.finish()
@@ -696,6 +769,77 @@ mod tests {
         assert_eq!(result.unwrap(), Action::await_change());
         assert!(ctx.clusters.lock().await.is_empty());
         assert!(server.calls().is_empty(), "{:?}", server.calls());
+    }
+
+    /// tlsMode → the CIB client's TLS settings, and each missing or bad piece named.
+    #[tokio::test]
+    async fn tls_mode_maps_to_client_credentials() {
+        let two = |pairs: &[(&str, &[u8])]| {
+            let mut v = secret("cib-credentials", "password", PASSWORD.as_bytes());
+            for (k, b) in pairs {
+                v["data"][*k] = serde_json::to_value(k8s_openapi::ByteString(b.to_vec())).unwrap();
+            }
+            v
+        };
+        let with_psk = two(&[("psk", b"00112233445566778899aabbccddeeff\n")]);
+        let bad_psk = two(&[("psk", b"not hex")]);
+        let no_ca = {
+            let mut v = secret("controller-tls", "tls.crt", b"-----BEGIN CERTIFICATE-----");
+            v["data"]["tls.key"] =
+                serde_json::to_value(k8s_openapi::ByteString(b"k".to_vec())).unwrap();
+            v
+        };
+        let config_for = |mode: &str, x509: Option<&str>, creds: Value| {
+            let mut pc = cluster(1, 1);
+            pc.spec.tls_mode = serde_json::from_value(json!(mode)).unwrap();
+            pc.spec.x509_secret_name = x509.map(str::to_string);
+            let no_ca = no_ca.clone();
+            let (client, server) = ApiServer::start(Box::new(move |c: &Call| {
+                if c.is("GET", "/secrets/cib-credentials") {
+                    (200, creds.clone())
+                } else if c.is("GET", "/secrets/controller-tls") {
+                    (200, no_ca.clone())
+                } else {
+                    fixtures::status(404, "NotFound")
+                }
+            }));
+            async move {
+                let secrets: Api<KubeSecret> = Api::namespaced(client, fixtures::NAMESPACE);
+                let r = client_config(&pc, &secrets).await;
+                drop(server);
+                r
+            }
+        };
+        let plain = secret("cib-credentials", "password", PASSWORD.as_bytes());
+
+        let cfg = config_for("anonymous", None, plain.clone()).await.unwrap();
+        assert_eq!(
+            (cfg.transport, cfg.tls_auth),
+            (Transport::Tls, TlsAuth::Anonymous)
+        );
+        let cfg = config_for("none", None, plain.clone()).await.unwrap();
+        assert_eq!(cfg.transport, Transport::Plain);
+        let cfg = config_for("psk", None, with_psk).await.unwrap();
+        assert_eq!(cfg.transport, Transport::Tls);
+        assert_eq!(
+            cfg.tls_auth,
+            TlsAuth::psk_hex("00112233445566778899aabbccddeeff").unwrap()
+        );
+        assert!(
+            !format!("{cfg:?}").contains("00112233"),
+            "the key is not printed"
+        );
+
+        let err = |r: Result<ClientConfig, ConnectError>| r.unwrap_err().to_string();
+        assert!(err(config_for("psk", None, plain.clone()).await).contains(r#"no "psk" key"#));
+        assert!(err(config_for("psk", None, bad_psk).await).contains("hexadecimal"));
+        assert!(err(config_for("x509", None, plain.clone()).await).contains("x509SecretName"));
+        assert!(
+            err(config_for("x509", Some("absent"), plain.clone()).await).contains("does not exist")
+        );
+        assert!(
+            err(config_for("x509", Some("controller-tls"), plain).await).contains(r#""ca.crt""#)
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub const OBJECT_NAME_PATTERN: &str =
 // Clippy reads repeated `type_ = "string"` inside separate `printcolumn(...)` groups as one
 // attribute given twice; they are distinct columns.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[kube(
     group = "kubemaker.io",
     version = "v1alpha1",
@@ -91,6 +91,8 @@ pub const OBJECT_NAME_PATTERN: &str =
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new("self.tlsMode != 'x509' || has(self.x509SecretName)").message("tlsMode: x509 needs x509SecretName (a kubernetes.io/tls Secret with ca.crt)"))]
+#[x_kube(validation = Rule::new("self.tlsMode == 'x509' || !has(self.x509SecretName)").message("x509SecretName is used only with tlsMode: x509"))]
 #[serde(rename_all = "camelCase")]
 pub struct PacemakerClusterSpec {
     /// Remote CIB endpoints (the `remote-tls-port` or `remote-clear-port` of cluster nodes). The
@@ -100,10 +102,21 @@ pub struct PacemakerClusterSpec {
     pub endpoints: Vec<CibEndpoint>,
 
     /// How the remote CIB connection is protected. `anonymous`: anonymous Diffie-Hellman TLS, what
-    /// Pacemaker 2.1's `remote-tls-port` speaks. `none`: no encryption, for `remote-clear-port`;
-    /// the password crosses the network in clear, so use it only in tests.
+    /// Pacemaker 2.1's `remote-tls-port` speaks (deprecated in 3.0.2: it encrypts but authenticates
+    /// nobody). `psk`: a pre-shared key (Pacemaker 3.0.2+; the cluster lists `user:hexkey` in
+    /// `/etc/pacemaker/cib-credentials`; the key is in the credentials Secret). `x509`:
+    /// certificates (Pacemaker 3.0.0+ with `PCMK_ca_file`, `PCMK_cert_file`, `PCMK_key_file` set
+    /// on the cluster nodes; ours in `x509SecretName`). `none`: no encryption, for
+    /// `remote-clear-port`; the password crosses the network in clear, so use it only in tests.
     #[serde(default)]
     pub tls_mode: TlsMode,
+
+    /// For `tlsMode: x509`: a Secret of type `kubernetes.io/tls`, in the controller's namespace,
+    /// with the controller's client certificate (`tls.crt`, `tls.key`) and the CA that signed the
+    /// cluster's certificates (`ca.crt`): what a cert-manager Certificate issues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = OBJECT_NAME_PATTERN), length(max = 253))]
+    pub x509_secret_name: Option<String>,
 
     /// Secret in the controller's namespace holding the credentials of a user in the `haclient`
     /// group (usually `hacluster`), used to log in to the remote CIB port.
@@ -144,12 +157,14 @@ pub struct CibEndpoint {
     pub port: i32,
 }
 
-/// Encryption of the remote CIB connection.
+/// Encryption and authentication of the remote CIB connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     #[default]
     Anonymous,
+    Psk,
+    X509,
     None,
 }
 
@@ -167,6 +182,10 @@ pub struct CredentialsSecretRef {
     /// Key holding the password (default `password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_key: Option<String>,
+    /// For `tlsMode: psk`: key holding the pre-shared key in hex, as the cluster's
+    /// `/etc/pacemaker/cib-credentials` lists it for the user (default `psk`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psk_key: Option<String>,
 }
 
 /// Defaults applied to the cluster's RemoteNodes; a RemoteNode's own value wins.

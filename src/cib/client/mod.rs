@@ -25,6 +25,8 @@ pub mod error;
 mod failover;
 pub mod watch;
 
+/// What can be wrong with TLS credentials given to [`TlsAuth`].
+pub use crate::tls::CredentialError;
 pub use cib_client::{CibClient, Query};
 pub use config::{
     ClientConfig, DEFAULT_USER, Endpoint, RetryPolicy, Secret, TlsAuth, Transport, parse_endpoints,
