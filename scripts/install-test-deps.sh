@@ -7,7 +7,8 @@
 #    the X.509 tests' throw-away certificates), procps; for the local
 #    Kubernetes nodes (scripts/local-k8s.sh) containerd, runc, the CNI plugins, iptables, conntrack,
 #    openssl (certificates; the key-format test), util-linux (nsenter/unshare); for the image without Docker
-#    (scripts/build-image.sh) mmdebstrap and a static libc for the pause program.
+#    (scripts/build-image.sh) mmdebstrap and a static libc for the pause program; mmdebstrap also
+#    builds the Pacemaker 3.0.0/3.0.3 roots (scripts/pacemaker-root.sh, run by scripts/test.sh).
 #  - A Rust toolchain: the existing `cargo` on PATH is used; none is installed here.
 #  - The reference pacemaker-remoted, extracted (not installed: pacemaker-remote conflicts with
 #    pacemaker as packages) into /var/tmp/kubemaker-cache/reference/.

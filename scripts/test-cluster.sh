@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# A throwaway one-node Pacemaker cluster ("node1" on 127.0.0.1) for the integration tests.
+# A throwaway one-node Pacemaker cluster ("node1") for the integration tests, of the generation
+# that KUBEMAKER_PACEMAKER names:
+#   unset or 2.1.5   Debian 12's packages installed on this machine, node1 on 127.0.0.1;
+#   3.0.0 / 3.0.3    Debian trixie's / sid's packages from a cached root (scripts/pacemaker-root.sh),
+#                    node1 in namespaces of its own at 10.249.30.2 / 10.249.33.2 (scripts/lib/pcmk-node.sh).
+# Only one generation runs at a time: `start` first stops the others this script started.
 #
 #   scripts/test-cluster.sh start    start it (or reuse the one this script started before)
 #   scripts/test-cluster.sh stop     stop it (only the processes this script started)
 #   scripts/test-cluster.sh status   print whether it runs and who is DC
 #
-# State lives in /var/tmp/kubemaker-test/cluster/: corosync.pid and pacemakerd.pid ("<pid> <starttime>",
+# State lives in /var/tmp/kubemaker-test/cluster/ (cluster-<version>/ for 3.x): corosync.pid and pacemakerd.pid ("<pid> <starttime>",
 # the start time from /proc/<pid>/stat guards against pid reuse), corosync.log, pacemakerd.log.
 # Daemons that this script did not start are never signalled: `start` refuses to run beside them.
 #
@@ -15,7 +20,17 @@
 set -euo pipefail
 
 BASE_DIR=/var/tmp/kubemaker-test
-STATE_DIR=$BASE_DIR/cluster
+GEN=${KUBEMAKER_PACEMAKER:-2.1.5}
+ALL_GENERATIONS="2.1.5 3.0.0 3.0.3"
+# state_dir VERSION: where a generation's cluster keeps its pid files and logs.
+state_dir() { if [ "$1" = 2.1.5 ]; then echo "$BASE_DIR/cluster"; else echo "$BASE_DIR/cluster-$1"; fi; }
+case "$GEN" in
+    2.1.5) ;;
+    3.0.0) SUITE=trixie SUBNET=30 ;;
+    3.0.3) SUITE=sid SUBNET=33 ;;
+    *) printf '[test-cluster] ERROR: KUBEMAKER_PACEMAKER=%s: not one of %s\n' "$GEN" "$ALL_GENERATIONS" >&2; exit 2 ;;
+esac
+STATE_DIR=$(state_dir "$GEN")
 LOCK_FILE=$BASE_DIR/cluster.lock
 COROSYNC_CONF=/etc/corosync/corosync.conf
 START_TIMEOUT=${KUBEMAKER_CLUSTER_START_TIMEOUT:-120}
@@ -44,7 +59,21 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 # The pid recorded in $STATE_DIR/<name>.pid if that process is still the one we started.
 our_pid() { pid_if_ours "$STATE_DIR/$1.pid" "$1"; }
 
-crm_mon_xml() { timeout 15 crm_mon -1 --output-as=xml 2>/dev/null; }
+# cluster_tool CMD...: a Pacemaker tool against this generation's cluster, killed after
+# TOOL_TIMEOUT (60) s; for 3.x inside the node, with the root's tools.
+cluster_tool() {
+    if [ "$GEN" = 2.1.5 ]; then
+        timeout "${TOOL_TIMEOUT:-60}" "$@"
+    else
+        in_node timeout "${TOOL_TIMEOUT:-60}" "$@"
+    fi
+}
+if [ "$GEN" != 2.1.5 ]; then
+    # shellcheck source=scripts/lib/pcmk-node.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/lib/pcmk-node.sh"
+fi
+
+crm_mon_xml() { TOOL_TIMEOUT=15 cluster_tool crm_mon -1 --output-as=xml 2>/dev/null; }
 
 dc_present() { crm_mon_xml | grep -q '<current_dc present="true"'; }
 
@@ -126,8 +155,8 @@ cleanup_stale() {
 }
 
 set_cluster_options() {
-    crm_attribute --type crm_config --name stonith-enabled --update false >/dev/null
-    crm_attribute --type crm_config --name no-quorum-policy --update ignore >/dev/null
+    cluster_tool crm_attribute --type crm_config --name stonith-enabled --update false >/dev/null
+    cluster_tool crm_attribute --type crm_config --name no-quorum-policy --update ignore >/dev/null
 }
 
 wait_for_dc() {
@@ -147,9 +176,25 @@ wait_for_dc() {
     die "no DC after ${START_TIMEOUT} s; see $STATE_DIR/corosync.log, $STATE_DIR/pacemakerd.log, /var/log/pacemaker/pacemaker.log"
 }
 
+# Stops the clusters of the other generations that this script started (one runs at a time).
+stop_other_generations() {
+    local g
+    for g in $ALL_GENERATIONS; do
+        [ "$g" != "$GEN" ] || continue
+        compgen -G "$(state_dir "$g")/*.pid" >/dev/null || continue
+        say "stopping the $g test cluster first (one generation at a time)"
+        KUBEMAKER_PACEMAKER=$g KUBEMAKER_CLUSTER_LOCKED=1 bash "${BASH_SOURCE[0]}" stop
+    done
+}
+
 cmd_start() {
     take_lock
+    stop_other_generations
     cleanup_stale
+    if [ "$GEN" != 2.1.5 ]; then
+        node_start
+        return
+    fi
     local cs_pid pm_pid
     cs_pid=$(our_pid corosync || true)
     pm_pid=$(our_pid pacemakerd || true)
@@ -207,6 +252,10 @@ cmd_start() {
 
 cmd_stop() {
     take_lock
+    if [ "$GEN" != 2.1.5 ]; then
+        node_stop
+        return
+    fi
     local pm_pid cs_pid children
     pm_pid=$(our_pid pacemakerd || true)
     if [ -n "$pm_pid" ]; then
@@ -237,8 +286,10 @@ cmd_status() {
     pm_pid=$(our_pid pacemakerd || true)
     printf 'corosync:   %s\n' "${cs_pid:-not running (ours)}"
     printf 'pacemakerd: %s\n' "${pm_pid:-not running (ours)}"
+    printf 'generation: %s\n' "$GEN"
     local foreign
-    foreign=$(pids_named corosync $cs_pid; pids_named pacemakerd $pm_pid)
+    [ "$GEN" = 2.1.5 ] || foreign=""
+    [ "$GEN" != 2.1.5 ] || foreign=$(pids_named corosync $cs_pid; pids_named pacemakerd $pm_pid)
     [ -z "$foreign" ] || printf 'foreign cluster processes: %s\n' "$(echo $foreign)"
     if [ -n "$cs_pid" ] && [ -n "$pm_pid" ]; then
         local dc

@@ -2,9 +2,11 @@
 # The one command that runs kubemaker's whole test suite:  sudo scripts/test.sh
 #
 # Installs the test dependencies (Debian packages, reference pacemaker-remoted, a Kubernetes API
-# server, etcd, kubectl and helm built from the Go module proxy), then runs
-# rustfmt, clippy and every test target. Integration tests start a throwaway one-node Pacemaker
-# cluster (scripts/test-cluster.sh); it is stopped at the end, also on failure.
+# server, etcd, kubectl and helm built from the Go module proxy, the Pacemaker 3.0.0 and 3.0.3
+# roots), then runs rustfmt, clippy and every test target against the host's Pacemaker 2.1.5,
+# then the real-cluster targets again once per other generation (KUBEMAKER_PACEMAKER=3.0.0,
+# 3.0.3). Integration tests start a throwaway one-node Pacemaker cluster (scripts/test-cluster.sh);
+# every generation's is stopped at the end, also on failure.
 # Respects CARGO_TARGET_DIR (default /var/tmp/kubemaker-cache/target).
 set -euo pipefail
 
@@ -17,10 +19,19 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
+# Pacemaker generations with a test cluster (scripts/test-cluster.sh), and the real-cluster test
+# targets run once more against each generation other than the host's 2.1.5.
+GENERATIONS="2.1.5 3.0.0 3.0.3"
+CLUSTER_TARGETS=(cluster_harness remoted_cluster remoted_tools cib_cluster)
+
 cleanup() {
     local rc=$?
-    step "stopping the test cluster"
-    bash scripts/test-cluster.sh stop || echo "warning: scripts/test-cluster.sh stop failed" >&2
+    local gen
+    for gen in $GENERATIONS; do
+        step "stopping the Pacemaker $gen test cluster"
+        KUBEMAKER_PACEMAKER=$gen bash scripts/test-cluster.sh stop ||
+            echo "warning: KUBEMAKER_PACEMAKER=$gen scripts/test-cluster.sh stop failed" >&2
+    done
     bash scripts/test-apiserver.sh stop || echo "warning: scripts/test-apiserver.sh stop failed" >&2
     bash scripts/local-k8s.sh down || echo "warning: scripts/local-k8s.sh down failed" >&2
     if [ "$rc" -eq 0 ]; then
@@ -37,6 +48,10 @@ trap 'exit 143' TERM
 step "installing test dependencies"
 bash scripts/install-test-deps.sh
 
+step "building the Pacemaker 3.0.0 (Debian trixie) and 3.0.3 (Debian sid) roots (cached; ~1 min cold)"
+bash scripts/pacemaker-root.sh build trixie
+bash scripts/pacemaker-root.sh build sid
+
 step "building the Kubernetes test binaries (control plane, kubelet, kube-proxy, etcd, kubectl, helm; cached, ~10 min cold)"
 bash scripts/install-k8s-test-deps.sh
 
@@ -49,5 +64,25 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-step "cargo test --all-targets --no-fail-fast"
-cargo test --all-targets --no-fail-fast
+failed=()
+step "cargo test --all-targets --no-fail-fast (Pacemaker 2.1.5, the host's)"
+cargo test --all-targets --no-fail-fast || failed+=("cargo test --all-targets (2.1.5)")
+
+for gen in $GENERATIONS; do
+    [ "$gen" != 2.1.5 ] || continue
+    step "Pacemaker $gen: real-cluster tests (KUBEMAKER_PACEMAKER=$gen): ${CLUSTER_TARGETS[*]}"
+    for target in "${CLUSTER_TARGETS[@]}"; do
+        t0=$SECONDS
+        if KUBEMAKER_PACEMAKER=$gen cargo test --test "$target"; then
+            echo "Pacemaker $gen: $target passed in $((SECONDS - t0)) s"
+        else
+            echo "Pacemaker $gen: $target FAILED after $((SECONDS - t0)) s"
+            failed+=("$target (Pacemaker $gen)")
+        fi
+    done
+done
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    step "failed: ${failed[*]}"
+    exit 1
+fi

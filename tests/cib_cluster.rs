@@ -1,5 +1,5 @@
-//! The CIB layer against the real one-node Pacemaker 2.1.5 test cluster, through its remote CIB
-//! port: login (TLS and plaintext), queries, errors, versioned writes with conflict retry,
+//! The CIB layer against the real one-node Pacemaker test cluster (2.1.5, or the 3.0.x that
+//! KUBEMAKER_PACEMAKER names: tests/support/generation.rs), through its remote CIB port: login (TLS and plaintext), queries, errors, versioned writes with conflict retry,
 //! batching, notifications, a remote node that really comes online, the validator on real
 //! misconfigurations, and removal without a trace.
 
@@ -89,9 +89,10 @@ async fn wait_no_trace(cluster: &Cluster, names: &[&str]) {
 
 #[test]
 fn login_queries_and_clear_errors() {
-    let Some((_cluster, remote)) = cluster_with_cib_port() else {
+    let Some((cluster, remote)) = cluster_with_cib_port() else {
         return;
     };
+    let node1 = cluster.node1().to_string();
     let rt = runtime();
     rt.block_on(async {
         for transport in [Transport::Tls, Transport::Plain] {
@@ -104,11 +105,11 @@ fn login_queries_and_clear_errors() {
             assert_eq!(v, Cib::new(&cib).version().max(v), "version only moves forward");
             let nodes = client.query(&Query::Section("nodes".into())).await.unwrap();
             assert_eq!(nodes.name, "nodes");
-            let node1 = client
-                .query(&Query::XPath("//nodes/node[@uname='node1']".into()))
+            let node = client
+                .query(&Query::XPath(format!("//nodes/node[@uname='{node1}']")))
                 .await
                 .unwrap();
-            assert_eq!(node1.attr("uname"), Some("node1"));
+            assert_eq!(node.attr("uname"), Some(node1.as_str()));
             let missing = client.query(&Query::XPath("//primitive[@id='nope']".into())).await;
             assert!(matches!(missing, Err(CibError::Rejected { rc: -6, .. })), "{missing:?}");
             client.close().await;
@@ -133,7 +134,10 @@ fn login_queries_and_clear_errors() {
         assert!(matches!(e, CibError::LoginRefused { .. }), "{text}");
         assert_eq!(
             text,
-            "login refused for user hacluster by 127.0.0.1:5989 (wrong password, or user not in haclient)"
+            format!(
+                "login refused for user hacluster by {}:5989 (wrong password, or user not in haclient)",
+                remote.host
+            )
         );
         assert!(!text.contains("definitely-wrong"));
 
@@ -153,7 +157,7 @@ fn login_queries_and_clear_errors() {
 
         step("failover: a dead endpoint first, then the cluster");
         let mut cfg = remote.config(Transport::Plain);
-        cfg.endpoints = kubemaker::cib::client::parse_endpoints(&format!("127.0.0.1:1,{}:1,127.0.0.1:5990", dead.addr()), "5990").unwrap();
+        cfg.endpoints = kubemaker::cib::client::parse_endpoints(&format!("127.0.0.1:1,{}:1,{}:5990", dead.addr(), remote.host), "5990").unwrap();
         cfg.connect_timeout = Duration::from_secs(1);
         let client = CibClient::connect(cfg).await.expect("failover to the live endpoint");
         client.version().await.unwrap();
@@ -236,7 +240,7 @@ fn remote_node_lifecycle_with_watch_and_removal() {
             .expect("status of cib-rn1");
         assert_eq!(n.state, NodeState::Online, "{n:?}");
         assert_eq!(n.host.as_deref(), Some(cluster.node1()));
-        let attr = support::run_ok(
+        let attr = cluster.run_ok(
             "crm_attribute",
             &["-N", "cib-rn1", "-n", "rack", "-G", "-q"],
         );
@@ -644,7 +648,7 @@ fn guest_node_lifecycle_and_removal() {
     let key = support::current_cluster_authkey();
     let host = RemoteHost::start_in_netns("cib-gn1", &key);
     let state_file = "/run/resource-agents/km-cib-gvm1.state";
-    let _ = std::fs::remove_file(state_file);
+    let _ = std::fs::remove_file(cluster.node_path(state_file));
     let rt = runtime();
     rt.block_on(async {
         let client = CibClient::connect(remote.config(Transport::Tls))
@@ -684,6 +688,10 @@ fn guest_node_lifecycle_and_removal() {
             .expect("status of cib-gn1");
         assert_eq!(n.state, NodeState::Online, "{n:?}");
         assert_eq!(n.guest_resource.as_deref(), Some("cib-gvm1"));
+        assert!(
+            cluster.node_path(state_file).exists(),
+            "the VM (Dummy) runs on the cluster node"
+        );
         assert_eq!(n.host.as_deref(), Some(cluster.node1()));
 
         step("guest removal: the VM stops, then every trace goes");
@@ -692,8 +700,9 @@ fn guest_node_lifecycle_and_removal() {
             .unwrap();
         assert_eq!(report.resource.as_deref(), Some("cib-gvm1"));
         assert!(report.stopped);
+        // The "VM" ran on the cluster node: its state file is in the node's /run.
         assert!(
-            !std::path::Path::new(state_file).exists(),
+            !cluster.node_path(state_file).exists(),
             "the VM (Dummy) was stopped before deletion"
         );
         wait_no_trace(&cluster, &["cib-gn1", "cib-gvm1"]).await;

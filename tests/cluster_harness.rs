@@ -1,5 +1,6 @@
 //! Proves the test harness (tests/support) against the real thing: the reference
-//! `pacemaker-remoted` 2.1.5 in a network namespace joins the one-node test cluster as a remote node
+//! `pacemaker-remoted` of the generation under test (2.1.5, or the 3.0.x of KUBEMAKER_PACEMAKER,
+//! chrooted in its root) in a network namespace joins the one-node test cluster as a remote node
 //! and runs an `ocf:pacemaker:Dummy` resource. The tests of kubemaker's own daemon
 //! (`tests/remoted_cluster.rs`, `tests/remoted_tools.rs`) take the same steps through
 //! `support::RemoteHost`, which starts `kubemaker remoted` instead.
@@ -10,7 +11,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Daemon, NetnsHost};
+use support::{Cluster, Daemon, Generation, NetnsHost};
 
 const CLUSTER_TOOLS: &[&str] = &[
     "corosync",
@@ -55,20 +56,12 @@ fn reference_remoted_joins_cluster_and_runs_dummy() {
         let _ = fs::remove_file(f);
     }
 
-    let mut daemon = Daemon::spawn_in(
-        &host,
-        &remoted,
-        &[],
-        &[
-            ("PCMK_logfile", pcmk_log.to_str().expect("utf-8 path")),
-            (
-                "PCMK_authkey_location",
-                key_file.to_str().expect("utf-8 path"),
-            ),
-            ("PCMK_remote_address", &addr),
-        ],
-        &out_log,
-    );
+    // In a 3.x root the daemon sees `dir` (key and log) at the same path.
+    let mut cmd = Generation::current().reference_remoted_command(&host, &[&dir]);
+    cmd.env("PCMK_logfile", &pcmk_log)
+        .env("PCMK_authkey_location", &key_file)
+        .env("PCMK_remote_address", &addr);
+    let mut daemon = Daemon::spawn(cmd, &out_log).expect("start the reference pacemaker-remoted");
 
     // The harness promises that the pid is the daemon's own, not that of an `ip` wrapper.
     let listening = Instant::now();

@@ -1,4 +1,5 @@
-//! kubemaker remoted against a real Debian Pacemaker 2.1.5 cluster: the node joins, runs
+//! kubemaker remoted against a real Debian Pacemaker cluster (2.1.5, or the 3.0.x that
+//! KUBEMAKER_PACEMAKER names: tests/support/generation.rs): the node joins, runs
 //! resources, reports failures, stops cleanly, refuses a wrong key, survives kill -9, and works
 //! with both the documented 4096-byte key and pcs's 256-byte key.
 //!
@@ -79,7 +80,7 @@ fn remote_node_with_real_pacemaker() {
         Path::new(&support::dummy_state_file("dm3")).exists(),
         "restarted by the cluster through our daemon"
     );
-    support::run_ok("crm_resource", &["--cleanup", "--resource", "dm3"]);
+    cluster.run_ok("crm_resource", &["--cleanup", "--resource", "dm3"]);
 
     step("4. disabling the connection stops everything cleanly");
     cluster.set_target_role("rn-main", "Stopped");
@@ -130,7 +131,7 @@ fn remote_node_with_real_pacemaker() {
     // Fix the key: the same daemon picks it up and the node joins after a cleanup.
     bad.set_key(&key4096);
     std::thread::sleep(kubemaker::remoted::authkey::CACHE_FOR);
-    support::run_ok("crm_resource", &["--cleanup", "--resource", "rn-bad"]);
+    cluster.run_ok("crm_resource", &["--cleanup", "--resource", "rn-bad"]);
     cluster.wait_until("rn-bad online with the right key", JOIN, |v| {
         online(v, "rn-bad")
     });

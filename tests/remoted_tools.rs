@@ -1,5 +1,6 @@
 //! Pacemaker's own command-line tools, run on a kubemaker remote node (inside its network
-//! namespace), reach the cluster through the daemon's IPC proxy: crm_mon, crm_attribute,
+//! namespace; under KUBEMAKER_PACEMAKER=3.0.x the tools of that generation, from its root:
+//! tests/support/generation.rs), reach the cluster through the daemon's IPC proxy: crm_mon, crm_attribute,
 //! attrd_updater, crm_resource, cibadmin, and crm_master inside a promotable Stateful clone.
 //! Also: maintenance mode makes SIGTERM exit at once, and bad local clients harm nothing.
 
@@ -11,19 +12,21 @@ use std::time::{Duration, Instant};
 use kubemaker::ipc::IpcClient;
 use kubemaker::wire::Element;
 use kubemaker::wire::ipc::{IpcLayout, flags};
-use support::{Cluster, MonView, NetnsHost, RemoteHost, step};
+use support::{Cluster, Generation, MonView, NetnsHost, RemoteHost, step};
 
 const JOIN: Duration = Duration::from_secs(90);
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The generation's tool `args[0]` on the remote node (its network namespace).
 fn on_node(host: &RemoteHost, args: &[&str]) -> Output {
-    let mut cmd = host.netns().command(args[0]);
+    let mut cmd = Generation::current().host_command(host.netns(), args[0], &[]);
     cmd.args(&args[1..]);
     support::run_with_timeout(&mut cmd, TOOL_TIMEOUT)
 }
 
-fn on_cluster(args: &[&str]) -> Output {
-    support::run(args[0], &args[1..])
+/// The generation's tool `args[0]` against the cluster (on its node).
+fn on_cluster(cluster: &Cluster, args: &[&str]) -> Output {
+    cluster.run(args[0], &args[1..])
 }
 
 fn ok(out: &Output, what: &str) -> String {
@@ -134,7 +137,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
         "transient attribute on the cluster",
         Duration::from_secs(20),
         || {
-            let out = on_cluster(&[
+            let out = on_cluster(&cluster, &[
                 "crm_attribute",
                 "-N",
                 "rn-tools",
@@ -153,7 +156,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
     );
     assert_eq!(transient, "v1");
     let permanent = ok(
-        &on_cluster(&[
+        &on_cluster(&cluster, &[
             "crm_attribute",
             "-N",
             "rn-tools",
@@ -194,7 +197,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
         "attrd value on the cluster",
         Duration::from_secs(20),
         || {
-            let out = on_cluster(&["attrd_updater", "-n", "km-attrd", "-Q", "-N", "rn-tools"]);
+            let out = on_cluster(&cluster, &["attrd_updater", "-n", "km-attrd", "-Q", "-N", "rn-tools"]);
             let s = String::from_utf8_lossy(&out.stdout).into_owned();
             (out.status.success() && s.contains("value=\"v3\"")).then_some(s)
         },
@@ -226,7 +229,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
     });
     assert!(v.failures().is_empty(), "{:?}", v.failures());
     let score = ok(
-        &on_cluster(&[
+        &on_cluster(&cluster, &[
             "crm_attribute",
             "-N",
             "rn-tools",
@@ -256,7 +259,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
 
     step("maintenance mode: SIGTERM exits at once (the cluster refuses the shutdown)");
     ok(
-        &on_cluster(&[
+        &on_cluster(&cluster, &[
             "crm_attribute",
             "-t",
             "crm_config",
@@ -282,7 +285,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
         support::tail(&host.daemon().log(), 20)
     );
     ok(
-        &on_cluster(&[
+        &on_cluster(&cluster, &[
             "crm_attribute",
             "-t",
             "crm_config",

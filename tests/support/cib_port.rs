@@ -1,21 +1,23 @@
 //! Hook for tests of the CIB layer: opens the test cluster's remote CIB port and gives `hacluster`
-//! a password ([`enable_remote_cib`]).
+//! a password ([`enable_remote_cib`]). The port is on the cluster node's address (127.0.0.1 for
+//! 2.1.5, the node's own for a 3.x generation), the password in the node's own /etc/shadow.
 //!
 //! The ports are root attributes of the CIB, read by pacemaker-based only at start-up, so the first
 //! call on a machine restarts the test cluster (with `scripts/test-cluster.sh`, under the cluster
 //! lock the caller's [`Cluster`] holds); later calls find them open. The CIB persists in
 //! /var/lib/pacemaker, so this happens once per machine, not once per test.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kubemaker::cib::{ClientConfig, Endpoint, Secret, Transport};
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, restart_test_cluster};
 use super::env::repo_root;
 use super::keys::{hex, random_bytes};
-use super::process::{run, run_ok, run_with_input, run_with_timeout};
+use super::generation::Generation;
+use super::process::{run_with_input, run_with_timeout};
 
 pub const TLS_PORT: u16 = 5989;
 pub const CLEAR_PORT: u16 = 5990;
@@ -24,6 +26,8 @@ const CIB_FILE: &str = "/var/lib/pacemaker/cib/cib.xml";
 /// How to reach the test cluster's CIB.
 pub struct RemoteCib {
     pub password: Secret,
+    /// The cluster node's address, where the ports listen.
+    pub host: String,
 }
 
 impl RemoteCib {
@@ -34,7 +38,7 @@ impl RemoteCib {
         };
         let mut cfg = ClientConfig::new(
             vec![Endpoint {
-                host: "127.0.0.1".into(),
+                host: self.host.clone(),
                 port,
             }],
             transport,
@@ -52,7 +56,7 @@ impl RemoteCib {
             Transport::Plain => (CLEAR_PORT, "false"),
         };
         vec![
-            ("CIB_server".into(), "127.0.0.1".into()),
+            ("CIB_server".into(), self.host.clone()),
             ("CIB_port".into(), port.to_string()),
             ("CIB_encrypted".into(), encrypted.into()),
             ("CIB_user".into(), "hacluster".into()),
@@ -61,8 +65,9 @@ impl RemoteCib {
     }
 }
 
-fn listening(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+fn listening(host: &str, port: u16) -> bool {
+    let ip: IpAddr = host.parse().expect("the cluster node's address is an IP address");
+    let addr = SocketAddr::from((ip, port));
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
 }
 
@@ -74,13 +79,15 @@ fn random_password() -> String {
 /// Makes the remote CIB port usable on the test cluster and returns how to log in.
 pub fn enable_remote_cib(cluster: &Cluster) -> RemoteCib {
     // hacluster must be in haclient (the package does this; make sure) and have a password.
-    let groups = String::from_utf8_lossy(&run_ok("id", &["-nG", "hacluster"]).stdout).into_owned();
+    let host = cluster.node_addr();
+    let groups =
+        String::from_utf8_lossy(&cluster.run_ok("id", &["-nG", "hacluster"]).stdout).into_owned();
     if !groups.split_whitespace().any(|g| g == "haclient") {
-        run_ok("usermod", &["-a", "-G", "haclient", "hacluster"]);
+        cluster.run_ok("usermod", &["-a", "-G", "haclient", "hacluster"]);
     }
     let password = random_password();
     let out = run_with_input(
-        &mut Command::new("chpasswd"),
+        &mut Generation::current().cluster_command("chpasswd"),
         Some(format!("hacluster:{password}\n").as_bytes()),
         Duration::from_secs(30),
     );
@@ -88,7 +95,7 @@ pub fn enable_remote_cib(cluster: &Cluster) -> RemoteCib {
 
     // What pacemaker-based will read when it starts is the file, not the live CIB.
     let on_disk = || {
-        let cib = std::fs::read_to_string(CIB_FILE).unwrap_or_default();
+        let cib = std::fs::read_to_string(cluster.node_path(CIB_FILE)).unwrap_or_default();
         let root = cib.split('>').next().unwrap_or_default().to_string();
         root.contains(&format!("remote-tls-port=\"{TLS_PORT}\""))
             && root.contains(&format!("remote-clear-port=\"{CLEAR_PORT}\""))
@@ -98,7 +105,7 @@ pub fn enable_remote_cib(cluster: &Cluster) -> RemoteCib {
     if !configured {
         let xml =
             format!(r#"<cib remote-tls-port="{TLS_PORT}" remote-clear-port="{CLEAR_PORT}"/>"#);
-        run_ok("cibadmin", &["--modify", "--xml-text", &xml]);
+        cluster.run_ok("cibadmin", &["--modify", "--xml-text", &xml]);
         // A root-attribute change counts as a status change (num_updates), which pacemaker-based
         // does not write to disk, and so would a bare `cibadmin --bump`; a configuration change
         // (a throwaway cluster property, set then deleted) makes it write the ports out.
@@ -108,11 +115,11 @@ pub fn enable_remote_cib(cluster: &Cluster) -> RemoteCib {
             "--name",
             "kubemaker-remote-cib-enabled",
         ];
-        run_ok(
+        cluster.run_ok(
             "crm_attribute",
             &[&prop[..], &["--update", "true"]].concat(),
         );
-        run_ok("crm_attribute", &[&prop[..], &["--delete"]].concat());
+        cluster.run_ok("crm_attribute", &[&prop[..], &["--delete"]].concat());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if on_disk() {
@@ -125,37 +132,23 @@ pub fn enable_remote_cib(cluster: &Cluster) -> RemoteCib {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    if !configured || !listening(TLS_PORT) || !listening(CLEAR_PORT) {
+    if !configured || !listening(&host, TLS_PORT) || !listening(&host, CLEAR_PORT) {
         eprintln!(
             "[cib_port] restarting the test cluster so pacemaker-based opens ports {TLS_PORT}/{CLEAR_PORT}"
         );
-        let script = repo_root().join("scripts/test-cluster.sh");
-        for action in ["stop", "start"] {
-            let out = run_with_timeout(
-                Command::new("bash")
-                    .arg(&script)
-                    .arg(action)
-                    .env("KUBEMAKER_CLUSTER_LOCKED", "1"),
-                Duration::from_secs(300),
-            );
-            assert!(
-                out.status.success(),
-                "test-cluster.sh {action} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        restart_test_cluster();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !(listening(TLS_PORT) && listening(CLEAR_PORT)) {
+        while !(listening(&host, TLS_PORT) && listening(&host, CLEAR_PORT)) {
             assert!(
                 Instant::now() < deadline,
                 "pacemaker-based did not open ports {TLS_PORT}/{CLEAR_PORT} within 60 s after a restart"
             );
             std::thread::sleep(Duration::from_millis(250));
         }
-        let _ = run("crm_mon", &["-1"]);
+        let _ = cluster.run("crm_mon", &["-1"]);
     }
     RemoteCib {
         password: Secret::new(password),
+        host,
     }
 }

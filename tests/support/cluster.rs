@@ -1,19 +1,21 @@
-//! Exclusive use of the one-node test cluster of `scripts/test-cluster.sh`, reset to an empty
-//! configuration, with `crm_mon`/`cibadmin` helpers, bounded waits on a parsed [`MonView`], and
-//! `ocf:pacemaker:Dummy` resources pinned to one remote node.
+//! Exclusive use of the one-node test cluster of `scripts/test-cluster.sh` (of the Pacemaker
+//! generation [`Generation::current`]), reset to an empty configuration, with
+//! `crm_mon`/`cibadmin` helpers (the generation's own tools, inside its node), bounded waits on a
+//! parsed [`MonView`], and `ocf:pacemaker:Dummy` resources pinned to one remote node.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use kubemaker::wire::Element;
 
-use super::env::{TEST_STATE_DIR, lock_file, repo_root};
+use super::env::{lock_file, repo_root};
+use super::generation::Generation;
 use super::keys::{mark_remote_key_idle, mark_remote_key_in_use};
 use super::mon::{MonView, walk};
-use super::process::{run, run_ok, run_with_timeout, wait_child};
+use super::process::{run_with_timeout, wait_child};
 
 /// Held (flock) by whoever uses the test cluster; `scripts/test-cluster.sh start|stop` takes it too.
 pub const CLUSTER_LOCK: &str = "/var/tmp/kubemaker-test/cluster.lock";
@@ -39,9 +41,15 @@ impl Cluster {
         let started = Instant::now();
         // The script's progress lines go straight to our stderr. It bounds its own waits; the
         // limit here only guards against a hung script.
+        let generation = Generation::current();
+        eprintln!(
+            "[harness] Pacemaker {} test cluster (KUBEMAKER_PACEMAKER)",
+            generation.version()
+        );
         let mut child = Command::new("bash")
             .arg(&script)
             .arg("start")
+            .env("KUBEMAKER_PACEMAKER", generation.version())
             .env("KUBEMAKER_CLUSTER_LOCKED", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
@@ -51,13 +59,14 @@ impl Cluster {
         let (status, timed_out) = wait_child(&mut child, Duration::from_secs(300));
         if timed_out || !status.success() {
             panic!(
-                "`{} start` failed ({status}{}); logs in {TEST_STATE_DIR}/cluster/",
+                "`{} start` failed ({status}{}); logs in {}/",
                 script.display(),
                 if timed_out {
                     ", killed after 300 s"
                 } else {
                     ""
-                }
+                },
+                generation.state_dir().display()
             );
         }
         eprintln!(
@@ -86,15 +95,55 @@ impl Cluster {
         &self.node1
     }
 
+    /// The Pacemaker generation of this cluster.
+    pub fn generation(&self) -> &'static Generation {
+        Generation::current()
+    }
+
+    /// The cluster node's address (127.0.0.1 for 2.1.5, the node's own for 3.x).
+    pub fn node_addr(&self) -> String {
+        self.generation().node_addr()
+    }
+
+    /// Where the cluster node's file `path` is seen from the test (see
+    /// [`Generation::cluster_path`]).
+    pub fn node_path(&self, path: &str) -> PathBuf {
+        self.generation().cluster_path(path)
+    }
+
+    /// Runs the generation's `program args` against the cluster (30 s limit) and returns its
+    /// output whatever the exit status.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        let mut cmd = self.generation().cluster_command(program);
+        cmd.args(args);
+        run_with_timeout(&mut cmd, Duration::from_secs(30))
+    }
+
+    /// Like [`Cluster::run`], but panics with the output unless the exit status is 0.
+    pub fn run_ok(&self, program: &str, args: &[&str]) -> Output {
+        let out = self.run(program, args);
+        if !out.status.success() {
+            panic!(
+                "`{program} {}` (Pacemaker {}) failed ({}):\nstdout: {}\nstderr: {}",
+                args.join(" "),
+                self.generation().version(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out
+    }
+
     /// `crm_mon -1 --output-as=xml` (panics if crm_mon fails).
     pub fn crm_mon_xml(&self) -> String {
-        let out = run_ok("crm_mon", &["-1", "--output-as=xml"]);
+        let out = self.run_ok("crm_mon", &["-1", "--output-as=xml"]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `crm_mon -1 --inactive --failcounts` as text, for humans (never panics).
     pub fn crm_mon_text(&self) -> String {
-        let out = run("crm_mon", &["-1", "--inactive", "--failcounts"]);
+        let out = self.run("crm_mon", &["-1", "--inactive", "--failcounts"]);
         format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -112,12 +161,12 @@ impl Cluster {
         if args.iter().any(|a| mentions_remote_connection(a)) {
             mark_remote_key_in_use();
         }
-        run("cibadmin", args)
+        self.run("cibadmin", args)
     }
 
     /// `cibadmin -Q`: the whole CIB as XML.
     pub fn cib_xml(&self) -> String {
-        String::from_utf8_lossy(&run_ok("cibadmin", &["-Q"]).stdout).into_owned()
+        String::from_utf8_lossy(&self.run_ok("cibadmin", &["-Q"]).stdout).into_owned()
     }
 
     /// Adds `xml` (a `<primitive>`, `<group>`, `<clone>`, ...) to the `resources` section; panics on
@@ -147,7 +196,7 @@ impl Cluster {
     /// Sets meta attribute `target-role` of resource `id` to `role` (`Started`, `Stopped`);
     /// panics on failure.
     pub fn set_target_role(&self, id: &str, role: &str) {
-        run_ok(
+        self.run_ok(
             "crm_resource",
             &[
                 "--resource",
@@ -188,7 +237,9 @@ impl Cluster {
         let mut last_error = String::new();
         loop {
             let out = run_with_timeout(
-                Command::new("crm_mon").args(["-1", "--output-as=xml"]),
+                self.generation()
+                    .cluster_command("crm_mon")
+                    .args(["-1", "--output-as=xml"]),
                 Duration::from_secs(15),
             );
             // crm_mon exits non-zero in some transient states but still prints XML.
@@ -230,7 +281,7 @@ impl Cluster {
         }
 
         if state.has_resources {
-            run_ok(
+            self.run_ok(
                 "crm_attribute",
                 &[
                     "--type",
@@ -254,7 +305,7 @@ impl Cluster {
         if state.has_resources || state.has_constraints {
             for section in ["constraints", "resources"] {
                 let empty = format!("<{section}/>");
-                let out = run(
+                let out = self.run(
                     "cibadmin",
                     &["--replace", "-o", section, "--xml-text", &empty],
                 );
@@ -267,7 +318,7 @@ impl Cluster {
             }
         }
         for name in &state.remote_nodes {
-            let out = run("crm_node", &["--force", "--remove", name]);
+            let out = self.run("crm_node", &["--force", "--remove", name]);
             if !out.status.success() {
                 eprintln!(
                     "[harness] reset: crm_node --force --remove {name}: {}",
@@ -279,12 +330,12 @@ impl Cluster {
                 format!("/cib/configuration/nodes/node[@id='{name}']"),
                 format!("/cib/status/node_state[@id='{name}']"),
             ] {
-                let _ = run("cibadmin", &["--delete", "--xpath", &xpath]);
+                let _ = self.run("cibadmin", &["--delete", "--xpath", &xpath]);
             }
         }
         for attr in ["standby", "maintenance"] {
             if state.node_attrs.iter().any(|a| a == attr) {
-                let _ = run(
+                let _ = self.run(
                     "crm_attribute",
                     &["--node", &self.node1, "--name", attr, "--delete"],
                 );
@@ -292,10 +343,10 @@ impl Cluster {
         }
         let view = self.mon();
         if !view.failures().is_empty() || state.has_resources {
-            run_ok("crm_resource", &["--cleanup"]);
+            self.run_ok("crm_resource", &["--cleanup"]);
         }
         if state.stop_all_resources_set || state.has_resources {
-            let _ = run(
+            let _ = self.run(
                 "crm_attribute",
                 &[
                     "--type",
@@ -320,6 +371,28 @@ impl Cluster {
                     && v.nodes().iter().all(|n| n.node_type != "remote")
                     && v.node(&node1).is_some_and(|n| n.online)
             },
+        );
+    }
+}
+
+/// Restarts the test cluster (`scripts/test-cluster.sh stop`, then `start`) for a caller that holds
+/// [`CLUSTER_LOCK`] (a [`Cluster`]); panics if either fails.
+pub fn restart_test_cluster() {
+    let script = repo_root().join("scripts/test-cluster.sh");
+    for action in ["stop", "start"] {
+        let out = run_with_timeout(
+            Command::new("bash")
+                .arg(&script)
+                .arg(action)
+                .env("KUBEMAKER_PACEMAKER", Generation::current().version())
+                .env("KUBEMAKER_CLUSTER_LOCKED", "1"),
+            Duration::from_secs(300),
+        );
+        assert!(
+            out.status.success(),
+            "test-cluster.sh {action} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

@@ -9,13 +9,22 @@ use std::thread;
 use std::time::Duration;
 
 use super::env::{TEST_STATE_DIR, epoch_secs, lock_file};
+use super::generation::Generation;
 
-/// The key file the cluster's controller reads to connect to remote nodes.
+/// The key file the cluster's controller reads to connect to remote nodes (on the cluster node:
+/// see [`cluster_authkey_path`]).
 pub const CLUSTER_AUTHKEY: &str = "/etc/pacemaker/authkey";
+
+/// [`CLUSTER_AUTHKEY`] of the current generation's cluster node, as seen from the test.
+pub fn cluster_authkey_path() -> std::path::PathBuf {
+    Generation::current().cluster_path(CLUSTER_AUTHKEY)
+}
 
 /// Marker for the controller's Pacemaker Remote key cache, see [`install_cluster_authkey`].
 /// `scripts/test-cluster.sh` deletes it when it starts a fresh pacemakerd.
-const KEY_READ_MARKER: &str = "/var/tmp/kubemaker-test/cluster/remote-key-read";
+fn key_read_marker() -> std::path::PathBuf {
+    Generation::current().state_dir().join("remote-key-read")
+}
 
 /// Writes `len` random bytes (from /dev/urandom) to `path` with mode 0400 and returns them.
 pub fn write_authkey(path: &Path, len: usize) -> Vec<u8> {
@@ -85,7 +94,7 @@ pub fn test_authkey() -> Vec<u8> {
 /// The key the cluster already uses (so the controller's 60 s key cache never has to expire), or
 /// else [`test_authkey`], installed.
 pub fn current_cluster_authkey() -> Vec<u8> {
-    match fs::read(CLUSTER_AUTHKEY) {
+    match fs::read(cluster_authkey_path()) {
         Ok(key) if !key.is_empty() => key,
         _ => {
             let key = test_authkey();
@@ -109,22 +118,31 @@ pub fn install_cluster_authkey(key: &[u8]) {
         !key.is_empty(),
         "an empty key file means ENOKEY to Pacemaker"
     );
-    if fs::read(CLUSTER_AUTHKEY).is_ok_and(|old| old == key) {
+    let path = cluster_authkey_path();
+    if fs::read(&path).is_ok_and(|old| old == key) {
         return;
     }
-    write_file_atomically(Path::new(CLUSTER_AUTHKEY), key, 0o640);
-    let group = nix::unistd::Group::from_name("haclient")
-        .ok()
-        .flatten()
-        .expect("group haclient (created by the pacemaker package)");
+    write_file_atomically(&path, key, 0o640);
     nix::unistd::chown(
-        CLUSTER_AUTHKEY,
+        &path,
         Some(nix::unistd::Uid::from_raw(0)),
-        Some(group.gid),
+        Some(nix::unistd::Gid::from_raw(cluster_haclient_gid())),
     )
-    .expect("chown /etc/pacemaker/authkey");
+    .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
 
     if let Some(last_read) = remote_key_last_read() {
+        if !Generation::current().is_host() {
+            // Pacemaker 3.0.x's controller went on using the key it had read before: on 3.0.3,
+            // connections (to our daemon and to the reference pacemaker-remoted alike) still used
+            // the old key minutes after the file changed, though lrmd_client.c at Pacemaker-3.0.0
+            // has the same 60 s key cache as 2.1.5. A restarted cluster reads the new key.
+            eprintln!(
+                "[harness] cluster authkey changed; restarting the Pacemaker {} cluster so its controller reads it",
+                Generation::current().version()
+            );
+            super::cluster::restart_test_cluster();
+            return;
+        }
         let ready = last_read + 61;
         let now = epoch_secs();
         if ready > now {
@@ -137,27 +155,46 @@ pub fn install_cluster_authkey(key: &[u8]) {
     }
 }
 
+/// The gid of group `haclient` on the cluster node (its own /etc/group: a 3.x root's ids are
+/// not this machine's).
+fn cluster_haclient_gid() -> u32 {
+    let group_file = Generation::current().cluster_path("/etc/group");
+    let groups = fs::read_to_string(&group_file)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", group_file.display()));
+    groups
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some("haclient"))
+                .then(|| f.nth(1).and_then(|gid| gid.parse().ok()))
+                .flatten()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no group haclient in {} (the pacemaker package creates it)",
+                group_file.display()
+            )
+        })
+}
+
 /// Records that a remote connection is (or may soon be) active: the key may be read any time.
 /// [`super::Cluster::cibadmin`] calls it itself; a test whose remote connections something else creates
 /// (the operator's controller) calls it before the first one.
 pub fn mark_remote_key_in_use() {
-    let _ = fs::create_dir_all(
-        Path::new(KEY_READ_MARKER)
-            .parent()
-            .unwrap_or(Path::new("/")),
-    );
-    let _ = fs::write(KEY_READ_MARKER, "active\n");
+    let marker = key_read_marker();
+    let _ = fs::create_dir_all(marker.parent().unwrap_or(Path::new("/")));
+    let _ = fs::write(marker, "active\n");
 }
 
 /// Records that no remote connection is configured any more: the key was last read at most now.
 /// Call it only once every remote connection resource is gone from the CIB.
 pub fn mark_remote_key_idle() {
-    let _ = fs::write(KEY_READ_MARKER, format!("{}\n", epoch_secs()));
+    let _ = fs::write(key_read_marker(), format!("{}\n", epoch_secs()));
 }
 
 /// When the controller may last have read the key (epoch seconds), if ever since it started.
 fn remote_key_last_read() -> Option<u64> {
-    let text = match fs::read_to_string(KEY_READ_MARKER) {
+    let text = match fs::read_to_string(key_read_marker()) {
         Ok(t) => t,
         Err(e) if e.kind() == ErrorKind::NotFound => return None,
         Err(_) => return Some(epoch_secs()),

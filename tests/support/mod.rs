@@ -7,6 +7,8 @@
 //! - [`process`]: commands with a time limit ([`run`], [`run_ok`], [`run_with_input`]), children
 //!   with captured output ([`ChildGuard`]), and [`Daemon`], a long-running process with its log.
 //! - [`wait`]: [`wait_for`] / [`poll`], a check called until it holds, bounded in time.
+//! - [`generation`]: [`Generation`], the Pacemaker generation under test (`KUBEMAKER_PACEMAKER`):
+//!   where its cluster node, tools and reference daemon are.
 //! - [`cluster`]: [`Cluster`], exclusive use of the one-node test cluster of
 //!   `scripts/test-cluster.sh`, reset to an empty configuration, with `crm_mon`/`cibadmin` helpers
 //!   and bounded waits on a parsed [`MonView`] ([`mon`]).
@@ -30,6 +32,7 @@ pub mod certs;
 pub mod cib_port;
 pub mod cluster;
 pub mod env;
+pub mod generation;
 pub mod keys;
 pub mod mon;
 pub mod netns;
@@ -43,8 +46,9 @@ pub use env::{
     TEST_STATE_DIR, find_tool, have_tool, in_ci, kubemaker, repo_root, require_root, require_tools,
     step,
 };
+pub use generation::Generation;
 pub use keys::{
-    CLUSTER_AUTHKEY, assert_key_not_logged, base64_decode, base64_encode, current_cluster_authkey,
+    CLUSTER_AUTHKEY, cluster_authkey_path, assert_key_not_logged, base64_decode, base64_encode, current_cluster_authkey,
     hex, install_cluster_authkey, mark_remote_key_idle, mark_remote_key_in_use, random_bytes,
     test_authkey, write_authkey, write_key_file, write_private,
 };
@@ -57,10 +61,12 @@ pub use process::{
 pub use remote_host::RemoteHost;
 pub use wait::{poll, wait_for};
 
-/// Where `scripts/install-test-deps.sh` extracts the reference daemon.
-pub const REFERENCE_REMOTED: &str = "/var/tmp/kubemaker-cache/reference/usr/sbin/pacemaker-remoted";
+/// Where `scripts/install-test-deps.sh` extracts the host's (2.1.5) reference daemon.
+pub const REFERENCE_REMOTED: &str = generation::HOST_REFERENCE_REMOTED;
 
-/// The reference `pacemaker-remoted` 2.1.5 extracted by `scripts/install-test-deps.sh`.
+/// The current generation's reference `pacemaker-remoted` (2.1.5's extracted by
+/// `scripts/install-test-deps.sh`, or the one in a 3.x root), as seen from here; run it on a test
+/// host with [`Generation::reference_remoted_command`].
 pub fn reference_remoted() -> std::path::PathBuf {
-    std::path::PathBuf::from(REFERENCE_REMOTED)
+    Generation::current().reference_remoted()
 }

@@ -11,7 +11,7 @@ use super::process::{Daemon, run, run_ok};
 
 /// A "host" for a remote node: network namespace `km-<tag>` joined to the root namespace by a veth
 /// pair. Host side: link `km-<tag>` with `10.250.<n>.1/24`; inside: `eth0` with `10.250.<n>.2/24`,
-/// and `lo` up.
+/// `lo` up, and a route to the 3.x test cluster nodes' `10.249.0.0/16` via the host side.
 ///
 /// `n` (1..=250) is the lowest index whose lock file `/var/tmp/kubemaker-test/netns/<n>.lock` this
 /// process can flock; the lock is held for the host's lifetime, so hosts in several threads and test
@@ -73,6 +73,13 @@ impl NetnsHost {
         run_ok("ip", &["-n", &name, "addr", "add", &ns_addr, "dev", "eth0"]);
         run_ok("ip", &["-n", &name, "link", "set", "eth0", "up"]);
         run_ok("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        // A 3.x test cluster node lives in 10.249.<k>.0/24 behind the host (scripts/lib/pcmk-node.sh):
+        // its connections come from there, so the replies go back through the host.
+        let via = format!("10.250.{index}.1");
+        run_ok(
+            "ip",
+            &["-n", &name, "route", "add", "10.249.0.0/16", "via", &via],
+        );
         host
     }
 
