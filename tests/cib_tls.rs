@@ -249,6 +249,31 @@ async fn x509_both_ways() {
         );
         assert!(srv.await.unwrap().is_err());
 
+        // The server refuses a client certificate its CA did not sign. Under TLS 1.3 it says so
+        // only after our side of the handshake, so the refusal arrives on the login's read: it
+        // must still name the credentials, not blame the password.
+        let foreign = TlsAuth::x509(
+            read(pki.ca()),
+            read(pki.leaf("foreign").cert),
+            read(pki.leaf("foreign").key),
+            None,
+        )
+        .unwrap();
+        let (l, ep) = listener().await;
+        let server =
+            TlsServer::X509(X509Server::new(pki.creds("server", "ca", true), "NORMAL").unwrap());
+        let srv = tokio::spawn(serve_one(l, server));
+        let err = query_epoch(config(ep, "hacluster", foreign))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, CibError::Unreachable { .. }), "{text}");
+        assert!(
+            text.contains("X.509") && !text.contains("wrong password"),
+            "{text}"
+        );
+        assert!(srv.await.unwrap().is_err());
+
         // Unusable material is a credentials error, before any connection.
         let bad = TlsAuth::x509(
             read(pki.ca()),

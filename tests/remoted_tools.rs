@@ -137,17 +137,20 @@ fn pacemaker_tools_work_on_the_remote_node() {
         "transient attribute on the cluster",
         Duration::from_secs(20),
         || {
-            let out = on_cluster(&cluster, &[
-                "crm_attribute",
-                "-N",
-                "rn-tools",
-                "-n",
-                "km-transient",
-                "-l",
-                "reboot",
-                "-G",
-                "-q",
-            ]);
+            let out = on_cluster(
+                &cluster,
+                &[
+                    "crm_attribute",
+                    "-N",
+                    "rn-tools",
+                    "-n",
+                    "km-transient",
+                    "-l",
+                    "reboot",
+                    "-G",
+                    "-q",
+                ],
+            );
             out.status
                 .success()
                 .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -156,17 +159,20 @@ fn pacemaker_tools_work_on_the_remote_node() {
     );
     assert_eq!(transient, "v1");
     let permanent = ok(
-        &on_cluster(&cluster, &[
-            "crm_attribute",
-            "-N",
-            "rn-tools",
-            "-n",
-            "km-permanent",
-            "-l",
-            "forever",
-            "-G",
-            "-q",
-        ]),
+        &on_cluster(
+            &cluster,
+            &[
+                "crm_attribute",
+                "-N",
+                "rn-tools",
+                "-n",
+                "km-permanent",
+                "-l",
+                "forever",
+                "-G",
+                "-q",
+            ],
+        ),
         "read permanent",
     );
     assert_eq!(permanent.trim(), "v2");
@@ -197,7 +203,10 @@ fn pacemaker_tools_work_on_the_remote_node() {
         "attrd value on the cluster",
         Duration::from_secs(20),
         || {
-            let out = on_cluster(&cluster, &["attrd_updater", "-n", "km-attrd", "-Q", "-N", "rn-tools"]);
+            let out = on_cluster(
+                &cluster,
+                &["attrd_updater", "-n", "km-attrd", "-Q", "-N", "rn-tools"],
+            );
             let s = String::from_utf8_lossy(&out.stdout).into_owned();
             (out.status.success() && s.contains("value=\"v3\"")).then_some(s)
         },
@@ -229,17 +238,20 @@ fn pacemaker_tools_work_on_the_remote_node() {
     });
     assert!(v.failures().is_empty(), "{:?}", v.failures());
     let score = ok(
-        &on_cluster(&cluster, &[
-            "crm_attribute",
-            "-N",
-            "rn-tools",
-            "-n",
-            "master-st",
-            "-l",
-            "reboot",
-            "-G",
-            "-q",
-        ]),
+        &on_cluster(
+            &cluster,
+            &[
+                "crm_attribute",
+                "-N",
+                "rn-tools",
+                "-n",
+                "master-st",
+                "-l",
+                "reboot",
+                "-G",
+                "-q",
+            ],
+        ),
         "promotion score",
     );
     assert!(
@@ -259,15 +271,18 @@ fn pacemaker_tools_work_on_the_remote_node() {
 
     step("maintenance mode: SIGTERM exits at once (the cluster refuses the shutdown)");
     ok(
-        &on_cluster(&cluster, &[
-            "crm_attribute",
-            "-t",
-            "crm_config",
-            "-n",
-            "maintenance-mode",
-            "-v",
-            "true",
-        ]),
+        &on_cluster(
+            &cluster,
+            &[
+                "crm_attribute",
+                "-t",
+                "crm_config",
+                "-n",
+                "maintenance-mode",
+                "-v",
+                "true",
+            ],
+        ),
         "maintenance on",
     );
     std::thread::sleep(Duration::from_secs(2));
@@ -285,14 +300,17 @@ fn pacemaker_tools_work_on_the_remote_node() {
         support::tail(&host.daemon().log(), 20)
     );
     ok(
-        &on_cluster(&cluster, &[
-            "crm_attribute",
-            "-t",
-            "crm_config",
-            "-n",
-            "maintenance-mode",
-            "-D",
-        ]),
+        &on_cluster(
+            &cluster,
+            &[
+                "crm_attribute",
+                "-t",
+                "crm_config",
+                "-n",
+                "maintenance-mode",
+                "-D",
+            ],
+        ),
         "maintenance off",
     );
     // Leave the shared cluster as found: nothing of this test stays configured.

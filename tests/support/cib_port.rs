@@ -15,8 +15,8 @@ use kubemaker::cib::{ClientConfig, Endpoint, Secret, Transport};
 
 use super::cluster::{Cluster, restart_test_cluster};
 use super::env::repo_root;
-use super::keys::{hex, random_bytes};
 use super::generation::Generation;
+use super::keys::{hex, random_bytes};
 use super::process::{run_with_input, run_with_timeout};
 
 pub const TLS_PORT: u16 = 5989;
@@ -66,7 +66,9 @@ impl RemoteCib {
 }
 
 fn listening(host: &str, port: u16) -> bool {
-    let ip: IpAddr = host.parse().expect("the cluster node's address is an IP address");
+    let ip: IpAddr = host
+        .parse()
+        .expect("the cluster node's address is an IP address");
     let addr = SocketAddr::from((ip, port));
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
 }

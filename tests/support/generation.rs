@@ -80,7 +80,8 @@ impl Generation {
 
     /// Whether this generation is `version` or newer (dotted numbers).
     pub fn at_least(&self, version: &str) -> bool {
-        let parse = |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+        let parse =
+            |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
         parse(self.version) >= parse(version)
     }
 

@@ -48,9 +48,10 @@ pub use env::{
 };
 pub use generation::Generation;
 pub use keys::{
-    CLUSTER_AUTHKEY, cluster_authkey_path, assert_key_not_logged, base64_decode, base64_encode, current_cluster_authkey,
-    hex, install_cluster_authkey, mark_remote_key_idle, mark_remote_key_in_use, random_bytes,
-    test_authkey, write_authkey, write_key_file, write_private,
+    CLUSTER_AUTHKEY, assert_key_not_logged, base64_decode, base64_encode, cluster_authkey_path,
+    current_cluster_authkey, hex, install_cluster_authkey, mark_remote_key_idle,
+    mark_remote_key_in_use, random_bytes, test_authkey, write_authkey, write_key_file,
+    write_private,
 };
 pub use mon::{MonNode, MonResource, MonView};
 pub use netns::NetnsHost;

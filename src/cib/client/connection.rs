@@ -133,6 +133,19 @@ impl Connection {
                 "login answered with <{}> instead of <cib_result>",
                 other.name
             ))),
+            // With TLS 1.3 the server checks a client certificate (or PSK identity) only after our
+            // side of the handshake is done, so its refusal arrives here as a TLS alert.
+            Ok(Err(ReadError::Transport(StreamError::Tls(e))))
+                if !matches!(cfg.tls_auth, TlsAuth::Anonymous) =>
+            {
+                Err(CibError::Unreachable {
+                    tried: vec![format!(
+                        "{endpoint}: the server ended the TLS session before answering the login ({e}); in {} mode this usually means it refused our credentials ({})",
+                        cfg.tls_auth.mode(),
+                        handshake_hint(cfg)
+                    )],
+                })
+            }
             Ok(Ok(None)) | Ok(Err(_)) => Err(refused()),
             Err(_) => Err(CibError::Timeout {
                 op: "login".into(),
