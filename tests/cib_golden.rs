@@ -507,3 +507,94 @@ fn render_cli_matches_golden_files() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Every planned configuration is one each Pacemaker generation accepts (its own crm_verify)
+// ---------------------------------------------------------------------------------------------
+
+/// `cib` as the generation's schema wants it, fencing off (the test cluster has no device):
+/// 3.x reads `pacemaker-4.0`; 3.0.3 warns (and crm_verify fails) on the `stonith-enabled` name it
+/// deprecated for `fencing-enabled`.
+fn for_generation(mut cib: Element, generation: &support::Generation) -> Element {
+    if generation.at_least("3.0.0") {
+        cib.set_attr("validate-with", "pacemaker-4.0");
+    }
+    let option = if generation.at_least("3.0.3") {
+        "fencing-enabled"
+    } else {
+        "stonith-enabled"
+    };
+    let crm_config = cib
+        .child_mut("configuration")
+        .and_then(|c| c.child_mut("crm_config"))
+        .expect("a <crm_config> in the planned CIB");
+    crm_config
+        .children
+        .retain(|set| set.name != "cluster_property_set");
+    crm_config.children.push(
+        Element::new("cluster_property_set")
+            .with_attr("id", "cib-bootstrap-options")
+            .with_child(
+                Element::new("nvpair")
+                    .with_attr("id", format!("cib-bootstrap-options-{option}"))
+                    .with_attr("name", option)
+                    .with_attr("value", "false"),
+            ),
+    );
+    cib
+}
+
+#[test]
+fn planned_configuration_validates_on_every_generation() {
+    let dir = golden_dir("plan");
+    let mut checked = 0;
+    for generation in support::Generation::all() {
+        let root = match generation.built_root() {
+            Ok(root) => root,
+            Err(why) => {
+                support::env::skip_or_panic(&why);
+                continue;
+            }
+        };
+        if root.is_none() && !support::require_tools(&["crm_verify"]) {
+            continue;
+        }
+        for case in cases(&dir, ".yaml") {
+            let text = std::fs::read_to_string(dir.join(format!("{case}.yaml"))).unwrap();
+            let desired: Vec<DesiredNode> = RemoteNodeManifest::all_from_yaml(&text)
+                .unwrap()
+                .iter()
+                .map(|m| DesiredNode::from_manifest(m).unwrap())
+                .collect();
+            let live_path = dir.join(format!("{case}.live.xml"));
+            let mut live = if live_path.exists() {
+                load_cib(&live_path)
+            } else {
+                load_cib(&dir.join("base.cib.xml"))
+            };
+            let planned = plan(&desired, &live);
+            apply(&mut live, &planned);
+            let cib = for_generation(live, generation).to_xml();
+            let mut cmd = match &root {
+                None => Command::new("crm_verify"),
+                Some(root) => {
+                    let mut c = Command::new("chroot");
+                    c.arg(root).arg("crm_verify");
+                    c
+                }
+            };
+            cmd.args(["--xml-pipe", "-V"]);
+            let out =
+                support::run_with_input(&mut cmd, Some(cib.as_bytes()), Duration::from_secs(60));
+            assert!(
+                out.status.success(),
+                "Pacemaker {}'s crm_verify refuses the planned configuration of {case}: {}{}\n{cib}",
+                generation.version(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} planned configurations verified");
+}

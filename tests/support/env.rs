@@ -34,7 +34,8 @@ fn current_test_name() -> String {
         .to_string()
 }
 
-fn skip_or_panic(what: &str) -> bool {
+/// Returns false after printing `SKIP: <test> needs <what>`, or panics when `CI=true`.
+pub fn skip_or_panic(what: &str) -> bool {
     let test = current_test_name();
     if in_ci() {
         panic!(

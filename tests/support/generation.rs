@@ -68,6 +68,11 @@ impl Generation {
         })
     }
 
+    /// Every generation the tests know, oldest first.
+    pub fn all() -> &'static [Generation] {
+        &GENERATIONS
+    }
+
     /// `2.1.5`, `3.0.0` or `3.0.3`.
     pub fn version(&self) -> &'static str {
         self.version
@@ -107,19 +112,29 @@ impl Generation {
     /// The generation's root file system (`scripts/pacemaker-root.sh path`); None for 2.1.5.
     /// Panics if it was not built.
     pub fn root(&self) -> Option<PathBuf> {
-        let suite = self.suite?;
+        self.built_root().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Generation::root`], or why there is none yet (`scripts/pacemaker-root.sh build` not run).
+    pub fn built_root(&self) -> Result<Option<PathBuf>, String> {
+        let Some(suite) = self.suite else {
+            return Ok(None);
+        };
         let script = repo_root().join("scripts/pacemaker-root.sh");
         let out = run_with_timeout(
             Command::new("bash").arg(&script).args(["path", suite]),
             std::time::Duration::from_secs(30),
         );
-        assert!(
-            out.status.success(),
-            "no {suite} root for Pacemaker {}: {}",
-            self.version,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        if !out.status.success() {
+            return Err(format!(
+                "no {suite} root for Pacemaker {} (bash scripts/pacemaker-root.sh build {suite}): {}",
+                self.version,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Some(PathBuf::from(
+            String::from_utf8_lossy(&out.stdout).trim(),
+        )))
     }
 
     /// PID 1 of the running 3.x node (checked against its recorded start time); panics when the
