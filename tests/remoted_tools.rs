@@ -225,6 +225,44 @@ fn pacemaker_tools_work_on_the_remote_node() {
     );
 
     step(
+        "a CIB over 256 KiB reaches cibadmin -Q on the node (over libqb's 128 KiB buffer: compressed for 2.1.x/3.0.0 tools, in parts for 3.0.1+)",
+    );
+    // Stopped primitives with long descriptions: the CIB grows, the scheduler has nothing to do.
+    // Each creation stays under the kernel's 128 KiB limit for one argument.
+    let pad = "kubemaker-pads-the-cib ".repeat(4000);
+    let pads: Vec<String> = (0..4).map(|i| format!("pad-{i}")).collect();
+    for id in &pads {
+        cluster.create_resource_xml(&format!(
+            r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="Dummy" description="{pad}"><meta_attributes id="{id}-meta"><nvpair id="{id}-meta-target-role" name="target-role" value="Stopped"/></meta_attributes></primitive>"#
+        ));
+    }
+    let big = ok(
+        &on_node(&host, &["cibadmin", "-Q"]),
+        "cibadmin -Q (big CIB)",
+    );
+    assert!(
+        big.len() > 4 * pad.len() && pads.iter().all(|id| big.contains(&format!("id=\"{id}\""))),
+        "cibadmin -Q on the node returned {} bytes, not the whole CIB",
+        big.len()
+    );
+    for id in &pads {
+        ok(
+            &on_cluster(
+                &cluster,
+                &[
+                    "cibadmin",
+                    "--delete",
+                    "-o",
+                    "resources",
+                    "-X",
+                    &format!(r#"<primitive id="{id}"/>"#),
+                ],
+            ),
+            "delete a pad",
+        );
+    }
+
+    step(
         "a promotable ocf:pacemaker:Stateful clone is promoted on the node (crm_master through the proxy)",
     );
     cluster.create_resource_xml(r#"<clone id="st-clone"><meta_attributes id="st-clone-meta_attributes"><nvpair id="st-clone-meta_attributes-promotable" name="promotable" value="true"/><nvpair id="st-clone-meta_attributes-clone-max" name="clone-max" value="1"/><nvpair id="st-clone-meta_attributes-promoted-max" name="promoted-max" value="1"/></meta_attributes><primitive class="ocf" id="st" provider="pacemaker" type="Stateful"><instance_attributes id="st-ia"><nvpair id="st-ia-state" name="state" value="/run/resource-agents/km-tools-st.state"/></instance_attributes><operations><op id="st-monitor-promoted" interval="5s" name="monitor" role="Promoted" timeout="20s"/><op id="st-monitor-unpromoted" interval="6s" name="monitor" role="Unpromoted" timeout="20s"/></operations></primitive></clone>"#);
