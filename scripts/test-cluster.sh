@@ -10,6 +10,9 @@
 #   scripts/test-cluster.sh stop     stop it (only the processes this script started)
 #   scripts/test-cluster.sh status   print whether it runs and who is DC
 #
+# KUBEMAKER_CLUSTER_ENV="PCMK_x=... PCMK_y=..." (3.x only) starts pacemakerd with those settings, as
+# /etc/default/pacemaker would on a real node; a running cluster with other settings is restarted.
+#
 # State lives in /var/tmp/kubemaker-test/cluster/ (cluster-<version>/ for 3.x): corosync.pid and pacemakerd.pid ("<pid> <starttime>",
 # the start time from /proc/<pid>/stat guards against pid reuse), corosync.log, pacemakerd.log.
 # Daemons that this script did not start are never signalled: `start` refuses to run beside them.
@@ -195,6 +198,7 @@ cmd_start() {
         node_start
         return
     fi
+    [ -z "${KUBEMAKER_CLUSTER_ENV:-}" ] || die "KUBEMAKER_CLUSTER_ENV (PCMK_* settings) is for the 3.x test clusters only"
     local cs_pid pm_pid
     cs_pid=$(our_pid corosync || true)
     pm_pid=$(our_pid pacemakerd || true)

@@ -322,7 +322,7 @@ async fn remoted_serves_x509_when_configured() {
     );
     let refusal = log
         .lines()
-        .find(|l| l.contains("TLS handshake refused") && l.contains("CN=revoked"))
+        .find(|l| l.contains("TLS handshake failed (X.509") && l.contains("CN=revoked"))
         .unwrap_or_else(|| panic!("no refusal line naming the reason:\n{log}"));
     assert!(
         refusal.contains("127.0.0.1"),

@@ -31,14 +31,26 @@ in_node() {
     nsenter -t "$init" -m -u -n -p -r -w env -i PATH="$NODE_PATH" HOME=/root LANG=C.UTF-8 "$@"
 }
 
-# spawn_in_node PIDFILE LOG NAME ARGS...: starts NAME in the node; PIDFILE records the daemon itself
-# (the child nsenter forks into the node's PID namespace), not nsenter.
+# PCMK_* settings for pacemakerd (what /etc/default/pacemaker gives it on a real node), from
+# KUBEMAKER_CLUSTER_ENV ("PCMK_a=x PCMK_b=y"; e.g. the X.509 files of Pacemaker Remote). A running
+# node started with other settings is restarted; $STATE_DIR/pacemakerd.env records them.
+CLUSTER_ENV=()
+NODE_ENV=()
+for kv in ${KUBEMAKER_CLUSTER_ENV:-}; do
+    [[ $kv =~ ^PCMK_[A-Za-z_]+=[^[:space:]]*$ ]] || die "KUBEMAKER_CLUSTER_ENV: '$kv' is not PCMK_<name>=<value>"
+    CLUSTER_ENV+=("$kv")
+done
+
+# spawn_in_node PIDFILE LOG NAME ARGS...: starts NAME in the node (with NODE_ENV's settings);
+# PIDFILE records the daemon itself (the child nsenter forks into the node's PID namespace), not
+# nsenter.
 spawn_in_node() {
     local pidfile=$1 log=$2 name=$3 init nsenter_pid child="" i
     shift 3
     init=$(init_pid) || die "the $GEN cluster node is not running"
     SPAWN_COMM=nsenter spawn_daemon "$pidfile.nsenter" "$log" \
-        nsenter -t "$init" -m -u -n -p -r -w env -i PATH="$NODE_PATH" HOME=/root LANG=C.UTF-8 "$name" "$@"
+        nsenter -t "$init" -m -u -n -p -r -w env -i PATH="$NODE_PATH" HOME=/root LANG=C.UTF-8 \
+        "${NODE_ENV[@]}" "$name" "$@"
     read -r nsenter_pid _ <"$pidfile.nsenter"
     rm -f "$pidfile.nsenter"
     for i in $(seq 1 50); do
@@ -134,10 +146,16 @@ node_start() {
     local cs_pid pm_pid
     cs_pid=$(our_pid corosync || true)
     pm_pid=$(our_pid pacemakerd || true)
+    local want_env
+    want_env=${CLUSTER_ENV[*]}
     if [ -n "$cs_pid" ] && [ -n "$pm_pid" ] && init_pid >/dev/null && dc_present; then
-        set_cluster_options
-        say "reusing the running $GEN test cluster (node $NODE_ADDR, corosync $cs_pid, pacemakerd $pm_pid)"
-        return 0
+        if [ "$(cat "$STATE_DIR/pacemakerd.env" 2>/dev/null)" = "$want_env" ]; then
+            set_cluster_options
+            say "reusing the running $GEN test cluster (node $NODE_ADDR, corosync $cs_pid, pacemakerd $pm_pid)"
+            return 0
+        fi
+        say "the running $GEN cluster has other PCMK_* settings: restarting it"
+        node_stop
     fi
     node_cleanup
     say "starting the $GEN cluster node $NODE_NAME ($NODE_ADDR) from $root"
@@ -170,7 +188,11 @@ node_start() {
         sleep 0.2
     done
     say "starting pacemakerd in the node (log $STATE_DIR/pacemakerd.log; daemons log to $NODE_DIR/var-log-pacemaker/pacemaker.log)"
+    [ -z "$want_env" ] || say "pacemakerd settings: $want_env"
+    printf '%s\n' "$want_env" >"$STATE_DIR/pacemakerd.env"
+    NODE_ENV=("${CLUSTER_ENV[@]}")
     spawn_in_node "$STATE_DIR/pacemakerd.pid" "$STATE_DIR/pacemakerd.log" pacemakerd -f
+    NODE_ENV=()
     rm -f "$STATE_DIR/remote-key-read"
     say "waiting (at most ${START_TIMEOUT} s) for a DC"
     wait_for_dc

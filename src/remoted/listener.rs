@@ -143,7 +143,7 @@ pub async fn handle_connection(
                     warn!(peer = %peer, error = %e, "TLS handshake failed (wrong key, plaintext client, or timeout); connection closed")
                 }
                 TlsServer::X509(_) => {
-                    warn!(peer = %peer, error = %e, "TLS handshake refused (X.509: the client needs a certificate signed by our CA and not revoked); connection closed")
+                    warn!(peer = %peer, error = %e, "TLS handshake failed (X.509: the client sent no certificate, one our CA did not sign, or a revoked one; or the client does not trust our certificate); connection closed")
                 }
             }
             return;

@@ -378,13 +378,25 @@ impl Cluster {
 /// Restarts the test cluster (`scripts/test-cluster.sh stop`, then `start`) for a caller that holds
 /// [`CLUSTER_LOCK`] (a [`Cluster`]); panics if either fails.
 pub fn restart_test_cluster() {
+    run_test_cluster_script(&["stop", "start"], "");
+}
+
+/// Starts the 3.x test cluster's pacemakerd with `settings` ("PCMK_a=x PCMK_b=y", what
+/// /etc/default/pacemaker holds on a real node; empty for none), restarting it when it runs with
+/// others, then waits for a DC. For a caller that holds [`CLUSTER_LOCK`]; panics on failure.
+pub fn start_test_cluster_with(settings: &str) {
+    run_test_cluster_script(&["start"], settings);
+}
+
+fn run_test_cluster_script(actions: &[&str], settings: &str) {
     let script = repo_root().join("scripts/test-cluster.sh");
-    for action in ["stop", "start"] {
+    for action in actions {
         let out = run_with_timeout(
             Command::new("bash")
                 .arg(&script)
                 .arg(action)
                 .env("KUBEMAKER_PACEMAKER", Generation::current().version())
+                .env("KUBEMAKER_CLUSTER_ENV", settings)
                 .env("KUBEMAKER_CLUSTER_LOCKED", "1"),
             Duration::from_secs(300),
         );

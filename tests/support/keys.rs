@@ -122,13 +122,7 @@ pub fn install_cluster_authkey(key: &[u8]) {
     if fs::read(&path).is_ok_and(|old| old == key) {
         return;
     }
-    write_file_atomically(&path, key, 0o640);
-    nix::unistd::chown(
-        &path,
-        Some(nix::unistd::Uid::from_raw(0)),
-        Some(nix::unistd::Gid::from_raw(cluster_haclient_gid())),
-    )
-    .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    install_cluster_file(CLUSTER_AUTHKEY, key);
 
     if let Some(last_read) = remote_key_last_read() {
         if !Generation::current().is_host() {
@@ -157,6 +151,19 @@ pub fn install_cluster_authkey(key: &[u8]) {
 
 /// The gid of group `haclient` on the cluster node (its own /etc/group: a 3.x root's ids are
 /// not this machine's).
+/// Writes `data` to the cluster node's file `path` (e.g. under /etc/pacemaker), as Pacemaker's
+/// daemons read their secrets: root:haclient, mode 0640, replaced atomically.
+pub fn install_cluster_file(path: &str, data: &[u8]) {
+    let path = Generation::current().cluster_path(path);
+    write_file_atomically(&path, data, 0o640);
+    nix::unistd::chown(
+        &path,
+        Some(nix::unistd::Uid::from_raw(0)),
+        Some(nix::unistd::Gid::from_raw(cluster_haclient_gid())),
+    )
+    .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+}
+
 fn cluster_haclient_gid() -> u32 {
     let group_file = Generation::current().cluster_path("/etc/group");
     let groups = fs::read_to_string(&group_file)

@@ -41,7 +41,10 @@ pub mod process;
 pub mod remote_host;
 pub mod wait;
 
-pub use cluster::{CLUSTER_LOCK, Cluster, all_started_on, create_pinned_dummies, dummy_state_file};
+pub use cluster::{
+    CLUSTER_LOCK, Cluster, all_started_on, create_pinned_dummies, dummy_state_file,
+    start_test_cluster_with,
+};
 pub use env::{
     TEST_STATE_DIR, find_tool, have_tool, in_ci, kubemaker, repo_root, require_root, require_tools,
     step,
@@ -49,9 +52,9 @@ pub use env::{
 pub use generation::Generation;
 pub use keys::{
     CLUSTER_AUTHKEY, assert_key_not_logged, base64_decode, base64_encode, cluster_authkey_path,
-    current_cluster_authkey, hex, install_cluster_authkey, mark_remote_key_idle,
-    mark_remote_key_in_use, random_bytes, test_authkey, write_authkey, write_key_file,
-    write_private,
+    current_cluster_authkey, hex, install_cluster_authkey, install_cluster_file,
+    mark_remote_key_idle, mark_remote_key_in_use, random_bytes, test_authkey, write_authkey,
+    write_key_file, write_private,
 };
 pub use mon::{MonNode, MonResource, MonView};
 pub use netns::NetnsHost;

@@ -55,12 +55,10 @@ impl RemoteHost {
     /// test cluster, its daemons own the IPC names. Its files go with it on drop.
     pub fn start_on_loopback(name: &str, key: &[u8], env: &[(&str, &str)]) -> RemoteHost {
         let dir = std::env::temp_dir().join(format!("km-remoted-{name}-{}", std::process::id()));
-        let mut host = RemoteHost::new(Place::Loopback(free_port()), dir).with_key(key);
-        host.env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        host.started()
+        RemoteHost::new(Place::Loopback(free_port()), dir)
+            .with_key(key)
+            .with_env(env)
+            .started()
     }
 
     fn new(place: Place, dir: PathBuf) -> RemoteHost {
@@ -80,6 +78,13 @@ impl RemoteHost {
     /// Sets the key before the first start.
     pub fn with_key(mut self, key: &[u8]) -> RemoteHost {
         self.set_key(key);
+        self
+    }
+
+    /// Adds `env` to the daemon's environment (e.g. the PCMK_*_file settings of X.509).
+    pub fn with_env(mut self, env: &[(&str, &str)]) -> RemoteHost {
+        self.env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self
     }
 
