@@ -1,8 +1,10 @@
-//! kubemaker remoted side by side with Debian's pacemaker-remoted 2.1.5, in one run on the same
-//! real cluster: resident memory and CPU time over 60 s of recurring monitors with 10, 50 and 200
-//! Dummy resources per node, then exec-to-notify latency for a no-op agent.
+//! kubemaker remoted side by side with the reference pacemaker-remoted of the Pacemaker generation
+//! under test (Debian 12's 2.1.5, or 3.0.0/3.0.3 with `KUBEMAKER_PACEMAKER`), in one run on the
+//! same real cluster: resident memory and CPU time over 60 s of recurring monitors with 10, 50 and
+//! 200 Dummy resources per node, then exec-to-notify latency for a no-op agent.
 //!
 //!     sudo cargo bench --bench remoted            (BENCH_WINDOW_SECS=60, BENCH_LATENCY_OPS=300)
+//!     sudo KUBEMAKER_PACEMAKER=3.0.3 cargo bench --bench remoted
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -14,8 +16,8 @@ use kubemaker::remoted::client::{LrmdClient, exec_command, rsc};
 use kubemaker::wire::Element;
 use support::{Cluster, Daemon, NetnsHost};
 
-struct Contender {
-    label: &'static str,
+struct Contender<'a> {
+    label: &'a str,
     node: &'static str,
     host: NetnsHost,
     daemon: Daemon,
@@ -117,34 +119,27 @@ fn main() {
     let key_env = key_path.display().to_string();
 
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_kubemaker"));
+    let generation = support::Generation::current();
+    let reference_label = format!("pacemaker-remoted {}", generation.version());
     let mut contenders = Vec::new();
-    for (label, node, program, args) in [
-        (
-            "kubemaker remoted",
-            "bench-km",
-            ours.clone(),
-            vec!["remoted"],
-        ),
-        (
-            "pacemaker-remoted 2.1.5",
-            "bench-ref",
-            reference.clone(),
-            vec![],
-        ),
+    for (label, node, is_reference) in [
+        ("kubemaker remoted", "bench-km", false),
+        (reference_label.as_str(), "bench-ref", true),
     ] {
         let host = NetnsHost::create(node);
         let log = dir.join(format!("{node}.log"));
-        let log_env = log.display().to_string();
-        let mut daemon = Daemon::spawn_in(
-            &host,
-            &program,
-            &args,
-            &[
-                ("PCMK_authkey_location", &key_env),
-                ("PCMK_logfile", &log_env),
-            ],
-            &log,
-        );
+        // The reference of a 3.x generation runs chrooted in its root, which sees `dir` bound.
+        let mut cmd = if is_reference {
+            generation.reference_remoted_command(&host, &[&dir])
+        } else {
+            let mut cmd = host.command(&ours);
+            cmd.arg("remoted");
+            cmd
+        };
+        cmd.env("PCMK_authkey_location", &key_env)
+            .env("PCMK_logfile", &log);
+        let mut daemon =
+            Daemon::spawn(cmd, &log).unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
         std::thread::sleep(Duration::from_secs(1));
         assert!(
             daemon.is_running(),
@@ -166,7 +161,7 @@ fn main() {
             |v| v.remote_node_up(c.node),
         );
     }
-    println!("\n# kubemaker remoted vs pacemaker-remoted 2.1.5 (same cluster, same run)\n");
+    println!("\n# kubemaker remoted vs {reference_label} (same cluster, same run)\n");
     println!(
         "| Dummies/node | daemon | RSS MiB | PSS MiB | anon MiB | CPU s (daemon) / {}s | CPU s (agents) |",
         window.as_secs()

@@ -94,6 +94,19 @@ pub fn enable_remote_cib(cluster: &Cluster) -> RemoteCib {
         Duration::from_secs(30),
     );
     assert!(out.status.success(), "chpasswd failed for hacluster");
+    // Debian sid (3.0.3) creates hacluster with systemd-sysusers, which gives system accounts
+    // an expiry date of day 1: PAM then refuses every password login. An admin of such a
+    // cluster has to lift it the same way.
+    let shadow = std::fs::read_to_string(cluster.node_path("/etc/shadow")).unwrap_or_default();
+    let expires = shadow
+        .lines()
+        .find(|l| l.starts_with("hacluster:"))
+        .and_then(|l| l.split(':').nth(7))
+        .unwrap_or_default();
+    if !expires.is_empty() {
+        eprintln!("[cib_port] hacluster's account expires (day {expires}); chage -E -1 hacluster");
+        cluster.run_ok("chage", &["-E", "-1", "hacluster"]);
+    }
 
     // What pacemaker-based will read when it starts is the file, not the live CIB.
     let on_disk = || {
@@ -139,18 +152,23 @@ pub fn enable_remote_cib(cluster: &Cluster) -> RemoteCib {
             "[cib_port] restarting the test cluster so pacemaker-based opens ports {TLS_PORT}/{CLEAR_PORT}"
         );
         restart_test_cluster();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !(listening(&host, TLS_PORT) && listening(&host, CLEAR_PORT)) {
-            assert!(
-                Instant::now() < deadline,
-                "pacemaker-based did not open ports {TLS_PORT}/{CLEAR_PORT} within 60 s after a restart"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        wait_for_ports(&host);
         let _ = cluster.run("crm_mon", &["-1"]);
     }
     RemoteCib {
         password: Secret::new(password),
         host,
+    }
+}
+
+/// Waits (at most 60 s) until pacemaker-based listens on both ports at `host` after a start.
+pub fn wait_for_ports(host: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(listening(host, TLS_PORT) && listening(host, CLEAR_PORT)) {
+        assert!(
+            Instant::now() < deadline,
+            "pacemaker-based did not open ports {TLS_PORT}/{CLEAR_PORT} within 60 s after a start"
+        );
+        std::thread::sleep(Duration::from_millis(250));
     }
 }

@@ -25,7 +25,12 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
 
 /// [`run_with_timeout`] with `input` on stdin (or /dev/null when `None`).
 pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Output {
-    let shown = format!("{cmd:?}");
+    // Program and arguments only: the environment can hold passwords (CIB_passwd).
+    let shown = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
     let (mut output, timed_out) = spawn_captured(cmd, input.map(<[u8]>::to_vec)).finish(timeout);
     if timed_out {
         output.stderr.extend_from_slice(

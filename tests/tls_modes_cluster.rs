@@ -1,21 +1,30 @@
-//! Pacemaker Remote over X.509 (Pacemaker 3.0.0+) against a real 3.x cluster, kubemaker remoted
-//! beside the generation's reference `pacemaker-remoted`. The cluster's pacemakerd gets
-//! `PCMK_ca_file`/`PCMK_cert_file`/`PCMK_key_file` (a client certificate, as
-//! /etc/default/pacemaker would give it); each daemon gets a server certificate of the same CA:
-//! both nodes join and run a Dummy. Then each daemon is given a certificate another CA signed:
-//! Pacemaker must record the same outcome for both (the connection never comes up). At the end
-//! the cluster is restarted without the settings (PSK again), also when the test fails.
+//! Pacemaker 3.x's TLS modes on a real 3.x cluster.
 //!
-//! Only for 3.x: `KUBEMAKER_PACEMAKER=3.0.0 cargo test --test remoted_x509_cluster` (scripts/test.sh
-//! runs it for 3.0.0 and 3.0.3). Under 2.1.5, which has no X.509 for Pacemaker Remote, it returns
-//! after saying so.
+//! - Pacemaker Remote over X.509 (3.0.0+), kubemaker remoted beside the generation's reference
+//!   `pacemaker-remoted`: the cluster's pacemakerd gets `PCMK_ca_file`/`PCMK_cert_file`/
+//!   `PCMK_key_file` (as /etc/default/pacemaker would give it), each daemon a server certificate
+//!   of the same CA: both nodes join and run a Dummy. Given a certificate another CA signed, both
+//!   are refused, and Pacemaker must record the same outcome for both.
+//! - The remote CIB port with the same settings (X.509, 3.0.0+): kubemaker's CIB client logs in
+//!   with a certificate of the CA; an anonymous client is refused.
+//! - The remote CIB port with PSK (3.0.2+, `/etc/pacemaker/cib-credentials` with `user:hexkey`):
+//!   the client logs in with the user's key; a wrong key and an anonymous client are refused.
+//!
+//! At the end (also when the test fails) the cluster is restarted as the other tests expect it:
+//! no PCMK_* settings, no cib-credentials (PSK for Pacemaker Remote, anonymous remote CIB TLS).
+//!
+//! Only for 3.x: `KUBEMAKER_PACEMAKER=3.0.3 cargo test --test tls_modes_cluster` (scripts/test.sh
+//! runs it for 3.0.0 and 3.0.3). Under 2.1.5, which has none of these modes, it returns after
+//! saying so.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kubemaker::cib::{CibClient, CibError, ClientConfig, TlsAuth, Transport};
 use support::certs::TestPki;
+use support::cib_port::{self, RemoteCib};
 use support::{
     Cluster, Daemon, Generation, MonView, NetnsHost, RemoteHost, create_pinned_dummies, step,
 };
@@ -23,15 +32,50 @@ use support::{
 const JOIN: Duration = Duration::from_secs(90);
 /// Where the cluster node keeps its X.509 files.
 const CLUSTER_PKI: &str = "/etc/pacemaker/x509";
+/// pacemaker-based's PSK table for the remote CIB port (3.0.2+).
+const CIB_CREDENTIALS: &str = "/etc/pacemaker/cib-credentials";
 
-/// Restarts the cluster without PCMK_* settings when dropped (the other tests expect PSK).
-struct PskAgain;
+/// When dropped, restarts the cluster as the other tests expect it: no PCMK_* settings, no
+/// cib-credentials.
+struct AsBefore;
 
-impl Drop for PskAgain {
+impl Drop for AsBefore {
     fn drop(&mut self) {
-        step("restarting the cluster without the X.509 settings");
-        support::start_test_cluster_with("");
+        step("restarting the cluster without the X.509 settings and cib-credentials");
+        let _ = std::fs::remove_file(Generation::current().cluster_path(CIB_CREDENTIALS));
+        support::cluster::restart_test_cluster();
     }
+}
+
+/// The uid of `user` in the cluster node.
+fn node_uid(user: &str) -> u32 {
+    let passwd = std::fs::read_to_string(Generation::current().cluster_path("/etc/passwd"))
+        .expect("the node's /etc/passwd");
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&user)).then(|| f.get(2)?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no {user} in the node's /etc/passwd"))
+}
+
+/// Logs in to the remote CIB port with `auth` and reads the CIB's epoch.
+fn cib_epoch(remote: &RemoteCib, auth: TlsAuth) -> Result<u64, CibError> {
+    let mut cfg: ClientConfig = remote.config(Transport::Tls).with_tls_auth(auth);
+    cfg.retry.connect_rounds = 1;
+    cfg.connect_timeout = Duration::from_secs(5);
+    cfg.login_timeout = Duration::from_secs(10);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let client = CibClient::connect(cfg).await?;
+        let v = client.version().await?;
+        client.close().await;
+        Ok(v.epoch)
+    })
 }
 
 /// The X.509 settings of a daemon (remote node or cluster).
@@ -81,7 +125,7 @@ fn never_joined(v: &MonView, name: &str) -> bool {
 }
 
 #[test]
-fn x509_remote_nodes_join_a_3x_cluster_like_the_reference() {
+fn tls_modes_of_a_3x_cluster() {
     let generation = Generation::current();
     if !generation.at_least("3.0.0") {
         eprintln!(
@@ -97,9 +141,12 @@ fn x509_remote_nodes_join_a_3x_cluster_like_the_reference() {
         panic!("certtool is present but made no PKI");
     };
     let cluster = Cluster::acquire();
-    // Remote nodes that fall back to PSK must not find a key they could use by accident.
     let key = support::test_authkey();
     support::install_cluster_authkey(&key);
+    let _as_before = AsBefore;
+    // The remote CIB ports in the CIB and a password for hacluster (pacemaker-based opens the
+    // ports at start-up, and the restart below is one).
+    let remote_cib = cib_port::enable_remote_cib(&cluster);
 
     step(
         "the cluster's client certificate in /etc/pacemaker/x509; pacemakerd restarted with PCMK_*_file",
@@ -121,8 +168,8 @@ fn x509_remote_nodes_join_a_3x_cluster_like_the_reference() {
     .map(|(k, v)| format!("{k}={v}"))
     .collect::<Vec<_>>()
     .join(" ");
-    let _psk_again = PskAgain;
     support::start_test_cluster_with(&settings);
+    cib_port::wait_for_ports(&remote_cib.host);
     cluster.reset();
 
     let server = pki.leaf("server");
@@ -165,6 +212,24 @@ fn x509_remote_nodes_join_a_3x_cluster_like_the_reference() {
     drop(ref_host);
     cluster.reset();
 
+    step(
+        "the remote CIB port in X.509 mode: a certificate of the CA logs in, anonymous TLS is refused",
+    );
+    let x509 = TlsAuth::x509(
+        std::fs::read(pki.ca()).unwrap(),
+        std::fs::read(pki.leaf("client").cert).unwrap(),
+        std::fs::read(pki.leaf("client").key).unwrap(),
+        None,
+    )
+    .expect("the client's X.509 material");
+    let epoch = cib_epoch(&remote_cib, x509).unwrap_or_else(|e| panic!("X.509 login: {e}"));
+    assert!(epoch > 0);
+    let anonymous = cib_epoch(&remote_cib, TlsAuth::Anonymous);
+    assert!(
+        anonymous.is_err(),
+        "an anonymous client logged in to an X.509 CIB port"
+    );
+
     step("each daemon with a certificate of another CA: the cluster refuses both alike");
     let foreign = pki.leaf("foreign");
     let bad = x509_env(&pki.ca(), &foreign.cert, &foreign.key);
@@ -205,5 +270,33 @@ fn x509_remote_nodes_join_a_3x_cluster_like_the_reference() {
     reference.terminate();
     drop(ref_host);
     cluster.reset();
+
+    if generation.at_least("3.0.2") {
+        step("the remote CIB port with PSK (cib-credentials, owned by hacluster, mode 0600)");
+        let psk = support::hex(&support::random_bytes(32));
+        let path = generation.cluster_path(CIB_CREDENTIALS);
+        std::fs::write(&path, format!("hacluster:{psk}\n")).expect("write cib-credentials");
+        let uid = nix::unistd::Uid::from_raw(node_uid("hacluster"));
+        nix::unistd::chown(&path, Some(uid), None).expect("chown cib-credentials");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod cib-credentials");
+        // Without the X.509 settings: pacemaker-based then takes PSK from the file.
+        support::start_test_cluster_with("");
+        cib_port::wait_for_ports(&remote_cib.host);
+        let epoch = cib_epoch(&remote_cib, TlsAuth::psk_hex(&psk).unwrap())
+            .unwrap_or_else(|e| panic!("PSK login: {e}"));
+        assert!(epoch > 0);
+        let wrong = cib_epoch(
+            &remote_cib,
+            TlsAuth::psk_hex(&support::hex(&support::random_bytes(32))).unwrap(),
+        );
+        assert!(wrong.is_err(), "a wrong PSK logged in");
+        let text = wrong.unwrap_err().to_string();
+        assert!(!text.contains(&psk), "key material in an error: {text}");
+        assert!(
+            cib_epoch(&remote_cib, TlsAuth::Anonymous).is_err(),
+            "an anonymous client logged in to a PSK CIB port"
+        );
+    }
     step("done");
 }
