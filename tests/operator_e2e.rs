@@ -408,7 +408,7 @@ fn phase_a_setup(api: Api) -> E2e {
         "kind": "PacemakerCluster",
         "metadata": {"name": CLUSTER, "labels": {TEST_LABEL: "true"}},
         "spec": {
-            "endpoints": [{"host": "127.0.0.1", "port": cib_port::TLS_PORT}],
+            "endpoints": [{"host": support::Generation::current().node_addr(), "port": cib_port::TLS_PORT}],
             "tlsMode": "anonymous",
             "credentialsSecretRef": {"name": CREDENTIALS},
         },
@@ -1470,7 +1470,7 @@ fn phase_j_failures(e2e: &mut E2e) {
         "kind": "PacemakerCluster",
         "metadata": {"name": BAD_CLUSTER, "labels": {TEST_LABEL: "true"}},
         "spec": {
-            "endpoints": [{"host": "127.0.0.1", "port": cib_port::TLS_PORT}],
+            "endpoints": [{"host": support::Generation::current().node_addr(), "port": cib_port::TLS_PORT}],
             "tlsMode": "anonymous",
             "credentialsSecretRef": {"name": "bad-credentials"},
         },

@@ -1,0 +1,237 @@
+//! kubemaker remoted and the generation's reference `pacemaker-remoted` as two remote nodes of
+//! the same real cluster at the same time (under KUBEMAKER_PACEMAKER=3.0.3: a 3.0.3 cluster with
+//! one kubemaker node and one reference 3.0.3 node). Each scenario hits both at once and
+//! Pacemaker must record the same outcome for both:
+//!
+//! 1. join: both online, three Dummies each started, no failed action (join times printed);
+//! 2. a blip (kill -9, then the daemon started again): both seen offline, the same failed
+//!    actions, both back with their Dummies;
+//! 3. SIGTERM: the cluster stops each node's Dummies and disconnects, no failed action, each
+//!    daemon exits 0.
+//!
+//! Run: `sudo cargo test --test remoted_side_by_side -- --nocapture`, with
+//! `KUBEMAKER_PACEMAKER=3.0.3` (or 3.0.0) for another generation.
+
+mod support;
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::{Cluster, Daemon, Generation, MonView, NetnsHost, RemoteHost, step};
+
+const JOIN: Duration = Duration::from_secs(90);
+const REJOIN: Duration = Duration::from_secs(180);
+
+/// The generation's reference daemon on its own test host, restartable.
+struct Reference {
+    host: NetnsHost,
+    dir: PathBuf,
+    daemon: Option<Daemon>,
+}
+
+impl Reference {
+    fn new(key: &[u8]) -> Reference {
+        let host = NetnsHost::create("sbs-ref");
+        let dir = Path::new(support::TEST_STATE_DIR).join("side-by-side-ref");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the reference's directory");
+        support::write_key_file(&dir.join("authkey"), key);
+        let mut r = Reference {
+            host,
+            dir,
+            daemon: None,
+        };
+        r.start();
+        r
+    }
+
+    fn start(&mut self) {
+        let mut cmd = Generation::current().reference_remoted_command(&self.host, &[&self.dir]);
+        cmd.env("PCMK_logfile", self.dir.join("pacemaker-remoted.log"))
+            .env("PCMK_authkey_location", self.dir.join("authkey"))
+            .env("PCMK_remote_address", self.host.addr());
+        let daemon = Daemon::spawn(cmd, &self.dir.join("pacemaker-remoted.out"))
+            .expect("start the reference pacemaker-remoted");
+        // Listening is what the cluster needs; the daemon logs nothing on stdout for it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = support::run_with_timeout(
+                self.host.command("ss").args(["-Hltn", "sport = :3121"]),
+                Duration::from_secs(10),
+            );
+            if String::from_utf8_lossy(&out.stdout).contains("3121") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the reference pacemaker-remoted does not listen after 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.daemon = Some(daemon);
+    }
+
+    fn daemon(&mut self) -> &mut Daemon {
+        self.daemon.as_mut().expect("the reference was started")
+    }
+}
+
+fn connection_xml(id: &str, addr: &str) -> String {
+    format!(
+        r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="remote"><instance_attributes id="{id}-ia"><nvpair id="{id}-ia-server" name="server" value="{addr}"/></instance_attributes><operations><op id="{id}-monitor" interval="5s" name="monitor" timeout="15s"/></operations></primitive>"#
+    )
+}
+
+/// One side: its node (connection resource) name and its Dummies.
+struct Side {
+    node: &'static str,
+    dummies: Vec<String>,
+}
+
+impl Side {
+    fn up(&self, v: &MonView) -> bool {
+        v.remote_node_up(self.node) && support::all_started_on(v, &self.dummies, self.node)
+    }
+
+    fn down(&self, v: &MonView) -> bool {
+        !v.remote_node_up(self.node)
+    }
+
+    fn stopped(&self, v: &MonView) -> bool {
+        self.down(v)
+            && self
+                .dummies
+                .iter()
+                .all(|id| v.resource(id).is_some_and(|r| !r.active))
+    }
+
+    /// The failed actions on this side, with its own names replaced so both sides compare:
+    /// `<node>` for the connection, `<dummy>` for the Dummies' common prefix.
+    fn failures(&self, v: &MonView, dummy_prefix: &str) -> Vec<String> {
+        let mut ops: Vec<String> = v
+            .failures()
+            .into_iter()
+            .filter(|(op, node)| {
+                op.starts_with(self.node) || op.starts_with(dummy_prefix) || node == self.node
+            })
+            .map(|(op, node)| {
+                let op = op
+                    .replacen(self.node, "<node>", 1)
+                    .replacen(dummy_prefix, "<dummy>", 1);
+                let node = node.replace(self.node, "<node>");
+                format!("{op} on {node}")
+            })
+            .collect();
+        ops.sort();
+        ops.dedup();
+        ops
+    }
+}
+
+#[test]
+fn kubemaker_and_reference_nodes_side_by_side() {
+    if !support::require_root() || !support::require_tools(&["ip", "ss", "crm_mon"]) {
+        return;
+    }
+    let generation = Generation::current();
+    let cluster = Cluster::acquire();
+    let key = support::test_authkey();
+    support::install_cluster_authkey(&key);
+    let km = Side {
+        node: "rn-sbs-km",
+        dummies: Vec::new(),
+    };
+    let rf = Side {
+        node: "rn-sbs-ref",
+        dummies: Vec::new(),
+    };
+
+    step(&format!(
+        "1. both join a Pacemaker {} cluster: kubemaker remoted and pacemaker-remoted {}",
+        generation.version(),
+        generation.version()
+    ));
+    let mut ours = RemoteHost::start_in_netns("sbs-km", &key);
+    let mut reference = Reference::new(&key);
+    let t0 = Instant::now();
+    cluster.create_resource_xml(&connection_xml(km.node, &ours.addr()));
+    cluster.create_resource_xml(&connection_xml(rf.node, &reference.host.addr()));
+    // When each was first seen online (the waits poll crm_mon every 0.5 s).
+    let joined: [Cell<Option<Duration>>; 2] = Default::default();
+    cluster.wait_until("both nodes online", JOIN, |v| {
+        for (seen, side) in joined.iter().zip([&km, &rf]) {
+            if seen.get().is_none() && v.remote_node_up(side.node) {
+                seen.set(Some(t0.elapsed()));
+            }
+        }
+        joined.iter().all(|s| s.get().is_some())
+    });
+    step(&format!(
+        "   online after: kubemaker {:?}, reference {:?}",
+        joined[0].get().unwrap_or_default(),
+        joined[1].get().unwrap_or_default()
+    ));
+    let km = Side {
+        dummies: support::create_pinned_dummies(&cluster, "sbs-km-d", 0..3, km.node, "5s"),
+        ..km
+    };
+    let rf = Side {
+        dummies: support::create_pinned_dummies(&cluster, "sbs-ref-d", 0..3, rf.node, "5s"),
+        ..rf
+    };
+    let v = cluster.wait_until("three Dummies started on each", JOIN, |v| {
+        km.up(v) && rf.up(v)
+    });
+    assert_eq!(km.failures(&v, "sbs-km-d"), Vec::<String>::new());
+    assert_eq!(rf.failures(&v, "sbs-ref-d"), Vec::<String>::new());
+
+    step("2. a blip: kill -9 of both daemons, then both started again");
+    ours.daemon_mut().kill9();
+    reference.daemon().kill9();
+    cluster.wait_until("both nodes seen offline", JOIN, |v| {
+        km.down(v) && rf.down(v)
+    });
+    ours.start();
+    reference.start();
+    let t0 = Instant::now();
+    let v = cluster.wait_until("both back with their Dummies", REJOIN, |v| {
+        km.up(v) && rf.up(v)
+    });
+    step(&format!("   both back after {:?}", t0.elapsed()));
+    let (ours_failed, ref_failed) = (km.failures(&v, "sbs-km-d"), rf.failures(&v, "sbs-ref-d"));
+    step(&format!(
+        "   failed actions recorded (both): {ours_failed:?}"
+    ));
+    assert_eq!(
+        ours_failed, ref_failed,
+        "Pacemaker recorded different failed actions for the blip of kubemaker remoted and of the reference"
+    );
+    cluster.run_ok("crm_resource", &["--cleanup"]);
+
+    step("3. SIGTERM to both: the cluster stops their Dummies and disconnects; both exit 0");
+    let t0 = Instant::now();
+    ours.daemon_mut().terminate();
+    reference.daemon().terminate();
+    let v = cluster.wait_until("both nodes stopped cleanly", JOIN, |v| {
+        km.stopped(v) && rf.stopped(v)
+    });
+    assert_eq!(km.failures(&v, "sbs-km-d"), Vec::<String>::new());
+    assert_eq!(rf.failures(&v, "sbs-ref-d"), Vec::<String>::new());
+    let ours_exit = ours
+        .daemon_mut()
+        .wait_exit(Duration::from_secs(30))
+        .expect("kubemaker remoted exits after the disconnect");
+    let ref_exit = reference
+        .daemon()
+        .wait_exit(Duration::from_secs(30))
+        .expect("the reference exits after the disconnect");
+    step(&format!(
+        "   both stopped after {:?}; exit: kubemaker {ours_exit:?}, reference {ref_exit:?}",
+        t0.elapsed()
+    ));
+    assert_eq!(ours_exit.code(), ref_exit.code());
+    assert!(ours_exit.success());
+    cluster.reset();
+    step("done");
+}
