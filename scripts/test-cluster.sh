@@ -82,6 +82,35 @@ dc_present() { crm_mon_xml | grep -q '<current_dc present="true"'; }
 
 # spawn_daemon (lib/procs.sh) starts corosync and pacemakerd detached and records their pids.
 
+# one_node_corosync_conf COMMENT CLUSTER_NAME NODE ADDR: the corosync.conf of a one-node cluster
+# without crypto, logging to stderr (the host's 2.1.5 cluster and the 3.x nodes of lib/pcmk-node.sh).
+one_node_corosync_conf() {
+    cat <<CONF
+# Written by kubemaker's scripts/test-cluster.sh: $1.
+totem {
+	version: 2
+	cluster_name: $2
+	crypto_cipher: none
+	crypto_hash: none
+}
+logging {
+	to_stderr: yes
+	to_logfile: no
+	to_syslog: no
+}
+quorum {
+	provider: corosync_votequorum
+}
+nodelist {
+	node {
+		name: $3
+		nodeid: 1
+		ring0_addr: $4
+	}
+}
+CONF
+}
+
 # The package's corosync.conf is exactly what we want: one node "node1" on 127.0.0.1, no crypto.
 corosync_conf_ok() {
     [ -f "$COROSYNC_CONF" ] || return 1
@@ -106,30 +135,7 @@ ensure_corosync_conf() {
         say "saved the existing $COROSYNC_CONF as $backup"
     fi
     mkdir -p "$(dirname "$COROSYNC_CONF")"
-    cat >"$COROSYNC_CONF" <<'CONF'
-# Written by kubemaker's scripts/test-cluster.sh: a one-node test cluster on loopback.
-totem {
-	version: 2
-	cluster_name: kubemaker-test
-	crypto_cipher: none
-	crypto_hash: none
-}
-logging {
-	to_stderr: yes
-	to_logfile: no
-	to_syslog: no
-}
-quorum {
-	provider: corosync_votequorum
-}
-nodelist {
-	node {
-		name: node1
-		nodeid: 1
-		ring0_addr: 127.0.0.1
-	}
-}
-CONF
+    one_node_corosync_conf "a one-node test cluster on loopback" kubemaker-test node1 127.0.0.1 >"$COROSYNC_CONF"
     say "wrote a one-node $COROSYNC_CONF"
 }
 

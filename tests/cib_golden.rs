@@ -304,17 +304,45 @@ struct OracleNode {
     failures: Vec<(String, String, String)>,
 }
 
-fn crm_mon_on_file(cib: &Path) -> Element {
-    let out = support::run_with_timeout(
-        Command::new("crm_mon")
-            .args(["-1", "--output-as=xml", "--inactive"])
-            .env("CIB_file", cib),
-        Duration::from_secs(30),
-    );
+/// `crm_mon` of `generation` run on the CIB file `cib` (`CIB_file`): the host's for 2.1.5, the
+/// root's for 3.x (chrooted by scripts/lib/pcmk-root-exec.sh, with a copy of the file in a
+/// directory it binds).
+fn crm_mon_on_file(cib: &Path, generation: &support::Generation, root: Option<&Path>) -> Element {
+    let args = ["-1", "--output-as=xml", "--inactive"];
+    let out = match root {
+        None => support::run_with_timeout(
+            Command::new("crm_mon").args(args).env("CIB_file", cib),
+            Duration::from_secs(30),
+        ),
+        Some(root) => {
+            let dir = std::env::temp_dir().join(format!(
+                "km-golden-{}-{}",
+                generation.version(),
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let copy = dir.join(cib.file_name().unwrap());
+            std::fs::copy(cib, &copy).unwrap();
+            let out = support::run_with_timeout(
+                Command::new("bash")
+                    .arg(support::repo_root().join("scripts/lib/pcmk-root-exec.sh"))
+                    .arg(root)
+                    .arg(&dir)
+                    .arg("--")
+                    .arg("crm_mon")
+                    .args(args)
+                    .env("CIB_file", &copy),
+                Duration::from_secs(30),
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+            out
+        }
+    };
     let text = String::from_utf8_lossy(&out.stdout);
     Element::parse(&text).unwrap_or_else(|e| {
         panic!(
-            "crm_mon on {}: {e}\n{text}\n{}",
+            "Pacemaker {}'s crm_mon on {}: {e}\n{text}\n{}",
+            generation.version(),
             cib.display(),
             String::from_utf8_lossy(&out.stderr)
         )
@@ -409,28 +437,61 @@ fn ours(s: &NodeStatus, all: &[NodeStatus]) -> OracleNode {
     }
 }
 
+/// The status fixtures of each generation: `status/` from 2.1.5, `status-<version>/` from 3.x
+/// (captured by `tests/cib_status_capture.rs` under that `KUBEMAKER_PACEMAKER`), each checked
+/// against that generation's own crm_mon.
 #[test]
 fn status_reader_golden_files_and_crm_mon_oracle() {
-    let dir = golden_dir("status");
-    let states = cases(&dir, ".cib.xml");
-    assert!(
-        !states.is_empty(),
-        "no status fixtures in {}; capture them with `cargo test --test cib_status_capture -- --ignored`",
-        dir.display()
-    );
-    let have_crm_mon = support::require_tools(&["crm_mon"]);
-    for state in states {
+    let mut fixtures = 0;
+    for generation in support::Generation::all() {
+        let dir = if generation.is_host() {
+            golden_dir("status")
+        } else {
+            golden_dir(&format!("status-{}", generation.version()))
+        };
+        if !dir.exists() {
+            assert!(
+                !generation.is_host(),
+                "no status fixtures in {}; capture them with `cargo test --test cib_status_capture -- --ignored`",
+                dir.display()
+            );
+            continue;
+        }
+        let root = match generation.built_root() {
+            Ok(root) => root,
+            Err(why) => {
+                support::env::skip_or_panic(&why);
+                continue;
+            }
+        };
+        let have_crm_mon = root.is_some() || support::require_tools(&["crm_mon"]);
+        fixtures +=
+            check_status_fixtures(&dir, generation, have_crm_mon.then_some(root.as_deref()));
+    }
+    assert!(fixtures > 0, "no status fixtures at all");
+}
+
+/// Checks the fixtures of `dir`; with `oracle`, against the generation's crm_mon (`Some(root)`).
+/// Returns how many it checked.
+fn check_status_fixtures(
+    dir: &Path,
+    generation: &support::Generation,
+    oracle_root: Option<Option<&Path>>,
+) -> usize {
+    let states = cases(dir, ".cib.xml");
+    assert!(!states.is_empty(), "no *.cib.xml in {}", dir.display());
+    for state in &states {
         let path = dir.join(format!("{state}.cib.xml"));
         let cib = load_cib(&path);
         let statuses = read_status(&cib);
         let json = serde_json::to_string_pretty(&statuses).unwrap() + "\n";
         check_golden(&dir.join(format!("{state}.status.json")), &json);
-        if !have_crm_mon {
+        let Some(root) = oracle_root else {
             continue;
-        }
+        };
         // crm_mon's view of every failure must be among ours (ours also keeps failures of
         // resources crm_mon shows elsewhere), and the node facts must be equal.
-        let mon = crm_mon_on_file(&path);
+        let mon = crm_mon_on_file(&path, generation, root);
         for s in &statuses {
             let want = oracle(&mon, &s.name, &s.connection);
             let got = ours(s, &statuses);
@@ -461,11 +522,13 @@ fn status_reader_golden_files_and_crm_mon_oracle() {
                     &want.resources,
                     &relevant
                 ),
-                "{state}: node {} differs from crm_mon (ours, then crm_mon's)",
+                "Pacemaker {} {state}: node {} differs from crm_mon (ours, then crm_mon's)",
+                generation.version(),
                 s.name
             );
         }
     }
+    states.len()
 }
 
 /// `kubemaker render -f FILE` prints exactly the golden rendering; bad input is explained.

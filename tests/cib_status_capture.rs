@@ -1,6 +1,8 @@
-//! Captures the status fixtures of `tests/golden/cib/status/` from the real test cluster: a remote
-//! node (a `kubemaker remoted` in a network namespace) and a guest node driven through each state,
-//! with `cibadmin -Q` saved at each step. Not part of the normal run (it rewrites committed files):
+//! Captures the status fixtures of `tests/golden/cib/status/` (Pacemaker 2.1.5) or
+//! `status-<version>/` (`KUBEMAKER_PACEMAKER=3.0.3`, ...) from that generation's real test
+//! cluster: a remote node (a `kubemaker remoted` in a network namespace) and a guest node driven
+//! through each state, with `cibadmin -Q` saved at each step. Not part of the normal run (it
+//! rewrites committed files):
 //!
 //! ```sh
 //! cargo test --test cib_status_capture -- --ignored --nocapture
@@ -19,7 +21,15 @@ use kubemaker::cib::{ApplyOptions, CibService, InvalidNodes};
 use support::{Cluster, NetnsHost, RemoteHost, cib_port};
 
 fn out_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cib/status")
+    let generation = support::Generation::current();
+    let dir = if generation.is_host() {
+        "status".to_string()
+    } else {
+        format!("status-{}", generation.version())
+    };
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/cib")
+        .join(dir)
 }
 
 fn save(cluster: &Cluster, state: &str) {
@@ -28,8 +38,25 @@ fn save(cluster: &Cluster, state: &str) {
     eprintln!("[capture] saved {state}\n{}", cluster.crm_mon_text());
 }
 
-fn crm(args: &[&str]) {
-    support::run_ok(args[0], &args[1..]);
+/// Turns fencing on or off (`stonith-enabled`, a name every generation still reads).
+fn set_fencing(cluster: &Cluster, on: bool) {
+    let value = if on { "true" } else { "false" };
+    crm(
+        cluster,
+        &[
+            "crm_attribute",
+            "--type",
+            "crm_config",
+            "--name",
+            "stonith-enabled",
+            "--update",
+            value,
+        ],
+    );
+}
+
+fn crm(cluster: &Cluster, args: &[&str]) {
+    cluster.run_ok(args[0], &args[1..]);
 }
 
 #[test]
@@ -167,43 +194,30 @@ fn capture_status_fixtures() {
 
     capture_pending(&cluster, &apply);
     cluster.set_target_role("cap-slowvm", "Stopped");
-    crm(&[
-        "crm_resource",
-        "--resource",
-        "cap-rn",
-        "--meta",
-        "--delete-parameter",
-        "target-role",
-    ]);
+    crm(
+        &cluster,
+        &[
+            "crm_resource",
+            "--resource",
+            "cap-rn",
+            "--meta",
+            "--delete-parameter",
+            "target-role",
+        ],
+    );
     cluster.wait_until("cap-rn online again", Duration::from_secs(120), |v| {
         v.remote_node_up("cap-rn")
     });
 
     // Unclean: fencing on (no device), then the remote daemon dies.
-    crm(&[
-        "crm_attribute",
-        "--type",
-        "crm_config",
-        "--name",
-        "stonith-enabled",
-        "--update",
-        "true",
-    ]);
+    set_fencing(&cluster, true);
     rhost.daemon_mut().kill9();
     cluster.wait_until("cap-rn unclean", Duration::from_secs(60), |v| {
         v.node("cap-rn").is_some_and(|n| n.unclean)
     });
     std::thread::sleep(Duration::from_secs(2));
     save(&cluster, "unclean");
-    crm(&[
-        "crm_attribute",
-        "--type",
-        "crm_config",
-        "--name",
-        "stonith-enabled",
-        "--update",
-        "false",
-    ]);
+    set_fencing(&cluster, false);
 
     rt.block_on(client.close());
     cluster.reset();

@@ -196,6 +196,20 @@ async fn psk_with_the_user_as_identity() {
     .await;
 }
 
+/// Connects with `auth` to a stand-in serving the PKI's server certificate (trusting "ca", with
+/// the CRL); both sides must fail. Returns the client's error.
+async fn refused_by_x509_server(pki: &TestPki, auth: TlsAuth) -> CibError {
+    let (l, ep) = listener().await;
+    let server =
+        TlsServer::X509(X509Server::new(pki.creds("server", "ca", true), "NORMAL").unwrap());
+    let srv = tokio::spawn(serve_one(l, server));
+    let err = query_epoch(config(ep, "hacluster", auth))
+        .await
+        .expect_err("the connection must fail");
+    assert!(srv.await.unwrap().is_err(), "the server side accepted");
+    err
+}
+
 #[tokio::test]
 async fn x509_both_ways() {
     if !require_tools(&["certtool"]) {
@@ -235,19 +249,11 @@ async fn x509_both_ways() {
             None,
         )
         .unwrap();
-        let (l, ep) = listener().await;
-        let server =
-            TlsServer::X509(X509Server::new(pki.creds("server", "ca", true), "NORMAL").unwrap());
-        let srv = tokio::spawn(serve_one(l, server));
-        let text = query_epoch(config(ep, "hacluster", other))
-            .await
-            .unwrap_err()
-            .to_string();
+        let text = refused_by_x509_server(&pki, other).await.to_string();
         assert!(
             text.contains("TLS handshake (X.509) failed") && text.contains("CN=server"),
             "{text}"
         );
-        assert!(srv.await.unwrap().is_err());
 
         // The server refuses a client certificate its CA did not sign. Under TLS 1.3 it says so
         // only after our side of the handshake, so the refusal arrives on the login's read: it
@@ -259,20 +265,13 @@ async fn x509_both_ways() {
             None,
         )
         .unwrap();
-        let (l, ep) = listener().await;
-        let server =
-            TlsServer::X509(X509Server::new(pki.creds("server", "ca", true), "NORMAL").unwrap());
-        let srv = tokio::spawn(serve_one(l, server));
-        let err = query_epoch(config(ep, "hacluster", foreign))
-            .await
-            .unwrap_err();
+        let err = refused_by_x509_server(&pki, foreign).await;
         let text = err.to_string();
         assert!(matches!(err, CibError::Unreachable { .. }), "{text}");
         assert!(
             text.contains("X.509") && !text.contains("wrong password"),
             "{text}"
         );
-        assert!(srv.await.unwrap().is_err());
 
         // Unusable material is a credentials error, before any connection.
         let bad = TlsAuth::x509(

@@ -888,7 +888,7 @@ fn phase_d_name_clash(e2e: &mut E2e) {
     check_untouched("after the RemoteNode was deleted");
 
     // Our own Dummy: stop and remove it.
-    let o = support::run(
+    let o = e2e.cluster.run(
         "crm_resource",
         &[
             "--resource",
@@ -908,7 +908,7 @@ fn phase_d_name_clash(e2e: &mut E2e) {
     e2e.wait_mon("Dummy clash1 stopped", JOIN, |v| {
         v.resource("clash1").is_none_or(|r| !r.active)
     });
-    support::run_ok(
+    e2e.cluster.run_ok(
         "cibadmin",
         &[
             "--delete",

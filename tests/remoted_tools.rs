@@ -29,6 +29,23 @@ fn on_cluster(cluster: &Cluster, args: &[&str]) -> Output {
     cluster.run(args[0], &args[1..])
 }
 
+/// Sets the cluster property `maintenance-mode=true`, or deletes it.
+fn set_maintenance_mode(cluster: &Cluster, on: bool) {
+    let change: &[&str] = if on { &["-v", "true"] } else { &["-D"] };
+    let args = [
+        &[
+            "crm_attribute",
+            "-t",
+            "crm_config",
+            "-n",
+            "maintenance-mode",
+        ][..],
+        change,
+    ]
+    .concat();
+    ok(&on_cluster(cluster, &args), "maintenance-mode");
+}
+
 fn ok(out: &Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -308,21 +325,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
     assert!(cluster.mon().remote_node_up("rn-tools"));
 
     step("maintenance mode: SIGTERM exits at once (the cluster refuses the shutdown)");
-    ok(
-        &on_cluster(
-            &cluster,
-            &[
-                "crm_attribute",
-                "-t",
-                "crm_config",
-                "-n",
-                "maintenance-mode",
-                "-v",
-                "true",
-            ],
-        ),
-        "maintenance on",
-    );
+    set_maintenance_mode(&cluster, true);
     std::thread::sleep(Duration::from_secs(2));
     let t0 = Instant::now();
     host.daemon_mut().terminate();
@@ -337,20 +340,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
         "{}",
         support::tail(&host.daemon().log(), 20)
     );
-    ok(
-        &on_cluster(
-            &cluster,
-            &[
-                "crm_attribute",
-                "-t",
-                "crm_config",
-                "-n",
-                "maintenance-mode",
-                "-D",
-            ],
-        ),
-        "maintenance off",
-    );
+    set_maintenance_mode(&cluster, false);
     // Leave the shared cluster as found: nothing of this test stays configured.
     cluster.reset();
     step("done");

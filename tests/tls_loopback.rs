@@ -44,17 +44,11 @@ async fn handshake_pair(
     client_key: &[u8],
     client_prio: &str,
 ) -> (Result<TlsStream, TlsError>, Result<TlsStream, TlsError>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let server_side = async {
-        let (tcp, _) = listener.accept().await.expect("accept");
-        server.accept(tcp, HS).await
-    };
-    let client_side = async {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        connect_psk(tcp, client_key, client_prio, HS).await
-    };
-    tokio::join!(server_side, client_side)
+    support::tls_pair::loopback_pair(
+        |tcp| server.accept(tcp, HS),
+        |tcp| connect_psk(tcp, client_key, client_prio, HS),
+    )
+    .await
 }
 
 /// Reads exactly `len` bytes (possibly over several records).

@@ -15,7 +15,6 @@ use kubemaker::tls::{
 };
 use support::certs::TestPki;
 use support::env::require_tools;
-use tokio::net::{TcpListener, TcpStream};
 
 /// Pacemaker 3.0's X.509 priorities with the default base.
 const PRIO: &str = "NORMAL";
@@ -45,20 +44,16 @@ async fn handshake_pair(
     server: &X509Server,
     client: Client<'_>,
 ) -> (Result<TlsStream, TlsError>, Result<TlsStream, TlsError>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let server_side = async {
-        let (tcp, _) = listener.accept().await.expect("accept");
-        server.accept(tcp, HS).await
-    };
-    let client_side = async {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        match client {
-            Client::X509(creds, prio) => connect_x509(tcp, creds, prio, HS).await,
-            Client::Anonymous => connect_anon(tcp, "NORMAL:+ANON-DH", HS).await,
-        }
-    };
-    tokio::join!(server_side, client_side)
+    support::tls_pair::loopback_pair(
+        |tcp| server.accept(tcp, HS),
+        |tcp| async move {
+            match client {
+                Client::X509(creds, prio) => connect_x509(tcp, creds, prio, HS).await,
+                Client::Anonymous => connect_anon(tcp, "NORMAL:+ANON-DH", HS).await,
+            }
+        },
+    )
+    .await
 }
 
 /// In TLS 1.3 the client finishes its handshake before the server has checked the client's

@@ -7,8 +7,8 @@
 # test hosts' 10.250.0.0/16 through the host, which forwards IPv4 (the test hosts route
 # 10.249.0.0/16 back, tests/support/netns.rs).
 #
-# Sourced by test-cluster.sh after it set GEN, SUITE, SUBNET, STATE_DIR and defined say/die and
-# lib/procs.sh. State in $STATE_DIR: holder.pid (the `unshare` whose child is the node's PID 1),
+# Sourced by test-cluster.sh after it set GEN, SUITE, SUBNET, STATE_DIR and defined say/die,
+# one_node_corosync_conf and lib/procs.sh. State in $STATE_DIR: holder.pid (the `unshare` whose child is the node's PID 1),
 # init.pid (that PID 1), corosync.pid and pacemakerd.pid (the daemons themselves), all
 # "<pid> <starttime>"; node/ holds the node's persistent directories and its overlay's upper layer.
 
@@ -111,30 +111,8 @@ node_dirs() {
         mkdir -p "$NODE_DIR/etc-corosync"
         printf '%s\n' "$root" >"$NODE_DIR/root"
     fi
-    cat >"$NODE_DIR/etc-corosync/corosync.conf" <<CONF
-# Written by kubemaker's scripts/test-cluster.sh: the one-node Pacemaker $GEN test cluster.
-totem {
-	version: 2
-	cluster_name: kubemaker-test-${GEN//./}
-	crypto_cipher: none
-	crypto_hash: none
-}
-logging {
-	to_stderr: yes
-	to_logfile: no
-	to_syslog: no
-}
-quorum {
-	provider: corosync_votequorum
-}
-nodelist {
-	node {
-		name: $NODE_NAME
-		nodeid: 1
-		ring0_addr: $NODE_ADDR
-	}
-}
-CONF
+    one_node_corosync_conf "the one-node Pacemaker $GEN test cluster" "kubemaker-test-${GEN//./}" \
+        "$NODE_NAME" "$NODE_ADDR" >"$NODE_DIR/etc-corosync/corosync.conf"
 }
 
 node_start() {

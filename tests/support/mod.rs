@@ -17,7 +17,8 @@
 //!   or on loopback.
 //! - [`keys`]: Pacemaker Remote keys ([`write_key_file`], [`test_authkey`],
 //!   [`install_cluster_authkey`]) and [`assert_key_not_logged`].
-//! - [`certs`]: [`certs::TestPki`], a throw-away PKI made with `certtool` for the X.509 tests.
+//! - [`certs`]: [`certs::TestPki`], a throw-away PKI made with `certtool` for the X.509 tests;
+//!   [`tls_pair`]: a loopback connection handshaken by both sides at once.
 //! - [`cib_port`]: the cluster's remote CIB port opened for the `cib` layer's tests.
 //! - [`operator`]: the Kubernetes side of the operator's end-to-end tests.
 //!
@@ -39,6 +40,7 @@ pub mod netns;
 pub mod operator;
 pub mod process;
 pub mod remote_host;
+pub mod tls_pair;
 pub mod wait;
 
 pub use cluster::{

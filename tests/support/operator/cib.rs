@@ -6,18 +6,32 @@ use std::time::Duration;
 
 use kubemaker::wire::Element;
 
+use super::super::generation::Generation;
 use super::super::netns::NetnsHost;
-use super::super::process::{run_ok, run_with_input, text};
+use super::super::process::{run_ok, run_with_input, run_with_timeout, text};
+
+/// `cibadmin ARGS` of the generation under test, against its cluster; panics unless it succeeds.
+fn cibadmin(args: &[&str]) -> std::process::Output {
+    let mut cmd = Generation::current().cluster_command("cibadmin");
+    cmd.args(args);
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "cibadmin {args:?} failed: {}",
+        text(&out)
+    );
+    out
+}
 
 /// `cibadmin -Q`, parsed.
 pub fn cib_root() -> Element {
-    let out = run_ok("cibadmin", &["-Q"]);
+    let out = cibadmin(&["-Q"]);
     Element::parse(&String::from_utf8_lossy(&out.stdout)).expect("cibadmin -Q prints XML")
 }
 
 /// `(admin_epoch, epoch, num_updates)` of the live CIB.
 pub fn cib_version() -> (u64, u64, u64) {
-    let out = run_ok("cibadmin", &["--query", "--no-children"]);
+    let out = cibadmin(&["--query", "--no-children"]);
     let root = Element::parse(&String::from_utf8_lossy(&out.stdout)).expect("cib XML");
     let n = |a: &str| root.attr_i64(a).unwrap_or(0).max(0) as u64;
     (n("admin_epoch"), n("epoch"), n("num_updates"))
