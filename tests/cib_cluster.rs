@@ -72,84 +72,43 @@ fn no_trace(cib_xml: &str, name: &str) -> bool {
 }
 
 /// Waits (30 s at most) until `cibadmin -Q` mentions none of `names`; Pacemaker cleans up the
-/// orphaned history of a removed connection itself, a little later.
-///
-/// Pacemaker 3.0's DC keeps a remote node that was online in its remote peer cache and writes
-/// its `<node_state>` back at once when the CIB alone deletes it (2.1.5 does not); the scheduler
-/// ignores it ("Ignoring recorded state for removed node"). Only Pacemaker's controller API can
-/// drop that cache entry (`crm_node --force --remove`, which `pcs cluster node remove-remote`
-/// runs), and the remote CIB port does not reach it. So on 3.x an empty `<node_state
-/// remote_node="true" in_ccm="0">` is the one trace allowed, and this checks that the admin's
-/// `crm_node --force --remove` then clears it.
+/// orphaned history of a removed connection itself, a little later. On 3.x the one trace allowed
+/// is the empty `<node_state>` its DC writes back, which the admin's `crm_node --force --remove`
+/// must then clear ([`Cluster::clear_removed_remote_states`]).
 async fn wait_no_trace(cluster: &Cluster, names: &[&str]) {
-    let generation = cluster.generation();
+    let allow_bare = !cluster.generation().is_host();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let bare = loop {
+    loop {
         let xml = cluster.cib_xml();
-        let bare: Vec<&str> = if generation.is_host() {
-            Vec::new()
-        } else {
-            names
+        let mut cib = Element::parse(&xml).expect("cibadmin -Q prints XML");
+        if allow_bare {
+            let bare: Vec<&str> = names
                 .iter()
-                .filter(|n| bare_remote_state(&xml, n))
+                .filter(|n| support::cluster::bare_remote_state(&cib, n))
                 .copied()
-                .collect()
-        };
-        let rest = strip_bare_states(&xml, &bare);
+                .collect();
+            if let Some(status) = cib.child_mut("status") {
+                status.children.retain(|c| {
+                    !(c.name == "node_state" && bare.contains(&c.attr("id").unwrap_or("")))
+                });
+            }
+        }
+        let rest = cib.to_xml();
         if names.iter().all(|name| no_trace(&rest, name)) {
-            break bare;
+            break;
         }
         assert!(
             Instant::now() < deadline,
             "{names:?} left a trace in cibadmin -Q:\n{xml}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    for name in bare {
-        step(&format!(
-            "   Pacemaker {} kept an empty node_state for {name}; crm_node --force --remove clears it",
-            generation.version()
-        ));
-        cluster.run_ok("crm_node", &["--force", "--remove", name]);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !no_trace(&cluster.cib_xml(), name) {
-            assert!(
-                Instant::now() < deadline,
-                "{name} still in cibadmin -Q after crm_node --force --remove"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
     }
-}
-
-/// Whether the status holds, for `name`, only an empty remote `<node_state>` marked not in the
-/// membership (what Pacemaker 3.0's DC writes back for a removed node it still caches).
-fn bare_remote_state(cib_xml: &str, name: &str) -> bool {
-    let cib = Element::parse(cib_xml).expect("cibadmin -Q output parses");
-    let states: Vec<&Element> = cib
-        .child("status")
-        .map(|s| {
-            s.children
-                .iter()
-                .filter(|c| c.name == "node_state" && c.attr("id") == Some(name))
-                .collect()
-        })
-        .unwrap_or_default();
-    states.len() == 1
-        && states[0].children.is_empty()
-        && states[0].attr("remote_node") == Some("true")
-        && states[0].attr("in_ccm") == Some("0")
-}
-
-/// `cib_xml` without the `<node_state>` elements of `names`.
-fn strip_bare_states(cib_xml: &str, names: &[&str]) -> String {
-    let mut cib = Element::parse(cib_xml).expect("cibadmin -Q output parses");
-    if let Some(status) = cib.child_mut("status") {
-        status
-            .children
-            .retain(|c| !(c.name == "node_state" && names.contains(&c.attr("id").unwrap_or(""))));
-    }
-    cib.to_xml()
+    cluster.clear_removed_remote_states(names);
+    let xml = cluster.cib_xml();
+    assert!(
+        names.iter().all(|name| no_trace(&xml, name)),
+        "{names:?} left a trace in cibadmin -Q:\n{xml}"
+    );
 }
 
 #[test]

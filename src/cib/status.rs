@@ -187,11 +187,17 @@ fn history_state(lrm_resource: &Element) -> HistoryState {
             "promote" if ok => st.promoted = true,
             "demote" if ok => st.promoted = false,
             "monitor" => {
-                if status == 0 && rc == 7 {
-                    // Found stopped: fine for a probe, a failure for a recurring monitor.
+                if status == 0 && rc == 7 && (probe || ok) {
+                    // Found stopped where that is no failure: a probe, or a monitor of the
+                    // Stopped role.
                     st.active = false;
                     st.promoted = false;
-                    st.failed = !probe;
+                    st.failed = false;
+                } else if status == 0 && rc == 7 {
+                    // "Not running" from a recurring monitor that expected it running is a
+                    // failure, and the scheduler keeps the resource active there until a stop
+                    // says otherwise (Pacemaker 3.0.x records a lost remote connection so).
+                    st.failed = true;
                 } else if status == 0 && matches!(rc, 0 | 8) {
                     st.active = true;
                     st.promoted = rc == 8;
@@ -199,7 +205,13 @@ fn history_state(lrm_resource: &Element) -> HistoryState {
                         st.failed = false;
                     }
                 } else {
+                    // Any other failed monitor, a probe that could not run too: the scheduler
+                    // assumes the resource may be active there (it must be stopped), except
+                    // where the agent is not installed.
                     st.failed = true;
+                    if !(probe && rc == 5) {
+                        st.active = true;
+                    }
                 }
             }
             "migrate_to" if ok => {}
@@ -408,7 +420,10 @@ pub fn read_status(cib_root: &Element) -> Vec<NodeStatus> {
                         failed: h.failed,
                     });
                 }
-                failed_actions_of(r, name, &mut failed_actions);
+                // Like crm_mon: failures are listed only for a node that is online.
+                if online {
+                    failed_actions_of(r, name, &mut failed_actions);
+                }
             }
         }
         resources.sort_by(|a, b| a.id.cmp(&b.id));
@@ -498,9 +513,10 @@ mod tests {
                 ..Default::default()
             }
         );
+        // "Not running" from the recurring monitor: failed, and still active until a stop.
         r.children[1] = op("r_monitor_30000", "monitor", 4, 7, 0, 30000);
         let s = history_state(&r);
-        assert!(!s.active && s.failed);
+        assert!(s.active && s.failed);
         // Stopped cleanly after a failure: nothing left.
         r.children.push(op("r_last_0", "stop", 5, 0, 0, 0));
         r.children.remove(0);

@@ -210,6 +210,49 @@ impl Cluster {
         );
     }
 
+    /// After nodes `names` were removed through the CIB alone: a Pacemaker 3.0 DC keeps a removed
+    /// remote node that was online in its remote peer cache and writes an empty `<node_state>` back
+    /// at once when the CIB deletes it (2.1.5 does not); the scheduler ignores it. Only the
+    /// controller's API drops it (`crm_node --force --remove`, what `pcs cluster node
+    /// remove-remote` runs), which the remote CIB port cannot reach. On 3.x this clears each such
+    /// entry the admin's way and checks that it is gone for good; returns the names it cleared.
+    /// On 2.1.5 it does nothing: any `<node_state>` left there is a trace the caller must find.
+    pub fn clear_removed_remote_states(&self, names: &[&str]) -> Vec<String> {
+        if self.generation().is_host() {
+            return Vec::new();
+        }
+        let cib = Element::parse(&self.cib_xml()).expect("cibadmin -Q prints XML");
+        let bare: Vec<String> = names
+            .iter()
+            .filter(|n| bare_remote_state(&cib, n))
+            .map(|n| n.to_string())
+            .collect();
+        for name in &bare {
+            eprintln!(
+                "[harness] Pacemaker {} kept an empty node_state for removed node {name}; crm_node --force --remove clears it",
+                self.generation().version()
+            );
+            self.run_ok("crm_node", &["--force", "--remove", name]);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Element::parse(&self.cib_xml())
+                .ok()
+                .and_then(|c| c.child("status").cloned())
+                .is_some_and(|s| {
+                    s.children
+                        .iter()
+                        .any(|c| c.name == "node_state" && c.attr("id") == Some(name.as_str()))
+                })
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "{name}'s node_state still in the CIB 30 s after crm_node --force --remove"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        bare
+    }
+
     /// Polls `crm_mon` every 500 ms until `pred` holds, at most `timeout`; returns the view that
     /// satisfied it. On timeout panics with `what` and the last `crm_mon` text output.
     pub fn wait_until(
@@ -373,6 +416,25 @@ impl Cluster {
             },
         );
     }
+}
+
+/// Whether the status of `cib` holds, for `name`, only an empty remote `<node_state>` marked out of
+/// the membership: what a Pacemaker 3.0 DC writes back for a removed remote node that was online
+/// (see [`Cluster::clear_removed_remote_states`]).
+pub fn bare_remote_state(cib: &Element, name: &str) -> bool {
+    let states: Vec<&Element> = cib
+        .child("status")
+        .map(|s| {
+            s.children
+                .iter()
+                .filter(|c| c.name == "node_state" && c.attr("id") == Some(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    states.len() == 1
+        && states[0].children.is_empty()
+        && states[0].attr("remote_node") == Some("true")
+        && states[0].attr("in_ccm") == Some("0")
 }
 
 /// Restarts the test cluster (`scripts/test-cluster.sh stop`, then `start`) for a caller that holds
