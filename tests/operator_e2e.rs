@@ -1057,9 +1057,16 @@ fn phase_f_delete(e2e: &mut E2e) {
         !has_node_state(&root, "rn-b"),
         "a <node_state> rn-b remains"
     );
+    // On 3.x crm_mon may show the node a moment longer after crm_node --force --remove.
+    e2e.wait_mon(
+        "crm_mon no longer lists rn-b",
+        Duration::from_secs(30),
+        |v| v.node("rn-b").is_none(),
+    );
+    let root = operator::cib_root();
     assert!(
-        e2e.cluster.mon().node("rn-b").is_none(),
-        "crm_mon still lists rn-b"
+        !has_node_state(&root, "rn-b"),
+        "a <node_state> rn-b came back"
     );
     e2e.wait_event("rn-b", &uid, "Removed", Some("Normal"));
     let reasons = e2e.api.event_reasons("rn-b", &uid);
