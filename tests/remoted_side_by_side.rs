@@ -7,7 +7,8 @@
 //! 2. a blip (kill -9, then the daemon started again): both seen offline, the same failed
 //!    actions, both back with their Dummies;
 //! 3. SIGTERM: the cluster stops each node's Dummies and disconnects, no failed action, each
-//!    daemon exits 0.
+//!    daemon exits 0. Except the 2.1.5 reference, which exits before the cluster has stopped
+//!    anything (an upstream regression fixed in 2.1.6); the test checks it still does.
 //!
 //! Run: `sudo cargo test --test remoted_side_by_side -- --nocapture`, with
 //! `KUBEMAKER_PACEMAKER=3.0.3` (or 3.0.0) for another generation.
@@ -180,9 +181,12 @@ fn kubemaker_and_reference_nodes_side_by_side() {
         dummies: support::create_pinned_dummies(&cluster, "sbs-ref-d", 0..3, rf.node, "5s"),
         ..rf
     };
-    let v = cluster.wait_until("three Dummies started on each", JOIN, |v| {
+    cluster.wait_until("three Dummies started on each", JOIN, |v| {
         km.up(v) && rf.up(v)
     });
+    // The blip must hit two idle nodes, not a monitor being set up on one of them.
+    cluster.settle(JOIN);
+    let v = cluster.mon();
     assert_eq!(km.failures(&v, "sbs-km-d"), Vec::<String>::new());
     assert_eq!(rf.failures(&v, "sbs-ref-d"), Vec::<String>::new());
 
@@ -195,10 +199,12 @@ fn kubemaker_and_reference_nodes_side_by_side() {
     ours.start();
     reference.start();
     let t0 = Instant::now();
-    let v = cluster.wait_until("both back with their Dummies", REJOIN, |v| {
+    cluster.wait_until("both back with their Dummies", REJOIN, |v| {
         km.up(v) && rf.up(v)
     });
     step(&format!("   both back after {:?}", t0.elapsed()));
+    cluster.settle(JOIN);
+    let v = cluster.mon();
     let (ours_failed, ref_failed) = (km.failures(&v, "sbs-km-d"), rf.failures(&v, "sbs-ref-d"));
     step(&format!(
         "   failed actions recorded (both): {ours_failed:?}"
@@ -208,16 +214,47 @@ fn kubemaker_and_reference_nodes_side_by_side() {
         "Pacemaker recorded different failed actions for the blip of kubemaker remoted and of the reference"
     );
     cluster.run_ok("crm_resource", &["--cleanup"]);
+    // The clean-up is carried out by the controller after crm_resource returns.
+    cluster.wait_until("the blip's failures cleaned up", JOIN, |v| {
+        km.up(v)
+            && rf.up(v)
+            && km.failures(v, "sbs-km-d").is_empty()
+            && rf.failures(v, "sbs-ref-d").is_empty()
+    });
+    cluster.settle(JOIN);
 
     step("3. SIGTERM to both: the cluster stops their Dummies and disconnects; both exit 0");
+    // Pacemaker 2.1.4 and 2.1.5's pacemaker-remoted exit at once on SIGTERM, before the cluster
+    // has stopped their resources: closing the listener counted as losing the cluster (upstream
+    // T361, fixed in 2.1.6 by "executor: fix regression in remote node shutdown"). kubemaker
+    // remoted keeps the clean departure on every generation; on 2.1.5 the test checks that the
+    // reference still shows the regression, so this exception goes when Debian's package fixes it.
+    let reference_leaves_abruptly = generation.version() == "2.1.5";
     let t0 = Instant::now();
     ours.daemon_mut().terminate();
     reference.daemon().terminate();
-    let v = cluster.wait_until("both nodes stopped cleanly", JOIN, |v| {
-        km.stopped(v) && rf.stopped(v)
+    let v = cluster.wait_until("both nodes gone", JOIN, |v| {
+        km.stopped(v)
+            && if reference_leaves_abruptly {
+                rf.down(v)
+            } else {
+                rf.stopped(v)
+            }
     });
     assert_eq!(km.failures(&v, "sbs-km-d"), Vec::<String>::new());
-    assert_eq!(rf.failures(&v, "sbs-ref-d"), Vec::<String>::new());
+    if reference_leaves_abruptly {
+        assert_eq!(
+            rf.failures(&v, "sbs-ref-d"),
+            vec![format!("<node>_monitor_5000 on {}", cluster.node1())],
+            "the 2.1.5 reference no longer drops its connection on SIGTERM: \
+             drop the 2.1.5 exception of this test"
+        );
+        step(
+            "   the 2.1.5 reference left at once (its known shutdown regression); kubemaker left cleanly",
+        );
+    } else {
+        assert_eq!(rf.failures(&v, "sbs-ref-d"), Vec::<String>::new());
+    }
     let ours_exit = ours
         .daemon_mut()
         .wait_exit(Duration::from_secs(30))

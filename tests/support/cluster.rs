@@ -253,6 +253,25 @@ impl Cluster {
         bare
     }
 
+    /// Waits (at most `timeout`) until the cluster has nothing left to do: no transition in
+    /// flight and none the scheduler would start (`crm_resource --wait`). A resource shown
+    /// started may still have its recurring monitor being set up; a fault injected then lands
+    /// in that action and Pacemaker records a different outcome.
+    pub fn settle(&self, timeout: Duration) {
+        let limit = format!("--timeout={}s", timeout.as_secs());
+        let mut cmd = self.generation().cluster_command("crm_resource");
+        cmd.args(["--wait", &limit]);
+        let out = run_with_timeout(&mut cmd, timeout + Duration::from_secs(10));
+        if !out.status.success() {
+            panic!(
+                "the cluster did not settle within {timeout:?} (crm_resource --wait: {}):\n{}\n--- crm_mon ---\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                self.crm_mon_text()
+            );
+        }
+    }
+
     /// Polls `crm_mon` every 500 ms until `pred` holds, at most `timeout`; returns the view that
     /// satisfied it. On timeout panics with `what` and the last `crm_mon` text output.
     pub fn wait_until(
