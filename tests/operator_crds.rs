@@ -400,8 +400,11 @@ spec:
   attributes: {rack: r1}
 "#;
 
-/// Each case: a manifest and the texts the API server's refusal must mention.
-const INVALID: [(&str, &[&str]); 4] = [
+/// A manifest's body (after `kind`) and the texts the API server's refusal must mention.
+type Refusal = (&'static str, &'static [&'static str]);
+
+/// RemoteNodes the API server must refuse.
+const INVALID: [Refusal; 4] = [
     (
         "metadata: {name: km-crd-test-bad-fields}\nspec:\n  clusterRef: {name: prod}\n  nodeName: Bad_Name\n  port: 70000\n",
         &["spec.nodeName", "spec.port"],
@@ -420,8 +423,8 @@ const INVALID: [(&str, &[&str]); 4] = [
     ),
 ];
 
-/// PacemakerClusters the API server must refuse, and what the refusal must mention.
-const INVALID_CLUSTERS: [(&str, &[&str]); 2] = [
+/// PacemakerClusters the API server must refuse.
+const INVALID_CLUSTERS: [Refusal; 2] = [
     (
         "metadata: {name: km-crd-test-x509}\nspec:\n  endpoints: [{host: node1, port: 5989}]\n  tlsMode: x509\n  credentialsSecretRef: {name: c}\n",
         &["tlsMode: x509 needs x509SecretName"],
@@ -504,29 +507,22 @@ fn check_against_apiserver() {
         let o = kubectl(&["explain", "pacemakercluster.spec.endpoints"], None);
         assert!(text(&o).contains("remote CIB"), "{}", text(&o));
 
-        for (body, mentions) in INVALID {
-            let doc = format!("apiVersion: kubemaker.io/v1alpha1\nkind: RemoteNode\n{body}");
-            let o = kubectl(&["create", "-f", "-"], Some(&doc));
-            let t = text(&o);
-            assert!(!o.status.success(), "the API server accepted:\n{doc}\n{t}");
-            for m in mentions {
-                assert!(
-                    t.contains(m),
-                    "refusal of\n{doc}\ndoes not mention {m:?}: {t}"
-                );
-            }
-        }
-
-        for (body, mentions) in INVALID_CLUSTERS {
-            let doc = format!("apiVersion: kubemaker.io/v1alpha1\nkind: PacemakerCluster\n{body}");
-            let o = kubectl(&["create", "--dry-run=server", "-f", "-"], Some(&doc));
-            let t = text(&o);
-            assert!(!o.status.success(), "the API server accepted:\n{doc}\n{t}");
-            for m in mentions {
-                assert!(
-                    t.contains(m),
-                    "refusal of\n{doc}\ndoes not mention {m:?}: {t}"
-                );
+        let refusals: [(&str, &[Refusal]); 2] = [
+            ("RemoteNode", &INVALID),
+            ("PacemakerCluster", &INVALID_CLUSTERS),
+        ];
+        for (kind, cases) in refusals {
+            for (body, mentions) in cases {
+                let doc = format!("apiVersion: kubemaker.io/v1alpha1\nkind: {kind}\n{body}");
+                let o = kubectl(&["create", "--dry-run=server", "-f", "-"], Some(&doc));
+                let t = text(&o);
+                assert!(!o.status.success(), "the API server accepted:\n{doc}\n{t}");
+                for m in *mentions {
+                    assert!(
+                        t.contains(m),
+                        "refusal of\n{doc}\ndoes not mention {m:?}: {t}"
+                    );
+                }
             }
         }
         let x509 = "apiVersion: kubemaker.io/v1alpha1\nkind: PacemakerCluster\nmetadata: {name: km-crd-test-x509-ok}\nspec:\n  endpoints: [{host: node1, port: 5989}]\n  tlsMode: x509\n  x509SecretName: controller-tls\n  credentialsSecretRef: {name: c, pskKey: psk}\n";

@@ -46,6 +46,13 @@ fn set_maintenance_mode(cluster: &Cluster, on: bool) {
     ok(&on_cluster(cluster, &args), "maintenance-mode");
 }
 
+/// The cluster's `crm_attribute --query` of rn-tools' attribute `name` (`lifetime` reboot or
+/// forever), value only.
+fn query_node_attr(cluster: &Cluster, name: &str, lifetime: &str) -> Output {
+    let args = ["-N", "rn-tools", "-n", name, "-l", lifetime, "-G", "-q"];
+    cluster.run("crm_attribute", &args)
+}
+
 fn ok(out: &Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -154,20 +161,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
         "transient attribute on the cluster",
         Duration::from_secs(20),
         || {
-            let out = on_cluster(
-                &cluster,
-                &[
-                    "crm_attribute",
-                    "-N",
-                    "rn-tools",
-                    "-n",
-                    "km-transient",
-                    "-l",
-                    "reboot",
-                    "-G",
-                    "-q",
-                ],
-            );
+            let out = query_node_attr(&cluster, "km-transient", "reboot");
             out.status
                 .success()
                 .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -176,20 +170,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
     );
     assert_eq!(transient, "v1");
     let permanent = ok(
-        &on_cluster(
-            &cluster,
-            &[
-                "crm_attribute",
-                "-N",
-                "rn-tools",
-                "-n",
-                "km-permanent",
-                "-l",
-                "forever",
-                "-G",
-                "-q",
-            ],
-        ),
+        &query_node_attr(&cluster, "km-permanent", "forever"),
         "read permanent",
     );
     assert_eq!(permanent.trim(), "v2");
@@ -293,20 +274,7 @@ fn pacemaker_tools_work_on_the_remote_node() {
     });
     assert!(v.failures().is_empty(), "{:?}", v.failures());
     let score = ok(
-        &on_cluster(
-            &cluster,
-            &[
-                "crm_attribute",
-                "-N",
-                "rn-tools",
-                "-n",
-                "master-st",
-                "-l",
-                "reboot",
-                "-G",
-                "-q",
-            ],
-        ),
+        &query_node_attr(&cluster, "master-st", "reboot"),
         "promotion score",
     );
     assert!(

@@ -276,6 +276,27 @@ async fn start_gnutls_serv(tool: &Path, args: &[&std::ffi::OsStr]) -> (Child, u1
     (child, port)
 }
 
+/// gnutls-serv in PSK mode with the `user:hexkey` lines of `passwd`, as Pacemaker's servers
+/// use GnuTLS's password file.
+async fn start_gnutls_psk_serv(serv: &Path, scratch: &Scratch, passwd: &Path) -> (Child, u16) {
+    let (dh, prio) = (scratch.dh(), std::ffi::OsString::from(PRIO));
+    let args: [&std::ffi::OsStr; 6] = [
+        "--priority".as_ref(),
+        &prio,
+        "--pskpasswd".as_ref(),
+        passwd.as_os_str(),
+        "--dhparams".as_ref(),
+        dh.as_os_str(),
+    ];
+    start_gnutls_serv(serv, &args).await
+}
+
+async fn connect_local(port: u16) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect")
+}
+
 /// One echo round trip per message, each sent with `write_record`.
 async fn echo_roundtrips(tls: &mut TlsStream) {
     for msg in [&b"echo me\n"[..], b"and me too\n"] {
@@ -294,27 +315,13 @@ async fn connect_psk_against_gnutls_serv() {
     let key = random_bytes(4096);
     let passwd = scratch.dir.join("psk.passwd");
     std::fs::write(&passwd, format!("lrmd:{}\n", hex(&key))).expect("write psk passwd");
-    let (dh, prio) = (scratch.dh(), std::ffi::OsString::from(PRIO));
-    let (mut child, port) = start_gnutls_serv(
-        &serv,
-        &[
-            "--priority".as_ref(),
-            &prio,
-            "--pskpasswd".as_ref(),
-            passwd.as_os_str(),
-            "--dhparams".as_ref(),
-            dh.as_os_str(),
-        ],
-    )
-    .await;
+    let (mut child, port) = start_gnutls_psk_serv(&serv, &scratch, &passwd).await;
 
     for (client_prio, version) in [
         (PRIO, "(TLS1.3"),
         ("NORMAL:-VERS-TLS1.3:+DHE-PSK:+PSK", "(TLS1.2"),
     ] {
-        let tcp = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
+        let tcp = connect_local(port).await;
         let mut tls = connect_psk(tcp, &key, client_prio, STEP)
             .await
             .expect("PSK handshake with gnutls-serv");
@@ -326,9 +333,7 @@ async fn connect_psk_against_gnutls_serv() {
     }
 
     // A wrong key is refused by gnutls-serv too.
-    let tcp = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+    let tcp = connect_local(port).await;
     let err = connect_psk(tcp, &random_bytes(4096), PRIO, STEP)
         .await
         .expect_err("wrong key");
@@ -357,9 +362,7 @@ async fn connect_anon_against_gnutls_serv() {
     )
     .await;
 
-    let tcp = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+    let tcp = connect_local(port).await;
     let mut tls = connect_anon(tcp, "NORMAL:+ANON-DH", STEP)
         .await
         .expect("anon handshake");
@@ -516,9 +519,7 @@ async fn connect_x509_against_gnutls_serv() {
     let (mut child, port) = start_gnutls_serv(&serv, &args).await;
 
     for prio in ["NORMAL", "NORMAL:-VERS-TLS1.3"] {
-        let tcp = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
+        let tcp = connect_local(port).await;
         let mut tls = connect_x509(tcp, &pki.creds("client", "ca", false), prio, STEP)
             .await
             .expect("X.509 handshake with gnutls-serv");
@@ -529,9 +530,7 @@ async fn connect_x509_against_gnutls_serv() {
     }
 
     // A client that trusts only another CA refuses gnutls-serv's certificate.
-    let tcp = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+    let tcp = connect_local(port).await;
     let err = connect_x509(tcp, &pki.creds("foreign", "otherca", false), "NORMAL", STEP)
         .await
         .expect_err("untrusted server");
@@ -558,23 +557,9 @@ async fn connect_psk_as_cib_user_against_gnutls_serv() {
     let alice = hex(&random_bytes(32));
     let passwd = scratch.dir.join("cib-credentials");
     std::fs::write(&passwd, format!("hacluster:{hacluster}\nalice:{alice}\n")).expect("write");
-    let (dh, prio) = (scratch.dh(), std::ffi::OsString::from(PRIO));
-    let (mut child, port) = start_gnutls_serv(
-        &serv,
-        &[
-            "--priority".as_ref(),
-            &prio,
-            "--pskpasswd".as_ref(),
-            passwd.as_os_str(),
-            "--dhparams".as_ref(),
-            dh.as_os_str(),
-        ],
-    )
-    .await;
+    let (mut child, port) = start_gnutls_psk_serv(&serv, &scratch, &passwd).await;
     for (user, key) in [("hacluster", &hacluster), ("alice", &alice)] {
-        let tcp = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
+        let tcp = connect_local(port).await;
         let key = PskKey::from_hex(&format!("{}\n", key.to_uppercase())).expect("hex key");
         let mut tls = connect_psk_key(tcp, user, &key, PRIO, STEP)
             .await
@@ -583,9 +568,7 @@ async fn connect_psk_as_cib_user_against_gnutls_serv() {
         tls.shutdown().await;
     }
     // hacluster's key under alice's name: refused.
-    let tcp = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+    let tcp = connect_local(port).await;
     let key = PskKey::from_hex(&hacluster).unwrap();
     assert!(
         connect_psk_key(tcp, "alice", &key, PRIO, STEP)
