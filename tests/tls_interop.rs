@@ -276,6 +276,16 @@ async fn start_gnutls_serv(tool: &Path, args: &[&std::ffi::OsStr]) -> (Child, u1
     (child, port)
 }
 
+/// gnutls-serv and a scratch directory with DH parameters for it; None (the test returns) when
+/// a tool is missing outside CI.
+async fn gnutls_serv_with_dh_params(name: &str) -> Option<(PathBuf, Scratch)> {
+    let (Some(serv), Some(certtool)) = (require_tool("gnutls-serv"), require_tool("certtool"))
+    else {
+        return None;
+    };
+    Some((serv, Scratch::with_dh_params(&certtool, name).await))
+}
+
 /// gnutls-serv in PSK mode with the `user:hexkey` lines of `passwd`, as Pacemaker's servers
 /// use GnuTLS's password file.
 async fn start_gnutls_psk_serv(serv: &Path, scratch: &Scratch, passwd: &Path) -> (Child, u16) {
@@ -307,11 +317,9 @@ async fn echo_roundtrips(tls: &mut TlsStream) {
 
 #[tokio::test]
 async fn connect_psk_against_gnutls_serv() {
-    let (Some(serv), Some(certtool)) = (require_tool("gnutls-serv"), require_tool("certtool"))
-    else {
+    let Some((serv, scratch)) = gnutls_serv_with_dh_params("psk").await else {
         return;
     };
-    let scratch = Scratch::with_dh_params(&certtool, "psk").await;
     let key = random_bytes(4096);
     let passwd = scratch.dir.join("psk.passwd");
     std::fs::write(&passwd, format!("lrmd:{}\n", hex(&key))).expect("write psk passwd");
@@ -345,11 +353,9 @@ async fn connect_psk_against_gnutls_serv() {
 
 #[tokio::test]
 async fn connect_anon_against_gnutls_serv() {
-    let (Some(serv), Some(certtool)) = (require_tool("gnutls-serv"), require_tool("certtool"))
-    else {
+    let Some((serv, scratch)) = gnutls_serv_with_dh_params("anon").await else {
         return;
     };
-    let scratch = Scratch::with_dh_params(&certtool, "anon").await;
     let dh = scratch.dh();
     let (mut child, port) = start_gnutls_serv(
         &serv,
@@ -548,11 +554,9 @@ async fn connect_x509_against_gnutls_serv() {
 /// are what `gnutls-serv --pskpasswd` reads; the client presents the CIB user as identity.
 #[tokio::test]
 async fn connect_psk_as_cib_user_against_gnutls_serv() {
-    let (Some(serv), Some(certtool)) = (require_tool("gnutls-serv"), require_tool("certtool"))
-    else {
+    let Some((serv, scratch)) = gnutls_serv_with_dh_params("cibpsk").await else {
         return;
     };
-    let scratch = Scratch::with_dh_params(&certtool, "cibpsk").await;
     let hacluster = hex(&random_bytes(32));
     let alice = hex(&random_bytes(32));
     let passwd = scratch.dir.join("cib-credentials");
