@@ -195,9 +195,58 @@ pub fn escape_attr_into(value: &str, out: &mut String) {
     }
 }
 
+/// The longest prefix of `value` whose attribute-escaped form ([`escape_attr_into`]) takes at
+/// most `budget` bytes. Escaping can make text five times longer, so a size bound on raw text
+/// says little about the message it ends up in.
+pub fn prefix_within_escaped(value: &str, budget: usize) -> &str {
+    let mut used = 0;
+    for (at, ch) in value.char_indices() {
+        let cost = match ch {
+            '&' | '\n' | '\r' => 5,
+            '<' | '>' | '\t' => 4,
+            '"' => 6,
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => 0,
+            c => c.len_utf8(),
+        };
+        if used + cost > budget {
+            return &value[..at];
+        }
+        used += cost;
+    }
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_within_escaped_counts_what_escaping_writes() {
+        let cases: [(&str, usize, &str); 7] = [
+            ("plain", 10, "plain"),
+            ("plain", 3, "pla"),
+            ("a&b", 5, "a"),
+            ("a&b", 6, "a&"),
+            ("\"x\"", 6, "\""),
+            ("é<", 5, "é"),
+            ("", 0, ""),
+        ];
+        for (value, budget, want) in cases {
+            let got = prefix_within_escaped(value, budget);
+            assert_eq!(got, want, "{value:?} within {budget}");
+            let mut escaped = String::new();
+            escape_attr_into(got, &mut escaped);
+            assert!(
+                escaped.len() <= budget,
+                "{value:?}: {escaped:?} over {budget}"
+            );
+        }
+        // Every byte the budget allows is used when the next character would not fit.
+        let mut full = String::new();
+        escape_attr_into("x\ty\nz", &mut full);
+        assert_eq!(prefix_within_escaped("x\ty\nz", full.len()), "x\ty\nz");
+        assert_eq!(prefix_within_escaped("x\ty\nz", full.len() - 1), "x\ty\n");
+    }
 
     #[test]
     fn parses_nested_message_and_keeps_attribute_order() {

@@ -3,6 +3,13 @@
 use super::ExecRequest;
 use crate::remoted::agents::ActionResult;
 use crate::wire::Element;
+use crate::wire::xml::prefix_within_escaped;
+
+/// Room for the agent's output in a notify, escaped. The cluster refuses a remote message over
+/// 20 MiB and drops the connection (`wire::frame::DEFAULT_MAX_MESSAGE`); an agent's 10 MiB of
+/// output (`agents::OUTPUT_LIMIT`) can escape to five times that, so the output is cut to fit
+/// half the cap and the rest of the notify keeps its room.
+pub const OUTPUT_ESCAPED_BUDGET: usize = 10 * 1024 * 1024;
 
 /// Where a notify goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +55,10 @@ pub fn exec_complete(
         n.set_attr("lrmd_rsc_exit_reason", reason);
     }
     if let Some(out) = &r.output {
-        n.set_attr("lrmd_rsc_output", out);
+        n.set_attr(
+            "lrmd_rsc_output",
+            prefix_within_escaped(out, OUTPUT_ESCAPED_BUDGET),
+        );
     }
     if let Some(params) = &req.params_xml {
         n.children.push(params.clone());

@@ -297,6 +297,32 @@ async fn exit_reason_and_output() {
     assert_eq!(n.attr("lrmd_exec_rc"), Some("1"));
 }
 
+/// An agent's most output (10 MiB) of characters that escape to four bytes each must still make
+/// a notify the cluster accepts (20 MiB cap): the output is cut where its escaped form fits.
+#[tokio::test]
+async fn output_that_escapes_beyond_the_cap_is_cut_to_fit() {
+    use super::notify::OUTPUT_ESCAPED_BUDGET;
+    use crate::remoted::agents::OUTPUT_LIMIT;
+    use crate::wire::frame::{DEFAULT_MAX_MESSAGE, encode};
+    let f = Fixture::new("bigout");
+    f.register("d1", "scripted", 0);
+    f.set("d1", "monitor.stdout", &"<".repeat(OUTPUT_LIMIT));
+    let id = f.exec("d1", "monitor", 0, 20_000, 0);
+    let n = f
+        .sink
+        .wait("monitor with big output", WAIT, |m| call(m) == id)
+        .await;
+    let out = n.attr("lrmd_rsc_output").unwrap_or_default();
+    assert_eq!(out.len(), OUTPUT_ESCAPED_BUDGET / "&lt;".len());
+    assert!(out.bytes().all(|b| b == b'<'));
+    let encoded = encode(1, &n);
+    assert!(
+        encoded.header.len() + encoded.payload.len() <= DEFAULT_MAX_MESSAGE as usize,
+        "{} bytes",
+        encoded.payload.len()
+    );
+}
+
 #[tokio::test]
 async fn one_op_at_a_time_per_resource_resources_in_parallel() {
     let f = Fixture::new("serial");
