@@ -9,6 +9,9 @@
 //!   with a certificate of the CA; an anonymous client is refused.
 //! - The remote CIB port with PSK (3.0.2+, `/etc/pacemaker/cib-credentials` with `user:hexkey`):
 //!   the client logs in with the user's key; a wrong key and an anonymous client are refused.
+//! - `kubemaker controller` (the chart's ServiceAccount, the test API server) with
+//!   `tlsMode: x509` and, on 3.0.2+, `tlsMode: psk`: the PacemakerCluster connects, a RemoteNode
+//!   joins through it and is removed again, no credential in the controller's log.
 //!
 //! At the end (also when the test fails) the cluster is restarted as the other tests expect it:
 //! no PCMK_* settings, no cib-credentials (PSK for Pacemaker Remote, anonymous remote CIB TLS).
@@ -23,10 +26,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kubemaker::cib::{CibClient, CibError, ClientConfig, TlsAuth, Transport};
+use serde_json::{Value, json};
 use support::certs::TestPki;
 use support::cib_port::{self, RemoteCib};
+use support::operator::{self, Api, Controller, TEST_LABEL, condition_is, describe, str_at};
 use support::{
     Cluster, Daemon, Generation, MonView, NetnsHost, RemoteHost, create_pinned_dummies, step,
+    wait_for,
 };
 
 const JOIN: Duration = Duration::from_secs(90);
@@ -34,6 +40,12 @@ const JOIN: Duration = Duration::from_secs(90);
 const CLUSTER_PKI: &str = "/etc/pacemaker/x509";
 /// pacemaker-based's PSK table for the remote CIB port (3.0.2+).
 const CIB_CREDENTIALS: &str = "/etc/pacemaker/cib-credentials";
+
+/// The operator tests' namespace: the same API server is shared, and one namespace keeps a
+/// controller of this test from looking foreign to `operator_e2e` (see `Api::foreign_activity`).
+const NS: &str = "kubemaker-e2e";
+/// The PacemakerClusters this test creates.
+const CLUSTERS: [&str; 2] = ["tls-x509", "tls-psk"];
 
 /// When dropped, restarts the cluster as the other tests expect it: no PCMK_* settings, no
 /// cib-credentials.
@@ -115,6 +127,169 @@ fn start_reference(
     (host, daemon, log)
 }
 
+/// `kubemaker controller` run as the chart's ServiceAccount against this cluster's remote CIB port
+/// in one TLS mode at a time. Dropping it removes what it created on the API server.
+struct ControllerCheck {
+    api: Api,
+    kubeconfig: PathBuf,
+    log_dir: PathBuf,
+    key: Vec<u8>,
+}
+
+impl ControllerCheck {
+    /// The chart in [`NS`], a ServiceAccount kubeconfig, and the authkey Secret holding the
+    /// cluster's key (so the controller adopts it rather than making a new one). None when the
+    /// test API server cannot run outside CI (said on stderr).
+    fn set_up(key: &[u8]) -> Option<ControllerCheck> {
+        let api = match Api::ensure() {
+            Ok(api) => api,
+            Err(e) if support::in_ci() => {
+                panic!("CI=true and the test API server is not available: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIP: the controller steps need the test API server: {e}");
+                return None;
+            }
+        };
+        api.wait_until_unshared(NS, &CLUSTERS, Duration::from_secs(600));
+        api.remove_leftovers(NS, &CLUSTERS);
+        let dir = Path::new(support::TEST_STATE_DIR).join("tls-modes-controller");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the controller's directory");
+        api.install_chart(NS);
+        let kubeconfig = dir.join("controller.kubeconfig");
+        api.sa_kubeconfig(NS, operator::CONTROLLER_SA, &kubeconfig);
+        api.apply(&secret("kubemaker-authkey", "Opaque", &[("authkey", key)]));
+        Some(ControllerCheck {
+            api,
+            kubeconfig,
+            log_dir: dir.join("logs"),
+            key: key.to_vec(),
+        })
+    }
+
+    /// PacemakerCluster `name` with `tls` (its tlsMode and what that mode needs) and
+    /// `secrets`: Connected; then a RemoteNode for `host` joins through the controller, is
+    /// Ready, and is removed again (finalizer released, nothing left in the CIB). Neither the
+    /// authkey nor any of `secret_texts` appears in the controller's log.
+    fn run(
+        &self,
+        cluster: &Cluster,
+        name: &str,
+        tls: Value,
+        secrets: &[Value],
+        secret_texts: &[&str],
+        host: &RemoteHost,
+    ) {
+        for s in secrets {
+            self.api.apply(s);
+        }
+        let mut spec = json!({
+            "endpoints": [{"host": Generation::current().node_addr(), "port": cib_port::TLS_PORT}],
+        });
+        for (k, v) in tls.as_object().expect("tls fields") {
+            spec[k] = v.clone();
+        }
+        self.api.apply(&json!({
+            "apiVersion": "kubemaker.io/v1alpha1",
+            "kind": "PacemakerCluster",
+            "metadata": {"name": name, "labels": {TEST_LABEL: "true"}},
+            "spec": spec,
+        }));
+        let mut ctl = Controller::spawn(
+            Path::new(env!("CARGO_BIN_EXE_kubemaker")),
+            NS,
+            &format!("ctl-{name}"),
+            &self.kubeconfig,
+            &[],
+            &self.log_dir,
+            "info,kubemaker=debug",
+        );
+        let get = |kind: &str, obj: &str| self.api.try_get(kind, None, obj);
+        let with_log = |state: String, ctl: &Controller| {
+            format!("{state}\n--- controller log ---\n{}", ctl.log_tail(20))
+        };
+        wait_for(
+            &format!("PacemakerCluster {name} Connected"),
+            Duration::from_secs(60),
+            || match get("pacemakercluster", name)? {
+                Some(o) if str_at(&o, "/status/connection") == "Connected" => Ok(()),
+                Some(o) => Err(with_log(describe(&o), &ctl)),
+                None => Err("no PacemakerCluster".into()),
+            },
+        );
+
+        let rn = format!("rn-{name}");
+        self.api.apply(&json!({
+            "apiVersion": "kubemaker.io/v1alpha1",
+            "kind": "RemoteNode",
+            "metadata": {"name": rn, "labels": {TEST_LABEL: "true"}},
+            "spec": {"clusterRef": {"name": name}, "address": host.addr()},
+        }));
+        cluster.wait_until(&format!("{rn} online"), JOIN, |v| v.remote_node_up(&rn));
+        wait_for(
+            &format!("RemoteNode {rn} Ready"),
+            Duration::from_secs(60),
+            || match get("remotenode", &rn)? {
+                Some(o) if condition_is(&o, "Ready", "True", "Online") => Ok(()),
+                Some(o) => Err(with_log(describe(&o), &ctl)),
+                None => Err("no RemoteNode".into()),
+            },
+        );
+        self.api
+            .kubectl_ok(&["delete", "remotenode", &rn, "--wait=false"]);
+        wait_for(
+            &format!("RemoteNode {rn} removed from the cluster and deleted"),
+            Duration::from_secs(180),
+            || match get("remotenode", &rn)? {
+                Some(o) => Err(with_log(describe(&o), &ctl)),
+                None => Ok(()),
+            },
+        );
+        let root = operator::cib_root();
+        assert!(
+            operator::primitive(&root, &rn).is_none(),
+            "{rn} is still in the CIB after its RemoteNode was deleted"
+        );
+        self.api
+            .kubectl_ok(&["delete", "pacemakercluster", name, "--wait=true"]);
+        ctl.terminate();
+        let log = ctl.log();
+        support::assert_key_not_logged(&log, &self.key, "the controller log");
+        for text in secret_texts {
+            assert!(
+                !log.contains(text),
+                "a credential of PacemakerCluster {name} is in the controller log"
+            );
+        }
+    }
+}
+
+impl Drop for ControllerCheck {
+    fn drop(&mut self) {
+        self.api.remove_leftovers(NS, &CLUSTERS);
+        self.api.stop_if_started();
+    }
+}
+
+/// A Secret in [`NS`] with `data` (base64-encoded here; applied through stdin).
+fn secret(name: &str, type_: &str, data: &[(&str, &[u8])]) -> Value {
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                Value::String(support::keys::base64_encode(v)),
+            )
+        })
+        .collect();
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": type_,
+        "metadata": {"name": name, "namespace": NS},
+        "data": data,
+    })
+}
+
 /// Pacemaker's record of a connection that never came up: not online, and a failed start (or
 /// a stopped connection with a failure) in the history.
 fn never_joined(v: &MonView, name: &str) -> bool {
@@ -147,6 +322,8 @@ fn tls_modes_of_a_3x_cluster() {
     // The remote CIB ports in the CIB and a password for hacluster (pacemaker-based opens the
     // ports at start-up, and the restart below is one).
     let remote_cib = cib_port::enable_remote_cib(&cluster);
+    let password = remote_cib.password.expose().to_string();
+    let controller = ControllerCheck::set_up(&key);
 
     step(
         "the cluster's client certificate in /etc/pacemaker/x509; pacemakerd restarted with PCMK_*_file",
@@ -230,6 +407,49 @@ fn tls_modes_of_a_3x_cluster() {
         "an anonymous client logged in to an X.509 CIB port"
     );
 
+    if let Some(ctl) = &controller {
+        step(
+            "the controller with tlsMode x509 (kubernetes.io/tls Secret with ca.crt): Connected, a RemoteNode joins and is removed",
+        );
+        let client = pki.leaf("client");
+        let read = |p: &Path| std::fs::read(p).expect("read the test PKI");
+        let tls_secret = secret(
+            "controller-tls",
+            "kubernetes.io/tls",
+            &[
+                ("tls.crt", &read(&client.cert)),
+                ("tls.key", &read(&client.key)),
+                ("ca.crt", &read(&pki.ca())),
+            ],
+        );
+        let credentials = secret(
+            "tls-x509-credentials",
+            "Opaque",
+            &[
+                ("username", b"hacluster"),
+                ("password", password.as_bytes()),
+            ],
+        );
+        let host = RemoteHost::in_netns("x509-ctl")
+            .with_key(&key)
+            .with_env(&good_ref)
+            .started();
+        ctl.run(
+            &cluster,
+            "tls-x509",
+            json!({
+                "tlsMode": "x509",
+                "x509SecretName": "controller-tls",
+                "credentialsSecretRef": {"name": "tls-x509-credentials"},
+            }),
+            &[tls_secret, credentials],
+            &[&password],
+            &host,
+        );
+        drop(host);
+        cluster.reset();
+    }
+
     step("each daemon with a certificate of another CA: the cluster refuses both alike");
     let foreign = pki.leaf("foreign");
     let bad = x509_env(&pki.ca(), &foreign.cert, &foreign.key);
@@ -297,6 +517,32 @@ fn tls_modes_of_a_3x_cluster() {
             cib_epoch(&remote_cib, TlsAuth::Anonymous).is_err(),
             "an anonymous client logged in to a PSK CIB port"
         );
+        if let Some(ctl) = &controller {
+            step("the controller with tlsMode psk: Connected, a RemoteNode joins and is removed");
+            let credentials = secret(
+                "tls-psk-credentials",
+                "Opaque",
+                &[
+                    ("username", b"hacluster"),
+                    ("password", password.as_bytes()),
+                    ("psk", psk.as_bytes()),
+                ],
+            );
+            let host = RemoteHost::start_in_netns("psk-ctl", &key);
+            ctl.run(
+                &cluster,
+                "tls-psk",
+                json!({
+                    "tlsMode": "psk",
+                    "credentialsSecretRef": {"name": "tls-psk-credentials"},
+                }),
+                &[credentials],
+                &[&password, &psk],
+                &host,
+            );
+            drop(host);
+            cluster.reset();
+        }
     }
     step("done");
 }

@@ -215,7 +215,8 @@ impl Cluster {
     /// at once when the CIB deletes it (2.1.5 does not); the scheduler ignores it. Only the
     /// controller's API drops it (`crm_node --force --remove`, what `pcs cluster node
     /// remove-remote` runs), which the remote CIB port cannot reach. On 3.x this clears each such
-    /// entry the admin's way and checks that it is gone for good; returns the names it cleared.
+    /// entry the admin's way (on 3.0.0 a second run may be needed) and checks that it is gone;
+    /// returns the names it cleared.
     /// On 2.1.5 it does nothing: any `<node_state>` left there is a trace the caller must find.
     pub fn clear_removed_remote_states(&self, names: &[&str]) -> Vec<String> {
         if self.generation().is_host() {
@@ -227,28 +228,42 @@ impl Cluster {
             .filter(|n| bare_remote_state(&cib, n))
             .map(|n| n.to_string())
             .collect();
-        for name in &bare {
-            eprintln!(
-                "[harness] Pacemaker {} kept an empty node_state for removed node {name}; crm_node --force --remove clears it",
-                self.generation().version()
-            );
-            self.run_ok("crm_node", &["--force", "--remove", name]);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Element::parse(&self.cib_xml())
+        let present = |name: &str| {
+            Element::parse(&self.cib_xml())
                 .ok()
                 .and_then(|c| c.child("status").cloned())
                 .is_some_and(|s| {
                     s.children
                         .iter()
-                        .any(|c| c.name == "node_state" && c.attr("id") == Some(name.as_str()))
+                        .any(|c| c.name == "node_state" && c.attr("id") == Some(name))
                 })
-            {
-                assert!(
-                    Instant::now() < deadline,
-                    "{name}'s node_state still in the CIB 30 s after crm_node --force --remove"
-                );
-                std::thread::sleep(Duration::from_millis(500));
+        };
+        for name in &bare {
+            eprintln!(
+                "[harness] Pacemaker {} kept an empty node_state for removed node {name}; crm_node --force --remove clears it",
+                self.generation().version()
+            );
+            // 3.0.0's controller does not find a remote node in its peer cache by name (fixed
+            // in 3.0.1, "better detect remote nodes in peer cache"), so the transition that the
+            // first removal starts can write the entry back; once the cluster is idle, the
+            // admin's second run sticks. Three runs at most.
+            let mut gone = false;
+            for _ in 0..3 {
+                self.run_ok("crm_node", &["--force", "--remove", name]);
+                self.settle(Duration::from_secs(30));
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while present(name) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                if !present(name) {
+                    gone = true;
+                    break;
+                }
             }
+            assert!(
+                gone,
+                "{name}'s node_state still in the CIB after three runs of crm_node --force --remove"
+            );
         }
         bare
     }
