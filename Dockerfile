@@ -1,4 +1,9 @@
 # One image for both workloads: `kubemaker remoted` (DaemonSet) and `kubemaker controller`.
+# The runtime's Debian release decides the Pacemaker tools in the pod, which must follow the
+# cluster (scripts/build-image.sh --suite says why): bookworm (default) for 2.1 clusters,
+# `--build-arg DEBIAN_SUITE=sid` (tag it 0.1.0-pacemaker3; Pacemaker 3.0.3's tools) for 3.0 clusters.
+# The binary is built on bookworm for both; sid's libraries are newer and keep the same sonames.
+ARG DEBIAN_SUITE=bookworm
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends libgnutls28-dev libqb-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
@@ -6,7 +11,7 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin kubemaker
 
-FROM debian:bookworm-slim
+FROM debian:${DEBIAN_SUITE}-slim
 # The runtime packages (the libraries the binary links, resource-agents, pacemaker-cli-utils, ...) are
 # listed, with the reasons, in image/packages.txt, which scripts/build-image.sh (the image without
 # Docker) installs too; tests/image_packages.rs keeps this file from naming packages of its own.

@@ -3,8 +3,15 @@
 # imports (`ctr -n k8s.io images import FILE`), for the local Kubernetes nodes; plus the pause
 # (sandbox) image those nodes need, since no registry is reachable.
 #
-# Usage: scripts/build-image.sh [--tag TAG] [--out DIR] [--print-tag]
-#   --tag TAG    image tag (default 0.1.0-<12 hex of sha256 over binary, image/packages.txt, this script>)
+# Usage: scripts/build-image.sh [--suite SUITE] [--tag TAG] [--out DIR] [--print-tag]
+#   --suite SUITE  the Debian release under the binary, which decides the Pacemaker tools in the pod:
+#                bookworm (default, Pacemaker 2.1.5's) or sid (3.0.3's, tag suffix -pacemaker3).
+#                A tool reads only CIBs it knows: 2.1 tools refuse a 3.x cluster's pacemaker-4.0
+#                schema, and 3.0.0's (Debian 13) refuse the newer feature set of a 3.0.3 CIB ("Can't
+#                process CIB with feature set '3.20.5' greater than our own '3.20.0'"); newer tools
+#                read older CIBs. So 3.x clusters get the newest 3.0 tools.
+#   --tag TAG    image tag (default 0.1.0-<12 hex of sha256 over binary, image/packages.txt, suite,
+#                this script>, plus the suite's suffix)
 #   --out DIR    output folder (default /var/tmp/kubemaker-cache/images)
 #   --print-tag  build the binary if needed, print only the tag it would build, and exit
 #
@@ -41,10 +48,6 @@ CACHE=/var/tmp/kubemaker-cache
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 MMDEBSTRAP_TIMEOUT=${MMDEBSTRAP_TIMEOUT:-900}
 CARGO_TIMEOUT=${CARGO_TIMEOUT:-3600}
-# Debian mirrors for the bootstrap: the machine's own Debian sources (deb822), so the image gets the
-# same archive (and security updates) as the host; deb.debian.org if the host has none.
-APT_SOURCES=${KUBEMAKER_IMAGE_SOURCES:-/etc/apt/sources.list.d/debian.sources}
-[ -f "$APT_SOURCES" ] || APT_SOURCES="http://deb.debian.org/debian"
 # Fixed file times in every tar, so the same inputs give the same bytes (and digests).
 EPOCH=${SOURCE_DATE_EPOCH:-0}
 ENV_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -54,6 +57,7 @@ ROOTFS_CACHE=$CACHE/images
 TAG="" OUT=$CACHE/images PRINT_TAG=0
 while [ $# -gt 0 ]; do
     case "$1" in
+        --suite) SUITE=${2:?--suite needs a value}; shift 2 ;;
         --tag) TAG=${2:?--tag needs a value}; shift 2 ;;
         --out) OUT=${2:?--out needs a value}; shift 2 ;;
         --print-tag) PRINT_TAG=1; shift ;;
@@ -61,6 +65,22 @@ while [ $# -gt 0 ]; do
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
+
+# Debian mirrors for the bootstrap. bookworm: the machine's own Debian sources (deb822), so the image
+# gets the same archive (and security updates) as the host; deb.debian.org if the host has none.
+# sid: deb.debian.org (KUBEMAKER_DEBIAN_MIRROR for another).
+case "$SUITE" in
+    bookworm)
+        SUITE_SUFFIX=""
+        APT_SOURCES=(${KUBEMAKER_IMAGE_SOURCES:-/etc/apt/sources.list.d/debian.sources})
+        [ -f "${APT_SOURCES[0]}" ] || APT_SOURCES=("http://deb.debian.org/debian")
+        ;;
+    sid)
+        SUITE_SUFFIX="-pacemaker3"
+        APT_SOURCES=("${KUBEMAKER_DEBIAN_MIRROR:-http://deb.debian.org/debian}")
+        ;;
+    *) die "unknown suite '$SUITE' (bookworm: Pacemaker 2.1 tools; sid: Pacemaker 3.0 tools)" ;;
+esac
 
 # --- helpers --------------------------------------------------------------------------------------
 sha256() { sha256sum "$1" | cut -d' ' -f1; }
@@ -166,8 +186,8 @@ build_binary() {
 
 # The tag's inputs: what ends up in the image. The key goes into the sidecar so --tag is safe.
 image_tag() {
-    IMAGE_KEY=$( { sha256 "$BIN"; cat "$PACKAGES_FILE" "$SCRIPT"; } | sha256sum | cut -d' ' -f1)
-    TAG=${TAG:-$VERSION-${IMAGE_KEY:0:12}}
+    IMAGE_KEY=$( { sha256 "$BIN"; cat "$PACKAGES_FILE" "$SCRIPT"; echo "$SUITE"; } | sha256sum | cut -d' ' -f1)
+    TAG=${TAG:-$VERSION-${IMAGE_KEY:0:12}$SUITE_SUFFIX}
     IMAGE_NAME="$IMAGE_REPO:$TAG"
     IMAGE_OUT="$OUT/kubemaker-$TAG.oci.tar"
 }
@@ -215,21 +235,24 @@ MMDEBSTRAP_OPTS=(
     --customize-hook='rm -f "$1"/etc/pacemaker/authkey'
 )
 ROOTFS_KEY=$( { cat "$PACKAGES_FILE"; echo "$SUITE"; printf '%s\n' "${MMDEBSTRAP_OPTS[@]}";
-                cat "$APT_SOURCES" 2>/dev/null || echo "$APT_SOURCES"; } | sha256sum | cut -d' ' -f1)
-ROOTFS_TAR="$ROOTFS_CACHE/rootfs-${ROOTFS_KEY:0:16}.tar"
+                for src in "${APT_SOURCES[@]}"; do cat "$src" 2>/dev/null || echo "$src"; done; } |
+              sha256sum | cut -d' ' -f1)
+ROOTFS_TAR="$ROOTFS_CACHE/rootfs-$SUITE-${ROOTFS_KEY:0:16}.tar"
 t0=$(now)
 if [ -f "$ROOTFS_TAR" ]; then
     say "rootfs: cached $ROOTFS_TAR"
 else
     command -v mmdebstrap >/dev/null || die "mmdebstrap missing (apt-get install -y mmdebstrap)"
     include=$(packages | paste -sd, -)
-    say "rootfs: mmdebstrap $SUITE --include=$include (sources: $APT_SOURCES, limit ${MMDEBSTRAP_TIMEOUT}s)"
+    say "rootfs: mmdebstrap $SUITE --include=$include (sources: ${APT_SOURCES[*]}, limit ${MMDEBSTRAP_TIMEOUT}s)"
     # stdin from /dev/null: without a tty mmdebstrap would otherwise read mirrors from stdin.
     timeout "$MMDEBSTRAP_TIMEOUT" mmdebstrap --quiet "${MMDEBSTRAP_OPTS[@]}" --include="$include" \
-        "$SUITE" "$ROOTFS_TAR.tmp" "$APT_SOURCES" </dev/null >&2 || die "mmdebstrap failed"
+        "$SUITE" "$ROOTFS_TAR.tmp" "${APT_SOURCES[@]}" </dev/null >&2 || die "mmdebstrap failed"
     mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
-    # Only the current package set's rootfs is worth keeping (each is ~250 MB).
-    find "$ROOTFS_CACHE" -maxdepth 1 -name 'rootfs-*.tar' ! -path "$ROOTFS_TAR" -delete
+    # Only the current package set's rootfs of each suite is worth keeping (each is ~250 MB); the
+    # unsuffixed names are an older layout of this cache.
+    find "$ROOTFS_CACHE" -maxdepth 1 -regextype posix-extended \
+        -regex ".*/rootfs-($SUITE-)?[0-9a-f]{16}\.tar" ! -path "$ROOTFS_TAR" -delete
 fi
 T_ROOTFS=$(elapsed "$t0")
 say "rootfs: $(stat -c %s "$ROOTFS_TAR") bytes, $T_ROOTFS s"
@@ -263,8 +286,10 @@ else
     pack_oci "$IMAGE_OUT" "$IMAGE_NAME" "$WORK/layer.tar" \
         "$(printf '"Entrypoint":["/usr/sbin/kubemaker"],"Cmd":["remoted"],"ExposedPorts":{"3121/tcp":{}},"Env":["PATH=%s"],"WorkingDir":"/"' "$ENV_PATH")"
     printf '%s\n%s\n' "$IMAGE_KEY" "$rootfs_mb" >"$IMAGE_OUT.key"
-    # Each build is ~90 MB: keep the newest three kubemaker archives in OUT, drop older ones.
-    ls -1t "$OUT"/kubemaker-*.oci.tar | tail -n +4 | while read -r old; do
+    # Each build is ~90 MB: keep the newest three kubemaker archives of the suite in OUT.
+    # (TAG ends in the suite's suffix unless --tag named another.)
+    ls -1t "$OUT"/kubemaker-*.oci.tar | { grep -E -- "-[0-9a-f]{12}$SUITE_SUFFIX\.oci\.tar$" || true; } |
+        tail -n +4 | while read -r old; do
         say "image: removing old $old"
         rm -f "$old" "$old.key"
     done

@@ -7,8 +7,13 @@
 //! - `kind`: a kind cluster with two workers, made by `tests/e2e/kind/run.sh`, which runs this
 //!   test (kind needs a container engine, which these machines do not have).
 //!
-//! Against Pacemaker 2.1.5 on the host (`scripts/test-cluster.sh`, remote CIB port opened), with
-//! the chart installed unchanged by `helm install` (only the image set):
+//! Against the generation's test cluster (`scripts/test-cluster.sh`, remote CIB port opened), with
+//! the chart installed by `helm install` (only the image set, and on 3.x the X.509 Secret):
+//! - 2.1.5 (the host's): the image with Debian 12's Pacemaker 2.1 tools, PSK, `tlsMode: anonymous`;
+//! - 3.x (`KUBEMAKER_PACEMAKER=3.0.0|3.0.3`): the `-pacemaker3` image (Debian sid's 3.0.3 tools;
+//!   2.1 tools refuse a `pacemaker-4.0` CIB, 3.0.0's a 3.0.3 one) and the cluster in X.509 mode: the remoted pods present the
+//!   certificate of a cert-manager-style `kubernetes.io/tls` Secret (`remoted.x509.secretName`),
+//!   the controller logs in with `tlsMode: x509`;
 //!  1. the controller pod Ready through its probes, /metrics on its pod IP, no secret in its log;
 //!  2. a PacemakerCluster (auto-join of labelled Nodes) connects; the controller creates the
 //!     authkey Secret, which is installed on the cluster as the README says;
@@ -24,7 +29,8 @@
 //!  8. a deleted Node leaves the CIB;
 //!  9. the README's uninstall steps leave nothing in the CIB and nothing stuck in Terminating.
 //!
-//! Run alone: `sudo cargo test --test k8s_nodes -- --nocapture` (builds the image on first use).
+//! Run alone: `sudo cargo test --test k8s_nodes -- --nocapture` (builds the image on first use);
+//! `sudo KUBEMAKER_PACEMAKER=3.0.3 cargo test --test k8s_nodes -- --nocapture` for a 3.x cluster.
 
 mod support;
 
@@ -34,8 +40,11 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::certs::TestPki;
 use support::operator::{self, condition_is, describe, str_at};
-use support::{Cluster, MonView, base64_decode, base64_encode, cib_port, step, text, wait_for};
+use support::{
+    Cluster, Generation, MonView, base64_decode, base64_encode, cib_port, step, text, wait_for,
+};
 
 const NS: &str = "km-nodes-e2e";
 const RELEASE: &str = "kubemaker";
@@ -46,6 +55,10 @@ const REMOTE_LABEL: &str = "kubemaker.io/remote-node";
 const POD_ATTRIBUTE: &str = "kubemaker-remoted-pod";
 const K8S_BIN: &str = "/var/tmp/kubemaker-cache/k8s/bin";
 const LOCAL_STATE: &str = "/var/tmp/kubemaker-test/k8s-local";
+/// The remoted pods' certificate on a 3.x cluster (X.509 mode), as cert-manager issues it.
+const REMOTED_TLS_SECRET: &str = "remoted-tls";
+/// The controller's client certificate for the remote CIB port in X.509 mode.
+const CONTROLLER_TLS_SECRET: &str = "controller-tls";
 
 fn script(name: &str) -> Command {
     let mut c = Command::new("bash");
@@ -88,11 +101,12 @@ impl Provider {
         }
     }
 
-    /// Starts the cluster with `images` in every node; returns the image tag to install.
-    fn up(&self) -> String {
+    /// Starts the cluster with the kubemaker image of `suite` (its Pacemaker tools) and the pause
+    /// image in every node; returns the image tag to install.
+    fn up(&self, suite: &str) -> String {
         match self {
             Provider::Local => {
-                let (tag, image, pause) = build_images();
+                let (tag, image, pause) = build_images(suite);
                 let o = support::run_with_timeout(
                     script("local-k8s.sh").args([
                         "up",
@@ -226,8 +240,11 @@ impl Provider {
 }
 
 /// The images' archives, built (or taken from the cache) by scripts/build-image.sh.
-fn build_images() -> (String, PathBuf, PathBuf) {
-    let o = support::run_with_timeout(&mut script("build-image.sh"), Duration::from_secs(1800));
+fn build_images(suite: &str) -> (String, PathBuf, PathBuf) {
+    let o = support::run_with_timeout(
+        script("build-image.sh").args(["--suite", suite]),
+        Duration::from_secs(1800),
+    );
     assert!(o.status.success(), "scripts/build-image.sh: {}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     let field = |prefix: &str| -> (String, PathBuf) {
@@ -272,6 +289,11 @@ struct E2e {
     workers: Vec<(String, String)>,
     key: Vec<u8>,
     password: String,
+    /// The remote CIB port's address.
+    cib_host: String,
+    /// On 3.x: the PKI of the cluster's X.509 mode (the remoted pods' and the controller's
+    /// certificates come from it).
+    pki: Option<TestPki>,
 }
 
 impl E2e {
@@ -402,6 +424,8 @@ impl E2e {
     }
 
     /// Whether the CIB still holds anything of `node`: a primitive, a node entry or a node state.
+    /// On 3.x the empty `<node_state in_ccm="0">` its DC writes back for a removed remote node is
+    /// not counted; the caller clears it the admin's way ([`Cluster::clear_removed_remote_states`]).
     fn in_cib(&self, node: &str) -> Vec<String> {
         let root = kubemaker::wire::Element::parse(&self.cluster.cib_xml()).expect("CIB XML");
         let mut found = Vec::new();
@@ -411,7 +435,9 @@ impl E2e {
         if operator::has_node_entry(&root, node) {
             found.push(format!("node {node}"));
         }
-        if operator::has_node_state(&root, node) {
+        let documented_trace = !self.cluster.generation().is_host()
+            && support::cluster::bare_remote_state(&root, node);
+        if operator::has_node_state(&root, node) && !documented_trace {
             found.push(format!("node_state {node}"));
         }
         found
@@ -419,8 +445,9 @@ impl E2e {
 
     /// The node attribute kubemaker records for the remoted pod serving `node`.
     fn pod_attribute(&self, node: &str) -> Option<String> {
-        let o = support::run_with_timeout(
-            Command::new("crm_attribute").args([
+        let o = self.cluster.run(
+            "crm_attribute",
+            &[
                 "--node",
                 node,
                 "--lifetime",
@@ -429,8 +456,7 @@ impl E2e {
                 POD_ATTRIBUTE,
                 "--query",
                 "--quiet",
-            ]),
-            Duration::from_secs(30),
+            ],
         );
         let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
         (o.status.success() && !v.is_empty()).then_some(v)
@@ -444,6 +470,20 @@ impl E2e {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// A `kubernetes.io/tls` Secret of `leaf` with the CA beside it, as cert-manager issues one.
+fn tls_secret(name: &str, pki: &TestPki, leaf: &support::certs::Leaf) -> Value {
+    let read = |p: &Path| base64_encode(&std::fs::read(p).expect("read the test PKI"));
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": NS},
+        "data": {
+            "tls.crt": read(&leaf.cert),
+            "tls.key": read(&leaf.key),
+            "ca.crt": read(&pki.ca()),
+        },
+    })
 }
 
 /// Tears the Kubernetes side down when the test ends, however it ends.
@@ -462,14 +502,38 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
     if !support::require_root() || !support::require_tools(&tools) {
         return;
     }
+    let generation = Generation::current();
+    let x509 = generation.at_least("3.0.0");
+    if !generation.is_host() && !matches!(provider, Provider::Local) {
+        panic!(
+            "Pacemaker {} runs in this machine's namespaces: use KUBEMAKER_K8S_PROVIDER=local",
+            generation.version()
+        );
+    }
     let t0 = Instant::now();
     let cluster = Cluster::acquire();
     let remote_cib = cib_port::enable_remote_cib(&cluster);
+    let pki = x509.then(|| {
+        step("the cluster in X.509 mode (PCMK_ca_file, PCMK_cert_file, PCMK_key_file)");
+        let pki = TestPki::generate("k8s-nodes").expect("certtool made no PKI");
+        pki.start_cluster_in_x509_mode("client");
+        cib_port::wait_for_ports(&remote_cib.host);
+        cluster.reset();
+        pki
+    });
 
-    step("the Kubernetes nodes (images built or taken from the cache)");
+    // The pod's tools must read the cluster's CIB schema (see scripts/build-image.sh --suite).
+    let suite = if generation.at_least("3.0.0") {
+        "sid"
+    } else {
+        "bookworm"
+    };
+    step(&format!(
+        "the Kubernetes nodes (images built or taken from the cache; Debian {suite} tools)"
+    ));
     let up_start = Instant::now();
     let _teardown = Teardown(&provider);
-    let tag = provider.up();
+    let tag = provider.up(suite);
     step(&format!(
         "nodes Ready, images in place: {:.1} s (image tag {tag})",
         up_start.elapsed().as_secs_f64()
@@ -480,6 +544,12 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
         workers: Vec::new(),
         key: Vec::new(),
         password: remote_cib.password.expose().to_string(),
+        cib_host: if generation.is_host() {
+            provider.host_address()
+        } else {
+            remote_cib.host.clone()
+        },
+        pki,
     };
     e2e.workers = e2e
         .items(&["get", "nodes", "-l", "node-role.kubernetes.io/worker"])
@@ -526,7 +596,18 @@ fn install_and_connect(e2e: &mut E2e, tag: &str) {
     ]);
     assert_eq!(enforce, "privileged");
 
-    step("1. helm install (the chart unchanged, only the image tag set)");
+    let mut values = vec![format!("image.tag={tag}")];
+    if let Some(pki) = &e2e.pki {
+        // What a cert-manager Certificate issues: tls.crt, tls.key and the issuer's ca.crt.
+        let server = pki.leaf("server");
+        e2e.apply(&tls_secret(REMOTED_TLS_SECRET, pki, &server));
+        e2e.apply(&tls_secret(CONTROLLER_TLS_SECRET, pki, &pki.leaf("client")));
+        values.push(format!("remoted.x509.secretName={REMOTED_TLS_SECRET}"));
+    }
+    step(&format!(
+        "1. helm install (the chart unchanged; --set {})",
+        values.join(",")
+    ));
     let chart = support::repo_root().join("charts/kubemaker");
     let helm_start = Instant::now();
     let o = e2e.helm(
@@ -537,7 +618,7 @@ fn install_and_connect(e2e: &mut E2e, tag: &str) {
             "-n",
             NS,
             "--set",
-            &format!("image.tag={tag}"),
+            &values.join(","),
         ],
         Duration::from_secs(180),
     );
@@ -576,18 +657,23 @@ fn install_and_connect(e2e: &mut E2e, tag: &str) {
         "metadata": {"name": CREDENTIALS, "namespace": NS},
         "stringData": {"username": "hacluster", "password": e2e.password},
     }));
+    let mut spec = json!({
+        "endpoints": [{"host": e2e.cib_host, "port": cib_port::TLS_PORT}],
+        "tlsMode": "anonymous",
+        "credentialsSecretRef": {"name": CREDENTIALS},
+        "authkeySecretName": AUTHKEY_SECRET,
+        "remoteNodeDefaults": {"monitor": {"interval": "10s", "timeout": "15s"}},
+        "autoJoin": {"nodeSelector": {REMOTE_LABEL: "true"}},
+    });
+    if e2e.pki.is_some() {
+        spec["tlsMode"] = json!("x509");
+        spec["x509SecretName"] = json!(CONTROLLER_TLS_SECRET);
+    }
     e2e.apply(&json!({
         "apiVersion": "kubemaker.io/v1alpha1",
         "kind": "PacemakerCluster",
         "metadata": {"name": PC},
-        "spec": {
-            "endpoints": [{"host": e2e.k8s.host_address(), "port": cib_port::TLS_PORT}],
-            "tlsMode": "anonymous",
-            "credentialsSecretRef": {"name": CREDENTIALS},
-            "authkeySecretName": AUTHKEY_SECRET,
-            "remoteNodeDefaults": {"monitor": {"interval": "10s", "timeout": "15s"}},
-            "autoJoin": {"nodeSelector": {REMOTE_LABEL: "true"}},
-        },
+        "spec": spec,
     }));
     let connect_start = Instant::now();
     let pc = wait_for(
@@ -703,6 +789,16 @@ fn join_workers(e2e: &E2e) {
     std::thread::sleep(Duration::from_secs(12));
     for pod in &remoted {
         let logs = e2e.kubectl_ok(&["-n", NS, "logs", &pod.name]);
+        if e2e.pki.is_some() {
+            // The certificate of the mounted Secret serves, and the cluster presented its own.
+            assert!(
+                logs.contains("Pacemaker Remote uses X.509 certificates")
+                    && logs.contains("/etc/pacemaker/tls/tls.crt")
+                    && logs.contains("CN=client"),
+                "{}: not in X.509 mode with the Secret's certificate:\n{logs}",
+                pod.name
+            );
+        }
         assert!(
             !logs.contains("TLS handshake failed"),
             "{}: handshake failures:\n{logs}",
@@ -754,6 +850,17 @@ fn resources_and_tools(e2e: &E2e) {
         }
     }
     let pod = e2e.remoted_pod_on(e2e.worker(0).0).expect("remoted pod");
+    let version = e2e.exec_in(&pod.name, &["crm_mon", "--version"]);
+    let major = Generation::current()
+        .version()
+        .split('.')
+        .next()
+        .unwrap_or("2");
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains(&format!("Pacemaker {major}.")),
+        "the pod's tools are not Pacemaker {major}.x's: {}",
+        text(&version)
+    );
     let mon = e2e.exec_in(&pod.name, &["crm_mon", "-1"]);
     assert!(
         mon.status.success() && String::from_utf8_lossy(&mon.stdout).contains("kn1-0"),
@@ -907,6 +1014,7 @@ fn unlabel_and_leader_kill(e2e: &E2e) {
             }
         },
     );
+    e2e.cluster.clear_removed_remote_states(&[node]);
     step(&format!(
         "   {node} out of Kubernetes and the CIB {:.1} s after unlabelling",
         start.elapsed().as_secs_f64()
@@ -1031,7 +1139,10 @@ fn node_deletion_and_uninstall(e2e: &E2e) {
     for p in e2e.pods() {
         let logs = e2e.kubectl_ok(&["-n", NS, "logs", &p.name]);
         assert!(
-            !logs.contains(&b64[..64]) && !logs.contains(&hex) && !logs.contains(&e2e.password),
+            !logs.contains(&b64[..64])
+                && !logs.contains(&hex)
+                && !logs.contains(&e2e.password)
+                && !logs.contains("PRIVATE KEY"),
             "{} logs a secret",
             p.name
         );
@@ -1056,6 +1167,7 @@ fn node_deletion_and_uninstall(e2e: &E2e) {
             (rn, left) => Err(format!("{:?} {left:?}", rn.map(|o| describe(&o)))),
         },
     );
+    e2e.cluster.clear_removed_remote_states(&[node]);
     step(&format!(
         "   {node} gone {:.1} s after the Node was deleted",
         start.elapsed().as_secs_f64()
@@ -1112,6 +1224,7 @@ fn node_deletion_and_uninstall(e2e: &E2e) {
     for (n, _) in &e2e.workers {
         let left = e2e.in_cib(n);
         assert!(left.is_empty(), "{n} left in the CIB: {left:?}");
+        e2e.cluster.clear_removed_remote_states(&[n]);
     }
     e2e.assert_clean("after the uninstall");
     step(&format!(

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use kubemaker::cib::{CibClient, CibError, ClientConfig, TlsAuth, Transport};
 use serde_json::{Value, json};
-use support::certs::TestPki;
+use support::certs::{TestPki, x509_env};
 use support::cib_port::{self, RemoteCib};
 use support::operator::{self, Api, Controller, TEST_LABEL, condition_is, describe, str_at};
 use support::{
@@ -36,8 +36,6 @@ use support::{
 };
 
 const JOIN: Duration = Duration::from_secs(90);
-/// Where the cluster node keeps its X.509 files.
-const CLUSTER_PKI: &str = "/etc/pacemaker/x509";
 /// pacemaker-based's PSK table for the remote CIB port (3.0.2+).
 const CIB_CREDENTIALS: &str = "/etc/pacemaker/cib-credentials";
 
@@ -88,15 +86,6 @@ fn cib_epoch(remote: &RemoteCib, auth: TlsAuth) -> Result<u64, CibError> {
         client.close().await;
         Ok(v.epoch)
     })
-}
-
-/// The X.509 settings of a daemon (remote node or cluster).
-fn x509_env(ca: &Path, cert: &Path, key: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("PCMK_ca_file", ca.display().to_string()),
-        ("PCMK_cert_file", cert.display().to_string()),
-        ("PCMK_key_file", key.display().to_string()),
-    ]
 }
 
 /// A connection resource for `name` at `addr`.
@@ -328,24 +317,7 @@ fn tls_modes_of_a_3x_cluster() {
     step(
         "the cluster's client certificate in /etc/pacemaker/x509; pacemakerd restarted with PCMK_*_file",
     );
-    for (file, source) in [
-        ("ca.pem", pki.ca()),
-        ("client.pem", pki.leaf("client").cert),
-        ("client.key", pki.leaf("client").key),
-    ] {
-        let data = std::fs::read(&source).expect("read the test PKI");
-        support::install_cluster_file(&format!("{CLUSTER_PKI}/{file}"), &data);
-    }
-    let settings = x509_env(
-        Path::new(&format!("{CLUSTER_PKI}/ca.pem")),
-        Path::new(&format!("{CLUSTER_PKI}/client.pem")),
-        Path::new(&format!("{CLUSTER_PKI}/client.key")),
-    )
-    .iter()
-    .map(|(k, v)| format!("{k}={v}"))
-    .collect::<Vec<_>>()
-    .join(" ");
-    support::start_test_cluster_with(&settings);
+    pki.start_cluster_in_x509_mode("client");
     cib_port::wait_for_ports(&remote_cib.host);
     cluster.reset();
 

@@ -7,6 +7,18 @@ use std::process::Command;
 
 use kubemaker::tls::{X509Credentials, X509Files, X509Pem};
 
+/// Where [`TestPki::start_cluster_in_x509_mode`] puts the cluster's certificates on its node.
+pub const CLUSTER_PKI: &str = "/etc/pacemaker/x509";
+
+/// The X.509 settings of a daemon (remote node or cluster).
+pub fn x509_env(ca: &Path, cert: &Path, key: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("PCMK_ca_file", ca.display().to_string()),
+        ("PCMK_cert_file", cert.display().to_string()),
+        ("PCMK_key_file", key.display().to_string()),
+    ]
+}
+
 /// The PKI's directory and file names. Every leaf is signed by CA "ca" unless its name says
 /// otherwise; `crl.pem` (by "ca") revokes `revoked`.
 pub struct TestPki {
@@ -120,6 +132,32 @@ impl TestPki {
             "crl.pem",
         ]);
         Some(pki)
+    }
+
+    /// Puts the 3.x test cluster in X.509 mode: the CA and `leaf` (the cluster's client
+    /// certificate) under [`CLUSTER_PKI`] on the node, pacemakerd restarted with `PCMK_*_file`
+    /// pointing there (what /etc/default/pacemaker gives it on a real node). For a caller that
+    /// holds the cluster lock; restarting without them (`cluster::restart_test_cluster`) undoes it.
+    pub fn start_cluster_in_x509_mode(&self, leaf: &str) {
+        let l = self.leaf(leaf);
+        for (file, source) in [
+            ("ca.pem", self.ca()),
+            ("client.pem", l.cert),
+            ("client.key", l.key),
+        ] {
+            let data = std::fs::read(&source).expect("read the test PKI");
+            super::install_cluster_file(&format!("{CLUSTER_PKI}/{file}"), &data);
+        }
+        let settings = x509_env(
+            Path::new(&format!("{CLUSTER_PKI}/ca.pem")),
+            Path::new(&format!("{CLUSTER_PKI}/client.pem")),
+            Path::new(&format!("{CLUSTER_PKI}/client.key")),
+        )
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+        super::cluster::start_test_cluster_with(&settings);
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
