@@ -9,7 +9,9 @@
 #    openssl (certificates; the key-format test), util-linux (nsenter/unshare); for the image without Docker
 #    (scripts/build-image.sh) mmdebstrap and a static libc for the pause program; mmdebstrap also
 #    builds the Pacemaker 3.0.0/3.0.3 roots (scripts/pacemaker-root.sh, run by scripts/test.sh).
-#  - A Rust toolchain: the existing `cargo` on PATH is used; none is installed here.
+#  - A Rust toolchain: the existing `cargo` on PATH is used; none is installed here. For the fuzz
+#    smoke (scripts/fuzz.sh): rustup's nightly toolchain (minimal profile) if absent, and
+#    cargo-fuzz, built once into /var/tmp/kubemaker-cache/cargo-fuzz-<version>/bin.
 #  - The reference pacemaker-remoted, extracted (not installed: pacemaker-remote conflicts with
 #    pacemaker as packages) into /var/tmp/kubemaker-cache/reference/.
 set -euo pipefail
@@ -60,6 +62,22 @@ say "rust: $(cargo --version)"
 for tool in rustfmt clippy-driver; do
     command -v "$tool" >/dev/null 2>&1 || say "warning: $tool not found (rustup component add rustfmt clippy)"
 done
+if cargo +nightly --version >/dev/null 2>&1; then
+    say "rust nightly: $(cargo +nightly --version)"
+else
+    command -v rustup >/dev/null 2>&1 || die "no nightly toolchain and no rustup to install one (the fuzz smoke needs it)"
+    say "rust nightly: installing (rustup toolchain install nightly --profile minimal)"
+    timeout 900 rustup toolchain install nightly --profile minimal || die "rustup could not install nightly"
+fi
+CARGO_FUZZ_VERSION=0.13.2
+CARGO_FUZZ_ROOT=/var/tmp/kubemaker-cache/cargo-fuzz-$CARGO_FUZZ_VERSION
+if [ -x "$CARGO_FUZZ_ROOT/bin/cargo-fuzz" ]; then
+    say "cargo-fuzz: $CARGO_FUZZ_VERSION cached in $CARGO_FUZZ_ROOT"
+else
+    say "cargo-fuzz: building $CARGO_FUZZ_VERSION into $CARGO_FUZZ_ROOT (~3 min, once)"
+    timeout 1800 cargo install --locked --quiet --version "$CARGO_FUZZ_VERSION" --root "$CARGO_FUZZ_ROOT" cargo-fuzz ||
+        die "cargo install cargo-fuzz failed"
+fi
 
 # --- 3. Reference pacemaker-remoted -------------------------------------------------------
 if [ -x "$REFERENCE_BIN" ]; then

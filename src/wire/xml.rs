@@ -172,9 +172,23 @@ fn element_from_start(start: &BytesStart<'_>) -> Result<Element, WireError> {
             .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|e| WireError::Xml(e.to_string()))?
             .into_owned();
+        // libxml2 (Pacemaker) refuses these too; accepting them would relay a value our own
+        // writer cannot reproduce (it drops them, see escape_attr_into).
+        if let Some(c) = value.chars().find(|&c| !allowed_in_xml(c)) {
+            return Err(WireError::Xml(format!(
+                "attribute {key} holds U+{:04X}, which XML 1.0 does not allow",
+                c as u32
+            )));
+        }
         el.attrs.push((key, value));
     }
     Ok(el)
+}
+
+/// Whether XML 1.0 allows `c` in a document (its `Char` production, for the characters a `char`
+/// can hold).
+fn allowed_in_xml(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || ((c as u32) >= 0x20 && c != '\u{FFFE}' && c != '\u{FFFF}')
 }
 
 /// Escapes an attribute value. Line breaks and tabs become character references so they survive
@@ -189,7 +203,7 @@ pub fn escape_attr_into(value: &str, out: &mut String) {
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             '\t' => out.push_str("&#9;"),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c if !allowed_in_xml(c) => {}
             c => out.push(c),
         }
     }
@@ -294,6 +308,27 @@ mod tests {
         }
         let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
         assert!(Element::parse(&deep).is_err());
+    }
+
+    /// Found by the xml_element fuzz target: a raw U+0002 and NULs in an attribute parsed, and our
+    /// writer (which drops them) wrote a different element back.
+    #[test]
+    fn rejects_characters_xml_does_not_allow_in_attributes() {
+        for bad in [
+            "<a id=\"x\u{2}\0\"/>",
+            "<a id=\"&#2;\"/>",
+            "<a id=\"\u{1b}[31m\"/>",
+            "<a id=\"\u{FFFF}\"/>",
+        ] {
+            let e = Element::parse(bad).expect_err(bad);
+            assert!(
+                e.to_string().contains("XML 1.0 does not allow"),
+                "{bad:?}: {e}"
+            );
+        }
+        let ok = Element::parse("<a v=\"tab&#9;nl&#10;cr&#13;\u{e9}\"/>").expect("allowed");
+        assert_eq!(ok.attr("v"), Some("tab\tnl\ncr\r\u{e9}"));
+        assert_eq!(Element::parse(&ok.to_xml()).expect("round trip"), ok);
     }
 
     #[test]
