@@ -472,20 +472,6 @@ impl E2e {
     }
 }
 
-/// A `kubernetes.io/tls` Secret of `leaf` with the CA beside it, as cert-manager issues one.
-fn tls_secret(name: &str, pki: &TestPki, leaf: &support::certs::Leaf) -> Value {
-    let read = |p: &Path| base64_encode(&std::fs::read(p).expect("read the test PKI"));
-    json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-        "metadata": {"name": name, "namespace": NS},
-        "data": {
-            "tls.crt": read(&leaf.cert),
-            "tls.key": read(&leaf.key),
-            "ca.crt": read(&pki.ca()),
-        },
-    })
-}
-
 /// Tears the Kubernetes side down when the test ends, however it ends.
 struct Teardown<'a>(&'a Provider);
 impl Drop for Teardown<'_> {
@@ -503,7 +489,8 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
         return;
     }
     let generation = Generation::current();
-    let x509 = generation.at_least("3.0.0");
+    // 3.x: X.509 end to end, and the image whose tools read a 3.x CIB (scripts/build-image.sh --suite).
+    let pacemaker3 = generation.at_least("3.0.0");
     if !generation.is_host() && !matches!(provider, Provider::Local) {
         panic!(
             "Pacemaker {} runs in this machine's namespaces: use KUBEMAKER_K8S_PROVIDER=local",
@@ -513,7 +500,7 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
     let t0 = Instant::now();
     let cluster = Cluster::acquire();
     let remote_cib = cib_port::enable_remote_cib(&cluster);
-    let pki = x509.then(|| {
+    let pki = pacemaker3.then(|| {
         step("the cluster in X.509 mode (PCMK_ca_file, PCMK_cert_file, PCMK_key_file)");
         let pki = TestPki::generate("k8s-nodes").expect("certtool made no PKI");
         pki.start_cluster_in_x509_mode("client");
@@ -522,12 +509,7 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
         pki
     });
 
-    // The pod's tools must read the cluster's CIB schema (see scripts/build-image.sh --suite).
-    let suite = if generation.at_least("3.0.0") {
-        "sid"
-    } else {
-        "bookworm"
-    };
+    let suite = if pacemaker3 { "sid" } else { "bookworm" };
     step(&format!(
         "the Kubernetes nodes (images built or taken from the cache; Debian {suite} tools)"
     ));
@@ -599,9 +581,8 @@ fn install_and_connect(e2e: &mut E2e, tag: &str) {
     let mut values = vec![format!("image.tag={tag}")];
     if let Some(pki) = &e2e.pki {
         // What a cert-manager Certificate issues: tls.crt, tls.key and the issuer's ca.crt.
-        let server = pki.leaf("server");
-        e2e.apply(&tls_secret(REMOTED_TLS_SECRET, pki, &server));
-        e2e.apply(&tls_secret(CONTROLLER_TLS_SECRET, pki, &pki.leaf("client")));
+        e2e.apply(&pki.tls_secret(NS, REMOTED_TLS_SECRET, "server"));
+        e2e.apply(&pki.tls_secret(NS, CONTROLLER_TLS_SECRET, "client"));
         values.push(format!("remoted.x509.secretName={REMOTED_TLS_SECRET}"));
     }
     step(&format!(

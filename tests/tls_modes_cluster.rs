@@ -148,7 +148,12 @@ impl ControllerCheck {
         api.install_chart(NS);
         let kubeconfig = dir.join("controller.kubeconfig");
         api.sa_kubeconfig(NS, operator::CONTROLLER_SA, &kubeconfig);
-        api.apply(&secret("kubemaker-authkey", "Opaque", &[("authkey", key)]));
+        api.apply(&operator::secret(
+            NS,
+            "kubemaker-authkey",
+            "Opaque",
+            &[("authkey", key)],
+        ));
         Some(ControllerCheck {
             api,
             kubeconfig,
@@ -261,24 +266,6 @@ impl Drop for ControllerCheck {
     }
 }
 
-/// A Secret in [`NS`] with `data` (base64-encoded here; applied through stdin).
-fn secret(name: &str, type_: &str, data: &[(&str, &[u8])]) -> Value {
-    let data: serde_json::Map<String, Value> = data
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                Value::String(support::keys::base64_encode(v)),
-            )
-        })
-        .collect();
-    json!({
-        "apiVersion": "v1", "kind": "Secret", "type": type_,
-        "metadata": {"name": name, "namespace": NS},
-        "data": data,
-    })
-}
-
 /// Pacemaker's record of a connection that never came up: not online, and a failed start (or
 /// a stopped connection with a failure) in the history.
 fn never_joined(v: &MonView, name: &str) -> bool {
@@ -383,18 +370,9 @@ fn tls_modes_of_a_3x_cluster() {
         step(
             "the controller with tlsMode x509 (kubernetes.io/tls Secret with ca.crt): Connected, a RemoteNode joins and is removed",
         );
-        let client = pki.leaf("client");
-        let read = |p: &Path| std::fs::read(p).expect("read the test PKI");
-        let tls_secret = secret(
-            "controller-tls",
-            "kubernetes.io/tls",
-            &[
-                ("tls.crt", &read(&client.cert)),
-                ("tls.key", &read(&client.key)),
-                ("ca.crt", &read(&pki.ca())),
-            ],
-        );
-        let credentials = secret(
+        let tls_secret = pki.tls_secret(NS, "controller-tls", "client");
+        let credentials = operator::secret(
+            NS,
             "tls-x509-credentials",
             "Opaque",
             &[
@@ -491,7 +469,8 @@ fn tls_modes_of_a_3x_cluster() {
         );
         if let Some(ctl) = &controller {
             step("the controller with tlsMode psk: Connected, a RemoteNode joins and is removed");
-            let credentials = secret(
+            let credentials = operator::secret(
+                NS,
                 "tls-psk-credentials",
                 "Opaque",
                 &[

@@ -160,6 +160,23 @@ impl TestPki {
         super::cluster::start_test_cluster_with(&settings);
     }
 
+    /// `leaf` as a `kubernetes.io/tls` Secret with the CA beside it, as a cert-manager
+    /// Certificate issues one.
+    pub fn tls_secret(&self, namespace: &str, name: &str, leaf: &str) -> serde_json::Value {
+        let l = self.leaf(leaf);
+        let read = |p: &Path| std::fs::read(p).expect("read the test PKI");
+        super::operator::secret(
+            namespace,
+            name,
+            "kubernetes.io/tls",
+            &[
+                ("tls.crt", &read(&l.cert)),
+                ("tls.key", &read(&l.key)),
+                ("ca.crt", &read(&self.ca())),
+            ],
+        )
+    }
+
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }

@@ -25,7 +25,9 @@ pub use cib::{
     op_interval, primitive, primitives,
 };
 pub use controller::{Controller, Metrics, http_get};
-pub use objects::{condition, condition_is, describe, has_finalizer, parse_rfc3339, str_at};
+pub use objects::{
+    condition, condition_is, describe, has_finalizer, parse_rfc3339, secret, str_at,
+};
 
 /// Where the e2e tests keep kubeconfigs, controller logs and key files.
 pub const STATE_DIR: &str = "/var/tmp/kubemaker-test/operator-e2e";

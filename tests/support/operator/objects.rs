@@ -53,3 +53,21 @@ pub fn parse_rfc3339(t: &str) -> Option<i64> {
         .ok()
         .map(|ts| ts.as_second())
 }
+
+/// A Secret of `type_` in `namespace` holding `data` (base64-encoded here).
+pub fn secret(namespace: &str, name: &str, type_: &str, data: &[(&str, &[u8])]) -> Value {
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                Value::String(crate::support::base64_encode(v)),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "type": type_,
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    })
+}
