@@ -215,57 +215,49 @@ impl Cluster {
     /// at once when the CIB deletes it (2.1.5 does not); the scheduler ignores it. Only the
     /// controller's API drops it (`crm_node --force --remove`, what `pcs cluster node
     /// remove-remote` runs), which the remote CIB port cannot reach. On 3.x this clears each such
-    /// entry the admin's way (on 3.0.0 a second run may be needed) and checks that it is gone;
-    /// returns the names it cleared.
+    /// entry the admin's way and checks that none is left once the cluster is idle; returns the
+    /// names it cleared.
     /// On 2.1.5 it does nothing: any `<node_state>` left there is a trace the caller must find.
     pub fn clear_removed_remote_states(&self, names: &[&str]) -> Vec<String> {
         if self.generation().is_host() {
             return Vec::new();
         }
-        let cib = Element::parse(&self.cib_xml()).expect("cibadmin -Q prints XML");
-        let bare: Vec<String> = names
-            .iter()
-            .filter(|n| bare_remote_state(&cib, n))
-            .map(|n| n.to_string())
-            .collect();
-        let present = |name: &str| {
-            Element::parse(&self.cib_xml())
-                .ok()
-                .and_then(|c| c.child("status").cloned())
-                .is_some_and(|s| {
-                    s.children
-                        .iter()
-                        .any(|c| c.name == "node_state" && c.attr("id") == Some(name))
-                })
+        // 3.0.0's controller does not find a remote node in its peer cache by name (fixed in
+        // 3.0.1, "better detect remote nodes in peer cache"), so a transition still in flight
+        // can write entries back, also of nodes whose entry was already gone when we looked.
+        // So each round starts from an idle cluster and a fresh CIB; four rounds at most.
+        let bare_now = || {
+            self.settle(Duration::from_secs(30));
+            let cib = Element::parse(&self.cib_xml()).expect("cibadmin -Q prints XML");
+            names
+                .iter()
+                .filter(|n| bare_remote_state(&cib, n))
+                .map(|n| n.to_string())
+                .collect::<Vec<String>>()
         };
-        for name in &bare {
-            eprintln!(
-                "[harness] Pacemaker {} kept an empty node_state for removed node {name}; crm_node --force --remove clears it",
-                self.generation().version()
-            );
-            // 3.0.0's controller does not find a remote node in its peer cache by name (fixed
-            // in 3.0.1, "better detect remote nodes in peer cache"), so the transition that the
-            // first removal starts can write the entry back; once the cluster is idle, the
-            // admin's second run sticks. Three runs at most.
-            let mut gone = false;
-            for _ in 0..3 {
-                self.run_ok("crm_node", &["--force", "--remove", name]);
-                self.settle(Duration::from_secs(30));
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while present(name) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                if !present(name) {
-                    gone = true;
-                    break;
+        let mut cleared: Vec<String> = Vec::new();
+        for _round in 0..4 {
+            let bare = bare_now();
+            if bare.is_empty() {
+                return cleared;
+            }
+            for name in bare {
+                eprintln!(
+                    "[harness] Pacemaker {} kept an empty node_state for removed node {name}; crm_node --force --remove clears it",
+                    self.generation().version()
+                );
+                self.run_ok("crm_node", &["--force", "--remove", &name]);
+                if !cleared.contains(&name) {
+                    cleared.push(name);
                 }
             }
-            assert!(
-                gone,
-                "{name}'s node_state still in the CIB after three runs of crm_node --force --remove"
-            );
         }
-        bare
+        let left = bare_now();
+        assert!(
+            left.is_empty(),
+            "node_state of {left:?} still in the CIB after four rounds of crm_node --force --remove"
+        );
+        cleared
     }
 
     /// Waits (at most `timeout`) until the cluster has nothing left to do: no transition in
