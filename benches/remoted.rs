@@ -1,7 +1,9 @@
 //! kubemaker remoted side by side with the reference pacemaker-remoted of the Pacemaker generation
 //! under test (Debian 12's 2.1.5, or 3.0.0/3.0.3 with `KUBEMAKER_PACEMAKER`), in one run on the
 //! same real cluster: resident memory and CPU time over 60 s of recurring monitors with 10, 50 and
-//! 200 Dummy resources per node, then exec-to-notify latency for a no-op agent.
+//! 200 Dummy resources per node, then exec-to-notify latency for a no-op agent. After the last
+//! window it breaks each daemon's resident pages down per mapping (`/proc/PID/smaps`): its own
+//! executable, the libraries both daemons map, the libraries only one maps, and anonymous memory.
 //!
 //!     sudo cargo bench --bench remoted            (BENCH_WINDOW_SECS=60, BENCH_LATENCY_OPS=300)
 //!     sudo KUBEMAKER_PACEMAKER=3.0.3 cargo bench --bench remoted
@@ -74,6 +76,98 @@ fn sample(pid: u32) -> Sample {
     }
 }
 
+/// Resident KiB per mapping of a process: file mappings by file name, the executable as
+/// "(executable)", anonymous ones as "[heap]", "[stack]" or "[anon]".
+fn resident_by_mapping(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    let mut current = String::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            // "start-end perms offset dev inode [path]"
+            let path = fields.nth(4).unwrap_or_default();
+            current = if path.is_empty() {
+                "[anon]".to_string()
+            } else if Path::new(path) == exe {
+                "(executable)".to_string()
+            } else if path.starts_with('[') {
+                path.to_string()
+            } else {
+                Path::new(path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+        } else if first == "Rss:" {
+            let kib: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            *out.entry(current.clone()).or_insert(0) += kib;
+        }
+    }
+    out.retain(|_, kib| *kib > 0);
+    out
+}
+
+/// Which mapping names a row of the breakdown counts.
+type MappingFilter<'a> = &'a dyn Fn(&str) -> bool;
+
+/// Where each daemon's resident pages are, side by side: its own executable, the libraries both
+/// map (libc, GnuTLS and its chain, libqb and its chain: the same pages for both), the libraries
+/// only one of them maps, and anonymous memory.
+fn print_breakdown(contenders: &[Contender]) {
+    let maps: Vec<_> = contenders
+        .iter()
+        .map(|c| resident_by_mapping(c.daemon.pid()))
+        .collect();
+    let (ours, reference) = (&maps[0], &maps[1]);
+    let anon = |n: &str| n.starts_with('[');
+    let group = |m: &std::collections::BTreeMap<String, u64>, f: &dyn Fn(&str) -> bool| -> u64 {
+        m.iter().filter(|(n, _)| f(n)).map(|(_, k)| k).sum()
+    };
+    let shared = |n: &str| !anon(n) && ours.contains_key(n) && reference.contains_key(n);
+    let only = |n: &str| !anon(n) && n != "(executable)" && !shared(n);
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "
+| resident MiB per mapping | {} | {} |
+|---|---|---|",
+        contenders[0].label, contenders[1].label
+    );
+    let rows: [(&str, MappingFilter); 4] = [
+        ("own executable", &|n: &str| n == "(executable)"),
+        ("libraries both map", &shared),
+        ("libraries only this daemon maps", &only),
+        ("anonymous (heap, stacks)", &anon),
+    ];
+    for (name, f) in rows {
+        println!(
+            "| {name} | {:.2} | {:.2} |",
+            mib(group(ours, f)),
+            mib(group(reference, f))
+        );
+    }
+    for (c, m) in contenders.iter().zip(&maps) {
+        let mut top: Vec<_> = m.iter().filter(|(n, _)| only(n)).collect();
+        top.sort_by(|a, b| b.1.cmp(a.1));
+        let list: Vec<String> = top
+            .iter()
+            .take(8)
+            .map(|(n, k)| format!("{n} {:.2}", mib(**k)))
+            .collect();
+        println!("{} only: {}", c.label, list.join(", "));
+    }
+    let mut both: Vec<_> = ours.iter().filter(|(n, _)| shared(n)).collect();
+    both.sort_by(|a, b| b.1.cmp(a.1));
+    let list: Vec<String> = both
+        .iter()
+        .take(8)
+        .map(|(n, k)| format!("{n} {:.2}/{:.2}", mib(**k), mib(reference[n.as_str()])))
+        .collect();
+    println!("both (ours/reference): {}", list.join(", "));
+}
+
 fn connection_xml(id: &str, addr: &str) -> String {
     format!(
         r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="remote"><instance_attributes id="{id}-instance_attributes"><nvpair id="{id}-instance_attributes-server" name="server" value="{addr}"/></instance_attributes><operations><op id="{id}-monitor-interval-10s" interval="10s" name="monitor" timeout="30s"/></operations></primitive>"#
@@ -118,7 +212,7 @@ fn main() {
     std::fs::write(&key_path, &key).unwrap();
     let key_env = key_path.display().to_string();
 
-    let ours = PathBuf::from(env!("CARGO_BIN_EXE_kubemaker"));
+    let ours = PathBuf::from(env!("CARGO_BIN_EXE_kubemaker-remoted"));
     let generation = support::Generation::current();
     let reference_label = format!("pacemaker-remoted {}", generation.version());
     let mut contenders = Vec::new();
@@ -132,9 +226,7 @@ fn main() {
         let mut cmd = if is_reference {
             generation.reference_remoted_command(&host, &[&dir])
         } else {
-            let mut cmd = host.command(&ours);
-            cmd.arg("remoted");
-            cmd
+            host.command(&ours)
         };
         cmd.env("PCMK_authkey_location", &key_env)
             .env("PCMK_logfile", &log);
@@ -215,6 +307,7 @@ fn main() {
         let r = |i: usize| row[0][i] / row[1][i].max(1e-9);
         ratios.push((n, r(0), r(1), r(2), r(3)));
     }
+    print_breakdown(&contenders);
     println!();
     for (n, rss, pss, anon, cpu) in &ratios {
         println!(

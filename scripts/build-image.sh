@@ -10,7 +10,7 @@
 #                schema, and 3.0.0's (Debian 13) refuse the newer feature set of a 3.0.3 CIB ("Can't
 #                process CIB with feature set '3.20.5' greater than our own '3.20.0'"); newer tools
 #                read older CIBs. So 3.x clusters get the newest 3.0 tools.
-#   --tag TAG    image tag (default 0.1.0-<12 hex of sha256 over binary, image/packages.txt, suite,
+#   --tag TAG    image tag (default 0.1.0-<12 hex of sha256 over binaries, image/packages.txt, suite,
 #                this script>, plus the suite's suffix)
 #   --out DIR    output folder (default /var/tmp/kubemaker-cache/images)
 #   --print-tag  build the binary if needed, print only the tag it would build, and exit
@@ -25,10 +25,10 @@
 #   2. rootfs: `mmdebstrap --variant=apt` with image/packages.txt (the same list the Dockerfile
 #      installs) into /var/tmp/kubemaker-cache/images/rootfs-<key>.tar (key: packages.txt, suite,
 #      mmdebstrap options, apt sources), so a new binary does not redo the bootstrap
-#   3. binary: `cargo build --release --locked --bin kubemaker` (links GnuTLS and libqb dynamically;
-#      libgnutls30/libqb100 in packages.txt provide them)
-#   4. image: rootfs + /usr/sbin/kubemaker + the pacemaker-remoted symlink, one layer, the paths,
-#      entrypoint and port of the Dockerfile (cache key: the tag's inputs)
+#   3. binaries: `cargo build --release --locked --bin kubemaker --bin kubemaker-remoted` (both link
+#      GnuTLS and libqb dynamically; libgnutls30/libqb100 in packages.txt provide them)
+#   4. image: rootfs + /usr/sbin/kubemaker, /usr/sbin/kubemaker-remoted and the pacemaker-remoted
+#      symlink, one layer, the paths, command and port of the Dockerfile (cache key: the tag's inputs)
 # Needs root (mmdebstrap's root mode; unpacking the rootfs keeps its file owners), mmdebstrap, gcc,
 # libc6-dev (static libc) — scripts/install-test-deps.sh installs them.
 set -euo pipefail
@@ -162,7 +162,7 @@ trap 'rm -rf "$WORK"' EXIT
 # --- 3. binary (defined here: --print-tag needs only this step; cargo makes a rerun cheap) ---------
 build_binary() {
     local t0; t0=$(now)
-    say "binary: cargo build --release --locked --bin kubemaker (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    say "binaries: cargo build --release --locked --bin kubemaker --bin kubemaker-remoted (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
     # Without the variables cargo sets for a test or bench that runs this script (CARGO_PKG_*,
     # CARGO_MANIFEST_DIR, ...): ring's build script watches them, and changed values rebuild ring,
     # rustls and kube (~3.5 min) whenever the script runs from cargo after a run from the shell,
@@ -176,17 +176,19 @@ build_binary() {
                 CARGO | CARGO_*) unset "$v" ;;
             esac
         done
-        timeout "$CARGO_TIMEOUT" cargo build --release --locked --bin kubemaker
+        timeout "$CARGO_TIMEOUT" cargo build --release --locked --bin kubemaker --bin kubemaker-remoted
     ) >&2 || die "cargo build failed"
     BIN="$CARGO_TARGET_DIR/release/kubemaker"
+    DAEMON_BIN="$CARGO_TARGET_DIR/release/kubemaker-remoted"
     [ -x "$BIN" ] || die "no binary at $BIN"
+    [ -x "$DAEMON_BIN" ] || die "no binary at $DAEMON_BIN"
     T_BINARY=$(elapsed "$t0")
-    say "binary: $BIN ($(stat -c %s "$BIN") bytes), $T_BINARY s"
+    say "binaries: $BIN ($(stat -c %s "$BIN") bytes), $DAEMON_BIN ($(stat -c %s "$DAEMON_BIN") bytes), $T_BINARY s"
 }
 
 # The tag's inputs: what ends up in the image. The key goes into the sidecar so --tag is safe.
 image_tag() {
-    IMAGE_KEY=$( { sha256 "$BIN"; cat "$PACKAGES_FILE" "$SCRIPT"; echo "$SUITE"; } | sha256sum | cut -d' ' -f1)
+    IMAGE_KEY=$( { sha256 "$BIN"; sha256 "$DAEMON_BIN"; cat "$PACKAGES_FILE" "$SCRIPT"; echo "$SUITE"; } | sha256sum | cut -d' ' -f1)
     TAG=${TAG:-$VERSION-${IMAGE_KEY:0:12}$SUITE_SUFFIX}
     IMAGE_NAME="$IMAGE_REPO:$TAG"
     IMAGE_OUT="$OUT/kubemaker-$TAG.oci.tar"
@@ -271,20 +273,23 @@ else
     mkdir -p "$root"
     tar --numeric-owner -C "$root" -xpf "$ROOTFS_TAR"
     install -m 0755 -o 0 -g 0 "$BIN" "$root/usr/sbin/kubemaker"
-    ln -sfn kubemaker "$root/usr/sbin/pacemaker-remoted"
+    install -m 0755 -o 0 -g 0 "$DAEMON_BIN" "$root/usr/sbin/kubemaker-remoted"
+    ln -sfn kubemaker-remoted "$root/usr/sbin/pacemaker-remoted"
     # Smoke checks in the rootfs itself: every library resolves and the CLI tools run.
-    if ldd_out=$(chroot "$root" /usr/bin/ldd /usr/sbin/kubemaker 2>&1) && ! grep -q 'not found' <<<"$ldd_out"; then
-        say "image: ldd /usr/sbin/kubemaker resolves ($(grep -c '=>' <<<"$ldd_out") libraries)"
-    else
-        die "ldd /usr/sbin/kubemaker in the rootfs: $ldd_out"
-    fi
+    for b in kubemaker kubemaker-remoted; do
+        if ldd_out=$(chroot "$root" /usr/bin/ldd "/usr/sbin/$b" 2>&1) && ! grep -q 'not found' <<<"$ldd_out"; then
+            say "image: ldd /usr/sbin/$b resolves ($(grep -c '=>' <<<"$ldd_out") libraries)"
+        else
+            die "ldd /usr/sbin/$b in the rootfs: $ldd_out"
+        fi
+    done
     say "image: $(chroot "$root" /usr/sbin/crm_mon --version | head -n1)"
     [ ! -e "$root/etc/pacemaker/authkey" ] || die "the rootfs carries /etc/pacemaker/authkey"
     rootfs_mb=$(du -sm "$root" | cut -f1)
     det_tar "$root" "$WORK/layer.tar"
     rm -rf "$root"
     pack_oci "$IMAGE_OUT" "$IMAGE_NAME" "$WORK/layer.tar" \
-        "$(printf '"Entrypoint":["/usr/sbin/kubemaker"],"Cmd":["remoted"],"ExposedPorts":{"3121/tcp":{}},"Env":["PATH=%s"],"WorkingDir":"/"' "$ENV_PATH")"
+        "$(printf '"Cmd":["/usr/sbin/kubemaker-remoted"],"ExposedPorts":{"3121/tcp":{}},"Env":["PATH=%s"],"WorkingDir":"/"' "$ENV_PATH")"
     printf '%s\n%s\n' "$IMAGE_KEY" "$rootfs_mb" >"$IMAGE_OUT.key"
     # Each build is ~90 MB: keep the newest three kubemaker archives of the suite in OUT.
     # (TAG ends in the suite's suffix unless --tag named another.)

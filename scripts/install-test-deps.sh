@@ -24,7 +24,7 @@ die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
 PACKAGES=(pacemaker corosync pacemaker-cli-utils resource-agents libgnutls28-dev libqb-dev
           pkg-config iproute2 gnutls-bin procps
           containerd runc containernetworking-plugins iptables conntrack openssl util-linux
-          mmdebstrap gcc libc6-dev)
+          mmdebstrap gcc libc6-dev binutils)
 REFERENCE_DIR=${KUBEMAKER_REFERENCE_DIR:-/var/tmp/kubemaker-cache/reference}
 REFERENCE_BIN="$REFERENCE_DIR/usr/sbin/pacemaker-remoted"
 export DEBIAN_FRONTEND=noninteractive

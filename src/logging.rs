@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::writer::MakeWriterExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
@@ -27,14 +30,20 @@ pub enum LogInitError {
     Install(Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// `verbosity`: 0 = info, 1 = debug, 2+ = trace. `RUST_LOG` overrides it when set.
+/// `verbosity`: 0 = info, 1 = debug, 2+ = trace. `RUST_LOG` overrides it when set to
+/// `target=level` directives (e.g. `kubemaker=debug,info`); one it cannot parse is ignored.
+/// (`Targets` rather than `EnvFilter`: no span or field filters, and no regex engine mapped into
+/// the daemon on every worker.)
 pub fn init(verbosity: u8, format: LogFormat, logfile: Option<&Path>) -> Result<(), LogInitError> {
     let level = match verbosity {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+        0 => tracing::Level::INFO,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(level));
     let file = match logfile {
         Some(p) => Some(Arc::new(
             std::fs::OpenOptions::new()
@@ -48,20 +57,19 @@ pub fn init(verbosity: u8, format: LogFormat, logfile: Option<&Path>) -> Result<
         )),
         None => None,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let result = match (format, file) {
-        (LogFormat::Text, None) => builder.with_writer(std::io::stderr).try_init(),
-        (LogFormat::Text, Some(f)) => builder
-            .with_writer(std::io::stderr.and(f))
-            .with_ansi(false)
-            .try_init(),
-        (LogFormat::Json, None) => builder.json().with_writer(std::io::stderr).try_init(),
-        (LogFormat::Json, Some(f)) => builder
-            .json()
-            .with_writer(std::io::stderr.and(f))
-            .try_init(),
+    // Colours only on a terminal-bound stderr, never into the log file.
+    let ansi = file.is_none();
+    let writer = match file {
+        Some(f) => BoxMakeWriter::new(std::io::stderr.and(f)),
+        None => BoxMakeWriter::new(std::io::stderr),
     };
-    result.map_err(LogInitError::Install)
+    let layer = tracing_subscriber::fmt::layer().with_target(false);
+    let layer = match format {
+        LogFormat::Text => layer.with_ansi(ansi).with_writer(writer).boxed(),
+        LogFormat::Json => layer.json().with_writer(writer).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init()
+        .map_err(|e| LogInitError::Install(Box::new(e)))
 }

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the Pacemaker Remote daemon (a drop-in for pacemaker-remoted).
-    Remoted(RemotedArgs),
+    Remoted(remoted::cli::RemotedArgs),
     /// Print the CIB XML kubemaker would write for RemoteNode manifests (no cluster needed).
     Render(cli_cib::RenderArgs),
     /// Talk to a cluster's CIB through its remote CIB port.
@@ -68,40 +68,6 @@ struct ControllerArgs {
     verbose: u8,
 }
 
-/// The flags of `pacemaker-remoted`, plus kubemaker's own log format switch.
-#[derive(Args, Debug)]
-struct RemotedArgs {
-    /// Listen on this port (overrides PCMK_remote_port; default 3121).
-    #[arg(short = 'p', long = "port", value_parser = clap::value_parser!(u16).range(1..))]
-    port: Option<u16>,
-    /// Also append logs to this file (overrides PCMK_logfile).
-    #[arg(short = 'l', long = "logfile")]
-    logfile: Option<PathBuf>,
-    /// More detail in the logs (repeat for more); PCMK_debug=yes does the same.
-    #[arg(short = 'V', long = "verbose", action = clap::ArgAction::Count)]
-    verbose: u8,
-    /// Do not serve local IPC for Pacemaker tools (for hosts that run cluster daemons themselves).
-    #[arg(long, env = "KUBEMAKER_NO_LOCAL_IPC")]
-    no_local_ipc: bool,
-    /// Log line format.
-    #[arg(long, value_enum, env = "KUBEMAKER_LOG_FORMAT", default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-}
-
-/// Under the name `pacemaker-remoted`, `-V` means verbose as in Pacemaker; the version is `--version`.
-#[derive(Parser)]
-#[command(
-    name = "pacemaker-remoted",
-    about = "Pacemaker Remote daemon (kubemaker implementation)"
-)]
-struct RemotedCli {
-    #[command(flatten)]
-    args: RemotedArgs,
-    /// Print version information and exit.
-    #[arg(long = "version")]
-    version: bool,
-}
-
 fn main() -> ExitCode {
     // Installed as (or linked to) pacemaker-remoted, it behaves like that binary.
     let argv0 = std::env::args_os().next().map(PathBuf::from);
@@ -110,27 +76,16 @@ fn main() -> ExitCode {
         .and_then(|p| p.file_name())
         .and_then(|n| n.to_str())
         .unwrap_or("");
-    let args = if matches!(invoked_as, "pacemaker-remoted" | "pacemaker_remoted") {
-        let cli = RemotedCli::parse();
-        if cli.version {
-            println!(
-                "pacemaker-remoted (kubemaker {}), Pacemaker Remote protocol {}",
-                env!("CARGO_PKG_VERSION"),
-                remoted::requests::PROTOCOL_VERSION
-            );
-            return ExitCode::SUCCESS;
-        }
-        cli.args
-    } else {
-        match Cli::parse().command {
-            Command::Remoted(a) => a,
-            Command::Render(a) => return cli_cib::render(&a),
-            Command::Cib(c) => return cli_cib::run(c),
-            Command::Crds => return print_crds(),
-            Command::Controller(a) => return run_controller(a),
-        }
-    };
-    run_remoted(args)
+    if matches!(invoked_as, "pacemaker-remoted" | "pacemaker_remoted") {
+        return remoted::cli::main();
+    }
+    match Cli::parse().command {
+        Command::Remoted(a) => remoted::cli::run(a),
+        Command::Render(a) => cli_cib::render(&a),
+        Command::Cib(c) => cli_cib::run(c),
+        Command::Crds => print_crds(),
+        Command::Controller(a) => run_controller(a),
+    }
 }
 
 /// `kubemaker crds`: the generated CRD YAML on stdout, nothing else, so that redirecting it
@@ -146,56 +101,6 @@ fn print_crds() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn run_remoted(args: RemotedArgs) -> ExitCode {
-    let mut config = remoted::Config::from_env(args.port, args.logfile);
-    config.local_ipc = !args.no_local_ipc;
-    let verbosity = args
-        .verbose
-        .max(u8::from(remoted::config::debug_from_env()));
-    if let Err(e) = logging::init(verbosity, args.log_format, config.logfile.as_deref()) {
-        eprintln!("kubemaker remoted: {e}");
-        return ExitCode::from(2);
-    }
-    let paths = remoted::agents::AgentPaths {
-        extra_env: agent_log_env(&config, verbosity > 0),
-        ..Default::default()
-    };
-    // One thread: requests are cheap, agents are separate processes, and a single thread keeps
-    // message order (reply before notify) trivially true.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kubemaker remoted: cannot start runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(remoted::run(config, paths)) {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// What pacemaker-remoted exports to agents so their own logging follows the daemon's.
-fn agent_log_env(config: &remoted::Config, debug: bool) -> Vec<(String, String)> {
-    let mut env = Vec::new();
-    if let Ok(f) = std::env::var("PCMK_logfacility") {
-        env.push(("HA_LOGFACILITY".into(), f));
-    }
-    if let Some(f) = &config.logfile {
-        env.push(("HA_LOGFILE".into(), f.display().to_string()));
-        if debug {
-            env.push(("HA_DEBUGLOG".into(), f.display().to_string()));
-        }
-    }
-    env
 }
 
 fn run_controller(a: ControllerArgs) -> ExitCode {
@@ -253,6 +158,5 @@ mod tests {
     #[test]
     fn command_lines_are_consistent() {
         super::Cli::command().debug_assert();
-        super::RemotedCli::command().debug_assert();
     }
 }

@@ -242,19 +242,18 @@ fn build_image_script_installs_only_from_the_packages_file() {
 }
 
 #[test]
-fn both_images_have_the_same_entrypoint_and_paths() {
+fn both_images_have_the_same_command_and_paths() {
     let dockerfile = read("Dockerfile");
     let script = read("scripts/build-image.sh");
     for (docker, oci) in [
         (
-            r#"ENTRYPOINT ["/usr/sbin/kubemaker"]"#,
-            r#""Entrypoint":["/usr/sbin/kubemaker"]"#,
+            r#"CMD ["/usr/sbin/kubemaker-remoted"]"#,
+            r#""Cmd":["/usr/sbin/kubemaker-remoted"]"#,
         ),
-        (r#"CMD ["remoted"]"#, r#""Cmd":["remoted"]"#),
         ("EXPOSE 3121", r#""3121/tcp":{}"#),
         (
-            "ln -s kubemaker /usr/sbin/pacemaker-remoted",
-            "usr/sbin/pacemaker-remoted",
+            "ln -s kubemaker-remoted /usr/sbin/pacemaker-remoted",
+            "ln -sfn kubemaker-remoted \"$root/usr/sbin/pacemaker-remoted\"",
         ),
     ] {
         assert!(dockerfile.contains(docker), "Dockerfile lacks `{docker}`");

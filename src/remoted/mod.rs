@@ -1,5 +1,6 @@
 //! `kubemaker remoted`: a wire-compatible replacement for `pacemaker-remoted` (Pacemaker 2.1.x).
 //!
+//! - [`cli`]: the command line and start-up (`kubemaker remoted`, the `kubemaker-remoted` binary)
 //! - [`listener`]: TCP listener and TLS-PSK handshake per connection (it owns the PSK server)
 //! - [`session`]: one connection over `wire::Connection`: request order, outgoing messages,
 //!   and the one teardown that tells every subsystem the client is gone
@@ -20,6 +21,7 @@
 pub mod agents;
 mod alerts;
 pub mod authkey;
+pub mod cli;
 pub mod client;
 pub mod clients;
 pub mod config;

@@ -26,6 +26,12 @@ pub fn kubemaker() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kubemaker"))
 }
 
+/// The daemon's own binary under test, `kubemaker-remoted` (what the image ships and the chart's
+/// DaemonSet runs; `kubemaker remoted` runs the same code).
+pub fn kubemaker_remoted() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kubemaker-remoted"))
+}
+
 fn current_test_name() -> String {
     thread::current()
         .name()

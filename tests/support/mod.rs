@@ -2,8 +2,8 @@
 //! cluster. Include it from an integration test with `mod support;`. What it offers, by module:
 //!
 //! - [`env`]: [`require_tools`] / [`require_root`] skip a test outside CI when the machine lacks
-//!   something and fail it in CI (`CI=true`); [`step`] prints progress; [`kubemaker`] is the binary
-//!   under test.
+//!   something and fail it in CI (`CI=true`); [`step`] prints progress; [`kubemaker`] and
+//!   [`kubemaker_remoted`] are the binaries under test.
 //! - [`process`]: commands with a time limit ([`run`], [`run_ok`], [`run_with_input`]), children
 //!   with captured output ([`ChildGuard`]), and [`Daemon`], a long-running process with its log.
 //! - [`wait`]: [`wait_for`] / [`poll`], a check called until it holds, bounded in time.
@@ -13,7 +13,7 @@
 //!   `scripts/test-cluster.sh`, reset to an empty configuration, with `crm_mon`/`cibadmin` helpers
 //!   and bounded waits on a parsed [`MonView`] ([`mon`]).
 //! - [`netns`]: [`NetnsHost`], a network namespace with a veth pair: a host with its own address.
-//! - [`remote_host`]: [`RemoteHost`], `kubemaker remoted` with its key and log, in a [`NetnsHost`]
+//! - [`remote_host`]: [`RemoteHost`], `kubemaker-remoted` with its key and log, in a [`NetnsHost`]
 //!   or on loopback.
 //! - [`keys`]: Pacemaker Remote keys ([`write_key_file`], [`test_authkey`],
 //!   [`install_cluster_authkey`]) and [`assert_key_not_logged`].
@@ -48,8 +48,8 @@ pub use cluster::{
     start_test_cluster_with,
 };
 pub use env::{
-    TEST_STATE_DIR, find_tool, have_tool, in_ci, kubemaker, repo_root, require_root, require_tools,
-    step,
+    TEST_STATE_DIR, find_tool, have_tool, in_ci, kubemaker, kubemaker_remoted, repo_root,
+    require_root, require_tools, step,
 };
 pub use generation::Generation;
 pub use keys::{

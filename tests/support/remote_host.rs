@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kubemaker::remoted::client::LrmdClient;
 
-use super::env::{TEST_STATE_DIR, kubemaker};
+use super::env::{TEST_STATE_DIR, kubemaker_remoted};
 use super::keys::write_key_file;
 use super::netns::NetnsHost;
 use super::process::{Daemon, free_port, tail};
@@ -120,9 +120,9 @@ impl RemoteHost {
         let daemon = match &self.place {
             Place::Netns(host) => {
                 let port = self.port.map(|p| p.to_string());
-                let mut args = vec!["remoted"];
+                let mut args = Vec::new();
                 if let Some(p) = &port {
-                    args.extend(["-p", p]);
+                    args.extend(["-p", p.as_str()]);
                 }
                 let mut env = vec![
                     ("PCMK_authkey_location", key.display().to_string()),
@@ -130,17 +130,18 @@ impl RemoteHost {
                 ];
                 env.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.clone())));
                 let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                Daemon::spawn_in(host, &kubemaker(), &args, &env, &log)
+                Daemon::spawn_in(host, &kubemaker_remoted(), &args, &env, &log)
             }
             Place::Loopback(port) => {
-                let mut cmd = Command::new(kubemaker());
-                cmd.args(["remoted", "--no-local-ipc", "-p", &port.to_string(), "-l"])
+                let mut cmd = Command::new(kubemaker_remoted());
+                cmd.args(["--no-local-ipc", "-p", &port.to_string(), "-l"])
                     .arg(&log)
                     .env("PCMK_authkey_location", &key)
                     .env_remove("PCMK_remote_address")
                     .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                Daemon::spawn_logging_itself(cmd, &log)
-                    .unwrap_or_else(|e| panic!("cannot start {}: {e}", kubemaker().display()))
+                Daemon::spawn_logging_itself(cmd, &log).unwrap_or_else(|e| {
+                    panic!("cannot start {}: {e}", kubemaker_remoted().display())
+                })
             }
         };
         let deadline = Instant::now() + START_TIMEOUT;
