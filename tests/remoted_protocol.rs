@@ -436,6 +436,144 @@ async fn bad_input_harms_only_its_own_connection() {
     );
 }
 
+/// Resident memory of a process in KiB (VmRSS).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Unauthenticated peers cost bounded memory and bounded log lines, and do not lock others out:
+/// 1000 connections from one address that never start their handshake, and a slow-loris client
+/// that sends its ClientHello a byte at a time, while a registered client keeps being answered
+/// within a second and a new client from another address gets in.
+#[tokio::test]
+async fn a_flood_of_unfinished_handshakes_is_bounded_and_quiet() {
+    let r = start_remoted("flood", 256, &[]);
+    let mut good = r.lrmd_client("good", true).await;
+    let pid = r.daemon().pid();
+    let rss_before = rss_kib(pid);
+    let port = r.endpoint().rsplit(':').next().unwrap().to_string();
+    let v4: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    let mut flood = Vec::new();
+    let flood_start = Instant::now();
+    for _ in 0..1000 {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&v4, Duration::from_secs(2)) {
+            flood.push(s);
+        }
+    }
+    assert!(flood.len() >= 900, "only {} connections made", flood.len());
+    eprintln!(
+        "[remoted_protocol] {} connections opened in {:.1} s",
+        flood.len(),
+        flood_start.elapsed().as_secs_f64()
+    );
+    // The slow-loris client: a TLS record header, then one byte every 500 ms.
+    let loris_addr: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let mut loris = std::net::TcpStream::connect(loris_addr).unwrap();
+    loris
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let loris_start = Instant::now();
+    let mut hello = vec![0x16u8, 0x03, 0x01, 0x02, 0x00];
+    hello.resize(512, 0x01);
+    let mut closed_after = None;
+    for byte in hello {
+        if loris.write_all(&[byte]).is_err() {
+            closed_after = Some(loris_start.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match std::io::Read::read(&mut loris, &mut buf) {
+            Ok(0) => {
+                closed_after = Some(loris_start.elapsed());
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed_after = Some(loris_start.elapsed());
+                break;
+            }
+        }
+        // The registered client is answered within a second all along.
+        let t0 = Instant::now();
+        let poke = good
+            .request(LrmdClient::command("lrmd_rsc_poke", None), T)
+            .await
+            .unwrap();
+        assert_eq!(poke.attr("lrmd_rc"), Some("0"));
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "poke took {:?}",
+            t0.elapsed()
+        );
+        if loris_start.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+    }
+    let closed_after = closed_after.expect("the slow-loris client was not cut off within 20 s");
+    assert!(
+        closed_after < Duration::from_secs(13),
+        "slow-loris client cut off after {closed_after:?} (handshake limit 10 s)"
+    );
+    // Another address is not locked out by the flood from 127.0.0.1.
+    let t0 = Instant::now();
+    let newcomer = LrmdClient::connect(&format!("[::1]:{port}"), r.key(), "newcomer", false).await;
+    assert!(
+        newcomer.is_ok(),
+        "a client from ::1 during the flood: {:?}",
+        newcomer.err()
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let grown = rss_kib(pid).saturating_sub(rss_before);
+    eprintln!(
+        "[remoted_protocol] {} unfinished handshakes: RSS grew {grown} KiB; slow-loris cut off after {:.1} s",
+        flood.len(),
+        closed_after.as_secs_f64()
+    );
+    assert!(grown < 3 * 1024, "RSS grew {grown} KiB during the flood");
+    drop(flood);
+
+    let log = r.daemon().log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("TLS handshake failed") || l.contains("Connection closed: too many"))
+        .collect();
+    assert!(
+        lines.len() <= 20,
+        "{} failure lines logged for the flood:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    assert!(
+        log.contains("further ones are counted, not logged"),
+        "the log does not say it stopped logging failures:\n{log}"
+    );
+    // Once the flood is gone (the daemon sees the closes), the address gets in again.
+    let mut again = Err(String::new());
+    for _ in 0..25 {
+        match LrmdClient::connect(&v4.to_string(), r.key(), "again", false).await {
+            Ok(_) => {
+                again = Ok(());
+                break;
+            }
+            Err(e) => again = Err(e.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(again.is_ok(), "127.0.0.1 after the flood: {again:?}");
+}
+
 #[tokio::test]
 async fn sigterm_without_cluster_exits_at_once() {
     let mut r = start_remoted("term-alone", 256, &[]);

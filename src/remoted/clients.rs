@@ -2,9 +2,10 @@
 //! connections that local tools are proxied through; newest first, as in Pacemaker).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::Notify;
+use tokio::sync::mpsc::{self, UnboundedSender, error::TrySendError};
 use tracing::debug;
 
 use super::executor::{NotifySink, NotifyTarget};
@@ -14,15 +15,54 @@ use crate::wire::Element;
 /// delivers them to a libqb connection as events).
 #[derive(Clone)]
 pub enum Outbox {
-    Remote(UnboundedSender<Element>),
+    Remote(RemoteOutbox),
     Local(UnboundedSender<(u64, Element)>, u64),
 }
 
 impl Outbox {
     fn send(&self, msg: Element) -> bool {
         match self {
-            Outbox::Remote(tx) => tx.send(msg).is_ok(),
+            Outbox::Remote(outbox) => outbox.push(msg),
             Outbox::Local(tx, conn) => tx.send((*conn, msg)).is_ok(),
+        }
+    }
+}
+
+/// Messages a remote connection may have queued and not yet written. A peer that stops reading
+/// blocks the session's writes; without a bound, notifies would pile up in memory for as long as
+/// the peer stays. At the bound the client is stalled and its session ends the connection.
+pub const MAX_QUEUED_MESSAGES: usize = 4096;
+
+/// A remote connection's queue of outgoing messages, bounded (see [`MAX_QUEUED_MESSAGES`]).
+#[derive(Clone)]
+pub struct RemoteOutbox {
+    tx: mpsc::Sender<Element>,
+    stalled: Arc<Notify>,
+}
+
+impl RemoteOutbox {
+    /// The queue, its receiving end for the session, and the signal the session waits on: raised
+    /// when a message found the queue full.
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Element>, Arc<Notify>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let stalled = Arc::new(Notify::new());
+        let outbox = Self {
+            tx,
+            stalled: Arc::clone(&stalled),
+        };
+        (outbox, rx, stalled)
+    }
+
+    /// Queues `msg`; false when the connection is gone or its queue is full (then the session
+    /// is told to end it).
+    pub fn push(&self, msg: Element) -> bool {
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.stalled.notify_one();
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
         }
     }
 }

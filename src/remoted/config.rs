@@ -27,6 +27,8 @@ pub struct Config {
     pub x509: Option<X509Files>,
     pub logfile: Option<PathBuf>,
     pub handshake_timeout: std::time::Duration,
+    /// Bounds on peers that have not finished their handshake, and their log budget.
+    pub admission: super::admission::Limits,
     /// How long after a `shutdown_req` to wait for the cluster's answer.
     pub shutdown_ack_timeout: std::time::Duration,
     pub max_message: u32,
@@ -67,6 +69,7 @@ impl Config {
             x509: X509Files::from_env(),
             logfile: logfile.or_else(|| env("PCMK_logfile").map(PathBuf::from)),
             handshake_timeout: std::time::Duration::from_secs(10),
+            admission: super::admission::Limits::default(),
             shutdown_ack_timeout: std::time::Duration::from_secs(20),
             max_message: crate::wire::frame::DEFAULT_MAX_MESSAGE,
             local_ipc: true,

@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
+use super::admission::{Admission, Refusal};
 use super::authkey::KeyFiles;
 use super::config::Config;
 use super::daemon::Daemon;
@@ -29,11 +30,12 @@ pub enum ListenError {
     Bind(SocketAddr, std::io::Error),
 }
 
-/// The TLS side of accepting: the PSK or X.509 server and how long a new connection may take to
-/// handshake.
+/// The TLS side of accepting: the PSK or X.509 server, how long a new connection may take to
+/// handshake, and the gate for unauthenticated peers.
 pub struct Handshake {
     pub tls: TlsServer,
     pub timeout: Duration,
+    pub admission: Arc<Admission>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,9 @@ pub enum TlsSetupError {
     #[error(transparent)]
     Tls(#[from] TlsError),
 }
+
+/// The accept queue's length (see `bind_one`).
+const LISTEN_BACKLOG: i32 = 128;
 
 /// Warn when our certificate expires within this (Pacemaker warns at 30 days too).
 const EXPIRY_WARNING_SECS: i64 = 30 * 24 * 3600;
@@ -118,7 +123,9 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(10)?;
+    // A deep accept queue: when a flood of connections fills a shallow one, the kernel drops
+    // new SYNs and a cluster node's connection waits out a SYN retransmission (1 s, then more).
+    socket.listen(LISTEN_BACKLOG)?;
     TcpListener::from_std(socket.into())
 }
 
@@ -135,17 +142,33 @@ pub async fn handle_connection(
         let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(Duration::from_millis(ms)));
     }
     let _ = tcp.set_nodelay(true);
-    let stream = match handshake.tls.accept(tcp, handshake.timeout).await {
+    let slot = match handshake.admission.begin(peer.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            unauthenticated_failure(&handshake.admission, || match refusal {
+                Refusal::TooManyPending(n) => {
+                    warn!(peer = %peer, limit = n, "Connection closed: too many TLS handshakes in progress")
+                }
+                Refusal::TooManyFromAddress(n) => {
+                    warn!(peer = %peer, limit = n, "Connection closed: too many TLS handshakes in progress from this address")
+                }
+            });
+            return;
+        }
+    };
+    let accepted = handshake.tls.accept(tcp, handshake.timeout).await;
+    drop(slot);
+    let stream = match accepted {
         Ok(s) => s,
         Err(e) => {
-            match &handshake.tls {
+            unauthenticated_failure(&handshake.admission, || match &handshake.tls {
                 TlsServer::Psk(_) => {
                     warn!(peer = %peer, error = %e, "TLS handshake failed (wrong key, plaintext client, or timeout); connection closed")
                 }
                 TlsServer::X509(_) => {
                     warn!(peer = %peer, error = %e, "TLS handshake failed (X.509: the client sent no certificate, one our CA did not sign, or a revoked one; or the client does not trust our certificate); connection closed")
                 }
-            }
+            });
             return;
         }
     };
@@ -159,6 +182,34 @@ pub async fn handle_connection(
         }
     }
     session::serve(daemon, routes, stream, client_id, peer.to_string()).await;
+}
+
+/// Logs one failure of an unauthenticated peer (through `log`) within the admission's log budget.
+fn unauthenticated_failure(admission: &Admission, log: impl FnOnce()) {
+    let decision = admission.failure(Instant::now());
+    if let Some(count) = decision.unlogged_in_closed_window {
+        log_unlogged(admission, count);
+    }
+    if decision.log {
+        log();
+        if decision.last_before_quiet {
+            let limits = admission.limits();
+            warn!(
+                window_secs = limits.log_window.as_secs(),
+                "{} failed or refused connections from unauthenticated peers logged in this window; further ones are counted, not logged, until it ends",
+                limits.log_burst
+            );
+        }
+    }
+}
+
+/// The count of a log window's failures that were not logged one by one.
+pub fn log_unlogged(admission: &Admission, count: u64) {
+    warn!(
+        count,
+        window_secs = admission.limits().log_window.as_secs(),
+        "Failed or refused connections from unauthenticated peers not logged in the last window"
+    );
 }
 
 fn sbd_user_timeout_ms() -> Option<u64> {

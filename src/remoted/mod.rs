@@ -1,7 +1,8 @@
 //! `kubemaker remoted`: a wire-compatible replacement for `pacemaker-remoted` (Pacemaker 2.1.x).
 //!
 //! - [`cli`]: the command line and start-up (`kubemaker remoted`, the `kubemaker-remoted` binary)
-//! - [`listener`]: TCP listener and TLS-PSK handshake per connection (it owns the PSK server)
+//! - [`listener`]: TCP listener and TLS handshake per connection (it owns the TLS server)
+//! - [`admission`]: bounds and log budget for peers that have not finished their handshake
 //! - [`session`]: one connection over `wire::Connection`: request order, outgoing messages,
 //!   and the one teardown that tells every subsystem the client is gone
 //! - [`requests`]: the table of `lrmd_op` handlers (register, poke, resource ops, ...)
@@ -18,6 +19,7 @@
 //! request's [`routing::Outcome`] delivered by `session` or `local_ipc` through
 //! [`routing::Routes`]; no handler holds a way to another subsystem.
 
+pub mod admission;
 pub mod agents;
 mod alerts;
 pub mod authkey;
@@ -83,7 +85,9 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
     let handshake = Arc::new(listener::Handshake {
         tls,
         timeout: config.handshake_timeout,
+        admission: admission::Admission::new(config.admission),
     });
+    let mut log_window = tokio::time::interval(config.admission.log_window);
     let mut local_tools = local_ipc::LocalIpc::start(&daemon, config.local_ipc);
 
     let mut listener = Some(listener::bind(config.address.as_deref(), config.port).await?);
@@ -121,6 +125,12 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
             Some(c) = control_rx.recv() => shutdown.on_control(c),
             _ = local_tools.turn(&daemon, &routes, &mut local_rx) => Action::Continue,
             _ = async { tokio::time::sleep_until(deadline.expect("guarded").into()).await }, if deadline.is_some() => shutdown.on_deadline(),
+            _ = log_window.tick() => {
+                if let Some(count) = handshake.admission.roll_log(std::time::Instant::now()) {
+                    listener::log_unlogged(&handshake.admission, count);
+                }
+                Action::Continue
+            }
             _ = readiness_check.tick(), if ready_file.is_some() => {
                 let ready = readiness::is_ready(listener.is_some(), x509 || keys.current_key().is_some());
                 if let Some(f) = ready_file.as_mut() {

@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::clients::Outbox;
+use super::clients::{MAX_QUEUED_MESSAGES, Outbox, RemoteOutbox};
 use super::daemon::Daemon;
 use super::requests;
 use super::routing::{Effect, Routes, ToLocal};
@@ -23,22 +22,31 @@ pub async fn serve<T: RecordTransport>(
     client_id: String,
     peer: String,
 ) {
-    let (tx, mut outgoing) = mpsc::unbounded_channel::<Element>();
-    daemon.clients.add(&client_id, Outbox::Remote(tx.clone()));
+    let (outbox, mut outgoing, stalled) = RemoteOutbox::new(MAX_QUEUED_MESSAGES);
+    daemon
+        .clients
+        .add(&client_id, Outbox::Remote(outbox.clone()));
     let mut conn = Connection::new(transport, daemon.max_message);
+    let stalled_reason =
+        || format!("the peer stopped reading: {MAX_QUEUED_MESSAGES} messages queued for it");
     let reason = loop {
         tokio::select! {
             biased;
+            _ = stalled.notified() => break stalled_reason(),
             Some(msg) = outgoing.recv() => {
-                if let Err(e) = send(&daemon, &mut conn, msg).await {
-                    break format!("write failed: {e}");
+                // A write blocks while the peer does not read; the queue filling up ends it.
+                tokio::select! {
+                    sent = send(&daemon, &mut conn, msg) => if let Err(e) = sent {
+                        break format!("write failed: {e}");
+                    },
+                    _ = stalled.notified() => break stalled_reason(),
                 }
             }
             read = conn.read_message() => match read {
                 Ok(Some(msg)) => {
                     let outcome = requests::handle(&daemon, &client_id, &msg);
                     routes.deliver(outcome, |reply| {
-                        let _ = tx.send(reply);
+                        outbox.push(reply);
                     });
                 }
                 Ok(None) => break "closed by peer".to_string(),
@@ -89,7 +97,9 @@ async fn send<T: RecordTransport>(
 
 #[cfg(test)]
 mod tests {
-    use tokio::sync::mpsc::UnboundedReceiver;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio::sync::mpsc::{self, UnboundedReceiver};
 
     use super::*;
     use crate::remoted::agents::AgentPaths;
@@ -200,6 +210,69 @@ mod tests {
             Some(ToLocal::ProviderGone { provider }) if provider == "c1"
         ));
         assert_eq!(daemon.clients.count(), 0);
+    }
+
+    /// A transport whose writes never complete once `blocked` is set: a peer that stopped reading
+    /// and whose socket buffers are full.
+    struct StallingTransport {
+        inner: crate::wire::MemoryTransport,
+        blocked: Arc<AtomicBool>,
+    }
+
+    impl RecordTransport for StallingTransport {
+        type Error = std::io::Error;
+
+        async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.inner.read(buf).await
+        }
+
+        async fn write_record(&mut self, data: &[u8]) -> std::io::Result<()> {
+            if self.blocked.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            self.inner.write_record(data).await
+        }
+
+        async fn close(&mut self) {
+            self.inner.close().await
+        }
+    }
+
+    /// A peer that stops reading while notifies keep coming is disconnected once its queue is
+    /// full, instead of the daemon holding them without bound; other clients are unaffected.
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_is_disconnected_at_the_queue_bound() {
+        let (daemon, routes, _inboxes) = daemon();
+        let (ours, theirs) = memory_pair();
+        let blocked = Arc::new(AtomicBool::new(false));
+        let transport = StallingTransport {
+            inner: theirs,
+            blocked: Arc::clone(&blocked),
+        };
+        let session = tokio::spawn(serve(
+            daemon.clone(),
+            routes,
+            transport,
+            "slow".into(),
+            "test".into(),
+        ));
+        let mut conn = Connection::new(ours, DEFAULT_MAX_MESSAGE);
+        let register = request(1, "register")
+            .with_attr("lrmd_clientname", "crmd")
+            .with_attr("lrmd_protocol_version", "1.1");
+        conn.write_message(1, &register).await.unwrap();
+        conn_next(&mut conn).await;
+        blocked.store(true, Ordering::SeqCst);
+        let notify = Element::new("lrmd_notify").with_attr("lrmd_op", "lrmd_rsc_exec");
+        // One to block the writer, the queue's worth, and one that finds it full.
+        for _ in 0..MAX_QUEUED_MESSAGES + 2 {
+            daemon.clients.broadcast(&notify);
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(5), session)
+            .await
+            .expect("the stalled session ends")
+            .unwrap();
+        assert_eq!(daemon.clients.count(), 0, "the stalled client is gone");
     }
 
     async fn conn_next(conn: &mut Connection<crate::wire::MemoryTransport>) -> Element {
