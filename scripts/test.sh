@@ -5,7 +5,7 @@
 # server, etcd, kubectl and helm built from the Go module proxy, the Pacemaker 3.0.0 and 3.0.3
 # roots), then runs rustfmt, clippy and every test target against the host's Pacemaker 2.1.5,
 # then the real-cluster targets again once per other generation (KUBEMAKER_PACEMAKER=3.0.0,
-# 3.0.3). Integration tests start a throwaway one-node Pacemaker cluster (scripts/test-cluster.sh);
+# 3.0.3), then a one-minute fuzz smoke of each parser. Integration tests start a throwaway one-node Pacemaker cluster (scripts/test-cluster.sh);
 # every generation's is stopped at the end, also on failure.
 # Respects CARGO_TARGET_DIR (default /var/tmp/kubemaker-cache/target).
 set -euo pipefail
@@ -82,6 +82,10 @@ for gen in $GENERATIONS; do
         fi
     done
 done
+
+# Each parser's fuzz target for a minute (the 30-minute runs: scripts/fuzz.sh run TARGET).
+step "fuzz smoke: every target for ${KUBEMAKER_FUZZ_SECS:-60} s (scripts/fuzz.sh smoke; ~7 min cold build)"
+bash scripts/fuzz.sh smoke "${KUBEMAKER_FUZZ_SECS:-60}" || failed+=("fuzz smoke")
 
 if [ "${#failed[@]}" -gt 0 ]; then
     step "failed: ${failed[*]}"
