@@ -574,6 +574,168 @@ async fn a_flood_of_unfinished_handshakes_is_bounded_and_quiet() {
     assert!(again.is_ok(), "127.0.0.1 after the flood: {again:?}");
 }
 
+/// Children of `pid` that are zombies (exited, not reaped).
+fn zombie_children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        // "pid (comm) state ppid ...": the fields after the last ')'.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// Agents that misbehave harm only their own operation: one that leaves a daemon behind holding
+/// its output pipes, one that ignores SIGTERM past its timeout, one that writes 16 MiB to stdout,
+/// and 100 operations at once. The daemon answers within a second throughout, its memory stays
+/// bounded, and no child is left unreaped.
+#[tokio::test]
+async fn misbehaving_agents_harm_only_their_own_operation() {
+    let r = start_remoted("agents", 256, &[]);
+    let mut c = r.lrmd_client("misbehaviour", true).await;
+    let pid = r.daemon().pid();
+    let dir_of = |name: &str| {
+        let d = r.dir().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    async fn register(c: &mut LrmdClient, id: &str) {
+        let reg = rsc(id)
+            .with_attr("lrmd_class", "ocf")
+            .with_attr("lrmd_provider", "kubemaker-test")
+            .with_attr("lrmd_type", "scripted");
+        let reply = c
+            .request(LrmdClient::command("lrmd_rsc_register", Some(reg)), T)
+            .await
+            .unwrap();
+        assert_eq!(reply.attr("lrmd_rc"), Some("0"), "register {id}");
+    }
+    async fn exec(c: &mut LrmdClient, id: &str, action: &str, timeout_ms: u64, dir: &Path) -> i64 {
+        let reply = c
+            .request(exec_command(id, action, 0, timeout_ms, attrs(dir)), T)
+            .await
+            .unwrap();
+        let call = reply.attr_i64("lrmd_rc").unwrap_or(-1);
+        assert!(call > 0, "exec {id} {action} refused: {reply:?}");
+        call
+    }
+    async fn responsive(c: &mut LrmdClient, when: &str) {
+        let t0 = Instant::now();
+        let poke = c
+            .request(LrmdClient::command("lrmd_rsc_poke", None), T)
+            .await
+            .unwrap();
+        assert_eq!(poke.attr("lrmd_rc"), Some("0"));
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "poke took {:?} {when}",
+            t0.elapsed()
+        );
+    }
+    async fn result(c: &mut LrmdClient, call: i64, within: Duration) -> Element {
+        c.wait_notify(within, |m| {
+            is_op(m, "lrmd_rsc_exec") && m.attr_i64("lrmd_callid") == Some(call)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("no result for call {call}: {e}"))
+    }
+    let rss_before = rss_kib(pid);
+
+    // 1. A start that leaves `sleep 300` behind, holding the agent's stdout and stderr.
+    let forker = dir_of("forker");
+    std::fs::write(forker.join("start.spawn"), "").unwrap();
+    register(&mut c, "forker").await;
+    let call = exec(&mut c, "forker", "start", 20_000, &forker).await;
+    responsive(&mut c, "while an agent's daemon holds its pipes").await;
+    let t0 = Instant::now();
+    let n = result(&mut c, call, Duration::from_secs(5)).await;
+    assert_eq!(n.attr("lrmd_exec_rc"), Some("0"));
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "the result waited {:?} for the pipes",
+        t0.elapsed()
+    );
+    let left: u32 = std::fs::read_to_string(forker.join("start.child"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    // 2. A start that ignores SIGTERM and sleeps past its 2 s timeout.
+    let stubborn = dir_of("stubborn");
+    std::fs::write(stubborn.join("start.ignore_term"), "").unwrap();
+    std::fs::write(stubborn.join("start.sleep"), "60").unwrap();
+    register(&mut c, "stubborn").await;
+    let call = exec(&mut c, "stubborn", "start", 2_000, &stubborn).await;
+    responsive(&mut c, "while an agent ignores SIGTERM").await;
+    let n = result(&mut c, call, Duration::from_secs(6)).await;
+    assert_eq!(n.attr("lrmd_exec_op_status"), Some("2"), "timed out: {n:?}");
+    let agent_pid: u32 = std::fs::read_to_string(stubborn.join("log"))
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .and_then(|p| p.parse().ok())
+        .expect("the agent logged its pid");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !Path::new(&format!("/proc/{agent_pid}")).exists()
+            || zombie_children(pid).contains(&agent_pid),
+        "the stuck agent {agent_pid} still runs after its timeout"
+    );
+
+    // 3. A monitor that writes 16 MiB to stdout: its result comes, cut to the cap.
+    let chatty = dir_of("chatty");
+    std::fs::write(chatty.join("monitor.stdout"), vec![b'x'; 16 << 20]).unwrap();
+    register(&mut c, "chatty").await;
+    let call = exec(&mut c, "chatty", "monitor", 20_000, &chatty).await;
+    responsive(&mut c, "while an agent writes 16 MiB").await;
+    let n = result(&mut c, call, Duration::from_secs(20)).await;
+    assert_eq!(n.attr("lrmd_exec_rc"), Some("0"));
+    let output = n.attr("lrmd_rsc_output").map(str::len).unwrap_or(0);
+    assert!(output <= 10 << 20, "{output} bytes of output passed on");
+
+    // 4. 100 operations at once (each agent sleeps a second).
+    let mut calls = Vec::new();
+    for i in 0..100 {
+        let id = format!("many{i}");
+        let d = dir_of(&id);
+        std::fs::write(d.join("start.sleep"), "1").unwrap();
+        register(&mut c, &id).await;
+        calls.push(exec(&mut c, &id, "start", 20_000, &d).await);
+    }
+    responsive(&mut c, "with 100 operations running").await;
+    for call in calls {
+        let n = result(&mut c, call, Duration::from_secs(30)).await;
+        assert_eq!(n.attr("lrmd_exec_rc"), Some("0"), "{n:?}");
+    }
+    responsive(&mut c, "after 100 operations").await;
+
+    std::thread::sleep(Duration::from_millis(500));
+    let zombies = zombie_children(pid);
+    assert!(
+        zombies.is_empty(),
+        "unreaped children of the daemon: {zombies:?}"
+    );
+    let grown = rss_kib(pid).saturating_sub(rss_before);
+    eprintln!("[remoted_protocol] misbehaving agents: daemon RSS grew {grown} KiB");
+    assert!(grown < 64 * 1024, "daemon RSS grew {grown} KiB");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(left as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
 #[tokio::test]
 async fn sigterm_without_cluster_exits_at_once() {
     let mut r = start_remoted("term-alone", 256, &[]);
