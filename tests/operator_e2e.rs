@@ -359,6 +359,7 @@ fn operator_end_to_end() {
     let mut e2e = phase_a_setup(api);
     phase_b_join(&mut e2e);
     phase_c_changes(&mut e2e);
+    phase_c2_ownership(&mut e2e);
     phase_d_name_clash(&mut e2e);
     phase_e_guest(&mut e2e);
     phase_f_delete(&mut e2e);
@@ -814,6 +815,173 @@ fn phase_c_changes(e2e: &mut E2e) {
             && str_at(o, "/status/pacemakerState") == "online"
     });
     e2e.time("c. changes", t0);
+}
+
+/// Who owns what in the CIB (cib::plan's rules), with Pacemaker's own tools on the real cluster:
+/// an administrator's `target-role` (what `pcs resource disable` sets), another meta attribute,
+/// an extra operation and a location constraint survive reconciles; an edit of the server
+/// parameter kubemaker owns is put back with a Reverted Event; a primitive deleted by hand is
+/// recreated with a Recreated Event.
+fn phase_c2_ownership(e2e: &mut E2e) {
+    step("c2. CIB ownership: an administrator's edits survive, kubemaker's fields are put back");
+    let t0 = Instant::now();
+    let addr = e2e.hosts[HOST_A].addr();
+    let uid = e2e.uid("remotenode", "rn-a");
+    let meta = |name: &str, value: &str| {
+        e2e.cluster.run_ok(
+            "crm_resource",
+            &[
+                "--resource",
+                "rn-a",
+                "--meta",
+                "--set-parameter",
+                name,
+                "--parameter-value",
+                value,
+            ],
+        );
+    };
+    meta("target-role", "Stopped");
+    meta("resource-stickiness", "50");
+    // An extra operation: the primitive replaced with one more op, as `crm configure edit` does.
+    let mut prim = primitive(&operator::cib_root(), "rn-a")
+        .expect("rn-a in the CIB")
+        .clone();
+    let ops = prim
+        .children
+        .iter_mut()
+        .find(|c| c.name == "operations")
+        .expect("rn-a has operations");
+    ops.children.push(
+        kubemaker::wire::Element::new("op")
+            .with_attr("id", "rn-a-notify-interval-0s")
+            .with_attr("name", "notify")
+            .with_attr("interval", "0s")
+            .with_attr("timeout", "30s"),
+    );
+    e2e.cluster.run_ok(
+        "cibadmin",
+        &[
+            "--replace",
+            "--scope",
+            "resources",
+            "--xml-text",
+            &prim.to_xml(),
+        ],
+    );
+    e2e.cluster.run_ok(
+        "cibadmin",
+        &[
+            "--create",
+            "--scope",
+            "constraints",
+            "--xml-text",
+            r#"<rsc_location id="admin-rn-a-avoids" rsc="rn-a" node="no-such-node" score="-100"/>"#,
+        ],
+    );
+    // An edit of a field kubemaker owns: put back, and said so.
+    e2e.cluster.run_ok(
+        "crm_resource",
+        &[
+            "--resource",
+            "rn-a",
+            "--set-parameter",
+            "server",
+            "--parameter-value",
+            "192.0.2.99",
+        ],
+    );
+    let reverted = e2e.wait_event("rn-a", &uid, "Reverted", Some("Warning"));
+    assert!(
+        reverted.message.contains("server"),
+        "the Reverted Event does not name what it put back: {}",
+        reverted.message
+    );
+    let root = e2e.wait_cib(
+        "server put back, the administrator's edits kept",
+        Duration::from_secs(30),
+        |root| {
+            let p = primitive(root, "rn-a").ok_or("no primitive rn-a")?;
+            if nvpair(p, "instance_attributes", "server").as_deref() != Some(addr.as_str()) {
+                return Err(format!("server not put back: {}", p.to_xml()));
+            }
+            Ok(())
+        },
+    );
+    let p = primitive(&root, "rn-a").expect("rn-a");
+    assert_eq!(
+        nvpair(p, "meta_attributes", "target-role").as_deref(),
+        Some("Stopped"),
+        "target-role lost: {}",
+        p.to_xml()
+    );
+    assert_eq!(
+        nvpair(p, "meta_attributes", "resource-stickiness").as_deref(),
+        Some("50"),
+        "resource-stickiness lost: {}",
+        p.to_xml()
+    );
+    assert_eq!(
+        op_interval(p, "notify").as_deref(),
+        Some("0s"),
+        "the extra operation was lost: {}",
+        p.to_xml()
+    );
+    assert!(
+        root.to_xml().contains(r#"id="admin-rn-a-avoids""#),
+        "the location constraint was lost"
+    );
+    let events = e2e.api.event_reasons("rn-a", &uid);
+    assert_eq!(
+        events.iter().filter(|r| *r == "Reverted").count(),
+        1,
+        "the administrator's own edits were reported as reverted too: {events:?}"
+    );
+
+    // Undo the administrator's edits (theirs to undo), then delete the primitive by hand.
+    for name in ["target-role", "resource-stickiness"] {
+        e2e.cluster.run_ok(
+            "crm_resource",
+            &["--resource", "rn-a", "--meta", "--delete-parameter", name],
+        );
+    }
+    e2e.cluster.run_ok(
+        "cibadmin",
+        &[
+            "--delete",
+            "--xml-text",
+            r#"<op id="rn-a-notify-interval-0s"/>"#,
+        ],
+    );
+    e2e.cluster.run_ok(
+        "cibadmin",
+        &[
+            "--delete",
+            "--xml-text",
+            r#"<rsc_location id="admin-rn-a-avoids"/>"#,
+        ],
+    );
+    e2e.wait_mon("rn-a online again", JOIN, |v| v.remote_node_up("rn-a"));
+    e2e.cluster.run_ok(
+        "cibadmin",
+        &[
+            "--delete",
+            "--scope",
+            "resources",
+            "--xml-text",
+            r#"<primitive id="rn-a"/>"#,
+        ],
+    );
+    e2e.wait_event("rn-a", &uid, "Recreated", Some("Warning"));
+    e2e.wait_cib("rn-a recreated", Duration::from_secs(30), |root| {
+        primitive(root, "rn-a")
+            .map(|_| ())
+            .ok_or("no primitive rn-a".into())
+    });
+    e2e.wait_mon("rn-a online after it was recreated", JOIN, |v| {
+        v.remote_node_up("rn-a")
+    });
+    e2e.time("c2. ownership", t0);
 }
 
 fn phase_d_name_clash(e2e: &mut E2e) {

@@ -34,6 +34,14 @@ pub enum Change {
 
 impl Change {
     /// One line for humans: `create primitive remote1 in /cib/configuration/resources`.
+    /// The path of the element changed, or of the parent a create adds to.
+    pub fn target(&self) -> &str {
+        match self {
+            Change::Create { parent, .. } => parent,
+            Change::Modify { path, .. } | Change::Delete { path } => path,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Change::Create {

@@ -1,10 +1,15 @@
 //! The pure planner: desired nodes against a live CIB become the changes one `cib_apply_diff`
 //! can carry; and the changes that stop a node's resource, and that delete every trace of a node.
 //!
-//! Ownership: kubemaker owns the whole primitive of a node (connection resource, or the guest's
-//! resource) and, in `<nodes>`, only the attribute set `nodes-<name>`; other sets an administrator
-//! adds to the node entry are left alone. Nodes not in the desired list are never touched by
-//! [`plan`]; [`removal_plan`] is the one way a node goes.
+//! Ownership (what a reconcile puts back, and what an administrator's `pcs`/`crm` edits keep):
+//! kubemaker owns, of a node's primitive (connection resource, or the guest's resource), its own
+//! attributes (id, class, provider, type), its `<id>-instance_attributes` set whole (the agent's
+//! parameters are the RemoteNode's spec), the nvpairs it writes in `<id>-meta_attributes` (by
+//! name), and the operations whose name and role it writes (one each). Everything else in the
+//! primitive is the administrator's and survives: `target-role` (`pcs resource disable`), other
+//! meta attributes, operations of other names or roles, utilization, other sets; so do constraints
+//! on it. In `<nodes>` kubemaker owns only the attribute set `nodes-<name>`. Nodes not in the
+//! desired list are never touched by [`plan`]; [`removal_plan`] is the one way a node goes.
 
 use std::collections::BTreeMap;
 
@@ -90,7 +95,7 @@ pub fn plan(desired: &[DesiredNode], live: &Element) -> Plan {
                 .find(|c| c.name == "primitive" && c.attr("id") == Some(d.resource_id()))
         });
         match live_prim {
-            Some(el) => diff_element(
+            Some(el) => diff_primitive(
                 &format!("{RESOURCES_PATH}/{}", id_step("primitive", d.resource_id())),
                 el,
                 &want,
@@ -196,6 +201,112 @@ fn same_attrs(a: &Element, b: &Element) -> bool {
     x == y
 }
 
+/// Puts back what kubemaker owns of its primitive at `path` (see the module comment) and leaves
+/// the rest of `live` alone.
+fn diff_primitive(path: &str, live: &Element, want: &Element, out: &mut Vec<Change>) {
+    diff_attrs(path, live, want, out);
+    let mut missing = Vec::new();
+    for w in &want.children {
+        let existing = live
+            .children
+            .iter()
+            .find(|l| l.name == w.name && l.attr("id") == w.attr("id"));
+        let Some(l) = existing else {
+            missing.push(w);
+            continue;
+        };
+        let child = child_path(path, l);
+        match w.name.as_str() {
+            "meta_attributes" => diff_owned_children(&child, l, w, nvpair_key, out),
+            "operations" => diff_owned_children(&child, l, w, op_key, out),
+            _ => diff_element(&child, l, w, out),
+        }
+    }
+    for (n, w) in missing.into_iter().enumerate() {
+        out.push(Change::Create {
+            parent: path.to_string(),
+            position: live.children.len() + n,
+            element: w.clone(),
+        });
+    }
+}
+
+/// An nvpair is kubemaker's when kubemaker writes its name.
+fn nvpair_key(el: &Element) -> Option<String> {
+    (el.name == "nvpair").then(|| el.attr("name").unwrap_or_default().to_string())
+}
+
+/// An operation is kubemaker's when kubemaker writes one of its name and role.
+fn op_key(el: &Element) -> Option<String> {
+    (el.name == "op").then(|| {
+        format!(
+            "{}/{}",
+            el.attr("name").unwrap_or_default(),
+            el.attr("role").unwrap_or_default()
+        )
+    })
+}
+
+/// Within `live` (at `path`), makes each child of `want` present as written, matching children by
+/// `key`; live children whose key kubemaker does not write are left alone.
+fn diff_owned_children(
+    path: &str,
+    live: &Element,
+    want: &Element,
+    key: fn(&Element) -> Option<String>,
+    out: &mut Vec<Change>,
+) {
+    let mut remaining = live.children.len();
+    let mut creates = Vec::new();
+    for w in &want.children {
+        let k = key(w);
+        let same_key: Vec<&Element> = live
+            .children
+            .iter()
+            .filter(|l| k.is_some() && key(l) == k)
+            .collect();
+        // Kubemaker's own (same id) is corrected in place; others of its key go.
+        let mine = same_key.iter().find(|l| l.attr("id") == w.attr("id"));
+        for l in same_key.iter().filter(|l| Some(*l) != mine) {
+            out.push(Change::Delete {
+                path: child_path(path, l),
+            });
+            remaining -= 1;
+        }
+        match mine {
+            Some(l) => diff_element(&child_path(path, l), l, w, out),
+            None => creates.push(w),
+        }
+    }
+    for (n, el) in creates.into_iter().enumerate() {
+        out.push(Change::Create {
+            parent: path.to_string(),
+            position: remaining + n,
+            element: el.clone(),
+        });
+    }
+}
+
+/// A Modify that gives `live` (at `path`) the attributes of `want`, if they differ.
+fn diff_attrs(path: &str, live: &Element, want: &Element, out: &mut Vec<Change>) {
+    if same_attrs(live, want) {
+        return;
+    }
+    let removed = live
+        .attrs
+        .iter()
+        .filter(|(k, _)| want.attr(k).is_none())
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut attrs = Element::new(want.name.clone());
+    attrs.attrs = want.attrs.clone();
+    out.push(Change::Modify {
+        path: path.to_string(),
+        attrs,
+        removed,
+    });
+}
+
 /// Makes the element at `path` (currently `live`) equal to `want`, attribute and child order
 /// aside. Deletes come first so create positions count only what remains.
 fn diff_element(path: &str, live: &Element, want: &Element, out: &mut Vec<Change>) {
@@ -216,21 +327,7 @@ fn diff_element(path: &str, live: &Element, want: &Element, out: &mut Vec<Change
         });
         return;
     }
-    if !same_attrs(live, want) {
-        let removed = live
-            .attrs
-            .iter()
-            .filter(|(k, _)| want.attr(k).is_none())
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut attrs = Element::new(want.name.clone());
-        attrs.attrs = want.attrs.clone();
-        out.push(Change::Modify {
-            path: path.to_string(),
-            attrs,
-            removed,
-        });
-    }
+    diff_attrs(path, live, want, out);
     let live_keys: Vec<_> = (0..live.children.len())
         .map(|i| child_key(&live.children, i))
         .collect();
@@ -516,6 +613,208 @@ mod tests {
         );
         apply(&mut live, &p2);
         assert!(plan(&[d2], &live).is_empty());
+    }
+
+    fn primitive_mut<'a>(live: &'a mut Element, id: &str) -> &'a mut Element {
+        let resources = live
+            .children
+            .iter_mut()
+            .find(|c| c.name == "configuration")
+            .and_then(|c| c.children.iter_mut().find(|c| c.name == "resources"))
+            .unwrap();
+        resources
+            .children
+            .iter_mut()
+            .find(|c| c.attr("id") == Some(id))
+            .unwrap()
+    }
+
+    fn child_mut<'a>(el: &'a mut Element, name: &str) -> &'a mut Element {
+        el.children.iter_mut().find(|c| c.name == name).unwrap()
+    }
+
+    fn op(id: &str, name: &str, interval: &str) -> Element {
+        Element::new("op")
+            .with_attr("id", id)
+            .with_attr("name", name)
+            .with_attr("interval", interval)
+            .with_attr("timeout", "20s")
+    }
+
+    /// The ownership rules, one administrator's edit at a time against an applied node: what
+    /// survives a reconcile (an empty plan) and what is put back (the changes that revert it).
+    #[test]
+    fn administrators_edits_survive_or_are_put_back_by_ownership() {
+        type Edit = fn(&mut Element);
+        let cases: [(&str, Edit, &[&str]); 8] = [
+            (
+                "pcs resource disable, and another meta attribute",
+                |p| {
+                    p.children.push(
+                        Element::new("meta_attributes")
+                            .with_attr("id", "remote1-meta_attributes")
+                            .with_child(
+                                Element::new("nvpair")
+                                    .with_attr("id", "remote1-meta_attributes-target-role")
+                                    .with_attr("name", "target-role")
+                                    .with_attr("value", "Stopped"),
+                            )
+                            .with_child(
+                                Element::new("nvpair")
+                                    .with_attr("id", "remote1-meta_attributes-resource-stickiness")
+                                    .with_attr("name", "resource-stickiness")
+                                    .with_attr("value", "100"),
+                            ),
+                    )
+                },
+                &[],
+            ),
+            (
+                "an operation of another name, and a monitor for a role",
+                |p| {
+                    let ops = child_mut(p, "operations");
+                    ops.children
+                        .push(op("remote1-notify-interval-0s", "notify", "0s"));
+                    ops.children.push(
+                        op("remote1-monitor-interval-20s", "monitor", "20s")
+                            .with_attr("role", "Stopped"),
+                    );
+                },
+                &[],
+            ),
+            (
+                "utilization",
+                |p| {
+                    p.children.push(
+                        Element::new("utilization")
+                            .with_attr("id", "remote1-utilization")
+                            .with_child(
+                                Element::new("nvpair")
+                                    .with_attr("id", "remote1-utilization-cpu")
+                                    .with_attr("name", "cpu")
+                                    .with_attr("value", "2"),
+                            ),
+                    )
+                },
+                &[],
+            ),
+            (
+                "the server parameter edited",
+                |p| {
+                    let set = child_mut(p, "instance_attributes");
+                    set.children[0].set_attr("value", "192.0.2.99");
+                },
+                &[
+                    "modify /cib/configuration/resources/primitive[@id='remote1']/instance_attributes[@id='remote1-instance_attributes']/nvpair[@id='remote1-instance_attributes-server']",
+                ],
+            ),
+            (
+                "a parameter added to kubemaker's set",
+                |p| {
+                    let set = child_mut(p, "instance_attributes");
+                    set.children.push(
+                        Element::new("nvpair")
+                            .with_attr("id", "remote1-instance_attributes-extra")
+                            .with_attr("name", "extra")
+                            .with_attr("value", "1"),
+                    );
+                },
+                &[
+                    "delete /cib/configuration/resources/primitive[@id='remote1']/instance_attributes[@id='remote1-instance_attributes']/nvpair[@id='remote1-instance_attributes-extra']",
+                ],
+            ),
+            (
+                "the monitor's timeout edited",
+                |p| {
+                    let ops = child_mut(p, "operations");
+                    let m = ops
+                        .children
+                        .iter_mut()
+                        .find(|o| o.attr("name") == Some("monitor"))
+                        .unwrap();
+                    m.set_attr("timeout", "5s");
+                },
+                &[
+                    "modify /cib/configuration/resources/primitive[@id='remote1']/operations/op[@id='remote1-monitor-interval-60s']",
+                ],
+            ),
+            (
+                "a second monitor of kubemaker's name and role",
+                |p| {
+                    child_mut(p, "operations").children.push(op(
+                        "remote1-monitor-interval-20s",
+                        "monitor",
+                        "20s",
+                    ));
+                },
+                &[
+                    "delete /cib/configuration/resources/primitive[@id='remote1']/operations/op[@id='remote1-monitor-interval-20s']",
+                ],
+            ),
+            (
+                "the agent changed",
+                |p| p.set_attr("type", "Dummy"),
+                &["modify /cib/configuration/resources/primitive[@id='remote1']"],
+            ),
+        ];
+        let d = DesiredNode::from_spec("remote1", &remote_spec()).unwrap();
+        let mut applied = empty_cib();
+        let p = plan(std::slice::from_ref(&d), &applied);
+        apply(&mut applied, &p);
+        for (case, edit, expected) in cases {
+            let mut live = applied.clone();
+            edit(primitive_mut(&mut live, "remote1"));
+            let p = plan(std::slice::from_ref(&d), &live);
+            let described: Vec<String> = p.changes().map(Change::describe).collect();
+            assert_eq!(described, expected, "{case}");
+            apply(&mut live, &p);
+            assert!(
+                plan(std::slice::from_ref(&d), &live).is_empty(),
+                "{case}: not settled after one apply"
+            );
+        }
+    }
+
+    /// A guest's meta attributes: kubemaker's own are put back, an administrator's stay.
+    #[test]
+    fn guest_meta_attributes_are_owned_by_name() {
+        let spec = RemoteNodeSpec {
+            node_type: crate::cib::spec::NodeType::Guest,
+            address: Some("192.0.2.12".into()),
+            guest: Some(crate::cib::spec::GuestSpec {
+                agent: Some("ocf:pacemaker:Dummy".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let d = DesiredNode::from_spec("guest1", &spec).unwrap();
+        let mut live = empty_cib();
+        let p = plan(std::slice::from_ref(&d), &live);
+        apply(&mut live, &p);
+        let rid = d.resource_id().to_string();
+        let meta = child_mut(primitive_mut(&mut live, &rid), "meta_attributes");
+        let port = meta
+            .children
+            .iter_mut()
+            .find(|n| n.attr("name") == Some("remote-port"))
+            .unwrap();
+        port.set_attr("value", "4000");
+        meta.children.push(
+            Element::new("nvpair")
+                .with_attr("id", format!("{rid}-meta_attributes-target-role"))
+                .with_attr("name", "target-role")
+                .with_attr("value", "Stopped"),
+        );
+        let p = plan(std::slice::from_ref(&d), &live);
+        let described: Vec<String> = p.changes().map(Change::describe).collect();
+        assert_eq!(described.len(), 1, "{described:?}");
+        assert!(described[0].contains("remote-port"), "{described:?}");
+        apply(&mut live, &p);
+        assert!(plan(std::slice::from_ref(&d), &live).is_empty());
+        assert!(
+            live.to_xml()
+                .contains(r#"name="target-role" value="Stopped""#)
+        );
     }
 
     #[test]

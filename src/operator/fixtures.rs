@@ -214,6 +214,14 @@ impl FakeCib {
         }
     }
 
+    /// A change made outside kubemaker (an administrator's `pcs`/`crm`).
+    pub fn edit(&self, change: impl FnOnce(&mut Element)) {
+        let mut snapshot = self.snapshot.lock().unwrap();
+        let mut cib = snapshot.cib.clone();
+        change(&mut cib);
+        *snapshot = Arc::new(Snapshot::new(cib));
+    }
+
     fn apply(&self, plan: plan::Plan) -> Vec<String> {
         let mut snapshot = self.snapshot.lock().unwrap();
         let mut cib = snapshot.cib.clone();

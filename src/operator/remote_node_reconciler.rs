@@ -226,12 +226,17 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
 
     // Decide from the shared snapshot, and let go of it before any await: a reconcile that holds
     // one while the CIB moves on keeps a whole CIB alive per waiting object.
-    let (problems, in_sync) = {
+    let (problems, in_sync, primitive_edit) = {
         let snap = conn.snapshot();
         let d = std::slice::from_ref(&desired);
         let problems = live_checks::check_against_cib(d, &snap.cib);
-        let in_sync = problems.is_empty() && plan::plan(d, &snap.cib).is_empty();
-        (problems, in_sync)
+        let p = plan::plan(d, &snap.cib);
+        let in_sync = problems.is_empty() && p.is_empty();
+        let missing = !Cib::new(&snap.cib)
+            .primitives()
+            .iter()
+            .any(|e| e.id() == resource);
+        (problems, in_sync, primitive_drift(rn, &p, missing))
     };
     let outcome = if !problems.is_empty() {
         refused(ctx, rn, &reference, &problems).await
@@ -241,18 +246,35 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
         match conn.write(desired.clone()).await {
             Ok(WriteOutcome::Written(changes)) => {
                 info!(remotenode = %rn.name_any(), node = %name, changes = changes.len(), "configured in the CIB");
-                let note = format!("CIB of {cluster_name}: {}", changes.join("; "));
-                ctx.event(
-                    &reference,
-                    EventType::Normal,
-                    "Configured",
-                    "WriteCib",
-                    note.clone(),
-                )
-                .await;
+                let (kind, reason, note) = match primitive_edit {
+                    None => (
+                        EventType::Normal,
+                        "Configured",
+                        format!("CIB of {cluster_name}: {}", changes.join("; ")),
+                    ),
+                    Some(Drift::Edited) => (
+                        EventType::Warning,
+                        "Reverted",
+                        format!(
+                            "{resource} was changed outside kubemaker in fields kubemaker owns; put back in the CIB of {cluster_name}: {}",
+                            changes.join("; ")
+                        ),
+                    ),
+                    Some(Drift::Deleted) => (
+                        EventType::Warning,
+                        "Recreated",
+                        format!(
+                            "{resource} was deleted outside kubemaker; recreated in the CIB of {cluster_name} (delete the RemoteNode to remove the node)"
+                        ),
+                    ),
+                };
+                if primitive_edit.is_some() {
+                    warn!(remotenode = %rn.name_any(), node = %name, reason, "{note}");
+                }
+                ctx.event(&reference, kind, reason, "WriteCib", note.clone())
+                    .await;
                 if let Some(node_ref) = ctx.bound_node(rn) {
-                    ctx.event(&node_ref, EventType::Normal, "Configured", "WriteCib", note)
-                        .await;
+                    ctx.event(&node_ref, kind, reason, "WriteCib", note).await;
                 }
                 Outcome::Configured
             }
@@ -308,6 +330,37 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
         // A clash may be resolved by someone else removing the other resource.
         Action::requeue(Duration::from_secs(60))
     })
+}
+
+/// What happened to a node's primitive behind kubemaker's back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drift {
+    /// A field kubemaker owns was changed (see `cib::plan` for who owns what).
+    Edited,
+    /// The primitive was deleted.
+    Deleted,
+}
+
+/// Whether `plan` puts back an edit of `rn`'s primitive made outside kubemaker: the object's
+/// current spec was already configured (Configured is True for this generation), yet the plan
+/// changes the primitive (`missing`: it is gone). Changes of node attributes alone (the remoted
+/// pod's, kept by kubemaker itself) are not drift.
+fn primitive_drift(rn: &RemoteNode, plan: &plan::Plan, missing: bool) -> Option<Drift> {
+    let applied = rn.status.as_ref().is_some_and(|s| {
+        node_status::find(&s.conditions, node_status::CONFIGURED).is_some_and(|c| {
+            c.status == "True"
+                && c.observed_generation.is_some()
+                && c.observed_generation == rn.metadata.generation
+        })
+    });
+    let touches_primitive = plan
+        .changes()
+        .any(|c| c.target().starts_with(crate::cib::patch::RESOURCES_PATH));
+    match (applied && touches_primitive, missing) {
+        (false, _) => None,
+        (true, false) => Some(Drift::Edited),
+        (true, true) => Some(Drift::Deleted),
+    }
 }
 
 async fn refused(
@@ -556,6 +609,7 @@ mod tests {
     use super::*;
     use crate::operator::crd::PacemakerCluster;
     use crate::operator::fixtures::{self, ApiServer, Call, FakeCib, cib_with};
+    use crate::wire::Element;
     use serde_json::Value;
 
     const CLUSTER: &str = "prod";
@@ -735,6 +789,73 @@ mod tests {
             ("True".into(), "Configured".into(), Some(2))
         );
         assert_eq!(status.address.as_deref(), Some("192.0.2.11"));
+    }
+
+    /// The resources section of a CIB, for edits made outside kubemaker.
+    fn resources_mut(cib: &mut Element) -> &mut Element {
+        cib.children
+            .iter_mut()
+            .find(|c| c.name == "configuration")
+            .and_then(|c| c.children.iter_mut().find(|c| c.name == "resources"))
+            .unwrap()
+    }
+
+    /// Once a spec is configured, an edit of a field kubemaker owns is put back with a Warning
+    /// Event saying so, an administrator's meta attribute stays, and a deleted primitive is
+    /// recreated with an Event of its own.
+    #[tokio::test]
+    async fn edits_outside_kubemaker_are_put_back_and_reported() {
+        let cib = Arc::new(FakeCib::new(cib_with("")));
+        let rn = remote_node("192.0.2.10", 1, true);
+        let (_, server, _) = run(&rn, Some(cib.clone())).await;
+        let configured_rn = with_status(rn, written_status(&server).unwrap());
+
+        // pcs resource disable, and the server parameter edited.
+        cib.edit(|c| {
+            let p = resources_mut(c)
+                .children
+                .iter_mut()
+                .find(|p| p.attr("id") == Some("a"))
+                .unwrap();
+            p.children.push(
+                Element::new("meta_attributes")
+                    .with_attr("id", "a-meta_attributes")
+                    .with_child(
+                        Element::new("nvpair")
+                            .with_attr("id", "a-meta_attributes-target-role")
+                            .with_attr("name", "target-role")
+                            .with_attr("value", "Stopped"),
+                    ),
+            );
+            let params = p
+                .children
+                .iter_mut()
+                .find(|s| s.name == "instance_attributes")
+                .unwrap();
+            params.children[0].set_attr("value", "192.0.2.99");
+        });
+        let (_, server, _) = run(&configured_rn, Some(cib.clone())).await;
+        assert_eq!(server.event_reasons(), ["Reverted"]);
+        let xml = cib.snapshot().cib.to_xml();
+        assert!(xml.contains(r#"value="192.0.2.10""#), "{xml}");
+        assert!(
+            xml.contains(r#"name="target-role" value="Stopped""#),
+            "{xml}"
+        );
+
+        // Deleted by hand: recreated, reported.
+        cib.edit(|c| resources_mut(c).children.clear());
+        let (_, server, _) = run(&configured_rn, Some(cib.clone())).await;
+        assert_eq!(server.event_reasons(), ["Recreated"]);
+        assert!(has_primitive(&cib, "a"));
+
+        // A spec change is not drift.
+        let changed = with_status(
+            remote_node("192.0.2.11", 2, true),
+            configured_rn.status.clone().unwrap(),
+        );
+        let (_, server, _) = run(&changed, Some(cib.clone())).await;
+        assert_eq!(server.event_reasons(), ["Configured"]);
     }
 
     #[tokio::test]
