@@ -1,0 +1,343 @@
+//! Many remote nodes on one real cluster: N network-namespace hosts, each running a daemon with
+//! one pinned Dummy, all added with one `apply_nodes` (what `kubemaker cib apply` runs) over the
+//! remote CIB port. Once with `kubemaker-remoted` on every host, once with the generation's
+//! reference `pacemaker-remoted`, in one run; for each size it prints the time from the apply until
+//! every node is online and every Dummy started, the cluster daemons' CPU and memory at steady state
+//! and the daemons' total and per-node RSS, side by side with ratios.
+//!
+//!     sudo cargo bench --bench scale                      (BENCH_SIZES=50,100,200)
+//!     sudo KUBEMAKER_PACEMAKER=3.0.3 cargo bench --bench scale
+//!
+//! The hosts' subnets are `10.250.<n>.0/24` with n ≤ 250, so one run holds at most about 245 nodes.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kubemaker::cib::client::{CibClient, Transport};
+use kubemaker::cib::spec::RemoteNodeSpec;
+use kubemaker::cib::{ApplyOptions, CibService, DesiredNode, InvalidNodes};
+use support::{Cluster, Daemon, MonView, NetnsHost, cib_port};
+
+/// The cluster daemons whose cost grows with the node count (`comm` is cut at 15 characters).
+const CLUSTER_DAEMONS: [&str; 4] = [
+    "pacemaker-based",
+    "pacemaker-contr",
+    "pacemaker-sched",
+    "pacemaker-attrd",
+];
+const STEADY_WINDOW: Duration = Duration::from_secs(30);
+
+fn sizes() -> Vec<usize> {
+    std::env::var("BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![50, 100, 200])
+}
+
+/// (utime + stime in seconds, RSS in KiB) of a process.
+fn cpu_and_rss(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    ((ticks(11) + ticks(12)) / 100.0, rss)
+}
+
+/// Pids of the cluster's own daemons (children of a pacemakerd).
+fn cluster_daemon_pids() -> Vec<u32> {
+    let comm = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let ppid = |pid: u32| -> u32 {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect();
+    pids.iter()
+        .copied()
+        .filter(|p| CLUSTER_DAEMONS.contains(&comm(*p).as_str()) && comm(ppid(*p)) == "pacemakerd")
+        .collect()
+}
+
+struct Run {
+    online: Duration,
+    started: Duration,
+    transactions: usize,
+    cluster_cpu: f64,
+    cluster_rss_kib: u64,
+    daemons_rss_kib: u64,
+}
+
+/// One pinned Dummy per node, created in one transaction; each can run only on its node, so it
+/// starts when that node comes online.
+fn create_dummies(cluster: &Cluster, names: &[String]) {
+    let mut rsc = String::from("<resources>");
+    let mut cons = String::from("<constraints>");
+    for node in names {
+        let id = format!("{node}-dummy");
+        rsc.push_str(&format!(
+            r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="Dummy"><instance_attributes id="{id}-ia"><nvpair id="{id}-ia-state" name="state" value="{}"/></instance_attributes><operations><op id="{id}-monitor-10s" interval="10s" name="monitor" timeout="20s"/></operations></primitive>"#,
+            support::dummy_state_file(&id)
+        ));
+        cons.push_str(&format!(
+            r#"<rsc_location id="{id}-on-{node}" rsc="{id}" node="{node}" score="INFINITY" resource-discovery="exclusive"/>"#
+        ));
+    }
+    rsc.push_str("</resources>");
+    cons.push_str("</constraints>");
+    for (section, xml) in [("resources", &rsc), ("constraints", &cons)] {
+        let out = cluster.cibadmin(&["--create", "-o", section, "--xml-text", xml]);
+        assert!(
+            out.status.success(),
+            "cibadmin --create -o {section}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn counts(v: &MonView, names: &[String]) -> (usize, usize) {
+    let online = names.iter().filter(|n| v.remote_node_up(n)).count();
+    let started = names
+        .iter()
+        .filter(|n| {
+            v.resource(&format!("{n}-dummy"))
+                .is_some_and(|r| r.role == "Started" && r.nodes.iter().any(|x| x == *n))
+        })
+        .count();
+    (online, started)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_once(
+    cluster: &Cluster,
+    remote: &cib_port::RemoteCib,
+    rt: &tokio::runtime::Runtime,
+    label: &str,
+    reference: bool,
+    n: usize,
+    key_env: &str,
+    dir: &std::path::Path,
+) -> Run {
+    let generation = cluster.generation();
+    eprintln!("[scale] {label}, {n} nodes: creating the hosts and starting the daemons");
+    let mut hosts = Vec::with_capacity(n);
+    let mut daemons: Vec<Daemon> = Vec::with_capacity(n);
+    let ours = PathBuf::from(env!("CARGO_BIN_EXE_kubemaker-remoted"));
+    for i in 0..n {
+        let host = NetnsHost::create(&format!("sc{i}"));
+        let log = dir.join(format!("sc{i}.log"));
+        let mut cmd = if reference {
+            generation.reference_remoted_command(&host, &[dir])
+        } else {
+            host.command(&ours)
+        };
+        cmd.env("PCMK_authkey_location", key_env)
+            .env("PCMK_logfile", &log);
+        daemons.push(Daemon::spawn(cmd, &log).unwrap_or_else(|e| panic!("start {label}: {e}")));
+        hosts.push(host);
+    }
+    let names: Vec<String> = (0..n).map(|i| format!("sn{i}")).collect();
+    create_dummies(cluster, &names);
+    let desired: Vec<DesiredNode> = names
+        .iter()
+        .zip(&hosts)
+        .map(|(name, host)| {
+            let spec = RemoteNodeSpec {
+                address: Some(host.addr()),
+                ..Default::default()
+            };
+            DesiredNode::from_spec(name, &spec).expect("valid spec")
+        })
+        .collect();
+    let t0 = Instant::now();
+    let report = rt.block_on(async {
+        let c = CibClient::connect(remote.config(Transport::Tls))
+            .await
+            .expect("connect to the remote CIB port");
+        let r = CibService::new(&c)
+            .apply_nodes(
+                &desired,
+                &ApplyOptions {
+                    batch_size: 250,
+                    dry_run: false,
+                },
+                InvalidNodes::RefuseAll,
+            )
+            .await
+            .expect("apply");
+        c.close().await;
+        r
+    });
+    let (mut online, mut started) = (None, None);
+    let mut last_print = Instant::now();
+    let limit = Duration::from_secs(120 + 6 * n as u64);
+    while started.is_none() {
+        assert!(
+            t0.elapsed() < limit,
+            "{label}: not all {n} nodes online and Dummies started within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        let (on, st) = counts(&cluster.mon(), &names);
+        if on == n && online.is_none() {
+            online = Some(t0.elapsed());
+        }
+        if st == n {
+            started = Some(t0.elapsed());
+        }
+        if last_print.elapsed() >= Duration::from_secs(10) {
+            eprintln!(
+                "[scale] {label}: {on}/{n} online, {st}/{n} Dummies started after {:.0} s",
+                t0.elapsed().as_secs_f64()
+            );
+            last_print = Instant::now();
+        }
+    }
+    let online = online.unwrap_or_else(|| started.unwrap_or_default());
+    let started = started.unwrap_or_default();
+    eprintln!(
+        "[scale] {label}: all {n} online after {:.1} s, Dummies started after {:.1} s; steady state for {} s",
+        online.as_secs_f64(),
+        started.as_secs_f64(),
+        STEADY_WINDOW.as_secs()
+    );
+    let pids = cluster_daemon_pids();
+    let before: Vec<(f64, u64)> = pids.iter().map(|p| cpu_and_rss(*p)).collect();
+    std::thread::sleep(STEADY_WINDOW);
+    let after: Vec<(f64, u64)> = pids.iter().map(|p| cpu_and_rss(*p)).collect();
+    let cluster_cpu = after.iter().zip(&before).map(|(a, b)| a.0 - b.0).sum();
+    let cluster_rss_kib = after.iter().map(|a| a.1).sum();
+    let daemons_rss_kib = daemons.iter().map(|d| cpu_and_rss(d.pid()).1).sum();
+    eprintln!("[scale] {label}: taking the {n} nodes down");
+    cluster.reset();
+    drop(daemons);
+    drop(hosts);
+    Run {
+        online,
+        started,
+        transactions: report.transactions,
+        cluster_cpu,
+        cluster_rss_kib,
+        daemons_rss_kib,
+    }
+}
+
+fn main() {
+    // `cargo test --all-targets` builds and runs bench targets too; this one needs the real
+    // cluster for many minutes, so it only runs under `cargo bench` (which passes --bench).
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("scale benchmark: run it with `cargo bench --bench scale`");
+        return;
+    }
+    if !support::require_tools(&["crm_mon", "cibadmin", "ip", "corosync", "pacemakerd"])
+        || !support::require_root()
+    {
+        std::process::exit(1);
+    }
+    let cluster = Cluster::acquire();
+    let key = support::test_authkey();
+    support::install_cluster_authkey(&key);
+    let remote = cib_port::enable_remote_cib(&cluster);
+    cluster.reset();
+    let dir = std::env::temp_dir().join("km-bench-scale");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let key_path = dir.join("authkey");
+    std::fs::write(&key_path, &key).expect("write key");
+    let key_env = key_path.display().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let reference_label = format!("pacemaker-remoted {}", cluster.generation().version());
+    println!(
+        "\n# {{n}} remote nodes, one Dummy each, on a Pacemaker {} cluster: kubemaker-remoted vs {reference_label}\n",
+        cluster.generation().version()
+    );
+    println!(
+        "| nodes | daemon | all online s | all Dummies started s | CIB transactions | cluster daemons CPU s / {}s | cluster daemons RSS MiB | daemons' RSS MiB total / per node |",
+        STEADY_WINDOW.as_secs()
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut ratios = Vec::new();
+    for n in sizes() {
+        let ours = run_once(
+            &cluster,
+            &remote,
+            &rt,
+            "kubemaker-remoted",
+            false,
+            n,
+            &key_env,
+            &dir,
+        );
+        let theirs = run_once(
+            &cluster,
+            &remote,
+            &rt,
+            &reference_label,
+            true,
+            n,
+            &key_env,
+            &dir,
+        );
+        for (label, r) in [
+            ("kubemaker-remoted", &ours),
+            (reference_label.as_str(), &theirs),
+        ] {
+            println!(
+                "| {n} | {label} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.1} / {:.2} |",
+                r.online.as_secs_f64(),
+                r.started.as_secs_f64(),
+                r.transactions,
+                r.cluster_cpu,
+                r.cluster_rss_kib as f64 / 1024.0,
+                r.daemons_rss_kib as f64 / 1024.0,
+                r.daemons_rss_kib as f64 / 1024.0 / n as f64,
+            );
+        }
+        let ratio = |a: f64, b: f64| a / b.max(1e-9);
+        ratios.push(format!(
+            "ratio kubemaker/reference at {n} nodes: online {:.2}, started {:.2}, cluster CPU {:.2}, daemons' RSS {:.2}",
+            ratio(ours.online.as_secs_f64(), theirs.online.as_secs_f64()),
+            ratio(ours.started.as_secs_f64(), theirs.started.as_secs_f64()),
+            ratio(ours.cluster_cpu, theirs.cluster_cpu),
+            ratio(ours.daemons_rss_kib as f64, theirs.daemons_rss_kib as f64),
+        ));
+    }
+    println!();
+    for r in ratios {
+        println!("{r}");
+    }
+    drop(cluster);
+}
