@@ -44,21 +44,8 @@ struct Sample {
 }
 
 fn sample(pid: u32) -> Sample {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after "comm) ": utime, stime, cutime, cstime are fields 14-17, i.e. indexes 11-14.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 100.0
-    };
+    let stat = support::proc_stat(pid);
+    let ticks = |i: usize| support::proc_cpu_secs(&stat, i);
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     let kib = |key: &str| {
         rollup

@@ -40,26 +40,11 @@ fn sizes() -> Vec<usize> {
 
 /// (utime + stime in seconds, RSS in KiB) of a process.
 fn cpu_and_rss(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    ((ticks(11) + ticks(12)) / 100.0, rss)
+    let stat = support::proc_stat(pid);
+    (
+        support::proc_cpu_secs(&stat, 11) + support::proc_cpu_secs(&stat, 12),
+        support::rss_kib(pid),
+    )
 }
 
 /// Pids of the cluster's own daemons (children of a pacemakerd).
@@ -71,11 +56,9 @@ fn cluster_daemon_pids() -> Vec<u32> {
             .to_string()
     };
     let ppid = |pid: u32| -> u32 {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(1)?.parse().ok())
+        support::proc_stat(pid)
+            .get(1)
+            .and_then(|p| p.parse().ok())
             .unwrap_or(0)
     };
     let pids: Vec<u32> = std::fs::read_dir("/proc")
@@ -97,33 +80,6 @@ struct Run {
     cluster_cpu: f64,
     cluster_rss_kib: u64,
     daemons_rss_kib: u64,
-}
-
-/// One pinned Dummy per node, created in one transaction; each can run only on its node, so it
-/// starts when that node comes online.
-fn create_dummies(cluster: &Cluster, names: &[String]) {
-    let mut rsc = String::from("<resources>");
-    let mut cons = String::from("<constraints>");
-    for node in names {
-        let id = format!("{node}-dummy");
-        rsc.push_str(&format!(
-            r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="Dummy"><instance_attributes id="{id}-ia"><nvpair id="{id}-ia-state" name="state" value="{}"/></instance_attributes><operations><op id="{id}-monitor-10s" interval="10s" name="monitor" timeout="20s"/></operations></primitive>"#,
-            support::dummy_state_file(&id)
-        ));
-        cons.push_str(&format!(
-            r#"<rsc_location id="{id}-on-{node}" rsc="{id}" node="{node}" score="INFINITY" resource-discovery="exclusive"/>"#
-        ));
-    }
-    rsc.push_str("</resources>");
-    cons.push_str("</constraints>");
-    for (section, xml) in [("resources", &rsc), ("constraints", &cons)] {
-        let out = cluster.cibadmin(&["--create", "-o", section, "--xml-text", xml]);
-        assert!(
-            out.status.success(),
-            "cibadmin --create -o {section}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 fn counts(v: &MonView, names: &[String]) -> (usize, usize) {
@@ -168,7 +124,14 @@ fn run_once(
         hosts.push(host);
     }
     let names: Vec<String> = (0..n).map(|i| format!("sn{i}")).collect();
-    create_dummies(cluster, &names);
+    // One Dummy per node, allowed only there: it starts when its node comes online.
+    let dummies: Vec<String> = names.iter().map(|n| format!("{n}-dummy")).collect();
+    let placed: Vec<(&str, &str)> = dummies
+        .iter()
+        .zip(&names)
+        .map(|(d, n)| (d.as_str(), n.as_str()))
+        .collect();
+    support::create_dummies_on(cluster, &placed, "10s");
     let desired: Vec<DesiredNode> = names
         .iter()
         .zip(&hosts)

@@ -436,14 +436,19 @@ async fn bad_input_harms_only_its_own_connection() {
     );
 }
 
-/// Resident memory of a process in KiB (VmRSS).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+/// A poke on `c` is answered within a second (`when` says in what situation, for the message).
+async fn assert_responsive(c: &mut LrmdClient, when: &str) {
+    let t0 = Instant::now();
+    let poke = c
+        .request(LrmdClient::command("lrmd_rsc_poke", None), T)
+        .await
+        .unwrap();
+    assert_eq!(poke.attr("lrmd_rc"), Some("0"));
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "poke took {:?} {when}",
+        t0.elapsed()
+    );
 }
 
 /// Unauthenticated peers cost bounded memory and bounded log lines, and do not lock others out:
@@ -455,7 +460,7 @@ async fn a_flood_of_unfinished_handshakes_is_bounded_and_quiet() {
     let r = start_remoted("flood", 256, &[]);
     let mut good = r.lrmd_client("good", true).await;
     let pid = r.daemon().pid();
-    let rss_before = rss_kib(pid);
+    let rss_before = support::rss_kib(pid);
     let port = r.endpoint().rsplit(':').next().unwrap().to_string();
     let v4: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
@@ -502,17 +507,7 @@ async fn a_flood_of_unfinished_handshakes_is_bounded_and_quiet() {
             }
         }
         // The registered client is answered within a second all along.
-        let t0 = Instant::now();
-        let poke = good
-            .request(LrmdClient::command("lrmd_rsc_poke", None), T)
-            .await
-            .unwrap();
-        assert_eq!(poke.attr("lrmd_rc"), Some("0"));
-        assert!(
-            t0.elapsed() < Duration::from_secs(1),
-            "poke took {:?}",
-            t0.elapsed()
-        );
+        assert_responsive(&mut good, "during the flood").await;
         if loris_start.elapsed() > Duration::from_secs(20) {
             break;
         }
@@ -535,7 +530,7 @@ async fn a_flood_of_unfinished_handshakes_is_bounded_and_quiet() {
         "took {:?}",
         t0.elapsed()
     );
-    let grown = rss_kib(pid).saturating_sub(rss_before);
+    let grown = support::rss_kib(pid).saturating_sub(rss_before);
     eprintln!(
         "[remoted_protocol] {} unfinished handshakes: RSS grew {grown} KiB; slow-loris cut off after {:.1} s",
         flood.len(),
@@ -581,15 +576,10 @@ fn zombie_children(pid: u32) -> Vec<u32> {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        // "pid (comm) state ppid ...": the fields after the last ')'.
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        if fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
+        let fields = support::proc_stat(child);
+        if fields.first().map(String::as_str) == Some("Z")
+            && fields.get(1) == Some(&pid.to_string())
+        {
             out.push(child);
         }
     }
@@ -630,19 +620,6 @@ async fn misbehaving_agents_harm_only_their_own_operation() {
         assert!(call > 0, "exec {id} {action} refused: {reply:?}");
         call
     }
-    async fn responsive(c: &mut LrmdClient, when: &str) {
-        let t0 = Instant::now();
-        let poke = c
-            .request(LrmdClient::command("lrmd_rsc_poke", None), T)
-            .await
-            .unwrap();
-        assert_eq!(poke.attr("lrmd_rc"), Some("0"));
-        assert!(
-            t0.elapsed() < Duration::from_secs(1),
-            "poke took {:?} {when}",
-            t0.elapsed()
-        );
-    }
     async fn result(c: &mut LrmdClient, call: i64, within: Duration) -> Element {
         c.wait_notify(within, |m| {
             is_op(m, "lrmd_rsc_exec") && m.attr_i64("lrmd_callid") == Some(call)
@@ -650,14 +627,14 @@ async fn misbehaving_agents_harm_only_their_own_operation() {
         .await
         .unwrap_or_else(|e| panic!("no result for call {call}: {e}"))
     }
-    let rss_before = rss_kib(pid);
+    let rss_before = support::rss_kib(pid);
 
     // 1. A start that leaves `sleep 300` behind, holding the agent's stdout and stderr.
     let forker = dir_of("forker");
     std::fs::write(forker.join("start.spawn"), "").unwrap();
     register(&mut c, "forker").await;
     let call = exec(&mut c, "forker", "start", 20_000, &forker).await;
-    responsive(&mut c, "while an agent's daemon holds its pipes").await;
+    assert_responsive(&mut c, "while an agent's daemon holds its pipes").await;
     let t0 = Instant::now();
     let n = result(&mut c, call, Duration::from_secs(5)).await;
     assert_eq!(n.attr("lrmd_exec_rc"), Some("0"));
@@ -678,7 +655,7 @@ async fn misbehaving_agents_harm_only_their_own_operation() {
     std::fs::write(stubborn.join("start.sleep"), "60").unwrap();
     register(&mut c, "stubborn").await;
     let call = exec(&mut c, "stubborn", "start", 2_000, &stubborn).await;
-    responsive(&mut c, "while an agent ignores SIGTERM").await;
+    assert_responsive(&mut c, "while an agent ignores SIGTERM").await;
     let n = result(&mut c, call, Duration::from_secs(6)).await;
     assert_eq!(n.attr("lrmd_exec_op_status"), Some("2"), "timed out: {n:?}");
     let agent_pid: u32 = std::fs::read_to_string(stubborn.join("log"))
@@ -699,7 +676,7 @@ async fn misbehaving_agents_harm_only_their_own_operation() {
     std::fs::write(chatty.join("monitor.stdout"), vec![b'x'; 16 << 20]).unwrap();
     register(&mut c, "chatty").await;
     let call = exec(&mut c, "chatty", "monitor", 20_000, &chatty).await;
-    responsive(&mut c, "while an agent writes 16 MiB").await;
+    assert_responsive(&mut c, "while an agent writes 16 MiB").await;
     let n = result(&mut c, call, Duration::from_secs(20)).await;
     assert_eq!(n.attr("lrmd_exec_rc"), Some("0"));
     let output = n.attr("lrmd_rsc_output").map(str::len).unwrap_or(0);
@@ -714,12 +691,12 @@ async fn misbehaving_agents_harm_only_their_own_operation() {
         register(&mut c, &id).await;
         calls.push(exec(&mut c, &id, "start", 20_000, &d).await);
     }
-    responsive(&mut c, "with 100 operations running").await;
+    assert_responsive(&mut c, "with 100 operations running").await;
     for call in calls {
         let n = result(&mut c, call, Duration::from_secs(30)).await;
         assert_eq!(n.attr("lrmd_exec_rc"), Some("0"), "{n:?}");
     }
-    responsive(&mut c, "after 100 operations").await;
+    assert_responsive(&mut c, "after 100 operations").await;
 
     std::thread::sleep(Duration::from_millis(500));
     let zombies = zombie_children(pid);
@@ -727,7 +704,7 @@ async fn misbehaving_agents_harm_only_their_own_operation() {
         zombies.is_empty(),
         "unreaped children of the daemon: {zombies:?}"
     );
-    let grown = rss_kib(pid).saturating_sub(rss_before);
+    let grown = support::rss_kib(pid).saturating_sub(rss_before);
     eprintln!("[remoted_protocol] misbehaving agents: daemon RSS grew {grown} KiB");
     assert!(grown < 64 * 1024, "daemon RSS grew {grown} KiB");
     let _ = nix::sys::signal::kill(

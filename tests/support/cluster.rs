@@ -592,9 +592,16 @@ pub fn create_pinned_dummies(
     monitor: &str,
 ) -> Vec<String> {
     let ids: Vec<String> = range.map(|i| format!("{prefix}{i}")).collect();
+    let placed: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), node)).collect();
+    create_dummies_on(cluster, &placed, monitor);
+    ids
+}
+
+/// Like [`create_pinned_dummies`], each `(id, node)` of `placed` a Dummy pinned to its own node.
+pub fn create_dummies_on(cluster: &Cluster, placed: &[(&str, &str)], monitor: &str) {
     let mut rsc = String::from("<resources>");
     let mut cons = String::from("<constraints>");
-    for id in &ids {
+    for (id, node) in placed {
         rsc.push_str(&format!(
             r#"<primitive class="ocf" id="{id}" provider="pacemaker" type="Dummy"><instance_attributes id="{id}-instance_attributes"><nvpair id="{id}-instance_attributes-state" name="state" value="{}"/></instance_attributes><operations><op id="{id}-monitor-interval-{monitor}" interval="{monitor}" name="monitor" timeout="20s"/></operations></primitive>"#,
             dummy_state_file(id)
@@ -613,7 +620,6 @@ pub fn create_pinned_dummies(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    ids
 }
 
 /// Where [`create_pinned_dummies`] resources keep their state file.

@@ -44,8 +44,8 @@ pub mod tls_pair;
 pub mod wait;
 
 pub use cluster::{
-    CLUSTER_LOCK, Cluster, all_started_on, create_pinned_dummies, dummy_state_file,
-    start_test_cluster_with,
+    CLUSTER_LOCK, Cluster, all_started_on, create_dummies_on, create_pinned_dummies,
+    dummy_state_file, start_test_cluster_with,
 };
 pub use env::{
     TEST_STATE_DIR, find_tool, have_tool, in_ci, kubemaker, kubemaker_remoted, repo_root,
@@ -61,8 +61,8 @@ pub use keys::{
 pub use mon::{MonNode, MonResource, MonView};
 pub use netns::NetnsHost;
 pub use process::{
-    ChildGuard, Daemon, free_port, run, run_ok, run_with_input, run_with_timeout, spawn_with_input,
-    tail, text, wait_child,
+    ChildGuard, Daemon, free_port, proc_cpu_secs, proc_stat, rss_kib, run, run_ok, run_with_input,
+    run_with_timeout, spawn_with_input, tail, text, wait_child,
 };
 pub use remote_host::RemoteHost;
 pub use wait::{poll, wait_for};

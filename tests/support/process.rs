@@ -92,6 +92,37 @@ pub fn tail(text: &str, n: usize) -> String {
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; fine for a test).
+/// The fields of `/proc/PID/stat` after the command name (state, ppid, ..., utime at index 11,
+/// stime 12, cutime 13, cstime 14); empty when the process is gone.
+pub fn proc_stat(pid: u32) -> Vec<String> {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_default()
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// CPU seconds in `/proc/PID/stat` field `index` of [`proc_stat`] (clock ticks of 1/100 s).
+pub fn proc_cpu_secs(stat: &[String], index: usize) -> f64 {
+    stat.get(index)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 100.0
+}
+
+/// Resident memory of a process in KiB (`VmRSS`), 0 when it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
