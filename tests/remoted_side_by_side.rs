@@ -16,67 +16,12 @@
 mod support;
 
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Daemon, Generation, MonView, NetnsHost, RemoteHost, step};
+use support::{Cluster, Generation, MonView, ReferenceHost, RemoteHost, step};
 
 const JOIN: Duration = Duration::from_secs(90);
 const REJOIN: Duration = Duration::from_secs(180);
-
-/// The generation's reference daemon on its own test host, restartable.
-struct Reference {
-    host: NetnsHost,
-    dir: PathBuf,
-    daemon: Option<Daemon>,
-}
-
-impl Reference {
-    fn new(key: &[u8]) -> Reference {
-        let host = NetnsHost::create("sbs-ref");
-        let dir = Path::new(support::TEST_STATE_DIR).join("side-by-side-ref");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the reference's directory");
-        support::write_key_file(&dir.join("authkey"), key);
-        let mut r = Reference {
-            host,
-            dir,
-            daemon: None,
-        };
-        r.start();
-        r
-    }
-
-    fn start(&mut self) {
-        let mut cmd = Generation::current().reference_remoted_command(&self.host, &[&self.dir]);
-        cmd.env("PCMK_logfile", self.dir.join("pacemaker-remoted.log"))
-            .env("PCMK_authkey_location", self.dir.join("authkey"))
-            .env("PCMK_remote_address", self.host.addr());
-        let daemon = Daemon::spawn(cmd, &self.dir.join("pacemaker-remoted.out"))
-            .expect("start the reference pacemaker-remoted");
-        // Listening is what the cluster needs; the daemon logs nothing on stdout for it.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = support::run_with_timeout(
-                self.host.command("ss").args(["-Hltn", "sport = :3121"]),
-                Duration::from_secs(10),
-            );
-            if String::from_utf8_lossy(&out.stdout).contains("3121") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the reference pacemaker-remoted does not listen after 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.daemon = Some(daemon);
-    }
-
-    fn daemon(&mut self) -> &mut Daemon {
-        self.daemon.as_mut().expect("the reference was started")
-    }
-}
 
 fn connection_xml(id: &str, addr: &str) -> String {
     format!(
@@ -154,10 +99,10 @@ fn kubemaker_and_reference_nodes_side_by_side() {
         generation.version()
     ));
     let mut ours = RemoteHost::start_in_netns("sbs-km", &key);
-    let mut reference = Reference::new(&key);
+    let mut reference = ReferenceHost::start("sbs-ref", &key);
     let t0 = Instant::now();
     cluster.create_resource_xml(&connection_xml(km.node, &ours.addr()));
-    cluster.create_resource_xml(&connection_xml(rf.node, &reference.host.addr()));
+    cluster.create_resource_xml(&connection_xml(rf.node, &reference.addr()));
     // When each was first seen online (the waits poll crm_mon every 0.5 s).
     let joined: [Cell<Option<Duration>>; 2] = Default::default();
     cluster.wait_until("both nodes online", JOIN, |v| {
@@ -197,7 +142,7 @@ fn kubemaker_and_reference_nodes_side_by_side() {
         km.down(v) && rf.down(v)
     });
     ours.start();
-    reference.start();
+    reference.restart();
     let t0 = Instant::now();
     cluster.wait_until("both back with their Dummies", REJOIN, |v| {
         km.up(v) && rf.up(v)

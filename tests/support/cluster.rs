@@ -629,8 +629,10 @@ pub fn dummy_state_file(id: &str) -> String {
 
 /// Whether every resource in `ids` is Started on `node`.
 pub fn all_started_on(v: &MonView, ids: &[String], node: &str) -> bool {
+    // A resource whose monitor just failed still shows role Started (flagged failed) until the
+    // cluster has recovered it.
     ids.iter().all(|id| {
         v.resource(id)
-            .is_some_and(|r| r.role == "Started" && r.nodes.iter().any(|n| n == node))
+            .is_some_and(|r| r.role == "Started" && !r.failed && r.nodes.iter().any(|n| n == node))
     })
 }

@@ -14,7 +14,8 @@
 //!   and bounded waits on a parsed [`MonView`] ([`mon`]).
 //! - [`netns`]: [`NetnsHost`], a network namespace with a veth pair: a host with its own address.
 //! - [`remote_host`]: [`RemoteHost`], `kubemaker-remoted` with its key and log, in a [`NetnsHost`]
-//!   or on loopback.
+//!   or on loopback; [`reference_host`]: [`ReferenceHost`], the generation's reference daemon in
+//!   one, for side-by-side runs.
 //! - [`keys`]: Pacemaker Remote keys ([`write_key_file`], [`test_authkey`],
 //!   [`install_cluster_authkey`]) and [`assert_key_not_logged`].
 //! - [`certs`]: [`certs::TestPki`], a throw-away PKI made with `certtool` for the X.509 tests;
@@ -39,6 +40,7 @@ pub mod mon;
 pub mod netns;
 pub mod operator;
 pub mod process;
+pub mod reference_host;
 pub mod remote_host;
 pub mod tls_pair;
 pub mod wait;
@@ -64,6 +66,7 @@ pub use process::{
     ChildGuard, Daemon, free_port, proc_cpu_secs, proc_stat, rss_kib, run, run_ok, run_with_input,
     run_with_timeout, spawn_with_input, tail, text, wait_child,
 };
+pub use reference_host::ReferenceHost;
 pub use remote_host::RemoteHost;
 pub use wait::{poll, wait_for};
 
