@@ -164,10 +164,16 @@ fn finish(reader: &mut Reader<&[u8]>, root: Element) -> Result<Element, WireErro
 
 fn element_from_start(start: &BytesStart<'_>) -> Result<Element, WireError> {
     let name = start.name().into_inner().to_string();
+    if !is_xml_name(&name) {
+        return Err(WireError::Xml(format!("{name:?} is not an element name")));
+    }
     let mut el = Element::new(name);
     for attr in start.attributes() {
         let attr = attr.map_err(|e| WireError::Xml(e.to_string()))?;
         let key = attr.key.into_inner().to_string();
+        if !is_xml_name(&key) {
+            return Err(WireError::Xml(format!("{key:?} is not an attribute name")));
+        }
         let value = attr
             .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|e| WireError::Xml(e.to_string()))?
@@ -183,6 +189,16 @@ fn element_from_start(start: &BytesStart<'_>) -> Result<Element, WireError> {
         el.attrs.push((key, value));
     }
     Ok(el)
+}
+
+/// Whether `name` is an XML 1.0 `Name` (what libxml2 accepts as an element or attribute name;
+/// characters beyond ASCII are allowed as a whole, as the production mostly does). An empty name
+/// (`<\n/>`) would be written back as `</>`, which is no element at all.
+fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
+    chars.next().is_some_and(start)
+        && chars.all(|c| start(c) || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
 /// Whether XML 1.0 allows `c` in a document (its `Char` production, for the characters a `char`
@@ -308,6 +324,19 @@ mod tests {
         }
         let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
         assert!(Element::parse(&deep).is_err());
+    }
+
+    /// Found by the xml_element fuzz target: `<\n />` parsed as an element with an empty name,
+    /// which our writer turned into `</>`.
+    #[test]
+    fn rejects_what_is_not_an_element_or_attribute_name() {
+        for bad in ["x\n /><\n />", "<\n/>", "<1a/>", "<a 1b=\"1\"/>"] {
+            let e = Element::parse(bad).expect_err(bad);
+            assert!(e.to_string().contains("is not an"), "{bad:?}: {e}");
+        }
+        let ok =
+            Element::parse("<lrmd_command t=\"lrmd\" xml:lang=\"en\" a.b-c_d=\"1\"/>").unwrap();
+        assert_eq!(Element::parse(&ok.to_xml()).unwrap(), ok);
     }
 
     /// Found by the xml_element fuzz target: a raw U+0002 and NULs in an attribute parsed, and our
