@@ -94,17 +94,24 @@ fn counts(v: &MonView, names: &[String]) -> (usize, usize) {
     (online, started)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_once(
-    cluster: &Cluster,
-    remote: &cib_port::RemoteCib,
-    rt: &tokio::runtime::Runtime,
-    label: &str,
-    reference: bool,
-    n: usize,
-    key_env: &str,
-    dir: &std::path::Path,
-) -> Run {
+/// What every run shares: the cluster, its remote CIB port, and the hosts' key and log folder.
+struct Bench {
+    cluster: Cluster,
+    remote: cib_port::RemoteCib,
+    rt: tokio::runtime::Runtime,
+    key_env: String,
+    dir: PathBuf,
+}
+
+fn run_once(bench: &Bench, label: &str, reference: bool, n: usize) -> Run {
+    let Bench {
+        cluster,
+        remote,
+        rt,
+        key_env,
+        dir,
+    } = bench;
+    let (key_env, dir) = (key_env.as_str(), dir.as_path());
     let generation = cluster.generation();
     eprintln!("[scale] {label}, {n} nodes: creating the hosts and starting the daemons");
     let mut hosts = Vec::with_capacity(n);
@@ -242,6 +249,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let bench = Bench {
+        cluster,
+        remote,
+        rt,
+        key_env,
+        dir,
+    };
+    let cluster = &bench.cluster;
     let reference_label = format!("pacemaker-remoted {}", cluster.generation().version());
     println!(
         "\n# {{n}} remote nodes, one Dummy each, on a Pacemaker {} cluster: kubemaker-remoted vs {reference_label}\n",
@@ -254,26 +269,8 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
     for n in sizes() {
-        let ours = run_once(
-            &cluster,
-            &remote,
-            &rt,
-            "kubemaker-remoted",
-            false,
-            n,
-            &key_env,
-            &dir,
-        );
-        let theirs = run_once(
-            &cluster,
-            &remote,
-            &rt,
-            &reference_label,
-            true,
-            n,
-            &key_env,
-            &dir,
-        );
+        let ours = run_once(&bench, "kubemaker-remoted", false, n);
+        let theirs = run_once(&bench, &reference_label, true, n);
         for (label, r) in [
             ("kubemaker-remoted", &ours),
             (reference_label.as_str(), &theirs),
@@ -302,5 +299,5 @@ fn main() {
     for r in ratios {
         println!("{r}");
     }
-    drop(cluster);
+    drop(bench);
 }

@@ -232,11 +232,7 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
         let problems = live_checks::check_against_cib(d, &snap.cib);
         let p = plan::plan(d, &snap.cib);
         let in_sync = problems.is_empty() && p.is_empty();
-        let missing = !Cib::new(&snap.cib)
-            .primitives()
-            .iter()
-            .any(|e| e.id() == resource);
-        (problems, in_sync, primitive_drift(rn, &p, missing))
+        (problems, in_sync, primitive_drift(rn, &p, &resource))
     };
     let outcome = if !problems.is_empty() {
         refused(ctx, rn, &reference, &problems).await
@@ -341,11 +337,11 @@ enum Drift {
     Deleted,
 }
 
-/// Whether `plan` puts back an edit of `rn`'s primitive made outside kubemaker: the object's
-/// current spec was already configured (Configured is True for this generation), yet the plan
-/// changes the primitive (`missing`: it is gone). Changes of node attributes alone (the remoted
-/// pod's, kept by kubemaker itself) are not drift.
-fn primitive_drift(rn: &RemoteNode, plan: &plan::Plan, missing: bool) -> Option<Drift> {
+/// Whether `plan` puts back an edit of `rn`'s primitive `resource` made outside kubemaker: the
+/// object's current spec was already configured (Configured is True for this generation), yet the
+/// plan changes the primitive (or creates it again: it was deleted). Changes of node attributes
+/// alone (the remoted pod's, kept by kubemaker itself) are not drift.
+fn primitive_drift(rn: &RemoteNode, plan: &plan::Plan, resource: &str) -> Option<Drift> {
     let applied = rn.status.as_ref().is_some_and(|s| {
         node_status::find(&s.conditions, node_status::CONFIGURED).is_some_and(|c| {
             c.status == "True"
@@ -356,6 +352,10 @@ fn primitive_drift(rn: &RemoteNode, plan: &plan::Plan, missing: bool) -> Option<
     let touches_primitive = plan
         .changes()
         .any(|c| c.target().starts_with(crate::cib::patch::RESOURCES_PATH));
+    let missing = plan.changes().any(|c| {
+        matches!(c, crate::cib::patch::Change::Create { parent, element, .. }
+            if parent == crate::cib::patch::RESOURCES_PATH && element.attr("id") == Some(resource))
+    });
     match (applied && touches_primitive, missing) {
         (false, _) => None,
         (true, false) => Some(Drift::Edited),
