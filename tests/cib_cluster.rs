@@ -419,16 +419,28 @@ fn batched_writes_use_one_transaction() {
             .unwrap();
         assert_eq!(r.transactions, 0);
         assert!(!cluster.cib_xml().contains("cib-dry"));
-        // A patch the schema refuses is reported, not committed.
-        let live = client.query_cib().await.unwrap();
+        // A patch the schema refuses is reported, not committed. The patch names the version it
+        // was planned against; a status update in between makes the server answer -205 first
+        // (what the service's retry handles), so this raw apply re-reads, a few times at most.
         let mut bad = DesiredNode::from_spec("cib-bad", &remote_spec("10.250.201.201")).unwrap();
         bad.primitive.operations[0].name = String::new();
         bad.primitive.agent.class = "no such class".into();
-        let p = plan::plan(&[bad], &live);
-        let e = client
-            .apply_patch(&p.to_patch(Cib::new(&live).version()), true)
-            .await
-            .unwrap_err();
+        let mut refused = None;
+        for _ in 0..5 {
+            let live = client.query_cib().await.unwrap();
+            let p = plan::plan(std::slice::from_ref(&bad), &live);
+            match client
+                .apply_patch(&p.to_patch(Cib::new(&live).version()), true)
+                .await
+            {
+                Err(CibError::Rejected { rc: -205, .. }) => continue,
+                other => {
+                    refused = Some(other.unwrap_err());
+                    break;
+                }
+            }
+        }
+        let e = refused.expect("the CIB kept moving for five attempts");
         assert!(matches!(e, CibError::Rejected { rc: -203, .. }), "{e}");
         client.close().await;
         cluster.reset();
