@@ -22,6 +22,11 @@
 //!     Ready in Kubernetes;
 //!  4. Dummies start on each worker (state files on that worker's file system); `kubectl exec`
 //!     runs `crm_mon -1` and `crm_attribute -l reboot` in a remoted pod;
+//!     then Kubernetes and Pacemaker together (4b): chosen Node labels become node attributes (changed and
+//!     removed with the label; an administrator's attribute untouched), `KubeletReady` on each
+//!     RemoteNode, `kubectl drain` puts the node in standby (a movable Dummy moves away, the test
+//!     pod is evicted, the remoted pod stays), `kubectl uncordon` lifts it; an administrator's
+//!     standby is shown and never undone;
 //!  5. a deleted remoted pod leaves cleanly and its replacement rejoins with no admin action;
 //!  6. `kubectl rollout restart` of the DaemonSet: one node at a time, no failure, no unclean node;
 //!  7. an unlabelled Node leaves the CIB; two controller replicas, the leader's pod killed while
@@ -551,6 +556,7 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
     install_and_connect(&mut e2e, &tag);
     join_workers(&e2e);
     resources_and_tools(&e2e);
+    node_lifecycle(&e2e);
     pod_deletion(&e2e);
     rollout(&e2e);
     unlabel_and_leader_kill(&e2e);
@@ -868,6 +874,292 @@ fn resources_and_tools(e2e: &E2e) {
             }
         },
     );
+}
+
+/// The permanent attribute `name` of `node` as the cluster's `crm_attribute` reads it.
+fn node_attribute(e2e: &E2e, node: &str, name: &str) -> Option<String> {
+    let o = e2e.cluster.run(
+        "crm_attribute",
+        &["-N", node, "-l", "forever", "-n", name, "-G", "-q"],
+    );
+    let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    (o.status.success() && !v.is_empty()).then_some(v)
+}
+
+fn wait_attribute(e2e: &E2e, node: &str, name: &str, want: Option<&str>) {
+    wait_for(
+        &format!("attribute {name} of {node} = {want:?}"),
+        Duration::from_secs(60),
+        || {
+            let got = node_attribute(e2e, node, name);
+            if got.as_deref() == want {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    );
+}
+
+/// Step 4b: Kubernetes and Pacemaker agree on the node (labels, kubelet, cordon/drain, standby).
+fn node_lifecycle(e2e: &E2e) {
+    let (w0, _) = e2e.worker(0);
+    let (w1, _) = e2e.worker(1);
+    step("4b. labels → node attributes; KubeletReady; drain → standby; uncordon");
+    let pc_patch = json!({"spec": {"nodeLifecycle": {
+        "labels": ["topology.kubernetes.io/zone", "example.com/"],
+    }}});
+    e2e.kubectl_ok(&[
+        "patch",
+        "pacemakercluster",
+        PC,
+        "--type=merge",
+        "-p",
+        &pc_patch.to_string(),
+    ]);
+    // An administrator's own attribute of the node, which kubemaker must never touch.
+    e2e.cluster.run_ok(
+        "crm_attribute",
+        &["-N", w0, "-l", "forever", "-n", "owner", "-v", "ops"],
+    );
+    let label_start = Instant::now();
+    e2e.kubectl_ok(&[
+        "label",
+        "node",
+        w0,
+        "topology.kubernetes.io/zone=zone-a",
+        "example.com/rack=r1",
+        "other.example/unchosen=x",
+        "--overwrite",
+    ]);
+    wait_attribute(e2e, w0, "topology.kubernetes.io_zone", Some("zone-a"));
+    wait_attribute(e2e, w0, "example.com_rack", Some("r1"));
+    step(&format!(
+        "   labels are node attributes {:.1} s after kubectl label",
+        label_start.elapsed().as_secs_f64()
+    ));
+    assert_eq!(node_attribute(e2e, w0, "other.example_unchosen"), None);
+    e2e.kubectl_ok(&["label", "node", w0, "example.com/rack=r2", "--overwrite"]);
+    wait_attribute(e2e, w0, "example.com_rack", Some("r2"));
+    e2e.kubectl_ok(&["label", "node", w0, "example.com/rack-"]);
+    wait_attribute(e2e, w0, "example.com_rack", None);
+    assert_eq!(
+        node_attribute(e2e, w0, "owner").as_deref(),
+        Some("ops"),
+        "the administrator's attribute was touched"
+    );
+    assert_eq!(
+        node_attribute(e2e, w0, "topology.kubernetes.io_zone").as_deref(),
+        Some("zone-a")
+    );
+    for (node, _) in &e2e.workers {
+        let rn = e2e.remote_node(node).expect("RemoteNode");
+        assert!(
+            condition_is(&rn, "KubeletReady", "True", "KubeletReady"),
+            "KubeletReady of {node}: {}",
+            describe(&rn)
+        );
+        let generation = rn["metadata"]["generation"].as_i64();
+        assert!(
+            rn["status"]["conditions"].as_array().is_some_and(|cs| cs
+                .iter()
+                .all(|c| c["observedGeneration"].as_i64() == generation)),
+            "a condition without observedGeneration {generation:?}: {}",
+            describe(&rn)
+        );
+    }
+    let wide = e2e.kubectl_ok(&["get", "remotenodes", "-o", "wide"]);
+    assert!(wide.contains("KUBELET"), "no Kubelet column:\n{wide}");
+
+    // A Dummy that prefers w0 but may run elsewhere, and a pod that lives on w0 only.
+    e2e.cluster.create_resource_xml(&format!(
+        r#"<primitive class="ocf" id="kn-mobile" provider="pacemaker" type="Dummy"><instance_attributes id="kn-mobile-ia"><nvpair id="kn-mobile-ia-state" name="state" value="{}"/></instance_attributes><operations><op id="kn-mobile-monitor-10s" interval="10s" name="monitor" timeout="20s"/></operations></primitive>"#,
+        support::dummy_state_file("kn-mobile")
+    ));
+    e2e.cluster.create_constraint_xml(&format!(
+        r#"<rsc_location id="kn-mobile-prefers-{w0}" rsc="kn-mobile" node="{w0}" score="100"/>"#
+    ));
+    e2e.cluster.wait_until(
+        &format!("kn-mobile started on {w0}"),
+        Duration::from_secs(60),
+        |v| support::all_started_on(v, &["kn-mobile".to_string()], w0),
+    );
+    let remoted_before = e2e.remoted_pod_on(w0).expect("remoted pod");
+    let image = e2e.kubectl_ok(&[
+        "-n",
+        NS,
+        "get",
+        "pod",
+        &remoted_before.name,
+        "-o",
+        "jsonpath={.spec.containers[0].image}",
+    ]);
+    e2e.apply(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "drain-probe", "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "drain-probe"}},
+            "template": {
+                "metadata": {"labels": {"app": "drain-probe"}},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": w0},
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "sleep", "image": image, "command": ["sleep", "3600"]}],
+                },
+            },
+        },
+    }));
+    let probe_on_w0 = || {
+        e2e.items(&["-n", NS, "get", "pods", "-l", "app=drain-probe"])
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .any(|p| str_at(p, "/spec/nodeName") == w0 && str_at(p, "/status/phase") == "Running")
+    };
+    wait_for(
+        "the drain-probe pod running on w0",
+        Duration::from_secs(120),
+        || {
+            probe_on_w0()
+                .then_some(())
+                .ok_or_else(|| "not yet".to_string())
+        },
+    );
+
+    let drain_start = Instant::now();
+    let drain = e2e.kubectl(&[
+        "drain",
+        w0,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=100s",
+    ]);
+    assert!(drain.status.success(), "kubectl drain: {}", text(&drain));
+    step(&format!(
+        "   kubectl drain {w0} returned after {:.1} s",
+        drain_start.elapsed().as_secs_f64()
+    ));
+    e2e.cluster.wait_until(
+        &format!("{w0} online in standby, kn-mobile moved away"),
+        Duration::from_secs(90),
+        |v| {
+            v.node(w0).is_some_and(|n| n.online && n.standby)
+                && v.resource("kn-mobile").is_some_and(|r| {
+                    r.role == "Started" && !r.failed && !r.nodes.iter().any(|n| n == w0)
+                })
+        },
+    );
+    step(&format!(
+        "   {w0} in standby and kn-mobile moved {:.1} s after the drain began",
+        drain_start.elapsed().as_secs_f64()
+    ));
+    let v = e2e.mon();
+    assert!(
+        v.resources()
+            .iter()
+            .filter(|r| r.active)
+            .all(|r| !r.nodes.iter().any(|n| n == w0) || r.id == w0),
+        "resources still active on {w0}:\n{}",
+        e2e.cluster.crm_mon_text()
+    );
+    assert!(!probe_on_w0(), "the drain-probe pod still runs on {w0}");
+    let remoted_after = e2e
+        .remoted_pod_on(w0)
+        .expect("the remoted pod survives the drain");
+    assert_eq!(
+        remoted_after.uid, remoted_before.uid,
+        "the remoted pod was replaced"
+    );
+    assert!(v.remote_node_up(w0), "{w0} not a clean online member");
+    e2e.assert_clean("after the drain");
+    wait_for(
+        "RemoteNode Ready=False reason Cordoned",
+        Duration::from_secs(60),
+        || match e2e.remote_node(w0) {
+            Some(o) if condition_is(&o, "Ready", "False", "Cordoned") => Ok(()),
+            Some(o) => Err(describe(&o)),
+            None => Err("no RemoteNode".into()),
+        },
+    );
+    let events = e2e.kubectl_ok(&[
+        "get",
+        "events",
+        "-A",
+        "--field-selector",
+        "reason=Cordoned",
+        "-o",
+        "jsonpath={range .items[*]}{.regarding.kind}/{.regarding.name} {end}",
+    ]);
+    assert!(
+        events.contains(&format!("RemoteNode/{w0}")) && events.contains(&format!("Node/{w0}")),
+        "Cordoned events on the RemoteNode and the Node: {events:?}"
+    );
+
+    let uncordon_start = Instant::now();
+    e2e.kubectl_ok(&["uncordon", w0]);
+    e2e.cluster.wait_until(
+        &format!("{w0} out of standby, its Dummies back"),
+        Duration::from_secs(90),
+        |v| v.node(w0).is_some_and(|n| n.online && !n.standby) && dummies_started(e2e, v),
+    );
+    step(&format!(
+        "   {w0} out of standby with its Dummies {:.1} s after kubectl uncordon",
+        uncordon_start.elapsed().as_secs_f64()
+    ));
+    e2e.wait_remote_node_ready(w0, Duration::from_secs(60));
+
+    // An administrator's standby of w1: shown, never undone (a Node change triggers reconciles).
+    e2e.cluster.run_ok(
+        "crm_attribute",
+        &["-N", w1, "-l", "forever", "-n", "standby", "-v", "on"],
+    );
+    wait_for(
+        "RemoteNode w1 Ready=False reason Standby",
+        Duration::from_secs(60),
+        || match e2e.remote_node(w1) {
+            Some(o) if condition_is(&o, "Ready", "False", "Standby") => Ok(()),
+            Some(o) => Err(describe(&o)),
+            None => Err("no RemoteNode".into()),
+        },
+    );
+    e2e.kubectl_ok(&["label", "node", w1, "example.com/poke=1", "--overwrite"]);
+    wait_attribute(e2e, w1, "example.com_poke", Some("1"));
+    assert_eq!(
+        node_attribute(e2e, w1, "standby").as_deref(),
+        Some("on"),
+        "kubemaker undid an administrator's standby"
+    );
+    e2e.cluster.run_ok(
+        "crm_attribute",
+        &["-N", w1, "-l", "forever", "-n", "standby", "-D"],
+    );
+    e2e.kubectl_ok(&["label", "node", w1, "example.com/poke-"]);
+    e2e.kubectl_ok(&[
+        "-n",
+        NS,
+        "delete",
+        "deployment",
+        "drain-probe",
+        "--wait=true",
+    ]);
+    e2e.cluster.set_target_role("kn-mobile", "Stopped");
+    e2e.cluster
+        .wait_until("kn-mobile stopped", Duration::from_secs(60), |v| {
+            v.resource("kn-mobile").is_some_and(|r| !r.active)
+        });
+    e2e.cluster.cibadmin(&[
+        "--delete",
+        "--xml-text",
+        &format!(r#"<rsc_location id="kn-mobile-prefers-{w0}"/>"#),
+    ]);
+    e2e.cluster
+        .cibadmin(&["--delete", "--xml-text", r#"<primitive id="kn-mobile"/>"#]);
+    e2e.cluster.wait_until(
+        &format!("{w1} online, not in standby"),
+        Duration::from_secs(60),
+        |v| v.node(w1).is_some_and(|n| n.online && !n.standby) && dummies_started(e2e, v),
+    );
+    e2e.assert_clean("after the node lifecycle step");
 }
 
 /// Step 5: a deleted remoted pod leaves cleanly; its replacement rejoins with no admin action.

@@ -61,6 +61,8 @@ fn status_of_every_captured_node() {
                     connection_resource: Some(&n.connection),
                     outcome: &Outcome::Configured,
                     pacemaker: Some(n),
+                    standby_cause: None,
+                    kubelet: None,
                     previous: &[],
                     now: now(),
                 })
@@ -100,6 +102,8 @@ fn name_clash_reports_no_pacemaker_state() {
         connection_resource: None,
         outcome: &outcome,
         pacemaker: online.first(),
+        standby_cause: None,
+        kubelet: None,
         previous: &[],
         now: now(),
     });

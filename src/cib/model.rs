@@ -155,7 +155,7 @@ impl NvSet {
         }
     }
 
-    /// A set with an explicit id (node attributes use `nodes-<node>`).
+    /// A set with an explicit id (kubemaker's node attributes use `nodes-<node>-kubemaker`).
     pub fn with_id(tag: &'static str, id: String) -> NvSet {
         NvSet {
             tag,
@@ -268,8 +268,10 @@ impl Primitive {
     }
 }
 
-/// A `<node>` entry in `<nodes>` for a remote or guest node, holding its permanent attributes in
-/// the set `nodes-<name>` (the id `crm_attribute` uses, so both tools edit the same set).
+/// A `<node>` entry in `<nodes>` for a remote or guest node, holding the permanent attributes
+/// kubemaker writes in a set of its own, `nodes-<name>-kubemaker`. `crm_attribute` and `pcs` create
+/// new attributes in `nodes-<name>`, so what an administrator adds never lands in kubemaker's set;
+/// they do update an attribute where it already is, in kubemaker's set too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeEntry {
     pub name: String,
@@ -300,8 +302,23 @@ impl NodeEntry {
     }
 }
 
+/// Id of kubemaker's attribute set in a node's entry (see [`NodeEntry`]).
 pub fn node_attr_set_id(node: &str) -> String {
-    format!("nodes-{node}")
+    format!("nodes-{node}-kubemaker")
+}
+
+/// Names of the permanent attributes of node entry `node` that live outside kubemaker's set:
+/// an administrator's (`crm_attribute -l forever`, `pcs node attribute`), which kubemaker never
+/// writes a second copy of.
+pub fn foreign_attribute_names(node: &Element) -> std::collections::BTreeSet<String> {
+    let own = node.attr("id").map(node_attr_set_id);
+    node.children
+        .iter()
+        .filter(|c| c.name == "instance_attributes" && c.attr("id") != own.as_deref())
+        .flat_map(|set| set.children.iter())
+        .filter(|p| p.name == "nvpair")
+        .filter_map(|p| p.attr("name").map(str::to_string))
+        .collect()
 }
 
 /// Replaces characters an XML ID cannot hold with `_`, so a derived id stays valid whatever the

@@ -8,15 +8,17 @@
 //! name), and the operations whose name and role it writes (one each). Everything else in the
 //! primitive is the administrator's and survives: `target-role` (`pcs resource disable`), other
 //! meta attributes, operations of other names or roles, utilization, other sets; so do constraints
-//! on it. In `<nodes>` kubemaker owns only the attribute set `nodes-<name>`. Nodes not in the
-//! desired list are never touched by [`plan`]; [`removal_plan`] is the one way a node goes.
+//! on it. In `<nodes>` kubemaker owns only its attribute set `nodes-<name>-kubemaker` (and the
+//! utilization set `nodes-<name>-utilization`); an attribute an administrator set in another set
+//! of the node wins, and kubemaker writes no second copy of it. Nodes not in the desired list are
+//! never touched by [`plan`]; [`removal_plan`] is the one way a node goes.
 
 use std::collections::BTreeMap;
 
 use crate::wire::Element;
 
 use super::desired::DesiredNode;
-use super::model::{Cib, CibVersion, NvSet, id_step};
+use super::model::{Cib, CibVersion, NvSet, foreign_attribute_names, id_step};
 use super::patch::{
     CONSTRAINTS_PATH, Change, NODES_PATH, RESOURCES_PATH, STATUS_PATH, element_path,
 };
@@ -140,7 +142,12 @@ fn plan_node_entry(
             .iter()
             .find(|c| c.name == "node" && c.attr("id") == Some(d.name.as_str()))
     });
-    let owned = [&d.node.attributes, &d.node.utilization];
+    let mut attributes = d.node.attributes.clone();
+    if let Some(live) = live {
+        let foreign = foreign_attribute_names(live);
+        attributes.pairs.retain(|p| !foreign.contains(&p.name));
+    }
+    let owned = [&attributes, &d.node.utilization];
     let Some(live) = live else {
         if owned.iter().any(|s| !s.is_empty()) {
             changes.push(create_in(NODES_PATH, nodes, d.node.to_element(), appended));
@@ -608,11 +615,81 @@ mod tests {
             vec![
                 "delete /cib/configuration/resources/primitive[@id='remote1']/operations/op[@id='remote1-monitor-interval-60s']",
                 "create op remote1-monitor-interval-30s in /cib/configuration/resources/primitive[@id='remote1']/operations",
-                "delete /cib/configuration/nodes/node[@id='remote1']/instance_attributes[@id='nodes-remote1']/nvpair[@id='nodes-remote1-standby']",
+                "delete /cib/configuration/nodes/node[@id='remote1']/instance_attributes[@id='nodes-remote1-kubemaker']/nvpair[@id='nodes-remote1-kubemaker-standby']",
             ]
         );
         apply(&mut live, &p2);
         assert!(plan(&[d2], &live).is_empty());
+    }
+
+    /// Node attributes: kubemaker's set is its own (a dropped attribute goes), an administrator's
+    /// set (`crm_attribute` writes `nodes-<name>`) is never touched, and a name the administrator
+    /// set wins: kubemaker writes no second copy of it.
+    #[test]
+    fn node_attributes_of_an_administrator_win_and_survive() {
+        let mut live = empty_cib();
+        let mut spec = remote_spec();
+        spec.attributes.insert("zone".into(), "a".into());
+        spec.attributes.insert("rack".into(), "r9".into());
+        spec.standby = true;
+        let d = DesiredNode::from_spec("remote1", &spec).unwrap();
+        let first = plan(std::slice::from_ref(&d), &live);
+        apply(&mut live, &first);
+        // crm_attribute -N remote1 -l forever -n rack -v r1 (and -n owner -v ops): a new set.
+        let node = live
+            .children
+            .iter_mut()
+            .find(|c| c.name == "configuration")
+            .and_then(|c| c.children.iter_mut().find(|c| c.name == "nodes"))
+            .and_then(|n| {
+                n.children
+                    .iter_mut()
+                    .find(|c| c.attr("id") == Some("remote1"))
+            })
+            .unwrap();
+        let nv = |name: &str, value: &str| {
+            Element::new("nvpair")
+                .with_attr("id", format!("nodes-remote1-{name}"))
+                .with_attr("name", name)
+                .with_attr("value", value)
+        };
+        node.children.push(
+            Element::new("instance_attributes")
+                .with_attr("id", "nodes-remote1")
+                .with_child(nv("owner", "ops")),
+        );
+        // Kubemaker's own rack moved to the administrator's set by hand.
+        let own = node
+            .children
+            .iter_mut()
+            .find(|c| c.attr("id") == Some("nodes-remote1-kubemaker"))
+            .unwrap();
+        own.children.retain(|p| p.attr("name") != Some("rack"));
+        node.children[1].children.push(nv("rack", "r1"));
+        let described: Vec<String> = plan(std::slice::from_ref(&d), &live)
+            .changes()
+            .map(Change::describe)
+            .collect();
+        assert!(
+            described.is_empty(),
+            "the administrator's rack wins: {described:?}"
+        );
+
+        // Uncordoned / label gone: kubemaker drops its standby and zone, nothing else.
+        spec.standby = false;
+        spec.attributes.remove("zone");
+        let d2 = DesiredNode::from_spec("remote1", &spec).unwrap();
+        let described: Vec<String> = plan(std::slice::from_ref(&d2), &live)
+            .changes()
+            .map(Change::describe)
+            .collect();
+        assert_eq!(
+            described,
+            vec![
+                "delete /cib/configuration/nodes/node[@id='remote1']/instance_attributes[@id='nodes-remote1-kubemaker']",
+            ],
+            "only kubemaker's set goes (it is empty now)"
+        );
     }
 
     fn primitive_mut<'a>(live: &'a mut Element, id: &str) -> &'a mut Element {

@@ -138,6 +138,42 @@ pub struct PacemakerClusterSpec {
     /// manage RemoteNodes by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_join: Option<AutoJoin>,
+
+    /// How the Kubernetes Node of a RemoteNode (`spec.kubernetesNode`) shapes its Pacemaker node:
+    /// cordon → standby, chosen labels → node attributes. Left out: cordon means standby, no
+    /// labels are copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_lifecycle: Option<NodeLifecycle>,
+}
+
+/// What a Kubernetes Node's state does to its Pacemaker remote node.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeLifecycle {
+    /// `Standby` (the default): a cordoned Node (`kubectl cordon`, `kubectl drain`) puts its
+    /// Pacemaker node in standby, so Pacemaker moves its resources away; `kubectl uncordon` takes
+    /// it out again. A standby an administrator set in Pacemaker is never undone. `Ignore`:
+    /// cordoning does nothing in Pacemaker.
+    #[serde(default)]
+    pub cordon: CordonPolicy,
+
+    /// Node labels copied to permanent Pacemaker node attributes of the remote node, for location
+    /// rules. Each entry is a label key (`topology.kubernetes.io/zone`), or a prefix ending in `/`
+    /// (`example.com/`) for every label under it. The attribute's name is the label key with each
+    /// character other than letters, digits, `.`, `-` and `_` replaced by `_`
+    /// (`topology.kubernetes.io_zone`); an attribute the RemoteNode's `attributes` sets, or one
+    /// an administrator set in Pacemaker, wins over a label.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub labels: Vec<String>,
+}
+
+/// See [`NodeLifecycle::cordon`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum CordonPolicy {
+    #[default]
+    Standby,
+    Ignore,
 }
 
 fn default_authkey_secret() -> String {
@@ -285,6 +321,7 @@ pub struct PacemakerClusterStatus {
     printcolumn(name = "State", type_ = "string", json_path = ".status.pacemakerState", description = "Node state as Pacemaker reports it"),
     printcolumn(name = "Host", type_ = "string", json_path = ".status.host", description = "Cluster node hosting the connection"),
     printcolumn(name = "Resources", type_ = "integer", json_path = ".status.resourcesActive", description = "Resources active on the node"),
+    printcolumn(name = "Kubelet", type_ = "string", json_path = ".status.conditions[?(@.type==\"KubeletReady\")].status", description = "Whether the bound Kubernetes Node's kubelet is Ready"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("self.type != 'guest' || has(self.guest)").message("type: guest needs a guest section (at least guest.parameters for the agent)"))]
@@ -436,7 +473,8 @@ pub struct RemoteNodeStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Conditions `Configured` (the CIB holds what the spec asks for), `Connected` (the cluster
-    /// reaches the node) and `Ready` (online, not in standby or maintenance), each with a reason.
+    /// reaches the node), `Ready` (online, not in standby or maintenance) and, for a node bound to
+    /// a Kubernetes Node, `KubeletReady` (that Node's `Ready` condition), each with a reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

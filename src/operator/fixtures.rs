@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use http::{Request, Response};
+use k8s_openapi::api::core::v1::Node;
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -148,6 +149,16 @@ pub fn context(
     clusters: &[PacemakerCluster],
     remote_nodes: &[RemoteNode],
 ) -> Arc<Context> {
+    context_with_nodes(client, clusters, remote_nodes, &[])
+}
+
+/// [`context`] with these Kubernetes Nodes in its cache too.
+pub fn context_with_nodes(
+    client: kube::Client,
+    clusters: &[PacemakerCluster],
+    remote_nodes: &[RemoteNode],
+    nodes: &[Node],
+) -> Arc<Context> {
     let (triggers, _) = broadcast::channel(64);
     Arc::new(Context {
         client: client.clone(),
@@ -162,7 +173,7 @@ pub fn context(
         metrics: Arc::new(Metrics::default()),
         clusters: tokio::sync::Mutex::new(HashMap::new()),
         triggers,
-        nodes: store_of(&[]),
+        nodes: store_of(nodes),
         remoted_pods: store_of(&[]),
         remote_nodes: store_of(remote_nodes),
         pacemaker_clusters: store_of(clusters),

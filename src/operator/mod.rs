@@ -10,6 +10,8 @@
 //!   connection ([`cluster_connection`]: snapshot from notifications, batched writes), status,
 //!   auto-join ([`auto_join`]).
 //! - [`node_status`]: pure mapping from Pacemaker's view to the RemoteNode status.
+//! - [`node_lifecycle`]: pure mapping from a bound Kubernetes Node to its Pacemaker node (cordon →
+//!   standby, labels → attributes, kubelet readiness → `KubeletReady`).
 //! - [`remoted_pods`]: which remoted pod serves a Node, recorded so Pacemaker reconnects at once
 //!   when a replacement pod is Ready.
 //! - [`context`]: what every reconcile shares; its `CibConnection` trait is the part of a cluster
@@ -28,6 +30,7 @@ mod fixtures;
 pub mod http_endpoints;
 pub mod leader_election;
 pub mod metrics;
+pub mod node_lifecycle;
 pub mod node_status;
 pub mod remote_node_reconciler;
 pub mod remoted_pods;

@@ -9,10 +9,21 @@ use crate::cib::status::{NodeState, NodeStatus};
 use crate::cib::validate::Problem;
 
 use super::crd::RemoteNodeStatus;
+use super::node_lifecycle::KubeletView;
 
 pub const CONFIGURED: &str = "Configured";
 pub const CONNECTED: &str = "Connected";
 pub const READY: &str = "Ready";
+pub const KUBELET_READY: &str = "KubeletReady";
+
+/// Why kubemaker asks Pacemaker for standby, if it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandbyCause {
+    /// `spec.standby` of the RemoteNode.
+    Spec,
+    /// The bound Kubernetes Node is cordoned (`nodeLifecycle.cordon: Standby`).
+    Cordoned,
+}
 
 /// Whether the CIB holds what the spec asks for, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +84,11 @@ pub struct Inputs<'a> {
     pub outcome: &'a Outcome,
     /// Pacemaker's view; `None` when the CIB has no such node (or was not readable).
     pub pacemaker: Option<&'a NodeStatus>,
+    /// Why kubemaker asked for standby; `None` when it did not (a standby Pacemaker reports then
+    /// was set by someone else).
+    pub standby_cause: Option<StandbyCause>,
+    /// The bound Kubernetes Node's kubelet; `None` for a RemoteNode bound to no Node.
+    pub kubelet: Option<&'a KubeletView>,
     /// The conditions now in the object, to keep transition times of unchanged conditions.
     pub previous: &'a [Condition],
     pub now: Timestamp,
@@ -82,7 +98,7 @@ pub struct Inputs<'a> {
 pub fn remote_node_status(i: &Inputs<'_>) -> RemoteNodeStatus {
     let configured = matches!(i.outcome, Outcome::Configured);
     let pcmk = i.pacemaker.filter(|_| configured);
-    let mut conditions = Vec::with_capacity(3);
+    let mut conditions = Vec::with_capacity(4);
 
     let (c_status, c_reason, c_msg) = match i.outcome {
         Outcome::Configured => (
@@ -101,8 +117,18 @@ pub fn remote_node_status(i: &Inputs<'_>) -> RemoteNodeStatus {
     let (n_status, n_reason, n_msg) = connected(pcmk, configured);
     conditions.push(condition(i, CONNECTED, n_status, n_reason, n_msg));
 
-    let (r_status, r_reason, r_msg) = ready(pcmk, configured);
+    let (r_status, r_reason, r_msg) = ready(pcmk, configured, i.standby_cause);
     conditions.push(condition(i, READY, r_status, r_reason, r_msg));
+
+    if let Some(k) = i.kubelet {
+        conditions.push(condition_with(
+            i,
+            KUBELET_READY,
+            &k.status,
+            &k.reason,
+            k.message.clone(),
+        ));
+    }
 
     RemoteNodeStatus {
         observed_generation: i.generation,
@@ -158,7 +184,11 @@ fn connected(p: Option<&NodeStatus>, configured: bool) -> (bool, &'static str, S
     (false, "Offline", format!("{} is not running", p.connection))
 }
 
-fn ready(p: Option<&NodeStatus>, configured: bool) -> (bool, &'static str, String) {
+fn ready(
+    p: Option<&NodeStatus>,
+    configured: bool,
+    cause: Option<StandbyCause>,
+) -> (bool, &'static str, String) {
     let Some(p) = p else {
         return if configured {
             (
@@ -176,7 +206,23 @@ fn ready(p: Option<&NodeStatus>, configured: bool) -> (bool, &'static str, Strin
     };
     match p.state {
         NodeState::Online => (true, "Online", "online and accepting resources".into()),
-        NodeState::Standby => (false, "Standby", "in standby: no resources run here".into()),
+        NodeState::Standby => match cause {
+            Some(StandbyCause::Cordoned) => (
+                false,
+                "Cordoned",
+                "in standby because its Kubernetes Node is cordoned: no resources run here".into(),
+            ),
+            Some(StandbyCause::Spec) => (
+                false,
+                "Standby",
+                "in standby (spec.standby): no resources run here".into(),
+            ),
+            None => (
+                false,
+                "Standby",
+                "in standby, set in Pacemaker outside kubemaker (kubemaker leaves it): no resources run here".into(),
+            ),
+        },
         NodeState::Maintenance => (
             false,
             "Maintenance",
@@ -200,6 +246,16 @@ fn condition(
     message: String,
 ) -> Condition {
     let status = if status { "True" } else { "False" };
+    condition_with(i, type_, status, reason, message)
+}
+
+fn condition_with(
+    i: &Inputs<'_>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+) -> Condition {
     // The transition time moves only when the status flips.
     let since = i
         .previous
@@ -244,6 +300,8 @@ mod tests {
             connection_resource: Some("n1"),
             outcome: &Outcome::Configured,
             pacemaker: None,
+            standby_cause: None,
+            kubelet: None,
             previous: &[],
             now: ts("2026-01-01T00:00:00Z"),
         });
@@ -257,6 +315,8 @@ mod tests {
                 connection_resource: Some("n1"),
                 outcome: &Outcome::Configured,
                 pacemaker: None,
+                standby_cause: None,
+                kubelet: None,
                 previous: &[],
                 now: ts("2026-01-01T00:00:00Z"),
             }
@@ -272,6 +332,8 @@ mod tests {
             address: None,
             connection_resource: None,
             pacemaker: None,
+            standby_cause: None,
+            kubelet: None,
         });
         let c = find(&third.conditions, CONFIGURED).unwrap();
         assert_eq!(
@@ -283,5 +345,66 @@ mod tests {
             third.pacemaker_state, None,
             "no Pacemaker view of a node not configured"
         );
+    }
+
+    /// Who asked for a standby decides the Ready reason; a bound Node adds `KubeletReady`.
+    #[test]
+    fn standby_cause_and_kubelet_readiness() {
+        let standby = NodeStatus {
+            name: "n1".into(),
+            kind: crate::cib::status::NodeKind::Remote,
+            state: NodeState::Standby,
+            online: true,
+            standby: true,
+            maintenance: false,
+            unclean: false,
+            pending: false,
+            standby_configured: true,
+            maintenance_configured: false,
+            connection: "n1".into(),
+            guest_resource: None,
+            address: "192.0.2.1".into(),
+            host: Some("node1".into()),
+            resources: Vec::new(),
+            failed_actions: Vec::new(),
+        };
+        let kubelet = KubeletView {
+            status: "False".into(),
+            reason: "KubeletNotReady".into(),
+            message: "PLEG is not healthy".into(),
+        };
+        let cases = [
+            (None, "Standby", "outside kubemaker"),
+            (Some(StandbyCause::Spec), "Standby", "spec.standby"),
+            (Some(StandbyCause::Cordoned), "Cordoned", "cordoned"),
+        ];
+        for (cause, reason, says) in cases {
+            let s = remote_node_status(&Inputs {
+                generation: Some(4),
+                node_name: "n1",
+                address: None,
+                connection_resource: Some("n1"),
+                outcome: &Outcome::Configured,
+                pacemaker: Some(&standby),
+                standby_cause: cause,
+                kubelet: Some(&kubelet),
+                previous: &[],
+                now: ts("2026-01-01T00:00:00Z"),
+            });
+            let r = find(&s.conditions, READY).unwrap();
+            assert_eq!((r.status.as_str(), r.reason.as_str()), ("False", reason));
+            assert!(r.message.contains(says), "{cause:?}: {}", r.message);
+            let k = find(&s.conditions, KUBELET_READY).unwrap();
+            assert_eq!(
+                (k.status.as_str(), k.reason.as_str()),
+                ("False", "KubeletNotReady")
+            );
+            assert!(
+                s.conditions
+                    .iter()
+                    .all(|c| c.observed_generation == Some(4)),
+                "every condition carries observedGeneration"
+            );
+        }
     }
 }

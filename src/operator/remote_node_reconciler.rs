@@ -16,7 +16,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::cib::desired::{DesiredKind, DesiredNode};
-use crate::cib::model::{Cib, nv_lookup};
+use crate::cib::model::{Cib, node_attr_set_id, nv_lookup};
 use crate::cib::plan;
 use crate::cib::{live_checks, validate};
 
@@ -24,7 +24,8 @@ use super::cluster_connection::{ConnectionError, WriteOutcome};
 use super::context::Context;
 use super::crd::{NodeType, RemoteNode, RemoteNodeStatus};
 use super::metrics::REMOTE_NODE;
-use super::node_status::{self, Inputs, Outcome, READY};
+use super::node_lifecycle;
+use super::node_status::{self, Inputs, Outcome, READY, StandbyCause};
 use super::remoted_pods::{self, REMOTED_POD_ATTRIBUTE};
 use crate::cib::status::NodeStatus;
 
@@ -176,6 +177,24 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
     let mut spec = rn
         .spec
         .to_cib_spec(cluster.spec.remote_node_defaults.as_ref(), address);
+    // The bound Node's cordon and chosen labels, under the cluster's nodeLifecycle policy; the
+    // spec's own attributes and standby win.
+    let mut standby_cause = spec.standby.then_some(StandbyCause::Spec);
+    let bound = rn
+        .spec
+        .kubernetes_node
+        .as_ref()
+        .and_then(|n| ctx.nodes.get(&ObjectRef::<Node>::new(n)));
+    if let Some(node) = &bound {
+        let lifecycle = cluster.spec.node_lifecycle.as_ref();
+        for (k, v) in node_lifecycle::label_attributes(lifecycle, node) {
+            spec.attributes.entry(k).or_insert(v);
+        }
+        if !spec.standby && node_lifecycle::cordon_standby(lifecycle, node) {
+            spec.standby = true;
+            standby_cause = Some(StandbyCause::Cordoned);
+        }
+    }
     if let Some(node) = &rn.spec.kubernetes_node {
         let pods = ctx.remoted_pods.state();
         let ready = remoted_pods::ready_pod_uid(pods.iter().map(|p| p.as_ref()), node);
@@ -226,13 +245,31 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
 
     // Decide from the shared snapshot, and let go of it before any await: a reconcile that holds
     // one while the CIB moves on keeps a whole CIB alive per waiting object.
-    let (problems, in_sync, primitive_edit) = {
+    let (problems, in_sync, primitive_edit, standby_written) = {
         let snap = conn.snapshot();
         let d = std::slice::from_ref(&desired);
         let problems = live_checks::check_against_cib(d, &snap.cib);
         let p = plan::plan(d, &snap.cib);
         let in_sync = problems.is_empty() && p.is_empty();
-        (problems, in_sync, primitive_drift(rn, &p, &resource))
+        let standby_written = Cib::new(&snap.cib)
+            .node_entry(&name)
+            .and_then(|e| {
+                e.children.iter().find(|c| {
+                    c.name == "instance_attributes"
+                        && c.attr("id") == Some(node_attr_set_id(&name).as_str())
+                })
+            })
+            .is_some_and(|set| {
+                set.children
+                    .iter()
+                    .any(|p| p.attr("name") == Some("standby"))
+            });
+        (
+            problems,
+            in_sync,
+            primitive_drift(rn, &p, &resource),
+            standby_written,
+        )
     };
     let outcome = if !problems.is_empty() {
         refused(ctx, rn, &reference, &problems).await
@@ -269,8 +306,26 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
                 }
                 ctx.event(&reference, kind, reason, "WriteCib", note.clone())
                     .await;
-                if let Some(node_ref) = ctx.bound_node(rn) {
-                    ctx.event(&node_ref, kind, reason, "WriteCib", note).await;
+                let node_ref = ctx.bound_node(rn);
+                if let Some(node_ref) = &node_ref {
+                    ctx.event(node_ref, kind, reason, "WriteCib", note).await;
+                }
+                if let Some((reason, note)) =
+                    standby_event(&name, rn, standby_cause, standby_written)
+                {
+                    info!(remotenode = %rn.name_any(), node = %name, reason, "{note}");
+                    ctx.event(
+                        &reference,
+                        EventType::Normal,
+                        reason,
+                        "WriteCib",
+                        note.clone(),
+                    )
+                    .await;
+                    if let Some(node_ref) = &node_ref {
+                        ctx.event(node_ref, EventType::Normal, reason, "WriteCib", note)
+                            .await;
+                    }
                 }
                 Outcome::Configured
             }
@@ -317,7 +372,7 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
         Some(&desired),
         Some(&resource),
         &outcome,
-        pacemaker.as_ref(),
+        pacemaker.as_ref().map(|p| (p, standby_cause)),
     )
     .await?;
     Ok(if configured {
@@ -326,6 +381,33 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
         // A clash may be resolved by someone else removing the other resource.
         Action::requeue(Duration::from_secs(60))
     })
+}
+
+/// The Event for a standby kubemaker just wrote or removed because of the bound Node's cordon:
+/// `Cordoned` when it put the node in standby for a cordon, `Uncordoned` when it took back a
+/// standby it had written (the Node was uncordoned, or `spec.standby` cleared).
+fn standby_event(
+    name: &str,
+    rn: &RemoteNode,
+    cause: Option<StandbyCause>,
+    standby_written: bool,
+) -> Option<(&'static str, String)> {
+    let node = rn.spec.kubernetes_node.as_deref().unwrap_or("?");
+    match (cause, standby_written) {
+        (Some(StandbyCause::Cordoned), false) => Some((
+            "Cordoned",
+            format!(
+                "Kubernetes Node {node} is cordoned: Pacemaker node {name} put in standby, its resources move away"
+            ),
+        )),
+        (None, true) => Some((
+            "Uncordoned",
+            format!(
+                "standby kubemaker had set on Pacemaker node {name} lifted (Kubernetes Node {node} schedulable, spec.standby unset)"
+            ),
+        )),
+        _ => None,
+    }
 }
 
 /// What happened to a node's primitive behind kubemaker's back.
@@ -405,9 +487,12 @@ async fn publish_status(
     desired: Option<&DesiredNode>,
     resource: Option<&str>,
     outcome: &Outcome,
-    pacemaker: Option<&NodeStatus>,
+    pacemaker: Option<(&NodeStatus, Option<StandbyCause>)>,
 ) -> Result<(), kube::Error> {
     let previous = rn.status.clone().unwrap_or_default();
+    let kubelet = rn.spec.kubernetes_node.as_ref().map(|n| {
+        node_lifecycle::kubelet_ready(ctx.nodes.get(&ObjectRef::<Node>::new(n)).as_deref())
+    });
     let connection_resource = match desired.map(|d| &d.kind) {
         Some(DesiredKind::Guest { .. }) => Some(name),
         _ => resource,
@@ -418,7 +503,9 @@ async fn publish_status(
         address: desired.map(|d| d.address.as_str()),
         connection_resource,
         outcome,
-        pacemaker,
+        pacemaker: pacemaker.map(|(p, _)| p),
+        standby_cause: pacemaker.and_then(|(_, c)| c),
+        kubelet: kubelet.as_ref(),
         previous: &previous.conditions,
         now: Timestamp::now(),
     });
@@ -789,6 +876,90 @@ mod tests {
             ("True".into(), "Configured".into(), Some(2))
         );
         assert_eq!(status.address.as_deref(), Some("192.0.2.11"));
+    }
+
+    /// The attributes in kubemaker's set of node `a`, by name.
+    fn own_attributes(cib: &FakeCib) -> std::collections::BTreeMap<String, String> {
+        let snap = cib.snapshot();
+        Cib::new(&snap.cib)
+            .node_entry("a")
+            .and_then(|e| {
+                e.children
+                    .iter()
+                    .find(|c| c.attr("id") == Some(node_attr_set_id("a").as_str()))
+            })
+            .map(|set| {
+                set.children
+                    .iter()
+                    .filter_map(|p| Some((p.attr("name")?.into(), p.attr("value")?.into())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A bound Node's cordon puts the node in standby and chosen labels become attributes, with
+    /// Events on the RemoteNode and the Node; uncordoning takes back exactly that standby.
+    #[tokio::test]
+    async fn cordon_and_labels_of_the_bound_node_reach_the_cib() {
+        let cib = Arc::new(FakeCib::new(cib_with("")));
+        let mut pc = cluster();
+        pc.spec.node_lifecycle = Some(crate::operator::crd::NodeLifecycle {
+            cordon: crate::operator::crd::CordonPolicy::Standby,
+            labels: vec!["topology.kubernetes.io/zone".into()],
+        });
+        let node = |unschedulable: bool| -> Node {
+            serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "w1", "uid": "uid-w1", "labels": {
+                    "topology.kubernetes.io/zone": "zone-a", "kubernetes.io/arch": "amd64"}},
+                "spec": {"unschedulable": unschedulable},
+                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]},
+            }))
+            .unwrap()
+        };
+        let mut rn = remote_node("192.0.2.10", 1, true);
+        rn.spec.kubernetes_node = Some("w1".into());
+        let go = |rn: RemoteNode, n: Node| {
+            let (pc, cib) = (pc.clone(), cib.clone());
+            async move {
+                let (client, server) = api_for(&rn);
+                let ctx =
+                    fixtures::context_with_nodes(client, &[pc], std::slice::from_ref(&rn), &[n]);
+                fixtures::connect(&ctx, CLUSTER, 0, cib).await;
+                let result = reconcile(Arc::new(rn), ctx).await;
+                (result, server)
+            }
+        };
+
+        let (result, server) = go(rn.clone(), node(true)).await;
+        result.unwrap();
+        let attrs = own_attributes(&cib);
+        assert_eq!(attrs.get("standby").map(String::as_str), Some("on"));
+        assert_eq!(
+            attrs.get("topology.kubernetes.io_zone").map(String::as_str),
+            Some("zone-a")
+        );
+        assert!(!attrs.contains_key("kubernetes.io_arch"), "unchosen label");
+        let reasons = server.event_reasons();
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "Cordoned").count(),
+            2,
+            "on the RemoteNode and on the Node: {reasons:?}"
+        );
+        let status = written_status(&server).unwrap();
+        let k = node_status::find(&status.conditions, node_status::KUBELET_READY).unwrap();
+        assert_eq!(
+            (k.status.as_str(), k.reason.as_str()),
+            ("True", "KubeletReady")
+        );
+
+        let configured = with_status(rn, status);
+        let (result, server) = go(configured, node(false)).await;
+        result.unwrap();
+        let attrs = own_attributes(&cib);
+        assert!(!attrs.contains_key("standby"), "{attrs:?}");
+        assert!(attrs.contains_key("topology.kubernetes.io_zone"));
+        assert!(server.event_reasons().contains(&"Uncordoned".to_string()));
     }
 
     /// The resources section of a CIB, for edits made outside kubemaker.
