@@ -968,7 +968,7 @@ fn node_lifecycle(e2e: &E2e) {
             describe(&rn)
         );
     }
-    let wide = e2e.kubectl_ok(&["get", "remotenodes", "-o", "wide"]);
+    let wide = e2e.kubectl_ok(&["get", "remotenodes"]);
     assert!(wide.contains("KUBELET"), "no Kubelet column:\n{wide}");
 
     // A Dummy that prefers w0 but may run elsewhere, and a pod that lives on w0 only.
