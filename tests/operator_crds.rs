@@ -120,6 +120,10 @@ fn short_names_and_printer_columns() {
         ("State", ".status.pacemakerState"),
         ("Host", ".status.host"),
         ("Resources", ".status.resourcesActive"),
+        (
+            "Kubelet",
+            ".status.conditions[?(@.type==\"KubeletReady\")].status",
+        ),
         ("Age", ".metadata.creationTimestamp"),
     ];
     assert_eq!(
@@ -128,6 +132,8 @@ fn short_names_and_printer_columns() {
     );
     // Every column points at a field the schema has (a typo would print an empty column).
     for (_, path) in &columns {
+        // A filtered list (`conditions[?(...)].status`) is checked up to the list.
+        let path = path.split('[').next().unwrap_or_default();
         if let Some(p) = path
             .strip_prefix('.')
             .filter(|p| !p.starts_with("metadata"))

@@ -105,6 +105,11 @@ pub struct NodeStatus {
     pub resources: Vec<ActiveResource>,
     /// Failures of the connection, the guest's resource, and resources on the node.
     pub failed_actions: Vec<FailedAction>,
+    /// When the cluster last fenced this remote node successfully (epoch seconds), until its
+    /// connection starts again: the controller's `node_fenced` mark in its `node_state`, written
+    /// only after confirmed fencing and reset to 0 when the node reconnects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_at: Option<i64>,
 }
 
 /// What one resource's history says about it on one node.
@@ -347,9 +352,10 @@ pub fn read_status(cib_root: &Element) -> Vec<NodeStatus> {
         // A remote connection that failed while fencing is on means the node must be fenced
         // ("remote connection is unrecoverable"), unless it already was or is unmanaged.
         let state_el = cib.node_state(name);
-        let fenced = state_el
+        let fenced_at = state_el
             .and_then(|s| int_attr(s, "node_fenced"))
-            .is_some_and(|n| n != 0);
+            .filter(|n| *n > 0);
+        let fenced = fenced_at.is_some();
         if kind == NodeKind::Remote
             && conn.failed
             && conn_started
@@ -460,6 +466,7 @@ pub fn read_status(cib_root: &Element) -> Vec<NodeStatus> {
             host,
             resources,
             failed_actions,
+            fenced_at,
         });
     }
     out
@@ -525,5 +532,21 @@ mod tests {
         let mut p = Element::new("lrm_resource").with_attr("id", "p");
         p.children.push(op("p_last_0", "start", -1, 193, -1, 0));
         assert!(history_state(&p).starting);
+    }
+
+    /// `node_fenced` is the controller's mark of confirmed fencing: a time while set, `0` once
+    /// the node reconnected.
+    #[test]
+    fn fenced_at_is_the_node_fenced_mark() {
+        let cib = |mark: &str| {
+            Element::parse(&format!(
+                r#"<cib><configuration><crm_config/><nodes><node id="1" uname="node1"/></nodes><resources><primitive id="rn" class="ocf" provider="pacemaker" type="remote"/></resources><constraints/></configuration><status><node_state id="1" uname="node1" in_ccm="true" crmd="online" join="member"/><node_state id="rn" uname="rn" remote_node="true" {mark}/></status></cib>"#
+            ))
+            .unwrap()
+        };
+        let read = |mark: &str| read_status(&cib(mark))[0].fenced_at;
+        assert_eq!(read(r#"node_fenced="1765012345""#), Some(1765012345));
+        assert_eq!(read(r#"node_fenced="0""#), None);
+        assert_eq!(read(""), None);
     }
 }

@@ -166,6 +166,23 @@ pub struct NodeLifecycle {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub labels: Vec<String>,
+
+    /// `Taint` (the default): once Pacemaker has fenced the remote node (confirmed: the
+    /// cluster's `node_fenced` mark, never a pending or failed fence), the Node gets the taint
+    /// `node.kubernetes.io/out-of-service=nodeshutdown:NoExecute`, so Kubernetes deletes its pods
+    /// and detaches their volumes; kubemaker removes that taint when the node is online in
+    /// Pacemaker and its kubelet Ready again. `Ignore`: fencing does nothing to the Node (for
+    /// clusters where another remediator owns the taint).
+    #[serde(default)]
+    pub fencing: FencingPolicy,
+}
+
+/// See [`NodeLifecycle::fencing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum FencingPolicy {
+    #[default]
+    Taint,
+    Ignore,
 }
 
 /// See [`NodeLifecycle::cordon`].

@@ -5,7 +5,9 @@
 //!   standby ([`cordon_standby`]);
 //! - chosen labels become permanent node attributes ([`label_attributes`], names by
 //!   [`attribute_name`]);
-//! - the Node's `Ready` condition becomes the RemoteNode's `KubeletReady` ([`kubelet_ready`]).
+//! - the Node's `Ready` condition becomes the RemoteNode's `KubeletReady` ([`kubelet_ready`]);
+//! - confirmed fencing of the remote node taints the Node out of service, until the node is back
+//!   in both views ([`out_of_service`]).
 //!
 //! The reconciler adds the results to what the RemoteNode's spec asks for; the CIB planner then
 //! writes them into kubemaker's own attribute set of the node, so that removing a label or
@@ -15,7 +17,17 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Node;
 
-use super::crd::{CordonPolicy, NodeLifecycle};
+use super::crd::{CordonPolicy, FencingPolicy, NodeLifecycle};
+
+/// The taint of non-graceful node shutdown: Kubernetes deletes the Node's pods and detaches their
+/// volumes at once, instead of waiting for a kubelet that will not answer.
+pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
+/// Its value and effect, as the Kubernetes documentation gives them.
+pub const OUT_OF_SERVICE_VALUE: &str = "nodeshutdown";
+pub const OUT_OF_SERVICE_EFFECT: &str = "NoExecute";
+/// Annotation on a Node whose out-of-service taint kubemaker added: the `node_fenced` time of the
+/// fencing it answers. Only a taint so marked is ever removed by kubemaker.
+pub const TAINTED_BY_ANNOTATION: &str = "kubemaker.io/out-of-service-after-fencing";
 
 /// Attribute names Pacemaker gives a meaning of its own: a label never writes them.
 const RESERVED: [&str; 2] = ["standby", "maintenance"];
@@ -121,6 +133,55 @@ pub fn kubelet_ready(node: Option<&Node>) -> KubeletView {
     }
 }
 
+/// What to do about the out-of-service taint of a bound Node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaintAction {
+    /// Pacemaker confirmed fencing (`fenced_at`): add the taint, marked as kubemaker's.
+    Add {
+        fenced_at: i64,
+    },
+    /// The node is back (online in Pacemaker, no fencing mark, kubelet Ready): remove the taint
+    /// kubemaker added.
+    Remove,
+    Keep,
+}
+
+/// The out-of-service decision. Only confirmed fencing adds the taint (a pending or failed fence
+/// leaves no `node_fenced` mark, and a taint on a running node can corrupt data); only a taint
+/// kubemaker added is removed, and only once Pacemaker has the node online again and its kubelet
+/// is Ready.
+pub fn out_of_service(
+    policy: Option<&NodeLifecycle>,
+    node: &Node,
+    fenced_at: Option<i64>,
+    pacemaker_online: bool,
+) -> TaintAction {
+    if policy.map_or(FencingPolicy::Taint, |p| p.fencing) == FencingPolicy::Ignore {
+        return TaintAction::Keep;
+    }
+    let tainted = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|t| t.iter().any(|t| t.key == OUT_OF_SERVICE_TAINT));
+    let ours = node
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(TAINTED_BY_ANNOTATION));
+    match fenced_at {
+        Some(t) if !tainted => TaintAction::Add { fenced_at: t },
+        None if tainted
+            && ours
+            && pacemaker_online
+            && kubelet_ready(Some(node)).status == "True" =>
+        {
+            TaintAction::Remove
+        }
+        _ => TaintAction::Keep,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +208,7 @@ mod tests {
         NodeLifecycle {
             cordon,
             labels: labels.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         }
     }
 
@@ -213,6 +275,69 @@ mod tests {
         assert!(
             label_attributes(None, &n).is_empty(),
             "no policy, no labels"
+        );
+    }
+
+    #[test]
+    fn out_of_service_only_after_confirmed_fencing_and_only_ours_removed() {
+        use k8s_openapi::api::core::v1::Taint;
+        let n = |tainted: bool, ours: bool, ready: &str| {
+            let mut n = node(None, &[]);
+            if tainted {
+                n.spec.as_mut().unwrap().taints = Some(vec![Taint {
+                    key: OUT_OF_SERVICE_TAINT.into(),
+                    value: Some(OUT_OF_SERVICE_VALUE.into()),
+                    effect: OUT_OF_SERVICE_EFFECT.into(),
+                    ..Default::default()
+                }]);
+            }
+            if ours {
+                n.metadata.annotations =
+                    Some([(TAINTED_BY_ANNOTATION.to_string(), "1".to_string())].into());
+            }
+            n.status = Some(NodeStatus {
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            });
+            n
+        };
+        use TaintAction::*;
+        // (tainted, ours, kubelet, fenced_at, pacemaker online) → action
+        let cases = [
+            (
+                false,
+                false,
+                "Unknown",
+                Some(7),
+                false,
+                Add { fenced_at: 7 },
+            ),
+            (false, false, "True", None, false, Keep), // failed/pending fence: no mark
+            (true, true, "Unknown", Some(7), false, Keep), // already tainted
+            (true, true, "True", Some(7), true, Keep), // still marked fenced
+            (true, true, "False", None, true, Keep),   // kubelet not Ready yet
+            (true, true, "True", None, false, Keep),   // Pacemaker has it offline
+            (true, true, "True", None, true, Remove),
+            (true, false, "True", None, true, Keep), // someone else's taint
+        ];
+        for (tainted, ours, ready, fenced, online, want) in cases {
+            assert_eq!(
+                out_of_service(None, &n(tainted, ours, ready), fenced, online),
+                want,
+                "{tainted} {ours} {ready} {fenced:?} {online}"
+            );
+        }
+        let ignore = NodeLifecycle {
+            fencing: FencingPolicy::Ignore,
+            ..Default::default()
+        };
+        assert_eq!(
+            out_of_service(Some(&ignore), &n(false, false, "Unknown"), Some(7), false),
+            Keep
         );
     }
 

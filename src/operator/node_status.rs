@@ -367,6 +367,7 @@ mod tests {
             host: Some("node1".into()),
             resources: Vec::new(),
             failed_actions: Vec::new(),
+            fenced_at: None,
         };
         let kubelet = KubeletView {
             status: "False".into(),

@@ -365,6 +365,17 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
     let configured = outcome == Outcome::Configured;
     // The writer refreshed the snapshot after its write.
     let pacemaker = conn.snapshot().node(&name).cloned();
+    if let (Some(node), Some(p)) = (&bound, &pacemaker)
+        && configured
+    {
+        let action = node_lifecycle::out_of_service(
+            cluster.spec.node_lifecycle.as_ref(),
+            node,
+            p.fenced_at,
+            p.online,
+        );
+        sync_out_of_service(ctx, rn, node, &name, action).await?;
+    }
     publish_status(
         ctx,
         rn,
@@ -408,6 +419,65 @@ fn standby_event(
         )),
         _ => None,
     }
+}
+
+/// Adds or removes the out-of-service taint of the bound `node` (see
+/// [`node_lifecycle::out_of_service`]), with a strategic merge patch that touches no other taint,
+/// and says so in Events on the RemoteNode and the Node.
+async fn sync_out_of_service(
+    ctx: &Context,
+    rn: &RemoteNode,
+    node: &Node,
+    name: &str,
+    action: node_lifecycle::TaintAction,
+) -> Result<(), kube::Error> {
+    use node_lifecycle::{
+        OUT_OF_SERVICE_EFFECT, OUT_OF_SERVICE_TAINT, OUT_OF_SERVICE_VALUE, TAINTED_BY_ANNOTATION,
+        TaintAction,
+    };
+    let node_name = node.name_any();
+    let (patch, kind, reason, note) = match action {
+        TaintAction::Keep => return Ok(()),
+        TaintAction::Add { fenced_at } => (
+            json!({
+                "metadata": {"annotations": {TAINTED_BY_ANNOTATION: fenced_at.to_string()}},
+                "spec": {"taints": [{
+                    "key": OUT_OF_SERVICE_TAINT,
+                    "value": OUT_OF_SERVICE_VALUE,
+                    "effect": OUT_OF_SERVICE_EFFECT,
+                }]},
+            }),
+            EventType::Warning,
+            "Fenced",
+            format!(
+                "Pacemaker fenced node {name} (node_fenced={fenced_at}): Node {node_name} tainted {OUT_OF_SERVICE_TAINT}={OUT_OF_SERVICE_VALUE}:{OUT_OF_SERVICE_EFFECT}, so Kubernetes deletes its pods and detaches their volumes"
+            ),
+        ),
+        TaintAction::Remove => (
+            json!({
+                "metadata": {"annotations": {TAINTED_BY_ANNOTATION: null}},
+                "spec": {"taints": [{"key": OUT_OF_SERVICE_TAINT, "$patch": "delete"}]},
+            }),
+            EventType::Normal,
+            "BackInService",
+            format!(
+                "node {name} is online in Pacemaker and Node {node_name} Ready: {OUT_OF_SERVICE_TAINT} taint removed"
+            ),
+        ),
+    };
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    api.patch(
+        &node_name,
+        &PatchParams::default(),
+        &Patch::Strategic(patch),
+    )
+    .await?;
+    info!(remotenode = %rn.name_any(), node = %name, reason, "{note}");
+    ctx.event(&rn.object_ref(&()), kind, reason, "Fence", note.clone())
+        .await;
+    ctx.event(&node.object_ref(&()), kind, reason, "Fence", note)
+        .await;
+    Ok(())
 }
 
 /// What happened to a node's primitive behind kubemaker's back.
@@ -906,6 +976,7 @@ mod tests {
         pc.spec.node_lifecycle = Some(crate::operator::crd::NodeLifecycle {
             cordon: crate::operator::crd::CordonPolicy::Standby,
             labels: vec!["topology.kubernetes.io/zone".into()],
+            ..Default::default()
         });
         let node = |unschedulable: bool| -> Node {
             serde_json::from_value(json!({
