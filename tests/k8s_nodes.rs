@@ -901,6 +901,19 @@ fn wait_attribute(e2e: &E2e, node: &str, name: &str, want: Option<&str>) {
     );
 }
 
+/// Waits until RemoteNode `node` is Ready=False with `reason`.
+fn wait_not_ready_for(e2e: &E2e, node: &str, reason: &str) {
+    wait_for(
+        &format!("RemoteNode {node} Ready=False reason {reason}"),
+        Duration::from_secs(60),
+        || match e2e.remote_node(node) {
+            Some(o) if condition_is(&o, "Ready", "False", reason) => Ok(()),
+            Some(o) => Err(describe(&o)),
+            None => Err("no RemoteNode".into()),
+        },
+    );
+}
+
 /// Step 4b: Kubernetes and Pacemaker agree on the node (labels, kubelet, cordon/drain, standby).
 fn node_lifecycle(e2e: &E2e) {
     let (w0, _) = e2e.worker(0);
@@ -1072,15 +1085,7 @@ fn node_lifecycle(e2e: &E2e) {
     );
     assert!(v.remote_node_up(w0), "{w0} not a clean online member");
     e2e.assert_clean("after the drain");
-    wait_for(
-        "RemoteNode Ready=False reason Cordoned",
-        Duration::from_secs(60),
-        || match e2e.remote_node(w0) {
-            Some(o) if condition_is(&o, "Ready", "False", "Cordoned") => Ok(()),
-            Some(o) => Err(describe(&o)),
-            None => Err("no RemoteNode".into()),
-        },
-    );
+    wait_not_ready_for(e2e, w0, "Cordoned");
     let events = e2e.kubectl_ok(&[
         "get",
         "events",
@@ -1088,7 +1093,7 @@ fn node_lifecycle(e2e: &E2e) {
         "--field-selector",
         "reason=Cordoned",
         "-o",
-        "jsonpath={range .items[*]}{.regarding.kind}/{.regarding.name} {end}",
+        "jsonpath={range .items[*]}{.involvedObject.kind}/{.involvedObject.name} {end}",
     ]);
     assert!(
         events.contains(&format!("RemoteNode/{w0}")) && events.contains(&format!("Node/{w0}")),
@@ -1113,15 +1118,7 @@ fn node_lifecycle(e2e: &E2e) {
         "crm_attribute",
         &["-N", w1, "-l", "forever", "-n", "standby", "-v", "on"],
     );
-    wait_for(
-        "RemoteNode w1 Ready=False reason Standby",
-        Duration::from_secs(60),
-        || match e2e.remote_node(w1) {
-            Some(o) if condition_is(&o, "Ready", "False", "Standby") => Ok(()),
-            Some(o) => Err(describe(&o)),
-            None => Err("no RemoteNode".into()),
-        },
-    );
+    wait_not_ready_for(e2e, w1, "Standby");
     e2e.kubectl_ok(&["label", "node", w1, "example.com/poke=1", "--overwrite"]);
     wait_attribute(e2e, w1, "example.com_poke", Some("1"));
     assert_eq!(
