@@ -307,17 +307,45 @@ pub fn node_attr_set_id(node: &str) -> String {
     format!("nodes-{node}-kubemaker")
 }
 
-/// Names of the permanent attributes of node entry `node` that live outside kubemaker's set:
-/// an administrator's (`crm_attribute -l forever`, `pcs node attribute`), which kubemaker never
-/// writes a second copy of.
-pub fn foreign_attribute_names(node: &Element) -> std::collections::BTreeSet<String> {
+/// Node attributes whose names start so are kubemaker's own wherever they are (the remoted pod's
+/// UID); kubemaker before 0.1 kept them in `nodes-<name>`.
+pub const OWN_ATTRIBUTE_PREFIX: &str = "kubemaker-";
+
+/// `(set id, nvpair)` of each nvpair in node entry `node` outside kubemaker's set.
+fn outside_own_set(node: &Element) -> impl Iterator<Item = (&str, &Element)> {
     let own = node.attr("id").map(node_attr_set_id);
     node.children
         .iter()
-        .filter(|c| c.name == "instance_attributes" && c.attr("id") != own.as_deref())
-        .flat_map(|set| set.children.iter())
-        .filter(|p| p.name == "nvpair")
-        .filter_map(|p| p.attr("name").map(str::to_string))
+        .filter(move |c| c.name == "instance_attributes" && c.attr("id") != own.as_deref())
+        .flat_map(|set| {
+            let id = set.attr("id").unwrap_or_default();
+            set.children
+                .iter()
+                .filter(|p| p.name == "nvpair")
+                .map(move |p| (id, p))
+        })
+}
+
+/// Names of the permanent attributes of node entry `node` that live outside kubemaker's set:
+/// an administrator's (`crm_attribute -l forever`, `pcs node attribute`), which kubemaker never
+/// writes a second copy of. Names with [`OWN_ATTRIBUTE_PREFIX`] are not an administrator's.
+pub fn foreign_attribute_names(node: &Element) -> std::collections::BTreeSet<String> {
+    outside_own_set(node)
+        .filter_map(|(_, p)| p.attr("name"))
+        .filter(|n| !n.starts_with(OWN_ATTRIBUTE_PREFIX))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `(set id, nvpair id)` of kubemaker's own attributes ([`OWN_ATTRIBUTE_PREFIX`]) found outside
+/// its set, which the planner deletes so that only the copy in kubemaker's set counts.
+pub fn stray_own_attributes(node: &Element) -> Vec<(String, String)> {
+    outside_own_set(node)
+        .filter(|(_, p)| {
+            p.attr("name")
+                .is_some_and(|n| n.starts_with(OWN_ATTRIBUTE_PREFIX))
+        })
+        .filter_map(|(set, p)| Some((set.to_string(), p.attr("id")?.to_string())))
         .collect()
 }
 

@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use crate::wire::Element;
 
 use super::desired::DesiredNode;
-use super::model::{Cib, CibVersion, NvSet, foreign_attribute_names, id_step};
+use super::model::{
+    Cib, CibVersion, NvSet, foreign_attribute_names, id_step, stray_own_attributes,
+};
 use super::patch::{
     CONSTRAINTS_PATH, Change, NODES_PATH, RESOURCES_PATH, STATUS_PATH, element_path,
 };
@@ -155,6 +157,15 @@ fn plan_node_entry(
         return;
     };
     let node_path = format!("{NODES_PATH}/{}", id_step("node", &d.name));
+    for (set, nvpair) in stray_own_attributes(live) {
+        changes.push(Change::Delete {
+            path: format!(
+                "{node_path}/{}/{}",
+                id_step("instance_attributes", &set),
+                id_step("nvpair", &nvpair)
+            ),
+        });
+    }
     let mut created_here = 0;
     for set in owned {
         let live_set = live
@@ -656,7 +667,8 @@ mod tests {
         node.children.push(
             Element::new("instance_attributes")
                 .with_attr("id", "nodes-remote1")
-                .with_child(nv("owner", "ops")),
+                .with_child(nv("owner", "ops"))
+                .with_child(nv("kubemaker-remoted-pod", "old-uid")),
         );
         // Kubemaker's own rack moved to the administrator's set by hand.
         let own = node
@@ -670,10 +682,15 @@ mod tests {
             .changes()
             .map(Change::describe)
             .collect();
-        assert!(
-            described.is_empty(),
-            "the administrator's rack wins: {described:?}"
+        assert_eq!(
+            described,
+            vec![
+                "delete /cib/configuration/nodes/node[@id='remote1']/instance_attributes[@id='nodes-remote1']/nvpair[@id='nodes-remote1-kubemaker-remoted-pod']",
+            ],
+            "the administrator's rack wins; an older kubemaker's own attribute outside its set goes"
         );
+        let cleanup = plan(std::slice::from_ref(&d), &live);
+        apply(&mut live, &cleanup);
 
         // Uncordoned / label gone: kubemaker drops its standby and zone, nothing else.
         spec.standby = false;
