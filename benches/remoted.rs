@@ -5,7 +5,8 @@
 //! window it breaks each daemon's resident pages down per mapping (`/proc/PID/smaps`): its own
 //! executable, the libraries both daemons map, the libraries only one maps, and anonymous memory.
 //!
-//!     sudo cargo bench --bench remoted            (BENCH_WINDOW_SECS=60, BENCH_LATENCY_OPS=300)
+//!     sudo cargo bench --bench remoted            (BENCH_WINDOW_SECS=60, BENCH_LATENCY_OPS=300,
+//!                                                  BENCH_DUMMIES=10,50,200)
 //!     sudo KUBEMAKER_PACEMAKER=3.0.3 cargo bench --bench remoted
 
 #[path = "../tests/support/mod.rs"]
@@ -189,7 +190,12 @@ fn main() {
     );
     let window = Duration::from_secs(env_num("BENCH_WINDOW_SECS", 60));
     let ops = env_num("BENCH_LATENCY_OPS", 300) as usize;
-    let counts = [10usize, 50, 200];
+    // BENCH_DUMMIES=10 for a quick run (e.g. only the latency of another generation).
+    let counts: Vec<usize> = std::env::var("BENCH_DUMMIES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![10, 50, 200]);
 
     let cluster = Cluster::acquire();
     let key = support::test_authkey();
@@ -320,20 +326,10 @@ fn main() {
 
     // Latency needs a client of our own; a second client would make the cluster drop its
     // connection (lrmd_rsc_new_client), so detach the cluster first.
+    // Through the cluster's own tools: a 3.x cluster runs in its root, where the host's 2.1.5
+    // crm_resource cannot go.
     for c in &contenders {
-        let out = std::process::Command::new("crm_resource")
-            .args([
-                "--resource",
-                c.node,
-                "--meta",
-                "--set-parameter",
-                "target-role",
-                "--parameter-value",
-                "Stopped",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        cluster.set_target_role(c.node, "Stopped");
     }
     for c in &contenders {
         cluster.wait_until(
@@ -342,14 +338,30 @@ fn main() {
             |v| !v.remote_node_up(c.node),
         );
     }
-    let noop_dir = Path::new("/usr/lib/ocf/resource.d/kubemaker-bench");
-    let installed_noop = !noop_dir.exists();
-    std::fs::create_dir_all(noop_dir).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/ocf/kubemaker-test/noop"),
-        noop_dir.join("noop"),
-    )
-    .unwrap();
+    // The no-op agent where each daemon looks: ours on the host, a 3.x reference in the root it
+    // runs chrooted in (removed again below).
+    let noop_dirs: Vec<PathBuf> = {
+        let host = PathBuf::from("/usr/lib/ocf/resource.d/kubemaker-bench");
+        match generation.root() {
+            None => vec![host],
+            Some(root) => {
+                let reference = root.join(host.strip_prefix("/").unwrap_or(&host));
+                vec![host, reference]
+            }
+        }
+    };
+    let mut installed_noop = Vec::new();
+    for dir in &noop_dirs {
+        if !dir.exists() {
+            installed_noop.push(dir.clone());
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/ocf/kubemaker-test/noop"),
+            dir.join("noop"),
+        )
+        .unwrap();
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -367,8 +379,8 @@ fn main() {
         "\nratio kubemaker/reference latency p50: {:.2}",
         p50s[0] / p50s[1]
     );
-    if installed_noop {
-        let _ = std::fs::remove_dir_all(noop_dir);
+    for dir in installed_noop {
+        let _ = std::fs::remove_dir_all(dir);
     }
     drop(contenders);
     drop(cluster);
