@@ -678,12 +678,14 @@ mod tests {
             .unwrap();
         own.children.retain(|p| p.attr("name") != Some("rack"));
         node.children[1].children.push(nv("rack", "r1"));
-        let described: Vec<String> = plan(std::slice::from_ref(&d), &live)
-            .changes()
-            .map(Change::describe)
-            .collect();
+        let described = |d: &DesiredNode, live: &Element| -> Vec<String> {
+            plan(std::slice::from_ref(d), live)
+                .changes()
+                .map(Change::describe)
+                .collect()
+        };
         assert_eq!(
-            described,
+            described(&d, &live),
             vec![
                 "delete /cib/configuration/nodes/node[@id='remote1']/instance_attributes[@id='nodes-remote1']/nvpair[@id='nodes-remote1-kubemaker-remoted-pod']",
             ],
@@ -696,12 +698,8 @@ mod tests {
         spec.standby = false;
         spec.attributes.remove("zone");
         let d2 = DesiredNode::from_spec("remote1", &spec).unwrap();
-        let described: Vec<String> = plan(std::slice::from_ref(&d2), &live)
-            .changes()
-            .map(Change::describe)
-            .collect();
         assert_eq!(
-            described,
+            described(&d2, &live),
             vec![
                 "delete /cib/configuration/nodes/node[@id='remote1']/instance_attributes[@id='nodes-remote1-kubemaker']",
             ],
