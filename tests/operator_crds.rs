@@ -583,6 +583,7 @@ fn check_against_apiserver() {
             "STATE",
             "HOST",
             "RESOURCES",
+            "KUBELET",
             "AGE",
         ] {
             assert!(table.contains(col), "column {col} missing:\n{table}");

@@ -612,6 +612,7 @@ fn phase_b_join(e2e: &mut E2e) {
             "STATE",
             "HOST",
             "RESOURCES",
+            "KUBELET",
             "AGE"
         ],
         "kubectl get remotenodes header:\n{table}"
@@ -633,6 +634,7 @@ fn phase_b_join(e2e: &mut E2e) {
         ],
         "rn-a row:\n{table}"
     );
+    // KUBELET stays empty: rn-a is bound to no Kubernetes Node.
     assert!(
         row.get(6).is_some_and(|r| r.parse::<u32>().is_ok()),
         "RESOURCES column is a number:\n{table}"
