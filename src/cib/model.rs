@@ -307,6 +307,14 @@ pub fn node_attr_set_id(node: &str) -> String {
     format!("nodes-{node}-kubemaker")
 }
 
+/// kubemaker's attribute set in node entry `node`, if it has one.
+pub fn own_attribute_set(node: &Element) -> Option<&Element> {
+    let own = node_attr_set_id(node.attr("id")?);
+    node.children
+        .iter()
+        .find(|c| c.name == "instance_attributes" && c.attr("id") == Some(own.as_str()))
+}
+
 /// Node attributes whose names start so are kubemaker's own wherever they are (the remoted pod's
 /// UID); kubemaker before 0.1 kept them in `nodes-<name>`.
 pub const OWN_ATTRIBUTE_PREFIX: &str = "kubemaker-";

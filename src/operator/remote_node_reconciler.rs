@@ -16,7 +16,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::cib::desired::{DesiredKind, DesiredNode};
-use crate::cib::model::{Cib, node_attr_set_id, nv_lookup};
+use crate::cib::model::{Cib, nv_lookup, own_attribute_set};
 use crate::cib::plan;
 use crate::cib::{live_checks, validate};
 
@@ -253,12 +253,7 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
         let in_sync = problems.is_empty() && p.is_empty();
         let standby_written = Cib::new(&snap.cib)
             .node_entry(&name)
-            .and_then(|e| {
-                e.children.iter().find(|c| {
-                    c.name == "instance_attributes"
-                        && c.attr("id") == Some(node_attr_set_id(&name).as_str())
-                })
-            })
+            .and_then(own_attribute_set)
             .is_some_and(|set| {
                 set.children
                     .iter()
@@ -953,11 +948,7 @@ mod tests {
         let snap = cib.snapshot();
         Cib::new(&snap.cib)
             .node_entry("a")
-            .and_then(|e| {
-                e.children
-                    .iter()
-                    .find(|c| c.attr("id") == Some(node_attr_set_id("a").as_str()))
-            })
+            .and_then(own_attribute_set)
             .map(|set| {
                 set.children
                     .iter()
