@@ -15,6 +15,11 @@
 #   scripts/local-k8s.sh kubectl ARGS kubectl against this cluster
 #   scripts/local-k8s.sh env          `export KUBECONFIG=...` lines, as scripts/test-apiserver.sh env
 #   scripts/local-k8s.sh node-ip NAME the node's address (e.g. for RemoteNodes and crm_mon)
+#   scripts/local-k8s.sh power-off NAME  the machine loses power: its daemons and containers die at
+#                                     once (SIGKILL, no graceful stop) and its network goes; what a
+#                                     fence device does to it (tests/agents/fence)
+#   scripts/local-k8s.sh power-on NAME   boots it again: network, containerd, kubelet, kube-proxy
+#   scripts/local-k8s.sh power-status NAME  prints on or off
 #
 # Addresses: bridge km-k8s0 10.232.0.1/24 on the host (the API server listens there on port 6444, or
 # KUBEMAKER_LOCAL_K8S_PORT); worker i is
@@ -379,6 +384,50 @@ cmd_down() {
     say "down"
 }
 
+# A power cut of node i: everything in it is killed, nothing stops gracefully (unlike node_down).
+node_power_off() { # i
+    local i=$1 d name holder_mnt="" p pid
+    d=$(node_dir "$i"); name=$(node_name "$i")
+    pid=$(node_pid "$i" holder sleep || true)
+    [ -n "$pid" ] && holder_mnt=$(readlink "/proc/$pid/ns/mnt")
+    for p in kubelet kube-proxy containerd; do
+        pid=$(node_pid "$i" "$p" || true)
+        [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [ -n "$holder_mnt" ]; then
+        for p in $(pids_in_mnt_ns "$holder_mnt"); do kill -KILL "$p" 2>/dev/null || true; done
+    fi
+    node_down "$i"   # waits for what was killed, removes the network and the cgroups
+    # /run is a tmpfs on a real machine: a boot finds it empty (containerd's state, the resource
+    # agents' state files)
+    for p in "${NODE_PRIVATE_DIRS[@]}"; do
+        case "$p" in /run/*) rm -rf "${d:?}/fs$p" ;; esac
+    done
+}
+
+power_node_index() { # name
+    [[ "$1" =~ ^km-worker([1-9])$ ]] || die "$1: not a node of this cluster (km-worker<N>)"
+    [ -d "$(node_dir "${BASH_REMATCH[1]}")" ] || die "$1: no such node"
+    echo "${BASH_REMATCH[1]}"
+}
+
+cmd_power() { # off|on|status name
+    local i n
+    i=$(power_node_index "$2")
+    case "$1" in
+        status) if node_pid "$i" holder sleep >/dev/null; then echo on; else echo off; fi; return 0 ;;
+    esac
+    exec 7>>"$STATE.lock"
+    flock -w 600 7 || die "could not lock $STATE.lock within 600 s"
+    case "$1" in
+        off) node_power_off "$i"; say "$2: powered off" ;;
+        on)
+            n=$(known_nodes | sort -n | tail -n 1)
+            node_up "$i" "$n"
+            say "$2: powered on" ;;
+    esac
+}
+
 cmd_status() {
     local i p rc=0
     control_plane status || rc=3
@@ -400,6 +449,10 @@ case "${1:-}" in
     status) cmd_status ;;
     env) control_plane env ;;
     kubectl) shift; exec "$BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@" ;;
+    power-off | power-on | power-status)
+        [ "$(id -u)" -eq 0 ] || die "must run as root"
+        [ -n "${2:-}" ] || die "$1 NAME"
+        cmd_power "${1#power-}" "$2" ;;
     node-ip) [[ "${2:-}" =~ ^km-worker([1-9])$ ]] || die "node-ip km-worker<N>"; node_ip "${BASH_REMATCH[1]}" ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac

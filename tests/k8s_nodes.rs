@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::certs::TestPki;
+use support::fence::{FenceDevice, PowerSwitch, PowerVerb};
 use support::operator::{self, condition_is, describe, str_at};
 use support::{
     Cluster, Generation, MonView, base64_decode, base64_encode, cib_port, step, text, wait_for,
@@ -75,6 +76,7 @@ fn script(name: &str) -> Command {
 // The Kubernetes cluster: the only part that differs between providers
 // ---------------------------------------------------------------------------------------------
 
+#[derive(Clone)]
 enum Provider {
     /// `scripts/local-k8s.sh`: kubelet nodes in network namespaces of this machine.
     Local,
@@ -223,6 +225,51 @@ impl Provider {
             .status
             .success(),
         }
+    }
+
+    /// The machine's power, as the test's power switch drives it: a local worker is powered off
+    /// and on by `local-k8s.sh power-off|power-on` (everything in it killed, then booted again),
+    /// a kind node's container stopped and started.
+    fn power(&self, verb: PowerVerb, machine: &str) -> Result<String, String> {
+        let limit = Duration::from_secs(240);
+        let o = match (self, verb) {
+            (Provider::Local, PowerVerb::Off) => support::run_with_timeout(
+                script("local-k8s.sh").args(["power-off", machine]),
+                limit,
+            ),
+            (Provider::Local, PowerVerb::On) => {
+                support::run_with_timeout(script("local-k8s.sh").args(["power-on", machine]), limit)
+            }
+            (Provider::Local, PowerVerb::Status) => support::run_with_timeout(
+                script("local-k8s.sh").args(["power-status", machine]),
+                limit,
+            ),
+            (Provider::Kind(_), PowerVerb::Off) => {
+                support::run_with_timeout(Command::new("docker").args(["kill", machine]), limit)
+            }
+            (Provider::Kind(_), PowerVerb::On) => {
+                support::run_with_timeout(Command::new("docker").args(["start", machine]), limit)
+            }
+            (Provider::Kind(_), PowerVerb::Status) => {
+                let o = support::run_with_timeout(
+                    Command::new("docker").args(["inspect", "-f", "{{.State.Running}}", machine]),
+                    limit,
+                );
+                let running = String::from_utf8_lossy(&o.stdout).trim() == "true";
+                return if o.status.success() {
+                    Ok(if running { "on" } else { "off" }.into())
+                } else {
+                    Err(text(&o).replace('\n', " "))
+                };
+            }
+        };
+        if !o.status.success() {
+            return Err(text(&o).replace('\n', " "));
+        }
+        Ok(match verb {
+            PowerVerb::Status => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            _ => "ok".into(),
+        })
     }
 
     /// GET http://ADDR:PORT/PATH as seen from the nodes' network.
@@ -557,6 +604,8 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
     join_workers(&e2e);
     resources_and_tools(&e2e);
     node_lifecycle(&e2e);
+    fencing(&e2e);
+    partition_heal(&e2e);
     pod_deletion(&e2e);
     rollout(&e2e);
     unlabel_and_leader_kill(&e2e);
@@ -1157,6 +1206,309 @@ fn node_lifecycle(e2e: &E2e) {
         |v| v.node(w1).is_some_and(|n| n.online && !n.standby) && dummies_started(e2e, v),
     );
     e2e.assert_clean("after the node lifecycle step");
+}
+
+/// The worker the controller pod does not run on (index, name).
+fn worker_without_controller(e2e: &E2e) -> (usize, String) {
+    let controller_node = e2e
+        .pods()
+        .iter()
+        .find(|p| p.component == "controller")
+        .map(|p| p.node.clone())
+        .unwrap_or_default();
+    e2e.workers
+        .iter()
+        .enumerate()
+        .find(|(_, (n, _))| *n != controller_node)
+        .map(|(i, (n, _))| (i, n.clone()))
+        .expect("a worker without the controller pod")
+}
+
+/// The connection's recovery mark in the CIB (`kubemaker-recovery` of primitive `node`).
+fn recovery_mark(e2e: &E2e, node: &str) -> Option<String> {
+    let o = e2e.cluster.run(
+        "crm_resource",
+        &[
+            "--resource",
+            node,
+            "--get-parameter",
+            "kubemaker-recovery",
+            "--quiet",
+        ],
+    );
+    let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    (o.status.success() && !v.is_empty()).then_some(v)
+}
+
+/// Step 4d: a worker's network cut for longer than the connection monitor's timeout (10 s +
+/// 15 s here): Pacemaker's reconnect attempt fails, a failure that keeps the node offline until a
+/// cleanup; the controller clears it only once the link is back and Kubernetes hears from the
+/// node again, and the node rejoins with its resources.
+fn partition_heal(e2e: &E2e) {
+    let Provider::Local = e2e.k8s else {
+        panic!("the partition step needs the local provider's network namespaces");
+    };
+    let (i, node) = worker_without_controller(e2e);
+    let node = node.as_str();
+    let link = format!("km-n{}", i + 1);
+    step(&format!(
+        "4d. {node}'s link ({link}) cut for 70 s: Pacemaker loses it; healed when it is back"
+    ));
+    let mark_before = recovery_mark(e2e, node);
+    support::run_ok("ip", &["link", "set", &link, "down"]);
+    let cut = Instant::now();
+    let failed = e2e.cluster.poll_until(Duration::from_secs(65), |v| {
+        !v.remote_node_up(node) && v.failures().iter().any(|(rsc, _)| rsc == node)
+    });
+    let failure = e2e
+        .mon()
+        .failures()
+        .into_iter()
+        .filter(|(rsc, _)| rsc == node)
+        .map(|(rsc, op)| format!("{op} of {rsc}"))
+        .collect::<Vec<_>>();
+    step(&format!(
+        "   {:.1} s into the cut: {node} {}; connection failures {failure:?}",
+        cut.elapsed().as_secs_f64(),
+        if e2e.mon().remote_node_up(node) {
+            "online"
+        } else {
+            "offline"
+        },
+    ));
+    if e2e.cluster.generation().is_host() {
+        assert!(
+            failed.is_ok(),
+            "Pacemaker 2.1.5 recorded no connection failure during the cut:\n{}",
+            e2e.cluster.crm_mon_text()
+        );
+    }
+    if let Some(rest) = Duration::from_secs(70).checked_sub(cut.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    assert_eq!(
+        recovery_mark(e2e, node),
+        mark_before,
+        "the controller cleared the failure while {node} was cut off"
+    );
+    support::run_ok("ip", &["link", "set", &link, "up"]);
+    let up = Instant::now();
+    e2e.cluster.wait_until(
+        &format!("{node} online with its Dummies after the link came back"),
+        Duration::from_secs(180),
+        |v| v.remote_node_up(node) && support::all_started_on(v, &dummy_ids(i), node),
+    );
+    step(&format!(
+        "   {node} back online with its Dummies {:.1} s after the link came back",
+        up.elapsed().as_secs_f64()
+    ));
+    if failed.is_ok() {
+        let mark = recovery_mark(e2e, node);
+        assert!(
+            mark.is_some() && mark != mark_before,
+            "rejoined, but not through the controller's recovery (mark {mark:?}, before {mark_before:?})"
+        );
+        let cleared = events_for(e2e, "FailureCleared");
+        assert!(
+            cleared.contains(&format!("RemoteNode/{node}"))
+                && cleared.contains(&format!("Node/{node}")),
+            "FailureCleared events on the RemoteNode and the Node: {cleared:?}"
+        );
+    }
+    e2e.wait_remote_node_ready(node, Duration::from_secs(60));
+    e2e.assert_clean("after the partition");
+}
+
+/// Whether Node `node` carries the out-of-service taint, and kubemaker's annotation on it.
+fn out_of_service(e2e: &E2e, node: &str) -> (bool, bool) {
+    let n = e2e
+        .get(&["get", "node", node])
+        .unwrap_or_else(|| panic!("no Node {node}"));
+    let tainted = n["spec"]["taints"].as_array().is_some_and(|ts| {
+        ts.iter()
+            .any(|t| t["key"] == "node.kubernetes.io/out-of-service")
+    });
+    let ours = !n["metadata"]["annotations"]["kubemaker.io/out-of-service-after-fencing"].is_null();
+    (tainted, ours)
+}
+
+/// The kinds/names of the objects Events with `reason` were recorded on.
+fn events_for(e2e: &E2e, reason: &str) -> String {
+    e2e.kubectl_ok(&[
+        "get",
+        "events",
+        "-A",
+        "--field-selector",
+        &format!("reason={reason}"),
+        "-o",
+        "jsonpath={range .items[*]}{.involvedObject.kind}/{.involvedObject.name} {end}",
+    ])
+}
+
+/// Step 4c: Pacemaker fences a worker through a real fence device (the project's agent, a power
+/// switch that cuts the worker's power); the controller taints the Node out-of-service only once
+/// fencing is confirmed, and lifts the taint when the node is back in both views.
+fn fencing(e2e: &E2e) {
+    // The worker without the controller pod: fencing the controller's own node would leave
+    // nobody to taint it until Kubernetes reschedules the controller (the README says so).
+    let (i, victim) = worker_without_controller(e2e);
+    let victim = victim.as_str();
+    step(&format!(
+        "4c. fencing {victim} through a real fence device → out-of-service taint"
+    ));
+    let workers: Vec<String> = e2e.workers.iter().map(|(n, _)| n.clone()).collect();
+    let provider = e2e.k8s.clone();
+    let switch = PowerSwitch::start(
+        &e2e.k8s.host_address(),
+        Box::new(move |verb, machine| {
+            if !workers.iter().any(|w| w == machine) {
+                return Err(format!("unknown machine {machine:?}"));
+            }
+            provider.power(verb, machine)
+        }),
+    );
+    let all: Vec<&str> = e2e.workers.iter().map(|(n, _)| n.as_str()).collect();
+    let device = FenceDevice::configure(&e2e.cluster, "kn-fence", &switch, &all);
+    assert_eq!(out_of_service(e2e, victim), (false, false));
+
+    let fence_start = Instant::now();
+    let o = e2e.cluster.run(
+        "stonith_admin",
+        &["--fence", victim, "--timeout", "25", "--tolerance", "0"],
+    );
+    assert!(
+        o.status.success(),
+        "stonith_admin --fence {victim}: {}",
+        text(&o)
+    );
+    let confirmed = Instant::now();
+    step(&format!(
+        "   fencing of {victim} confirmed after {:.1} s (power switch: {:?})",
+        (confirmed - fence_start).as_secs_f64(),
+        switch
+            .requests()
+            .iter()
+            .map(|r| format!("{:?} {}", r.verb, r.machine))
+            .collect::<Vec<_>>()
+    ));
+    assert!(
+        switch
+            .requests()
+            .iter()
+            .any(|r| r.verb == PowerVerb::Off && r.machine == victim && r.answer == "ok"),
+        "the fence device did not power {victim} off: {:?}",
+        switch.requests()
+    );
+    assert_eq!(
+        e2e.k8s.power(PowerVerb::Status, victim).as_deref(),
+        Ok("off")
+    );
+    wait_for(
+        &format!("Node {victim} tainted out-of-service"),
+        Duration::from_secs(60),
+        || match out_of_service(e2e, victim) {
+            (true, true) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    step(&format!(
+        "   Node {victim} tainted out-of-service {:.1} s after the fencing was confirmed",
+        confirmed.elapsed().as_secs_f64()
+    ));
+    let fenced = events_for(e2e, "Fenced");
+    assert!(
+        fenced.contains(&format!("RemoteNode/{victim}"))
+            && fenced.contains(&format!("Node/{victim}")),
+        "Fenced events on the RemoteNode and the Node: {fenced:?}"
+    );
+    e2e.cluster.wait_until(
+        &format!("{victim} offline, clean, nothing running there"),
+        Duration::from_secs(60),
+        |v| {
+            v.node(victim).is_some_and(|n| !n.online && !n.unclean)
+                && !v
+                    .resources()
+                    .iter()
+                    .any(|r| r.active && r.id != victim && r.nodes.iter().any(|n| n == victim))
+        },
+    );
+    // No second fencing while the cluster settles: the node is known to be off.
+    std::thread::sleep(Duration::from_secs(5));
+    let offs = switch
+        .requests()
+        .iter()
+        .filter(|r| r.verb == PowerVerb::Off)
+        .count();
+    let ons = switch
+        .requests()
+        .iter()
+        .filter(|r| r.verb == PowerVerb::On)
+        .count();
+    assert_eq!(
+        (offs, ons),
+        (1, 0),
+        "power requests: {:?}",
+        switch.requests()
+    );
+    assert_eq!(
+        out_of_service(e2e, victim),
+        (true, true),
+        "the taint went while the node is off"
+    );
+
+    step(&format!(
+        "   powering {victim} on again (as its admin would)"
+    ));
+    let boot = Instant::now();
+    assert_eq!(e2e.k8s.power(PowerVerb::On, victim).as_deref(), Ok("ok"));
+    wait_for(
+        &format!("a Ready remoted pod on {victim}"),
+        Duration::from_secs(180),
+        || e2e.remoted_pod_on(victim),
+    );
+    step(&format!(
+        "   {victim}'s remoted pod Ready {:.1} s after power-on (it tolerates the taint)",
+        boot.elapsed().as_secs_f64()
+    ));
+    // While the node was off, the cluster's attempt to reconnect failed, a failure Pacemaker
+    // keeps until a cleanup: the controller clears it now that both views see the node healthy.
+    e2e.cluster.wait_until(
+        &format!("{victim} online with its Dummies, no admin action"),
+        Duration::from_secs(180),
+        |v| v.remote_node_up(victim) && support::all_started_on(v, &dummy_ids(i), victim),
+    );
+    step(&format!(
+        "   {victim} online with its Dummies {:.1} s after power-on (FailureCleared events: {})",
+        boot.elapsed().as_secs_f64(),
+        events_for(e2e, "FailureCleared").trim()
+    ));
+    let online = Instant::now();
+    wait_for(
+        &format!("the out-of-service taint lifted from {victim}"),
+        Duration::from_secs(60),
+        || match out_of_service(e2e, victim) {
+            (false, false) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    step(&format!(
+        "   taint lifted {:.1} s after {victim} was back online ({:.1} s after power-on)",
+        online.elapsed().as_secs_f64(),
+        boot.elapsed().as_secs_f64()
+    ));
+    let back = events_for(e2e, "BackInService");
+    assert!(
+        back.contains(&format!("RemoteNode/{victim}")) && back.contains(&format!("Node/{victim}")),
+        "BackInService events on the RemoteNode and the Node: {back:?}"
+    );
+    e2e.wait_remote_node_ready(victim, Duration::from_secs(60));
+    device.remove();
+    e2e.cluster.wait_until(
+        "both workers online with their Dummies, fencing off",
+        Duration::from_secs(90),
+        |v| v.resource("kn-fence").is_none() && dummies_started(e2e, v),
+    );
+    e2e.assert_clean("after the fencing step");
 }
 
 /// Step 5: a deleted remoted pod leaves cleanly; its replacement rejoins with no admin action.

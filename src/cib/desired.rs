@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::wire::Element;
 
-use super::model::{Agent, NodeEntry, Op, Primitive};
+use super::model::{Agent, NodeEntry, Op, Primitive, RECOVERY_PARAM};
 use super::spec::{
     DEFAULT_GUEST_AGENT, DEFAULT_HYPERVISOR, DEFAULT_REMOTE_PORT, NodeType, RemoteNodeManifest,
     RemoteNodeSpec,
@@ -85,6 +85,9 @@ fn build(name: &str, spec: &RemoteNodeSpec) -> DesiredNode {
             }
             if let Some(port) = spec.port {
                 p.instance_attributes.push("port", port.to_string());
+            }
+            if let Some(mark) = &spec.recovery_mark {
+                p.recovery.push(RECOVERY_PARAM, mark.clone());
             }
             let start = spec.start_timeout.as_deref().unwrap_or("60s");
             let stop = spec.stop_timeout.as_deref().unwrap_or("60s");

@@ -224,9 +224,35 @@ pub struct Primitive {
     pub id: String,
     pub agent: Agent,
     pub instance_attributes: NvSet,
+    /// A connection's recovery mark ([`RECOVERY_PARAM`] in its own set `<id>-recovery`): a
+    /// parameter the agent ignores, whose change makes the scheduler clear the connection's
+    /// failures. Empty unless the controller's connection recovery sets it; see `cib::plan` for
+    /// why a plan without it leaves the live set alone.
+    pub recovery: NvSet,
     pub meta_attributes: NvSet,
     pub utilization: NvSet,
     pub operations: Vec<Op>,
+}
+
+/// The parameter of a connection's recovery mark (see [`Primitive::recovery`]).
+pub const RECOVERY_PARAM: &str = "kubemaker-recovery";
+
+/// The id of the instance attribute set holding the recovery mark of primitive `id`.
+pub fn recovery_set_id(id: &str) -> String {
+    format!("{id}-recovery")
+}
+
+/// The recovery mark of the primitive `id` in the live configuration, if any.
+pub fn recovery_mark(primitive: &Element) -> Option<&str> {
+    let set_id = recovery_set_id(primitive.attr("id")?);
+    primitive
+        .children
+        .iter()
+        .find(|c| c.name == "instance_attributes" && c.attr("id") == Some(set_id.as_str()))?
+        .children
+        .iter()
+        .find(|p| p.name == "nvpair" && p.attr("name") == Some(RECOVERY_PARAM))?
+        .attr("value")
 }
 
 impl Primitive {
@@ -235,6 +261,7 @@ impl Primitive {
             id: id.into(),
             agent,
             instance_attributes: NvSet::new("instance_attributes", id),
+            recovery: NvSet::with_id("instance_attributes", recovery_set_id(id)),
             meta_attributes: NvSet::new("meta_attributes", id),
             utilization: NvSet::new("utilization", id),
             operations: Vec::new(),
@@ -252,6 +279,7 @@ impl Primitive {
         el.set_attr("type", &self.agent.kind);
         for set in [
             &self.instance_attributes,
+            &self.recovery,
             &self.meta_attributes,
             &self.utilization,
         ] {

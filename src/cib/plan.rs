@@ -5,7 +5,10 @@
 //! kubemaker owns, of a node's primitive (connection resource, or the guest's resource), its own
 //! attributes (id, class, provider, type), its `<id>-instance_attributes` set whole (the agent's
 //! parameters are the RemoteNode's spec), the nvpairs it writes in `<id>-meta_attributes` (by
-//! name), and the operations whose name and role it writes (one each). Everything else in the
+//! name), and the operations whose name and role it writes (one each); a connection's recovery
+//! mark (the set `<id>-recovery`, see `model::Primitive::recovery`) is written only when a desired
+//! node carries one and is otherwise left as it is, so that neither a reconcile nor
+//! `kubemaker cib apply` undoes a recovery (or triggers another). Everything else in the
 //! primitive is the administrator's and survives: `target-role` (`pcs resource disable`), other
 //! meta attributes, operations of other names or roles, utilization, other sets; so do constraints
 //! on it. In `<nodes>` kubemaker owns only its attribute set `nodes-<name>-kubemaker` (and the
@@ -865,6 +868,49 @@ mod tests {
                 "{case}: not settled after one apply"
             );
         }
+    }
+
+    /// A connection's recovery mark: written when a desired node carries one (created, then
+    /// changed), never removed or changed by a desired node without one.
+    #[test]
+    fn recovery_mark_is_written_only_when_desired() {
+        let set_path = "/cib/configuration/resources/primitive[@id='remote1']/instance_attributes[@id='remote1-recovery']";
+        let plain = DesiredNode::from_spec("remote1", &remote_spec()).unwrap();
+        let marked = |mark: &str| {
+            let spec = RemoteNodeSpec {
+                recovery_mark: Some(mark.into()),
+                ..remote_spec()
+            };
+            DesiredNode::from_spec("remote1", &spec).unwrap()
+        };
+        let mut live = empty_cib();
+        let p = plan(std::slice::from_ref(&plain), &live);
+        apply(&mut live, &p);
+
+        let first = plan(&[marked("1000")], &live);
+        let described: Vec<String> = first.changes().map(Change::describe).collect();
+        assert_eq!(
+            described,
+            vec![
+                "create instance_attributes remote1-recovery in /cib/configuration/resources/primitive[@id='remote1']"
+            ]
+        );
+        apply(&mut live, &first);
+        let cib = Cib::new(&live);
+        let prim = cib.primitive("remote1").unwrap();
+        assert_eq!(crate::cib::model::recovery_mark(prim.element), Some("1000"));
+
+        // Without a mark (a reconcile, `kubemaker cib apply`): the live mark stays.
+        assert!(plan(std::slice::from_ref(&plain), &live).is_empty());
+        // A newer mark changes the value in place.
+        let next = plan(&[marked("2000")], &live);
+        let described: Vec<String> = next.changes().map(Change::describe).collect();
+        assert_eq!(
+            described,
+            vec![format!(
+                "modify {set_path}/nvpair[@id='remote1-recovery-kubemaker-recovery']"
+            )]
+        );
     }
 
     /// A guest's meta attributes: kubemaker's own are put back, an administrator's stay.

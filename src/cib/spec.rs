@@ -90,6 +90,11 @@ pub struct RemoteNodeSpec {
     /// Required when `type: guest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest: Option<GuestSpec>,
+    /// Remote nodes only: a new recovery mark for the connection (see
+    /// [`crate::cib::model::Primitive::recovery`]). Set by the controller's connection recovery,
+    /// never read from a manifest; `None` leaves the mark in the CIB as it is.
+    #[serde(skip)]
+    pub recovery_mark: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

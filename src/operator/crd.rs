@@ -567,6 +567,7 @@ impl RemoteNodeSpec {
                 connect_timeout: g.connect_timeout,
                 allow_migrate: g.allow_migrate,
             }),
+            recovery_mark: None,
         }
     }
 }

@@ -7,7 +7,9 @@
 //!   [`attribute_name`]);
 //! - the Node's `Ready` condition becomes the RemoteNode's `KubeletReady` ([`kubelet_ready`]);
 //! - confirmed fencing of the remote node taints the Node out of service, until the node is back
-//!   in both views ([`out_of_service`]).
+//!   in both views ([`out_of_service`]);
+//! - a connection failure that keeps the node offline is cleared once Kubernetes sees the node's
+//!   daemon healthy again ([`connection_recovery`]).
 //!
 //! The reconciler adds the results to what the RemoteNode's spec asks for; the CIB planner then
 //! writes them into kubemaker's own attribute set of the node, so that removing a label or
@@ -18,6 +20,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Node;
 
 use super::crd::{CordonPolicy, FencingPolicy, NodeLifecycle};
+use crate::cib::status::{NodeKind, NodeStatus as PacemakerNode};
 
 /// The taint of non-graceful node shutdown: Kubernetes deletes the Node's pods and detaches their
 /// volumes at once, instead of waiting for a kubelet that will not answer.
@@ -179,6 +182,92 @@ pub fn out_of_service(
             TaintAction::Remove
         }
         _ => TaintAction::Keep,
+    }
+}
+
+/// The least time between two recoveries of one connection: a node that Kubernetes still sees
+/// healthy while the cluster cannot reach it (a partition shorter than the Node's grace period)
+/// costs one failed start a minute, not a loop.
+pub const RECOVERY_COOLDOWN_SECS: i64 = 60;
+
+/// When the kubelet last reported the Node's Ready condition (epoch seconds).
+fn kubelet_heartbeat(node: &Node) -> Option<i64> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")?
+        .last_heartbeat_time
+        .as_ref()
+        .map(|t| t.0.as_second())
+}
+
+/// What to do about a remote node's connection failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionRecovery {
+    /// No failure holds the node offline (or it is not a connection kubemaker can recover).
+    Nothing,
+    /// A failure holds the node offline, but it may not be cleared yet: why.
+    Wait(&'static str),
+    /// Clear it now; what failed, for the Event.
+    Clear { failure: String },
+}
+
+/// Whether the controller clears the failure of remote node `pacemaker`'s connection. After a
+/// partition longer than the connection monitor's timeout, the cluster's reconnect attempt fails
+/// ("Key was rejected by service") and Pacemaker keeps the node offline until a cleanup. It is
+/// cleared only when the node is offline because of a failed start or monitor of its own
+/// connection, its Kubernetes Node is Ready with a kubelet report newer than the failure, a
+/// remoted pod is Ready on it (both views say the daemon is reachable and serving again), not
+/// while Pacemaker still has to fence the node, and at most once per [`RECOVERY_COOLDOWN_SECS`]
+/// (`last_recovery`, `now`: epoch seconds; the CIB's and the kubelet's clocks agree, as NTP keeps
+/// a cluster's).
+pub fn connection_recovery(
+    pacemaker: &PacemakerNode,
+    node: &Node,
+    remoted_ready: bool,
+    last_recovery: Option<i64>,
+    now: i64,
+) -> ConnectionRecovery {
+    if pacemaker.kind != NodeKind::Remote || pacemaker.online || pacemaker.pending {
+        return ConnectionRecovery::Nothing;
+    }
+    let Some(failure) = pacemaker.failed_actions.iter().find(|f| {
+        f.resource == pacemaker.connection && matches!(f.task.as_str(), "start" | "monitor")
+    }) else {
+        return ConnectionRecovery::Nothing;
+    };
+    if pacemaker.unclean {
+        return ConnectionRecovery::Wait("Pacemaker has to fence the node first");
+    }
+    if kubelet_ready(Some(node)).status != "True" {
+        return ConnectionRecovery::Wait("its Kubernetes Node is not Ready");
+    }
+    if !remoted_ready {
+        return ConnectionRecovery::Wait("no remoted pod is Ready on its Node");
+    }
+    // Proof that the node is reachable again: its kubelet reported after the failure (a Ready
+    // condition older than the failure may be one Kubernetes has not yet noticed is stale).
+    if failure
+        .last_rc_change
+        .is_some_and(|t| kubelet_heartbeat(node).is_none_or(|h| h < t))
+    {
+        return ConnectionRecovery::Wait("its kubelet has not reported since the failure");
+    }
+    if last_recovery.is_some_and(|t| now - t < RECOVERY_COOLDOWN_SECS) {
+        return ConnectionRecovery::Wait("recovered less than a minute ago");
+    }
+    let why = if failure.exit_reason.is_empty() {
+        format!("rc={} status={}", failure.rc, failure.status)
+    } else {
+        failure.exit_reason.clone()
+    };
+    ConnectionRecovery::Clear {
+        failure: format!(
+            "{} of {} on {} failed: {why}",
+            failure.task, failure.resource, failure.node
+        ),
     }
 }
 
@@ -370,5 +459,194 @@ mod tests {
         assert_eq!(v.status, "Unknown");
         assert_eq!(kubelet_ready(Some(&Node::default())).status, "Unknown");
         assert_eq!(kubelet_ready(None).reason, "NodeNotFound");
+    }
+
+    #[test]
+    fn connection_failure_cleared_only_when_both_views_agree() {
+        use crate::cib::status::{FailedAction, NodeState};
+        let failed = |task: &str, resource: &str| FailedAction {
+            resource: resource.into(),
+            node: "node1".into(),
+            task: task.into(),
+            interval_ms: 0,
+            rc: 1,
+            status: 4,
+            exit_reason: "Key was rejected by service".into(),
+            last_rc_change: Some(900),
+        };
+        let pacemaker =
+            |online: bool, unclean: bool, kind: NodeKind, failures: Vec<FailedAction>| {
+                PacemakerNode {
+                    name: "w1".into(),
+                    kind,
+                    state: if online {
+                        NodeState::Online
+                    } else {
+                        NodeState::Offline
+                    },
+                    online,
+                    standby: false,
+                    maintenance: false,
+                    unclean,
+                    pending: false,
+                    standby_configured: false,
+                    maintenance_configured: false,
+                    connection: "w1".into(),
+                    guest_resource: None,
+                    address: "192.0.2.1".into(),
+                    host: None,
+                    resources: Vec::new(),
+                    failed_actions: failures,
+                    fenced_at: None,
+                }
+            };
+        let heard = |r: &str, at: i64| {
+            let mut n = node(None, &[]);
+            n.status = Some(NodeStatus {
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: r.into(),
+                    last_heartbeat_time: Some(
+                        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                            k8s_openapi::jiff::Timestamp::from_second(at).unwrap(),
+                        ),
+                    ),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            });
+            n
+        };
+        let ready = |r: &str| heard(r, 950);
+        let start = || vec![failed("start", "w1")];
+        let now = 1000;
+        use ConnectionRecovery::*;
+        let clear = Clear {
+            failure: "start of w1 on node1 failed: Key was rejected by service".into(),
+        };
+        // (case, pacemaker, Node Ready, remoted pod Ready, last recovery) → decision
+        let cases = [
+            (
+                "offline, start failed, both views healthy",
+                pacemaker(false, false, NodeKind::Remote, start()),
+                "True",
+                true,
+                None,
+                clear.clone(),
+            ),
+            (
+                "a monitor failure too",
+                pacemaker(
+                    false,
+                    false,
+                    NodeKind::Remote,
+                    vec![failed("monitor", "w1")],
+                ),
+                "True",
+                true,
+                None,
+                Clear {
+                    failure: "monitor of w1 on node1 failed: Key was rejected by service".into(),
+                },
+            ),
+            (
+                "the last recovery a minute ago",
+                pacemaker(false, false, NodeKind::Remote, start()),
+                "True",
+                true,
+                Some(now - 60),
+                clear.clone(),
+            ),
+            (
+                "online: nothing holds it",
+                pacemaker(true, false, NodeKind::Remote, start()),
+                "True",
+                true,
+                None,
+                Nothing,
+            ),
+            (
+                "no failure",
+                pacemaker(false, false, NodeKind::Remote, vec![]),
+                "True",
+                true,
+                None,
+                Nothing,
+            ),
+            (
+                "a failure of another resource",
+                pacemaker(false, false, NodeKind::Remote, vec![failed("start", "db")]),
+                "True",
+                true,
+                None,
+                Nothing,
+            ),
+            (
+                "a stop failure (fencing's business)",
+                pacemaker(false, false, NodeKind::Remote, vec![failed("stop", "w1")]),
+                "True",
+                true,
+                None,
+                Nothing,
+            ),
+            (
+                "a guest node",
+                pacemaker(false, false, NodeKind::Guest, start()),
+                "True",
+                true,
+                None,
+                Nothing,
+            ),
+            (
+                "unclean",
+                pacemaker(false, true, NodeKind::Remote, start()),
+                "True",
+                true,
+                None,
+                Wait("Pacemaker has to fence the node first"),
+            ),
+            (
+                "Node not Ready",
+                pacemaker(false, false, NodeKind::Remote, start()),
+                "Unknown",
+                true,
+                None,
+                Wait("its Kubernetes Node is not Ready"),
+            ),
+            (
+                "no Ready remoted pod",
+                pacemaker(false, false, NodeKind::Remote, start()),
+                "True",
+                false,
+                None,
+                Wait("no remoted pod is Ready on its Node"),
+            ),
+            (
+                "recovered 30 s ago",
+                pacemaker(false, false, NodeKind::Remote, start()),
+                "True",
+                true,
+                Some(now - 30),
+                Wait("recovered less than a minute ago"),
+            ),
+        ];
+        assert_eq!(
+            connection_recovery(
+                &pacemaker(false, false, NodeKind::Remote, start()),
+                &heard("True", 899),
+                true,
+                None,
+                now
+            ),
+            Wait("its kubelet has not reported since the failure"),
+            "a Ready condition older than the failure"
+        );
+        for (case, p, node_ready, pod_ready, last, want) in cases {
+            assert_eq!(
+                connection_recovery(&p, &ready(node_ready), pod_ready, last, now),
+                want,
+                "{case}"
+            );
+        }
     }
 }

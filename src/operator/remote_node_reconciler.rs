@@ -13,10 +13,10 @@ use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cib::desired::{DesiredKind, DesiredNode};
-use crate::cib::model::{Cib, nv_lookup, own_attribute_set};
+use crate::cib::model::{Cib, nv_lookup, own_attribute_set, recovery_mark};
 use crate::cib::plan;
 use crate::cib::{live_checks, validate};
 
@@ -24,7 +24,7 @@ use super::cluster_connection::{ConnectionError, WriteOutcome};
 use super::context::Context;
 use super::crd::{NodeType, RemoteNode, RemoteNodeStatus};
 use super::metrics::REMOTE_NODE;
-use super::node_lifecycle;
+use super::node_lifecycle::{self, ConnectionRecovery};
 use super::node_status::{self, Inputs, Outcome, READY, StandbyCause};
 use super::remoted_pods::{self, REMOTED_POD_ATTRIBUTE};
 use crate::cib::status::NodeStatus;
@@ -34,6 +34,8 @@ pub const FINALIZER: &str = "kubemaker.io/cib-cleanup";
 
 /// Status is also kept current by CIB notifications; this is the safety net.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a reconcile looks again at a connection failure it may not clear yet.
+const RECOVERY_RECHECK: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -209,6 +211,38 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
             spec.attributes.insert(REMOTED_POD_ATTRIBUTE.into(), uid);
         }
     }
+    let recovery = match (&bound, &conn) {
+        (Some(node), Some(c)) if rn.spec.node_type == NodeType::Remote => {
+            let pods = ctx.remoted_pods.state();
+            let pod_ready =
+                remoted_pods::ready_pod_uid(pods.iter().map(|p| p.as_ref()), &node.name_any())
+                    .is_some();
+            let now = Timestamp::now().as_second();
+            let snap = c.snapshot();
+            let last = Cib::new(&snap.cib)
+                .primitive(&name)
+                .and_then(|p| recovery_mark(p.element))
+                .and_then(|v| v.parse().ok());
+            match snap.node(&name) {
+                Some(p) => node_lifecycle::connection_recovery(p, node, pod_ready, last, now),
+                None => ConnectionRecovery::Nothing,
+            }
+        }
+        _ => ConnectionRecovery::Nothing,
+    };
+    let mut recovery_waits = false;
+    let recovered = match recovery {
+        ConnectionRecovery::Clear { failure } => {
+            spec.recovery_mark = Some(Timestamp::now().as_second().to_string());
+            Some(failure)
+        }
+        ConnectionRecovery::Wait(why) => {
+            debug!(remotenode = %rn.name_any(), node = %name, "connection failure not cleared yet: {why}");
+            recovery_waits = true;
+            None
+        }
+        ConnectionRecovery::Nothing => None,
+    };
     let desired = match DesiredNode::from_spec(&name, &spec) {
         Ok(d) => d,
         Err(problems) => {
@@ -259,12 +293,13 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
                     .iter()
                     .any(|p| p.attr("name") == Some("standby"))
             });
-        (
-            problems,
-            in_sync,
-            primitive_drift(rn, &p, &resource),
-            standby_written,
-        )
+        // A recovery changes the primitive on purpose: not an edit to report as reverted.
+        let drift = if recovered.is_some() {
+            None
+        } else {
+            primitive_drift(rn, &p, &resource)
+        };
+        (problems, in_sync, drift, standby_written)
     };
     let outcome = if !problems.is_empty() {
         refused(ctx, rn, &reference, &problems).await
@@ -275,6 +310,14 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
             Ok(WriteOutcome::Written(changes)) => {
                 info!(remotenode = %rn.name_any(), node = %name, changes = changes.len(), "configured in the CIB");
                 let (kind, reason, note) = match primitive_edit {
+                    None if recovered.is_some() => (
+                        EventType::Normal,
+                        "FailureCleared",
+                        format!(
+                            "{} while Pacemaker could not reach node {name}; its Node is Ready and its remoted pod Ready again: failure cleared in the CIB of {cluster_name} (as `crm_resource --cleanup --resource {resource}` would), the cluster reconnects",
+                            recovered.as_deref().unwrap_or_default()
+                        ),
+                    ),
                     None => (
                         EventType::Normal,
                         "Configured",
@@ -298,6 +341,8 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
                 };
                 if primitive_edit.is_some() {
                     warn!(remotenode = %rn.name_any(), node = %name, reason, "{note}");
+                } else if recovered.is_some() {
+                    info!(remotenode = %rn.name_any(), node = %name, reason, "{note}");
                 }
                 ctx.event(&reference, kind, reason, "WriteCib", note.clone())
                     .await;
@@ -381,7 +426,10 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
         pacemaker.as_ref().map(|p| (p, standby_cause)),
     )
     .await?;
-    Ok(if configured {
+    Ok(if configured && recovery_waits {
+        // The cooldown ends without any change to wake us.
+        Action::requeue(RECOVERY_RECHECK)
+    } else if configured {
         Action::requeue(RESYNC)
     } else {
         // A clash may be resolved by someone else removing the other resource.

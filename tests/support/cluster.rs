@@ -297,7 +297,7 @@ impl Cluster {
     }
 
     /// Bounded polling without panicking; Err carries a note about the last crm_mon failure.
-    fn poll_until(
+    pub fn poll_until(
         &self,
         timeout: Duration,
         pred: impl Fn(&MonView) -> bool,

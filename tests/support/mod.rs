@@ -20,6 +20,8 @@
 //!   [`install_cluster_authkey`]) and [`assert_key_not_logged`].
 //! - [`certs`]: [`certs::TestPki`], a throw-away PKI made with `certtool` for the X.509 tests;
 //!   [`tls_pair`]: a loopback connection handshaken by both sides at once.
+//! - [`fence`]: [`fence::PowerSwitch`] and [`fence::FenceDevice`], real fencing of a test machine
+//!   through the project's fence agent (`tests/agents/fence`).
 //! - [`cib_port`]: the cluster's remote CIB port opened for the `cib` layer's tests.
 //! - [`operator`]: the Kubernetes side of the operator's end-to-end tests.
 //!
@@ -34,6 +36,7 @@ pub mod certs;
 pub mod cib_port;
 pub mod cluster;
 pub mod env;
+pub mod fence;
 pub mod generation;
 pub mod keys;
 pub mod mon;
