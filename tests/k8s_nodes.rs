@@ -27,6 +27,12 @@
 //!     RemoteNode, `kubectl drain` puts the node in standby (a movable Dummy moves away, the test
 //!     pod is evicted, the remoted pod stays), `kubectl uncordon` lifts it; an administrator's
 //!     standby is shown and never undone;
+//!     4c: a worker fenced through a real fence device (`tests/agents/fence`, a power switch that
+//!     cuts the worker's power): the Node tainted out-of-service only after the fence is
+//!     confirmed, Events `Fenced`; powered on, it rejoins with no admin action (the controller
+//!     clears the failed reconnect) and the taint goes (`BackInService`);
+//!     4d: a worker's link cut for 70 s: the connection failure stays while it is cut, and is
+//!     cleared (`FailureCleared`) once the link is back; the node rejoins with its resources;
 //!  5. a deleted remoted pod leaves cleanly and its replacement rejoins with no admin action;
 //!  6. `kubectl rollout restart` of the DaemonSet: one node at a time, no failure, no unclean node;
 //!  7. an unlabelled Node leaves the CIB; two controller replicas, the leader's pod killed while

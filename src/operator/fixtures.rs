@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use http::{Request, Response};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -159,6 +159,17 @@ pub fn context_with_nodes(
     remote_nodes: &[RemoteNode],
     nodes: &[Node],
 ) -> Arc<Context> {
+    context_with_pods(client, clusters, remote_nodes, nodes, &[])
+}
+
+/// [`context_with_nodes`] with these remoted pods in its cache too.
+pub fn context_with_pods(
+    client: kube::Client,
+    clusters: &[PacemakerCluster],
+    remote_nodes: &[RemoteNode],
+    nodes: &[Node],
+    remoted_pods: &[Pod],
+) -> Arc<Context> {
     let (triggers, _) = broadcast::channel(64);
     Arc::new(Context {
         client: client.clone(),
@@ -174,7 +185,7 @@ pub fn context_with_nodes(
         clusters: tokio::sync::Mutex::new(HashMap::new()),
         triggers,
         nodes: store_of(nodes),
-        remoted_pods: store_of(&[]),
+        remoted_pods: store_of(remoted_pods),
         remote_nodes: store_of(remote_nodes),
         pacemaker_clusters: store_of(clusters),
         failures: Default::default(),

@@ -1072,6 +1072,90 @@ mod tests {
         assert!(server.event_reasons().contains(&"Uncordoned".to_string()));
     }
 
+    /// After a partition, a failed start of the connection keeps node `a` offline: with its Node
+    /// Ready (a kubelet report newer than the failure) and its remoted pod Ready, the reconcile
+    /// writes the recovery mark and says so; at once again, it waits (one recovery a minute).
+    #[tokio::test]
+    async fn a_failed_connection_is_cleared_once_both_views_see_the_node() {
+        let cib = Arc::new(FakeCib::new(cib_with("")));
+        let mut rn = remote_node("192.0.2.10", 1, true);
+        rn.spec.kubernetes_node = Some("w1".into());
+        let now = Timestamp::now();
+        let node: Node = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "w1", "uid": "uid-w1"},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                "lastHeartbeatTime": now.to_string()}]},
+        }))
+        .unwrap();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "metadata": {"name": "remoted-x", "uid": "uid-pod", "namespace": "kubemaker",
+                "creationTimestamp": "2026-12-01T00:00:00Z"},
+            "spec": {"nodeName": "w1", "containers": []},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .unwrap();
+        let go = |rn: RemoteNode| {
+            let (cib, node, pod) = (cib.clone(), node.clone(), pod.clone());
+            async move {
+                let (client, server) = api_for(&rn);
+                let ctx = fixtures::context_with_pods(
+                    client,
+                    &[cluster()],
+                    std::slice::from_ref(&rn),
+                    &[node],
+                    &[pod],
+                );
+                fixtures::connect(&ctx, CLUSTER, 0, cib).await;
+                let result = reconcile(Arc::new(rn), ctx).await;
+                (result, server)
+            }
+        };
+        let (result, server) = go(rn.clone()).await;
+        result.unwrap();
+        assert!(
+            !server
+                .event_reasons()
+                .contains(&"FailureCleared".to_string())
+        );
+        // The cluster lost the node: a failed start of its connection on node1, a minute ago.
+        let failed_at = now.as_second() - 60;
+        cib.edit(|c| {
+            let status = c.children.iter_mut().find(|e| e.name == "status").unwrap();
+            status.children[0] = Element::parse(&format!(
+                r#"<node_state id="1" uname="node1" in_ccm="true" crmd="online" join="member" expected="member"><lrm id="1"><lrm_resources><lrm_resource id="a" class="ocf" provider="pacemaker" type="remote"><lrm_rsc_op id="a_last_failure_0" operation_key="a_start_0" operation="start" transition-key="2:7:0:x" call-id="7" rc-code="1" op-status="4" interval="0" exit-reason="Key was rejected by service" last-rc-change="{failed_at}"/><lrm_rsc_op id="a_last_0" operation_key="a_stop_0" operation="stop" transition-key="3:8:0:x" call-id="8" rc-code="0" op-status="0" interval="0" last-rc-change="{failed_at}"/></lrm_resource></lrm_resources></lrm></node_state>"#
+            ))
+            .unwrap();
+        });
+        let configured = with_status(rn, written_status(&server).unwrap());
+        let (result, server) = go(configured.clone()).await;
+        result.unwrap();
+        let snap = cib.snapshot();
+        let mark = Cib::new(&snap.cib)
+            .primitive("a")
+            .and_then(|p| recovery_mark(p.element).map(str::to_string))
+            .expect("recovery mark written");
+        assert!(mark.parse::<i64>().unwrap() >= now.as_second());
+        let reasons = server.event_reasons();
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "FailureCleared").count(),
+            2,
+            "on the RemoteNode and on the Node: {reasons:?}"
+        );
+        assert!(!reasons.iter().any(|r| r == "Reverted"), "{reasons:?}");
+
+        // The failure still shows (Pacemaker has not run yet): no second recovery so soon.
+        let writes = cib.writes.lock().unwrap().len();
+        let (result, server) = go(configured).await;
+        assert_eq!(result.unwrap(), Action::requeue(RECOVERY_RECHECK));
+        assert_eq!(cib.writes.lock().unwrap().len(), writes, "written again");
+        assert!(
+            !server
+                .event_reasons()
+                .contains(&"FailureCleared".to_string())
+        );
+    }
+
     /// The resources section of a CIB, for edits made outside kubemaker.
     fn resources_mut(cib: &mut Element) -> &mut Element {
         cib.children
