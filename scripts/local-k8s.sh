@@ -268,7 +268,7 @@ node_down() { # i
     # the shims (children of no one we track): those whose mount namespace is the node's
     local holder_mnt=""
     pid=$(node_pid "$i" holder sleep || true)
-    [ -n "$pid" ] && holder_mnt=$(readlink "/proc/$pid/ns/mnt")
+    [ -n "$pid" ] && holder_mnt=$(readlink "/proc/$pid/ns/mnt" || true)
     pid=$(node_pid "$i" containerd || true)
     [ -n "$pid" ] && stop_pid "$name containerd" "$pid" 20
     if [ -n "$holder_mnt" ]; then
@@ -386,18 +386,30 @@ cmd_down() {
 
 # A power cut of node i: everything in it is killed, nothing stops gracefully (unlike node_down).
 node_power_off() { # i
-    local i=$1 d name holder_mnt="" p pid
+    local i=$1 d name holder_mnt="" p pid killed=() k
     d=$(node_dir "$i"); name=$(node_name "$i")
     pid=$(node_pid "$i" holder sleep || true)
-    [ -n "$pid" ] && holder_mnt=$(readlink "/proc/$pid/ns/mnt")
+    [ -n "$pid" ] && holder_mnt=$(readlink "/proc/$pid/ns/mnt" || true)
     for p in kubelet kube-proxy containerd; do
         pid=$(node_pid "$i" "$p" || true)
-        [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+        [ -n "$pid" ] && killed+=("$pid")
     done
     if [ -n "$holder_mnt" ]; then
-        for p in $(pids_in_mnt_ns "$holder_mnt"); do kill -KILL "$p" 2>/dev/null || true; done
+        for p in $(pids_in_mnt_ns "$holder_mnt"); do killed+=("$p"); done
     fi
-    node_down "$i"   # waits for what was killed, removes the network and the cgroups
+    # the containers' processes: in the node's cgroups (kubelet's cgroupRoot /<name>)
+    for p in $(find /sys/fs/cgroup/pids/"$name" -name cgroup.procs -exec cat {} + 2>/dev/null || true); do
+        killed+=("$p")
+    done
+    for p in "${killed[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    # gone (reaped), not only dying, before node_down looks at them (at most 10 s)
+    for k in $(seq 1 50); do
+        pid=""
+        for p in "${killed[@]}"; do [ -e "/proc/$p" ] && pid=$p; done
+        [ -z "$pid" ] && break
+        sleep 0.2
+    done
+    node_down "$i"   # removes the network and the cgroups
     # /run is a tmpfs on a real machine: a boot finds it empty (containerd's state, the resource
     # agents' state files)
     for p in "${NODE_PRIVATE_DIRS[@]}"; do

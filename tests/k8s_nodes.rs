@@ -270,7 +270,7 @@ impl Provider {
             }
         };
         if !o.status.success() {
-            return Err(text(&o).replace('\n', " "));
+            return Err(format!("{}: {}", o.status, text(&o).replace('\n', " ")));
         }
         Ok(match verb {
             PowerVerb::Status => String::from_utf8_lossy(&o.stdout).trim().to_string(),
@@ -1438,20 +1438,18 @@ fn fencing(e2e: &E2e) {
                     .any(|r| r.active && r.id != victim && r.nodes.iter().any(|n| n == victim))
         },
     );
-    // No second fencing while the cluster settles: the node is known to be off.
+    // No second fencing while the cluster settles: the node is known to be off. (The fencer
+    // retries a failed request; only one may have succeeded.)
     std::thread::sleep(Duration::from_secs(5));
-    let offs = switch
-        .requests()
-        .iter()
-        .filter(|r| r.verb == PowerVerb::Off)
-        .count();
-    let ons = switch
-        .requests()
-        .iter()
-        .filter(|r| r.verb == PowerVerb::On)
-        .count();
+    let done = |verb| {
+        switch
+            .requests()
+            .iter()
+            .filter(|r| r.verb == verb && r.answer == "ok")
+            .count()
+    };
     assert_eq!(
-        (offs, ons),
+        (done(PowerVerb::Off), done(PowerVerb::On)),
         (1, 0),
         "power requests: {:?}",
         switch.requests()
