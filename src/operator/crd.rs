@@ -175,6 +175,23 @@ pub struct NodeLifecycle {
     /// clusters where another remediator owns the taint).
     #[serde(default)]
     pub fencing: FencingPolicy,
+
+    /// `Auto` (the default): when a failure of the node's connection keeps it offline (after a
+    /// partition or power loss longer than the connection monitor's timeout, Pacemaker's
+    /// reconnect attempt fails and is kept until a cleanup), the controller clears that failure
+    /// once the Node is Ready with a kubelet report newer than the failure and a remoted pod is
+    /// Ready on it, at most once a minute. `Manual`: it never does (`crm_resource --cleanup
+    /// --resource NODE` is the administrator's).
+    #[serde(default)]
+    pub connection_recovery: RecoveryPolicy,
+}
+
+/// See [`NodeLifecycle::connection_recovery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum RecoveryPolicy {
+    #[default]
+    Auto,
+    Manual,
 }
 
 /// See [`NodeLifecycle::fencing`].

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Node;
 
-use super::crd::{CordonPolicy, FencingPolicy, NodeLifecycle};
+use super::crd::{CordonPolicy, FencingPolicy, NodeLifecycle, RecoveryPolicy};
 use crate::cib::status::{NodeKind, NodeStatus as PacemakerNode};
 
 /// The taint of non-graceful node shutdown: Kubernetes deletes the Node's pods and detaches their
@@ -214,7 +214,8 @@ pub enum ConnectionRecovery {
     Clear { failure: String },
 }
 
-/// Whether the controller clears the failure of remote node `pacemaker`'s connection. After a
+/// Whether the controller clears the failure of remote node `pacemaker`'s connection (never under
+/// the policy `connectionRecovery: Manual`). After a
 /// partition longer than the connection monitor's timeout, the cluster's reconnect attempt fails
 /// ("Key was rejected by service") and Pacemaker keeps the node offline until a cleanup. It is
 /// cleared only when the node is offline because of a failed start or monitor of its own
@@ -224,13 +225,15 @@ pub enum ConnectionRecovery {
 /// (`last_recovery`, `now`: epoch seconds; the CIB's and the kubelet's clocks agree, as NTP keeps
 /// a cluster's).
 pub fn connection_recovery(
+    policy: Option<&NodeLifecycle>,
     pacemaker: &PacemakerNode,
     node: &Node,
     remoted_ready: bool,
     last_recovery: Option<i64>,
     now: i64,
 ) -> ConnectionRecovery {
-    if pacemaker.kind != NodeKind::Remote || pacemaker.online || pacemaker.pending {
+    let manual = policy.is_some_and(|p| p.connection_recovery == RecoveryPolicy::Manual);
+    if manual || pacemaker.kind != NodeKind::Remote || pacemaker.online || pacemaker.pending {
         return ConnectionRecovery::Nothing;
     }
     let Some(failure) = pacemaker.failed_actions.iter().find(|f| {
@@ -632,6 +635,7 @@ mod tests {
         ];
         assert_eq!(
             connection_recovery(
+                None,
                 &pacemaker(false, false, NodeKind::Remote, start()),
                 &heard("True", 899),
                 true,
@@ -641,9 +645,25 @@ mod tests {
             Wait("its kubelet has not reported since the failure"),
             "a Ready condition older than the failure"
         );
+        let manual = NodeLifecycle {
+            connection_recovery: RecoveryPolicy::Manual,
+            ..Default::default()
+        };
+        assert_eq!(
+            connection_recovery(
+                Some(&manual),
+                &pacemaker(false, false, NodeKind::Remote, start()),
+                &ready("True"),
+                true,
+                None,
+                now
+            ),
+            Nothing,
+            "connectionRecovery: Manual"
+        );
         for (case, p, node_ready, pod_ready, last, want) in cases {
             assert_eq!(
-                connection_recovery(&p, &ready(node_ready), pod_ready, last, now),
+                connection_recovery(None, &p, &ready(node_ready), pod_ready, last, now),
                 want,
                 "{case}"
             );

@@ -224,7 +224,14 @@ async fn apply(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileError>
                 .and_then(|p| recovery_mark(p.element))
                 .and_then(|v| v.parse().ok());
             match snap.node(&name) {
-                Some(p) => node_lifecycle::connection_recovery(p, node, pod_ready, last, now),
+                Some(p) => node_lifecycle::connection_recovery(
+                    cluster.spec.node_lifecycle.as_ref(),
+                    p,
+                    node,
+                    pod_ready,
+                    last,
+                    now,
+                ),
                 None => ConnectionRecovery::Nothing,
             }
         }
