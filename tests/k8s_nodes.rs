@@ -27,10 +27,11 @@
 //!     RemoteNode, `kubectl drain` puts the node in standby (a movable Dummy moves away, the test
 //!     pod is evicted, the remoted pod stays), `kubectl uncordon` lifts it; an administrator's
 //!     standby is shown and never undone;
-//!     4c: a worker fenced through a real fence device (`tests/agents/fence`, a power switch that
-//!     cuts the worker's power): the Node tainted out-of-service only after the fence is
-//!     confirmed, Events `Fenced`; powered on, it rejoins with no admin action (the controller
-//!     clears the failed reconnect) and the taint goes (`BackInService`);
+//!     4c: a worker's link cut: Pacemaker fences it through a real fence device
+//!     (`tests/agents/fence`, a power switch that cuts the worker's power; stonith-action=off):
+//!     the Node tainted out-of-service once the fence is confirmed, Events `Fenced`; powered on,
+//!     it rejoins with no admin action (the controller clears the failed reconnect) and the taint
+//!     goes (`BackInService`);
 //!     4d: a worker's link cut for 70 s: the connection failure stays while it is cut, and is
 //!     cleared (`FailureCleared`) once the link is back; the node rejoins with its resources;
 //!  5. a deleted remoted pod leaves cleanly and its replacement rejoins with no admin action;
@@ -1360,7 +1361,7 @@ fn fencing(e2e: &E2e) {
     let (i, victim) = worker_without_controller(e2e);
     let victim = victim.as_str();
     step(&format!(
-        "4c. fencing {victim} through a real fence device → out-of-service taint"
+        "4c. {victim} lost: Pacemaker fences it through a real fence device → out-of-service taint"
     ));
     let workers: Vec<String> = e2e.workers.iter().map(|(n, _)| n.clone()).collect();
     let provider = e2e.k8s.clone();
@@ -1377,34 +1378,27 @@ fn fencing(e2e: &E2e) {
     let device = FenceDevice::configure(&e2e.cluster, "kn-fence", &switch, &all);
     assert_eq!(out_of_service(e2e, victim), (false, false));
 
-    let fence_start = Instant::now();
-    let o = e2e.cluster.run(
-        "stonith_admin",
-        &["--fence", victim, "--timeout", "25", "--tolerance", "0"],
+    // The worker stops answering (its link cut): Pacemaker loses the connection, finds the node
+    // unclean (it runs resources) and fences it; the device powers it off (stonith-action=off).
+    let link = format!("km-n{}", i + 1);
+    support::run_ok("ip", &["link", "set", &link, "down"]);
+    let cut = Instant::now();
+    let off = wait_for(
+        &format!("Pacemaker to fence {victim}"),
+        Duration::from_secs(120),
+        || {
+            switch
+                .requests()
+                .into_iter()
+                .find(|r| r.verb == PowerVerb::Off && r.machine == victim && r.answer == "ok")
+                .ok_or_else(|| format!("power requests {:?}", switch.requests()))
+        },
     );
-    assert!(
-        o.status.success(),
-        "stonith_admin --fence {victim}: {}",
-        text(&o)
-    );
-    let confirmed = Instant::now();
+    let confirmed = off.at;
     step(&format!(
-        "   fencing of {victim} confirmed after {:.1} s (power switch: {:?})",
-        (confirmed - fence_start).as_secs_f64(),
-        switch
-            .requests()
-            .iter()
-            .map(|r| format!("{:?} {}", r.verb, r.machine))
-            .collect::<Vec<_>>()
+        "   {victim}'s link cut; Pacemaker fenced it (powered off) {:.1} s later",
+        (confirmed - cut).as_secs_f64()
     ));
-    assert!(
-        switch
-            .requests()
-            .iter()
-            .any(|r| r.verb == PowerVerb::Off && r.machine == victim && r.answer == "ok"),
-        "the fence device did not power {victim} off: {:?}",
-        switch.requests()
-    );
     assert_eq!(
         e2e.k8s.power(PowerVerb::Status, victim).as_deref(),
         Ok("off")

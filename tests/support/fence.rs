@@ -5,7 +5,8 @@
 //!   power function (for the local Kubernetes workers, `scripts/local-k8s.sh power-off|on`) and
 //!   records every request.
 //! - [`FenceDevice`]: `tests/agents/fence/fence_kubemaker_test` installed where the cluster's fencer
-//!   looks for agents, a `stonith` primitive pointing at the switch, and `stonith-enabled=true`;
+//!   looks for agents, a `stonith` primitive pointing at the switch, `stonith-enabled=true` and
+//!   `stonith-action=off` (a fenced machine stays off until the test powers it on);
 //!   [`FenceDevice::remove`] (or dropping it) puts the cluster back as it was.
 
 use std::io::{BufRead, BufReader, Write};
@@ -169,17 +170,13 @@ impl<'a> FenceDevice<'a> {
             switch.port,
             hosts.join(" ")
         ));
-        cluster.run_ok(
-            "crm_attribute",
-            &[
-                "--type",
-                "crm_config",
-                "--name",
-                "stonith-enabled",
-                "--update",
-                "true",
-            ],
-        );
+        // Fencing powers off (no reboot): the machine stays off until the test powers it on.
+        for (name, value) in [("stonith-action", "off"), ("stonith-enabled", "true")] {
+            cluster.run_ok(
+                "crm_attribute",
+                &["--type", "crm_config", "--name", name, "--update", value],
+            );
+        }
         cluster.wait_until(
             &format!("fence device {id} started"),
             Duration::from_secs(60),
@@ -201,7 +198,7 @@ impl<'a> FenceDevice<'a> {
         device
     }
 
-    /// Disables fencing, deletes the device and the agent.
+    /// Disables fencing, unsets `stonith-action`, deletes the device and the agent.
     pub fn remove(mut self) {
         self.tear_down();
     }
@@ -219,6 +216,16 @@ impl<'a> FenceDevice<'a> {
                 "stonith-enabled",
                 "--update",
                 "false",
+            ],
+        );
+        let _ = self.cluster.run(
+            "crm_attribute",
+            &[
+                "--type",
+                "crm_config",
+                "--name",
+                "stonith-action",
+                "--delete",
             ],
         );
         let _ = self.cluster.cibadmin(&[
