@@ -339,7 +339,8 @@ impl Cluster {
     ///
     /// Steps: set `stop-all-resources=true` and wait (60 s at most) until nothing is active; replace
     /// `<resources/>` and `<constraints/>`; `crm_node --force --remove` every remote node, then delete
-    /// its `<node>`/`<node_state>` should they remain; `crm_resource --cleanup` (forgets the failures
+    /// its `<node>`/`<node_state>` should they remain; fencing off again if a crashed fencing test
+    /// left it on; `crm_resource --cleanup` (forgets the failures
     /// and history of the now-orphaned resources); unset `stop-all-resources`; wait (60 s) until
     /// crm_mon shows no resource, no remote node and no failure.
     pub fn reset(&self) {
@@ -401,6 +402,30 @@ impl Cluster {
             ] {
                 let _ = self.run("cibadmin", &["--delete", "--xpath", &xpath]);
             }
+        }
+        if state.fencing_left_on {
+            // As scripts/test-cluster.sh starts it: no fencing (a fencing test turns it on).
+            let _ = self.run(
+                "crm_attribute",
+                &[
+                    "--type",
+                    "crm_config",
+                    "--name",
+                    "stonith-action",
+                    "--delete",
+                ],
+            );
+            self.run_ok(
+                "crm_attribute",
+                &[
+                    "--type",
+                    "crm_config",
+                    "--name",
+                    "stonith-enabled",
+                    "--update",
+                    "false",
+                ],
+            );
         }
         for attr in ["standby", "maintenance"] {
             if state.node_attrs.iter().any(|a| a == attr) {
@@ -509,6 +534,8 @@ struct CibLeftovers {
     has_constraints: bool,
     had_remote_connection: bool,
     stop_all_resources_set: bool,
+    /// A fencing test's settings (`stonith-enabled=true`, `stonith-action`) left by a crashed run.
+    fencing_left_on: bool,
     /// Remote (and guest) node names from `<nodes>` and `<status>`.
     remote_nodes: Vec<String>,
     /// Names of permanent node attributes anywhere in `<nodes>`.
@@ -561,6 +588,13 @@ impl CibLeftovers {
             "nvpair" if e.attr("name") == Some("remote-node") => found.had_remote_connection = true,
             "nvpair" if e.attr("name") == Some("stop-all-resources") => {
                 found.stop_all_resources_set = true
+            }
+            "nvpair"
+                if (e.attr("name") == Some("stonith-enabled")
+                    && e.attr("value") == Some("true"))
+                    || e.attr("name") == Some("stonith-action") =>
+            {
+                found.fencing_left_on = true
             }
             _ => {}
         });
