@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Taint};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -472,8 +472,10 @@ fn standby_event(
 }
 
 /// Adds or removes the out-of-service taint of the bound `node` (see
-/// [`node_lifecycle::out_of_service`]), with a strategic merge patch that touches no other taint,
-/// and says so in Events on the RemoteNode and the Node.
+/// [`node_lifecycle::out_of_service`]) and says so in Events on the RemoteNode and the Node.
+/// `spec.taints` is an atomic list (no merge key), so the patch carries the whole new list, the
+/// Node's other taints unchanged, and the `resourceVersion` it was computed from: if the Node
+/// changed meanwhile the API server answers 409 and the next reconcile computes it again.
 async fn sync_out_of_service(
     ctx: &Context,
     rn: &RemoteNode,
@@ -486,17 +488,26 @@ async fn sync_out_of_service(
         TaintAction,
     };
     let node_name = node.name_any();
-    let (patch, kind, reason, note) = match action {
+    let others = || {
+        node.spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.key != OUT_OF_SERVICE_TAINT)
+    };
+    let (annotation, taints, kind, reason, note) = match action {
         TaintAction::Keep => return Ok(()),
         TaintAction::Add { fenced_at } => (
-            json!({
-                "metadata": {"annotations": {TAINTED_BY_ANNOTATION: fenced_at.to_string()}},
-                "spec": {"taints": [{
-                    "key": OUT_OF_SERVICE_TAINT,
-                    "value": OUT_OF_SERVICE_VALUE,
-                    "effect": OUT_OF_SERVICE_EFFECT,
-                }]},
-            }),
+            json!(fenced_at.to_string()),
+            others()
+                .chain(std::iter::once(Taint {
+                    key: OUT_OF_SERVICE_TAINT.into(),
+                    value: Some(OUT_OF_SERVICE_VALUE.into()),
+                    effect: OUT_OF_SERVICE_EFFECT.into(),
+                    time_added: None,
+                }))
+                .collect::<Vec<_>>(),
             EventType::Warning,
             "Fenced",
             format!(
@@ -504,10 +515,8 @@ async fn sync_out_of_service(
             ),
         ),
         TaintAction::Remove => (
-            json!({
-                "metadata": {"annotations": {TAINTED_BY_ANNOTATION: null}},
-                "spec": {"taints": [{"key": OUT_OF_SERVICE_TAINT, "$patch": "delete"}]},
-            }),
+            serde_json::Value::Null,
+            others().collect(),
             EventType::Normal,
             "BackInService",
             format!(
@@ -515,13 +524,16 @@ async fn sync_out_of_service(
             ),
         ),
     };
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": node.metadata.resource_version,
+            "annotations": {TAINTED_BY_ANNOTATION: annotation},
+        },
+        "spec": {"taints": if taints.is_empty() { serde_json::Value::Null } else { json!(taints) }},
+    });
     let api: Api<Node> = Api::all(ctx.client.clone());
-    api.patch(
-        &node_name,
-        &PatchParams::default(),
-        &Patch::Strategic(patch),
-    )
-    .await?;
+    api.patch(&node_name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
     info!(remotenode = %rn.name_any(), node = %name, reason, "{note}");
     ctx.event(&rn.object_ref(&()), kind, reason, "Fence", note.clone())
         .await;
@@ -1160,6 +1172,92 @@ mod tests {
             !server
                 .event_reasons()
                 .contains(&"FailureCleared".to_string())
+        );
+    }
+
+    /// Confirmed fencing of node `a` taints its Node out of service: one merge patch carrying
+    /// the Node's other taints unchanged, the new one, kubemaker's annotation and the
+    /// resourceVersion it was computed from (taints are an atomic list).
+    #[tokio::test]
+    async fn confirmed_fencing_taints_the_node_keeping_its_other_taints() {
+        let cib = Arc::new(FakeCib::new(cib_with("")));
+        let mut rn = remote_node("192.0.2.10", 1, true);
+        rn.spec.kubernetes_node = Some("w1".into());
+        let node: Node = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "w1", "uid": "uid-w1", "resourceVersion": "42"},
+            "spec": {"taints": [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]},
+        }))
+        .unwrap();
+        let go = |rn: RemoteNode| {
+            let (cib, node) = (cib.clone(), node.clone());
+            async move {
+                let answer = serde_json::to_value(&rn).unwrap();
+                let node_answer = serde_json::to_value(&node).unwrap();
+                let (client, server) = ApiServer::start(Box::new(move |c: &Call| {
+                    if c.is("PATCH", "/remotenodes/a") {
+                        (200, answer.clone())
+                    } else if c.is("PATCH", "/nodes/w1") {
+                        (200, node_answer.clone())
+                    } else {
+                        fixtures::status(404, "NotFound")
+                    }
+                }));
+                let ctx = fixtures::context_with_nodes(
+                    client,
+                    &[cluster()],
+                    std::slice::from_ref(&rn),
+                    &[node],
+                );
+                fixtures::connect(&ctx, CLUSTER, 0, cib).await;
+                let result = reconcile(Arc::new(rn), ctx).await;
+                (result, server)
+            }
+        };
+        let (result, server) = go(rn.clone()).await;
+        result.unwrap();
+        assert!(
+            !server
+                .api_calls()
+                .iter()
+                .any(|c| c.is("PATCH", "/nodes/w1"))
+        );
+        cib.edit(|c| {
+            let status = c.children.iter_mut().find(|e| e.name == "status").unwrap();
+            status.children.push(
+                Element::parse(
+                    r#"<node_state id="a" uname="a" remote_node="true" in_ccm="false" crm-debug-origin="send_stonith_update" node_fenced="1796588619"/>"#,
+                )
+                .unwrap(),
+            );
+        });
+        let configured = with_status(rn, written_status(&server).unwrap());
+        let (result, server) = go(configured).await;
+        result.unwrap();
+        let calls = server.api_calls();
+        let patch = calls
+            .iter()
+            .find(|c| c.is("PATCH", "/nodes/w1"))
+            .expect("the Node patched");
+        assert_eq!(
+            patch.body,
+            json!({
+                "metadata": {
+                    "resourceVersion": "42",
+                    "annotations": {"kubemaker.io/out-of-service-after-fencing": "1796588619"},
+                },
+                "spec": {"taints": [
+                    {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+                    {"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"},
+                ]},
+            })
+        );
+        let reasons = server.event_reasons();
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "Fenced").count(),
+            2,
+            "on the RemoteNode and on the Node: {reasons:?}"
         );
     }
 
