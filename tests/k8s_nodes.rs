@@ -1500,6 +1500,15 @@ fn fencing(e2e: &E2e) {
         "BackInService events on the RemoteNode and the Node: {back:?}"
     );
     e2e.wait_remote_node_ready(victim, Duration::from_secs(60));
+    // The failed monitor that made Pacemaker fence the node stays in its history (fail count 1),
+    // as after any fencing; the administrator's cleanup acknowledges it.
+    let failures = e2e.mon().failures();
+    assert!(
+        failures.iter().all(|(rsc, _)| rsc == victim),
+        "failures other than {victim}'s connection: {failures:?}"
+    );
+    e2e.cluster
+        .run_ok("crm_resource", &["--cleanup", "--resource", victim]);
     device.remove();
     e2e.cluster.wait_until(
         "both workers online with their Dummies, fencing off",
