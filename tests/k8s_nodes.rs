@@ -1231,6 +1231,15 @@ fn worker_without_controller(e2e: &E2e) -> (usize, String) {
         .expect("a worker without the controller pod")
 }
 
+/// The failed operations of `node`'s connection resource (named like the node) in crm_mon.
+fn connection_failures(v: &MonView, node: &str) -> Vec<String> {
+    v.failures()
+        .into_iter()
+        .filter(|(op, _)| op.starts_with(&format!("{node}_")))
+        .map(|(op, on)| format!("{op} on {on}"))
+        .collect()
+}
+
 /// The connection's recovery mark in the CIB (`kubemaker-recovery` of primitive `node`).
 fn recovery_mark(e2e: &E2e, node: &str) -> Option<String> {
     let o = e2e.cluster.run(
@@ -1265,15 +1274,9 @@ fn partition_heal(e2e: &E2e) {
     support::run_ok("ip", &["link", "set", &link, "down"]);
     let cut = Instant::now();
     let failed = e2e.cluster.poll_until(Duration::from_secs(65), |v| {
-        !v.remote_node_up(node) && v.failures().iter().any(|(rsc, _)| rsc == node)
+        !v.remote_node_up(node) && !connection_failures(v, node).is_empty()
     });
-    let failure = e2e
-        .mon()
-        .failures()
-        .into_iter()
-        .filter(|(rsc, _)| rsc == node)
-        .map(|(rsc, op)| format!("{op} of {rsc}"))
-        .collect::<Vec<_>>();
+    let failure = connection_failures(&e2e.mon(), node);
     step(&format!(
         "   {:.1} s into the cut: {node} {}; connection failures {failure:?}",
         cut.elapsed().as_secs_f64(),
@@ -1503,8 +1506,9 @@ fn fencing(e2e: &E2e) {
     // The failed monitor that made Pacemaker fence the node stays in its history (fail count 1),
     // as after any fencing; the administrator's cleanup acknowledges it.
     let failures = e2e.mon().failures();
-    assert!(
-        failures.iter().all(|(rsc, _)| rsc == victim),
+    assert_eq!(
+        connection_failures(&e2e.mon(), victim).len(),
+        failures.len(),
         "failures other than {victim}'s connection: {failures:?}"
     );
     e2e.cluster
