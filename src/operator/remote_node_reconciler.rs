@@ -1091,6 +1091,38 @@ mod tests {
         assert!(server.event_reasons().contains(&"Uncordoned".to_string()));
     }
 
+    /// Reconciles `rn` (bound to `node`) against `cib`, with `node` and the remoted `pod` in the
+    /// caches; the API server takes patches of RemoteNode `a` and of the Node.
+    async fn reconcile_bound(
+        rn: RemoteNode,
+        cib: Arc<FakeCib>,
+        node: Node,
+        pod: Option<k8s_openapi::api::core::v1::Pod>,
+    ) -> (Result<Action, ReconcileError>, ApiServer) {
+        let answer = serde_json::to_value(&rn).unwrap();
+        let node_answer = serde_json::to_value(&node).unwrap();
+        let node_path = format!("/nodes/{}", node.name_any());
+        let (client, server) = ApiServer::start(Box::new(move |c: &Call| {
+            if c.is("PATCH", "/remotenodes/a") {
+                (200, answer.clone())
+            } else if c.is("PATCH", &node_path) {
+                (200, node_answer.clone())
+            } else {
+                fixtures::status(404, "NotFound")
+            }
+        }));
+        let ctx = fixtures::context_with_pods(
+            client,
+            &[cluster()],
+            std::slice::from_ref(&rn),
+            &[node],
+            pod.as_slice(),
+        );
+        fixtures::connect(&ctx, CLUSTER, 0, cib).await;
+        let result = reconcile(Arc::new(rn), ctx).await;
+        (result, server)
+    }
+
     /// After a partition, a failed start of the connection keeps node `a` offline: with its Node
     /// Ready (a kubelet report newer than the failure) and its remoted pod Ready, the reconcile
     /// writes the recovery mark and says so; at once again, it waits (one recovery a minute).
@@ -1114,22 +1146,7 @@ mod tests {
             "status": {"conditions": [{"type": "Ready", "status": "True"}]},
         }))
         .unwrap();
-        let go = |rn: RemoteNode| {
-            let (cib, node, pod) = (cib.clone(), node.clone(), pod.clone());
-            async move {
-                let (client, server) = api_for(&rn);
-                let ctx = fixtures::context_with_pods(
-                    client,
-                    &[cluster()],
-                    std::slice::from_ref(&rn),
-                    &[node],
-                    &[pod],
-                );
-                fixtures::connect(&ctx, CLUSTER, 0, cib).await;
-                let result = reconcile(Arc::new(rn), ctx).await;
-                (result, server)
-            }
-        };
+        let go = |rn: RemoteNode| reconcile_bound(rn, cib.clone(), node.clone(), Some(pod.clone()));
         let (result, server) = go(rn.clone()).await;
         result.unwrap();
         assert!(
@@ -1190,31 +1207,7 @@ mod tests {
             "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]},
         }))
         .unwrap();
-        let go = |rn: RemoteNode| {
-            let (cib, node) = (cib.clone(), node.clone());
-            async move {
-                let answer = serde_json::to_value(&rn).unwrap();
-                let node_answer = serde_json::to_value(&node).unwrap();
-                let (client, server) = ApiServer::start(Box::new(move |c: &Call| {
-                    if c.is("PATCH", "/remotenodes/a") {
-                        (200, answer.clone())
-                    } else if c.is("PATCH", "/nodes/w1") {
-                        (200, node_answer.clone())
-                    } else {
-                        fixtures::status(404, "NotFound")
-                    }
-                }));
-                let ctx = fixtures::context_with_nodes(
-                    client,
-                    &[cluster()],
-                    std::slice::from_ref(&rn),
-                    &[node],
-                );
-                fixtures::connect(&ctx, CLUSTER, 0, cib).await;
-                let result = reconcile(Arc::new(rn), ctx).await;
-                (result, server)
-            }
-        };
+        let go = |rn: RemoteNode| reconcile_bound(rn, cib.clone(), node.clone(), None);
         let (result, server) = go(rn.clone()).await;
         result.unwrap();
         assert!(

@@ -135,6 +135,17 @@ impl Cluster {
         out
     }
 
+    /// Sets the cluster property `name` (`crm_attribute --type crm_config`), or deletes it when
+    /// `value` is None; returns the tool's output.
+    pub fn set_property(&self, name: &str, value: Option<&str>) -> Output {
+        let mut args = vec!["--type", "crm_config", "--name", name];
+        match value {
+            Some(v) => args.extend(["--update", v]),
+            None => args.push("--delete"),
+        }
+        self.run("crm_attribute", &args)
+    }
+
     /// `crm_mon -1 --output-as=xml` (panics if crm_mon fails).
     pub fn crm_mon_xml(&self) -> String {
         let out = self.run_ok("crm_mon", &["-1", "--output-as=xml"]);
@@ -405,27 +416,9 @@ impl Cluster {
         }
         if state.fencing_left_on {
             // As scripts/test-cluster.sh starts it: no fencing (a fencing test turns it on).
-            let _ = self.run(
-                "crm_attribute",
-                &[
-                    "--type",
-                    "crm_config",
-                    "--name",
-                    "stonith-action",
-                    "--delete",
-                ],
-            );
-            self.run_ok(
-                "crm_attribute",
-                &[
-                    "--type",
-                    "crm_config",
-                    "--name",
-                    "stonith-enabled",
-                    "--update",
-                    "false",
-                ],
-            );
+            let _ = self.set_property("stonith-action", None);
+            let out = self.set_property("stonith-enabled", Some("false"));
+            assert!(out.status.success(), "reset: stonith-enabled=false failed");
         }
         for attr in ["standby", "maintenance"] {
             if state.node_attrs.iter().any(|a| a == attr) {

@@ -172,9 +172,11 @@ impl<'a> FenceDevice<'a> {
         ));
         // Fencing powers off (no reboot): the machine stays off until the test powers it on.
         for (name, value) in [("stonith-action", "off"), ("stonith-enabled", "true")] {
-            cluster.run_ok(
-                "crm_attribute",
-                &["--type", "crm_config", "--name", name, "--update", value],
+            let out = cluster.set_property(name, Some(value));
+            assert!(
+                out.status.success(),
+                "{name}={value}: {}",
+                super::text(&out)
             );
         }
         cluster.wait_until(
@@ -207,27 +209,8 @@ impl<'a> FenceDevice<'a> {
         if std::mem::replace(&mut self.removed, true) {
             return;
         }
-        let _ = self.cluster.run(
-            "crm_attribute",
-            &[
-                "--type",
-                "crm_config",
-                "--name",
-                "stonith-enabled",
-                "--update",
-                "false",
-            ],
-        );
-        let _ = self.cluster.run(
-            "crm_attribute",
-            &[
-                "--type",
-                "crm_config",
-                "--name",
-                "stonith-action",
-                "--delete",
-            ],
-        );
+        let _ = self.cluster.set_property("stonith-enabled", Some("false"));
+        let _ = self.cluster.set_property("stonith-action", None);
         let _ = self.cluster.cibadmin(&[
             "--delete",
             "--xml-text",
