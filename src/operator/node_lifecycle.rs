@@ -215,10 +215,9 @@ pub enum ConnectionRecovery {
 }
 
 /// Whether the controller clears the failure of remote node `pacemaker`'s connection (never under
-/// the policy `connectionRecovery: Manual`). After a
-/// partition longer than the connection monitor's timeout, the cluster's reconnect attempt fails
-/// ("Key was rejected by service") and Pacemaker keeps the node offline until a cleanup. It is
-/// cleared only when the node is offline because of a failed start or monitor of its own
+/// the policy `connectionRecovery: Manual`). After a partition longer than the connection
+/// monitor's timeout, the cluster's reconnect attempt fails ("Key was rejected by service") and
+/// Pacemaker keeps the node offline until a cleanup. It is cleared only when the node is offline because of a failed start or monitor of its own
 /// connection, its Kubernetes Node is Ready with a kubelet report newer than the failure, a
 /// remoted pod is Ready on it (both views say the daemon is reachable and serving again), not
 /// while Pacemaker still has to fence the node, and at most once per [`RECOVERY_COOLDOWN_SECS`]
@@ -236,9 +235,15 @@ pub fn connection_recovery(
     if manual || pacemaker.kind != NodeKind::Remote || pacemaker.online || pacemaker.pending {
         return ConnectionRecovery::Nothing;
     }
-    let Some(failure) = pacemaker.failed_actions.iter().find(|f| {
-        f.resource == pacemaker.connection && matches!(f.task.as_str(), "start" | "monitor")
-    }) else {
+    // The newest, so that the kubelet must have reported after every one of them.
+    let Some(failure) = pacemaker
+        .failed_actions
+        .iter()
+        .filter(|f| {
+            f.resource == pacemaker.connection && matches!(f.task.as_str(), "start" | "monitor")
+        })
+        .max_by_key(|f| f.last_rc_change)
+    else {
         return ConnectionRecovery::Nothing;
     };
     if pacemaker.unclean {
@@ -644,6 +649,27 @@ mod tests {
             ),
             Wait("its kubelet has not reported since the failure"),
             "a Ready condition older than the failure"
+        );
+        let later_start = FailedAction {
+            last_rc_change: Some(960),
+            ..failed("start", "w1")
+        };
+        assert_eq!(
+            connection_recovery(
+                None,
+                &pacemaker(
+                    false,
+                    false,
+                    NodeKind::Remote,
+                    vec![failed("monitor", "w1"), later_start]
+                ),
+                &ready("True"),
+                true,
+                None,
+                now
+            ),
+            Wait("its kubelet has not reported since the failure"),
+            "the kubelet reported after the monitor failure but before the failed start"
         );
         let manual = NodeLifecycle {
             connection_recovery: RecoveryPolicy::Manual,
