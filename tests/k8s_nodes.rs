@@ -27,8 +27,8 @@
 //!     RemoteNode, `kubectl drain` puts the node in standby (a movable Dummy moves away, the test
 //!     pod is evicted, the remoted pod stays), `kubectl uncordon` lifts it; an administrator's
 //!     standby is shown and never undone;
-//!     4c (local provider only, as 4d): a worker's link cut: Pacemaker fences it through a real fence device
-//!     (`tests/agents/fence`, a power switch that cuts the worker's power; stonith-action=off):
+//!     4c (the local provider only, as 4d): a worker's link cut: Pacemaker fences it through a
+//!     real fence device (`tests/agents/fence`, a power switch that cuts the worker's power; stonith-action=off):
 //!     the Node tainted out-of-service once the fence is confirmed, Events `Fenced`; powered on,
 //!     it rejoins with no admin action (the controller clears the failed reconnect) and the taint
 //!     goes (`BackInService`);
