@@ -28,10 +28,9 @@
 //!     pod is evicted, the remoted pod stays), `kubectl uncordon` lifts it; an administrator's
 //!     standby is shown and never undone;
 //!     4c (the local provider only, as 4d): a worker's link cut: Pacemaker fences it through a
-//!     real fence device (`tests/agents/fence`, a power switch that cuts the worker's power; stonith-action=off):
-//!     the Node tainted out-of-service once the fence is confirmed, Events `Fenced`; powered on,
-//!     it rejoins with no admin action (the controller clears the failed reconnect) and the taint
-//!     goes (`BackInService`);
+//!     real fence device (`tests/agents/fence`, a power switch that cuts the worker's power;
+//!     stonith-action=off): the Node tainted out-of-service once the fence is confirmed, Events
+//!     `Fenced`; powered on, it rejoins with no admin action and the taint goes (`BackInService`);
 //!     4d: a worker's link cut until Pacemaker's reconnect attempt fails (about 85 s): the
 //!     failure stays while it is cut, and is cleared (`FailureCleared`) once the link is back;
 //!     the node rejoins with its resources;
