@@ -14,6 +14,14 @@
 //! The nodes' addresses are extra addresses inside test network namespaces where nothing listens,
 //! so the cluster's connection attempts are refused at once (traffic stays on the test hosts'
 //! links); a long reconnect interval and a 5 s start timeout keep the failed attempts cheap.
+//!
+//!     sudo BENCH_LIVE=1 cargo bench --bench operator_scale   (BENCH_NODES=200)
+//!
+//! With `BENCH_LIVE=1` every RemoteNode is a real remote node instead: a network-namespace host
+//! running `kubemaker-remoted` with the cluster's key (the authkey Secret is created with that key
+//! before the controller starts, so the cluster's key does not change), the spec only a cluster and
+//! an address. It then also measures the time until every RemoteNode is `Ready=True` (online in
+//! Pacemaker), and skips the `cibadmin` loop.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -25,7 +33,7 @@ use kubemaker::cib::DesiredNode;
 use kubemaker::cib::spec::{MonitorSpec, RemoteNodeSpec};
 use serde_json::{Value, json};
 use support::operator::{self, Api, Controller, TEST_LABEL, condition_is, str_at};
-use support::{Cluster, NetnsHost, cib_port};
+use support::{Cluster, NetnsHost, RemoteHost, cib_port};
 
 const NS: &str = "kubemaker-bench";
 const CLUSTER: &str = "bench";
@@ -49,10 +57,7 @@ fn say(msg: &str) {
 
 /// Count of primitives whose id starts with `prefix`.
 fn count_in_cib(prefix: &str) -> usize {
-    operator::primitives(&operator::cib_root())
-        .iter()
-        .filter(|p| p.attr("id").is_some_and(|id| id.starts_with(prefix)))
-        .count()
+    operator::primitives_with_prefix(&operator::cib_root(), prefix).len()
 }
 
 fn mib(kib: u64) -> f64 {
@@ -61,7 +66,27 @@ fn mib(kib: u64) -> f64 {
 
 struct Hosts {
     hosts: Vec<NetnsHost>,
+    /// `BENCH_LIVE`: one host with a running daemon per node.
+    live: Vec<RemoteHost>,
     addrs: Vec<String>,
+}
+
+/// One test host running `kubemaker-remoted` with `key` per node, for `BENCH_LIVE`.
+fn live_hosts(n: usize, key: &[u8]) -> Hosts {
+    let live: Vec<RemoteHost> = (0..n)
+        .map(|i| {
+            if i % 50 == 0 {
+                say(&format!("starting remote daemons {i}..{}", (i + 50).min(n)));
+            }
+            RemoteHost::start_in_netns(&format!("ol{i}"), key)
+        })
+        .collect();
+    let addrs = live.iter().map(|h| h.addr()).collect();
+    Hosts {
+        hosts: Vec::new(),
+        live,
+        addrs,
+    }
 }
 
 /// Enough test hosts for `n` addresses (250 each), nothing listening on any of them.
@@ -76,10 +101,17 @@ fn hosts_for(n: usize) -> Hosts {
         addrs.extend(operator::add_host_addresses(&h, 3, want));
         hosts.push(h);
     }
-    Hosts { hosts, addrs }
+    Hosts {
+        hosts,
+        live: Vec::new(),
+        addrs,
+    }
 }
 
-fn spec_json(addr: &str) -> Value {
+fn spec_json(addr: &str, live: bool) -> Value {
+    if live {
+        return json!({"clusterRef": {"name": CLUSTER}, "address": addr});
+    }
     json!({
         "clusterRef": {"name": CLUSTER},
         "address": addr,
@@ -112,6 +144,8 @@ struct KubemakerRun {
     first_in_cib: Option<Duration>,
     all_in_cib: Option<Duration>,
     all_configured: Option<Duration>,
+    /// `BENCH_LIVE`: every RemoteNode `Ready=True`.
+    all_ready: Option<Duration>,
     epochs: u64,
     transactions: f64,
     conflicts: f64,
@@ -132,7 +166,8 @@ fn main() {
     {
         std::process::exit(1);
     }
-    let n = env_num("BENCH_NODES", 500).max(1);
+    let live = std::env::var("BENCH_LIVE").is_ok_and(|v| v == "1");
+    let n = env_num("BENCH_NODES", if live { 200 } else { 500 }).max(1);
     let api = match Api::ensure() {
         Ok(a) => a,
         Err(e) => {
@@ -161,10 +196,23 @@ fn main() {
             "credentialsSecretRef": {"name": CREDENTIALS},
         },
     }));
-    let hosts = hosts_for(n);
+    let hosts = if live {
+        // The cluster's key, in the Secret the controller would otherwise create.
+        let key = support::test_authkey();
+        support::install_cluster_authkey(&key);
+        api.apply(&operator::secret(
+            NS,
+            "kubemaker-authkey",
+            "Opaque",
+            &[("authkey", &key)],
+        ));
+        live_hosts(n, &key)
+    } else {
+        hosts_for(n)
+    };
     say(&format!(
         "{n} addresses on {} test hosts",
-        hosts.hosts.len()
+        hosts.hosts.len() + hosts.live.len()
     ));
 
     let mut ctl = Controller::spawn(
@@ -177,7 +225,7 @@ fn main() {
         "info",
     );
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_kubemaker(&api, &cluster, &mut ctl, &hosts.addrs)
+        run_kubemaker(&api, &cluster, &mut ctl, &hosts.addrs, live)
     }));
     // Whatever happened: stop the controller, remove the objects and the namespace.
     ctl.terminate();
@@ -195,6 +243,12 @@ fn main() {
         }
     };
 
+    drop(hosts.live);
+    if live {
+        api.stop_if_started();
+        print_rows(n, &run, None);
+        return;
+    }
     // Reference: one `cibadmin --create` per node.
     say("reference: cibadmin --create loop");
     let (v0, t0) = (operator::cib_version(), Instant::now());
@@ -224,6 +278,11 @@ fn main() {
     support::mark_remote_key_idle();
     api.stop_if_started();
 
+    print_rows(n, &run, Some((loop_wall, loop_epochs)));
+}
+
+/// The benchmark's table; `reference` is the `cibadmin` loop's wall time and epoch delta.
+fn print_rows(n: usize, run: &KubemakerRun, reference: Option<(Duration, u64)>) {
     let secs = |d: Option<Duration>| {
         d.map(|d| format!("{:.2} s", d.as_secs_f64()))
             .unwrap_or_else(|| "not reached".into())
@@ -231,7 +290,7 @@ fn main() {
     println!();
     println!("operator scale benchmark, {n} RemoteNodes, same run, same cluster");
     println!("{:<58} {:>16}", "measure", "value");
-    let rows: Vec<(String, String)> = vec![
+    let mut rows: Vec<(String, String)> = vec![
         (
             "kubectl apply of the List (client side)".into(),
             secs(Some(run.apply)),
@@ -247,6 +306,14 @@ fn main() {
         (
             format!("kubemaker: all {n} Configured=True"),
             secs(run.all_configured),
+        ),
+        (
+            format!("kubemaker: all {n} Ready=True (online in Pacemaker)"),
+            if reference.is_none() {
+                secs(run.all_ready)
+            } else {
+                "(BENCH_LIVE=1)".into()
+            },
         ),
         (
             "kubemaker: CIB transactions (epoch delta)".into(),
@@ -290,15 +357,17 @@ fn main() {
             format!("kubemaker: delete all {n} (objects and CIB entries gone)"),
             secs(run.delete_all),
         ),
-        (
+    ];
+    if let Some((loop_wall, loop_epochs)) = reference {
+        rows.push((
             format!("cibadmin --create loop: all {n} in the CIB"),
             secs(Some(loop_wall)),
-        ),
-        (
+        ));
+        rows.push((
             "cibadmin --create loop: CIB transactions (epoch delta)".into(),
             loop_epochs.to_string(),
-        ),
-    ];
+        ));
+    }
     for (k, v) in &rows {
         println!("{k:<58} {v:>16}");
     }
@@ -318,6 +387,7 @@ fn run_kubemaker(
     cluster: &Cluster,
     ctl: &mut Controller,
     addrs: &[String],
+    live: bool,
 ) -> KubemakerRun {
     let n = addrs.len();
     let poll = |what: &str, timeout: Duration, check: &mut dyn FnMut() -> Result<(), String>| {
@@ -356,7 +426,7 @@ fn run_kubemaker(
                 "kind": "RemoteNode",
                 "metadata": {"name": format!("bn-{i:04}"),
                              "labels": {TEST_LABEL: "true", GROUP_LABEL: "bench"}},
-                "spec": spec_json(a),
+                "spec": spec_json(a, live),
             })
         })
         .collect();
@@ -384,10 +454,20 @@ fn run_kubemaker(
     let mut configured = 0;
     let mut in_cib = 0;
     let deadline = t0 + LIMIT;
-    while run.all_configured.is_none() {
+    let done = |r: &KubemakerRun| r.all_configured.is_some() && (!live || r.all_ready.is_some());
+    let mut ready = 0;
+    let mut last_print = Instant::now();
+    while !done(&run) {
+        if last_print.elapsed() >= Duration::from_secs(10) {
+            last_print = Instant::now();
+            say(&format!(
+                "after {:.0} s: {in_cib}/{n} in the CIB, {configured} Configured, {ready} Ready",
+                t0.elapsed().as_secs_f64()
+            ));
+        }
         assert!(
             Instant::now() < deadline,
-            "after {LIMIT:?}: {in_cib} of {n} in the CIB, {configured} Configured; controller log:\n{}",
+            "after {LIMIT:?}: {in_cib} of {n} in the CIB, {configured} Configured, {ready} Ready; controller log:\n{}",
             ctl.log_tail(30)
         );
         if ctl.has_exited() {
@@ -423,8 +503,19 @@ fn run_kubemaker(
                     .iter()
                     .filter(|o| condition_is(o, "Configured", "True", "Configured"))
                     .count();
-                if configured == n {
+                if configured == n && run.all_configured.is_none() {
                     run.all_configured = Some(t0.elapsed());
+                }
+                ready = objs
+                    .iter()
+                    .filter(|o| operator::condition(o, "Ready").is_some_and(|(s, _)| s == "True"))
+                    .count();
+                if live && ready == n && run.all_ready.is_none() {
+                    run.all_ready = Some(t0.elapsed());
+                    say(&format!(
+                        "all {n} Ready=True after {:.2} s",
+                        t0.elapsed().as_secs_f64()
+                    ));
                 }
             }
         }

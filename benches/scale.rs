@@ -2,13 +2,15 @@
 //! one pinned Dummy, all added with one `apply_nodes` (what `kubemaker cib apply` runs) over the
 //! remote CIB port. Once with `kubemaker-remoted` on every host, once with the generation's
 //! reference `pacemaker-remoted`, in one run; for each size it prints the time from the apply until
-//! every node is online and every Dummy started, the cluster daemons' CPU and memory at steady state
+//! every node is online and every Dummy started, the cluster daemons' CPU while the nodes join
+//! (and which daemon used most), their CPU and memory at steady state
 //! and the daemons' total and per-node RSS, side by side with ratios.
 //!
 //!     sudo cargo bench --bench scale                      (BENCH_SIZES=50,100,200)
 //!     sudo KUBEMAKER_PACEMAKER=3.0.3 cargo bench --bench scale
 //!
-//! The hosts' subnets are `10.250.<n>.0/24` with n ≤ 250, so one run holds at most about 245 nodes.
+//! The hosts are /24s of `10.250.0.0/15` (tests/support/netns.rs), so one run holds up to 500 nodes
+//! (fewer when other tests hold hosts).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -47,14 +49,15 @@ fn cpu_and_rss(pid: u32) -> (f64, u64) {
     )
 }
 
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 /// Pids of the cluster's own daemons (children of a pacemakerd).
 fn cluster_daemon_pids() -> Vec<u32> {
-    let comm = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
     let ppid = |pid: u32| -> u32 {
         support::proc_stat(pid)
             .get(1)
@@ -77,6 +80,10 @@ struct Run {
     online: Duration,
     started: Duration,
     transactions: usize,
+    /// The cluster daemons' CPU seconds from the apply until every Dummy started, in total and
+    /// the daemon that used most (the bottleneck while nodes join).
+    join_cpu: f64,
+    join_top: (String, f64),
     cluster_cpu: f64,
     cluster_rss_kib: u64,
     daemons_rss_kib: u64,
@@ -150,6 +157,8 @@ fn run_once(bench: &Bench, label: &str, reference: bool, n: usize) -> Run {
             DesiredNode::from_spec(name, &spec).expect("valid spec")
         })
         .collect();
+    let join_pids = cluster_daemon_pids();
+    let join_before: Vec<f64> = join_pids.iter().map(|p| cpu_and_rss(*p).0).collect();
     let t0 = Instant::now();
     let report = rt.block_on(async {
         let c = CibClient::connect(remote.config(Transport::Tls))
@@ -195,6 +204,18 @@ fn run_once(bench: &Bench, label: &str, reference: bool, n: usize) -> Run {
     }
     let online = online.unwrap_or_else(|| started.unwrap_or_default());
     let started = started.unwrap_or_default();
+    let join_per_daemon: Vec<(String, f64)> = join_pids
+        .iter()
+        .zip(&join_before)
+        .map(|(p, b)| (comm(*p), cpu_and_rss(*p).0 - b))
+        .collect();
+    let join_cpu = join_per_daemon.iter().map(|d| d.1).sum();
+    let join_top = join_per_daemon
+        .iter()
+        .cloned()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_default();
+    eprintln!("[scale] {label}: cluster daemons' CPU s while joining: {join_per_daemon:?}");
     eprintln!(
         "[scale] {label}: all {n} online after {:.1} s, Dummies started after {:.1} s; steady state for {} s",
         online.as_secs_f64(),
@@ -216,6 +237,8 @@ fn run_once(bench: &Bench, label: &str, reference: bool, n: usize) -> Run {
         online,
         started,
         transactions: report.transactions,
+        join_cpu,
+        join_top,
         cluster_cpu,
         cluster_rss_kib,
         daemons_rss_kib,
@@ -259,14 +282,14 @@ fn main() {
     let cluster = &bench.cluster;
     let reference_label = format!("pacemaker-remoted {}", cluster.generation().version());
     println!(
-        "\n# {{n}} remote nodes, one Dummy each, on a Pacemaker {} cluster: kubemaker-remoted vs {reference_label}\n",
+        "\n# N remote nodes, one Dummy each, on a Pacemaker {} cluster: kubemaker-remoted vs {reference_label}\n",
         cluster.generation().version()
     );
     println!(
-        "| nodes | daemon | all online s | all Dummies started s | CIB transactions | cluster daemons CPU s / {}s | cluster daemons RSS MiB | daemons' RSS MiB total / per node |",
+        "| nodes | daemon | all online s | all Dummies started s | CIB transactions | cluster daemons CPU s while joining (most: daemon) | cluster daemons CPU s / {}s steady | cluster daemons RSS MiB | daemons' RSS MiB total / per node |",
         STEADY_WINDOW.as_secs()
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
     for n in sizes() {
         let ours = run_once(&bench, "kubemaker-remoted", false, n);
@@ -276,10 +299,13 @@ fn main() {
             (reference_label.as_str(), &theirs),
         ] {
             println!(
-                "| {n} | {label} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.1} / {:.2} |",
+                "| {n} | {label} | {:.1} | {:.1} | {} | {:.1} ({:.1}: {}) | {:.2} | {:.1} | {:.1} / {:.2} |",
                 r.online.as_secs_f64(),
                 r.started.as_secs_f64(),
                 r.transactions,
+                r.join_cpu,
+                r.join_top.1,
+                r.join_top.0,
                 r.cluster_cpu,
                 r.cluster_rss_kib as f64 / 1024.0,
                 r.daemons_rss_kib as f64 / 1024.0,
@@ -288,9 +314,10 @@ fn main() {
         }
         let ratio = |a: f64, b: f64| a / b.max(1e-9);
         ratios.push(format!(
-            "ratio kubemaker/reference at {n} nodes: online {:.2}, started {:.2}, cluster CPU {:.2}, daemons' RSS {:.2}",
+            "ratio kubemaker/reference at {n} nodes: online {:.2}, started {:.2}, cluster CPU while joining {:.2}, steady cluster CPU {:.2}, daemons' RSS {:.2}",
             ratio(ours.online.as_secs_f64(), theirs.online.as_secs_f64()),
             ratio(ours.started.as_secs_f64(), theirs.started.as_secs_f64()),
+            ratio(ours.join_cpu, theirs.join_cpu),
             ratio(ours.cluster_cpu, theirs.cluster_cpu),
             ratio(ours.daemons_rss_kib as f64, theirs.daemons_rss_kib as f64),
         ));

@@ -196,12 +196,12 @@ stop_other_generations() {
     done
 }
 
-# Test addresses no test host holds (10.250.N.2 of tests/support/netns.rs, the 3.x nodes'
+# Test addresses no test host holds (10.250.N.2 and 10.251.N.2 of tests/support/netns.rs, the 3.x nodes'
 # 10.249.N.2) fail at once with "no route to host" and never leave the machine by the default
 # route; the hosts' and nodes' own /24 routes are more specific.
 fence_test_networks() {
     local net
-    for net in 10.250.0.0/16 10.249.0.0/16; do
+    for net in 10.250.0.0/15 10.249.0.0/16; do
         ip route replace unreachable "$net" || die "cannot add the unreachable route for $net"
     done
 }

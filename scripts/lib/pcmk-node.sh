@@ -4,7 +4,7 @@
 # (scripts/pacemaker-root.sh) in its own mount, UTS, network and PID namespaces
 # (scripts/lib/pcmk-node-init.sh). Its network namespace km-pc<NN> is joined to the host by the
 # veth pair km-pc<NN> (host, 10.249.<NN>.1/24) / eth0 (node, 10.249.<NN>.2/24); the node routes the
-# test hosts' 10.250.0.0/16 and the local Kubernetes workers' 10.232.0.0/24 through the host, which
+# test hosts' 10.250.0.0/15 and the local Kubernetes workers' 10.232.0.0/24 through the host, which
 # forwards IPv4 (the test hosts route 10.249.0.0/16 back, tests/support/netns.rs; the workers' default
 # route is the host).
 #
@@ -90,8 +90,8 @@ node_network() {
     ip -n "$NODE_NETNS" addr add "$NODE_ADDR/24" dev eth0
     ip -n "$NODE_NETNS" link set eth0 up
     ip -n "$NODE_NETNS" link set lo up
-    # The test hosts (tests/support/netns.rs) live in 10.250.<n>.0/24 behind the host.
-    ip -n "$NODE_NETNS" route add 10.250.0.0/16 via "$NODE_HOST_ADDR"
+    # The test hosts (tests/support/netns.rs) live in /24s of 10.250.0.0/15 behind the host.
+    ip -n "$NODE_NETNS" route add 10.250.0.0/15 via "$NODE_HOST_ADDR"
     # The local Kubernetes workers (scripts/local-k8s.sh) at 10.232.0.<n>: their remoted pods and, SNAT
     # to the worker's address, the controller pod reaching the remote CIB port.
     ip -n "$NODE_NETNS" route add 10.232.0.0/24 via "$NODE_HOST_ADDR"

@@ -10,13 +10,15 @@ use super::env::{TEST_STATE_DIR, lock_file};
 use super::process::{Daemon, run, run_ok};
 
 /// A "host" for a remote node: network namespace `km-<tag>` joined to the root namespace by a veth
-/// pair. Host side: link `km-<tag>` with `10.250.<n>.1/24`; inside: `eth0` with `10.250.<n>.2/24`,
+/// pair. Host side: link `km-<tag>` with `<subnet>.1/24`; inside: `eth0` with `<subnet>.2/24`,
 /// `lo` up, and a route to the 3.x test cluster nodes' `10.249.0.0/16` via the host side.
 ///
-/// `n` (1..=250) is the lowest index whose lock file `/var/tmp/kubemaker-test/netns/<n>.lock` this
+/// `n` (1..=500) is the lowest index whose lock file `/var/tmp/kubemaker-test/netns/<n>.lock` this
 /// process can flock; the lock is held for the host's lifetime, so hosts in several threads and test
-/// binaries get distinct subnets. A leftover `km-*` link with an address in `10.250.<n>.0/24` (a
-/// crashed run) is deleted when `n` is taken; a subnet used by any other link is skipped.
+/// binaries get distinct subnets. The subnet is `10.250.<n>` for n ≤ 250 and `10.251.<n-250>` above
+/// (only the scale benchmark needs more than 250 hosts). A leftover `km-*` link with an address in
+/// the subnet (a crashed run) is deleted when `n` is taken; a subnet used by any other link is
+/// skipped.
 ///
 /// Tags must be unique among concurrently running tests (a per-tag lock makes a second user wait);
 /// they are 1 to 12 characters of `[a-z0-9-]` (Linux link names have at most 15).
@@ -26,7 +28,8 @@ use super::process::{Daemon, run, run_ok};
 /// exit, but without its veth.
 pub struct NetnsHost {
     name: String,
-    index: u32,
+    /// The first three octets of the host's /24, e.g. `10.250.7`.
+    subnet: String,
     _index_lock: File,
     _tag_lock: File,
 }
@@ -52,12 +55,13 @@ impl NetnsHost {
         let _ = run("ip", &["netns", "delete", &name]);
         let _ = run("ip", &["link", "delete", &name]);
 
-        let host_addr = format!("10.250.{index}.1/24");
-        let ns_addr = format!("10.250.{index}.2/24");
+        let subnet = subnet_of(index);
+        let host_addr = format!("{subnet}.1/24");
+        let ns_addr = format!("{subnet}.2/24");
         run_ok("ip", &["netns", "add", &name]);
         let host = NetnsHost {
             name: name.clone(),
-            index,
+            subnet: subnet.clone(),
             _index_lock: index_lock,
             _tag_lock: tag_lock,
         };
@@ -75,7 +79,7 @@ impl NetnsHost {
         run_ok("ip", &["-n", &name, "link", "set", "lo", "up"]);
         // A 3.x test cluster node lives in 10.249.<k>.0/24 behind the host (scripts/lib/pcmk-node.sh):
         // its connections come from there, so the replies go back through the host.
-        let via = format!("10.250.{index}.1");
+        let via = format!("{subnet}.1");
         run_ok(
             "ip",
             &["-n", &name, "route", "add", "10.249.0.0/16", "via", &via],
@@ -83,14 +87,14 @@ impl NetnsHost {
         host
     }
 
-    /// The namespace's address (`10.250.<n>.2`): where a daemon inside listens.
+    /// The namespace's address (`<subnet>.2`): where a daemon inside listens.
     pub fn addr(&self) -> String {
-        format!("10.250.{}.2", self.index)
+        format!("{}.2", self.subnet)
     }
 
-    /// The root namespace's end of the veth (`10.250.<n>.1`): where the cluster's traffic comes from.
+    /// The root namespace's end of the veth (`<subnet>.1`): where the cluster's traffic comes from.
     pub fn host_addr(&self) -> String {
-        format!("10.250.{}.1", self.index)
+        format!("{}.1", self.subnet)
     }
 
     /// The namespace name, `km-<tag>`.
@@ -115,10 +119,19 @@ impl Drop for NetnsHost {
     }
 }
 
+/// The /24 of host index `n` (1..=500), as its first three octets.
+fn subnet_of(index: u32) -> String {
+    if index <= 250 {
+        format!("10.250.{index}")
+    } else {
+        format!("10.251.{}", index - 250)
+    }
+}
+
 fn allocate_index(lock_dir: &Path) -> (u32, File) {
     fs::create_dir_all(lock_dir)
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_dir.display()));
-    for index in 1..=250u32 {
+    for index in 1..=500u32 {
         let path = lock_dir.join(format!("{index}.lock"));
         let file = OpenOptions::new()
             .create(true)
@@ -130,7 +143,7 @@ fn allocate_index(lock_dir: &Path) -> (u32, File) {
         }
         // Nobody alive owns this index. A km-* link with an address in the subnet is a leftover of
         // a crashed run; any other link with one belongs to someone else: skip the subnet.
-        let subnet = format!("10.250.{index}.");
+        let subnet = format!("{}.", subnet_of(index));
         let out = run("ip", &["-o", "-4", "addr", "show"]);
         let mut usable = true;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -154,7 +167,7 @@ fn allocate_index(lock_dir: &Path) -> (u32, File) {
             return (index, file);
         }
     }
-    panic!("no free 10.250.<n>.0/24 test subnet (all 250 in use?)");
+    panic!("no free test subnet in 10.250.0.0/15 (all 500 in use?)");
 }
 
 impl Daemon {
