@@ -15,12 +15,13 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::{Mutex, broadcast, watch};
+use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::cluster_connection::Changed;
 use super::context::{Context, Trigger};
 use super::crd::{PacemakerCluster, RemoteNode};
-use super::leader_election::{LeaderElector, LeaseConfig};
+use super::leader_election::{LeaderElector, LeaseConfig, LeaseLost};
 use super::metrics::Metrics;
 use super::remoted_pods;
 use super::{cluster_reconciler, http_endpoints, remote_node_reconciler};
@@ -80,6 +81,7 @@ pub async fn run(opts: Options) -> Result<Exit, StartError> {
         wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
+    let stop_flag = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -87,7 +89,7 @@ pub async fn run(opts: Options) -> Result<Exit, StartError> {
         }
     };
 
-    let mut elector = opts.leader_election.then(|| {
+    let new_elector = || {
         LeaderElector::new(
             Api::<Lease>::namespaced(client.clone(), &namespace),
             LeaseConfig {
@@ -97,76 +99,109 @@ pub async fn run(opts: Options) -> Result<Exit, StartError> {
                 renew_interval: opts.lease_renew,
             },
         )
-    });
-    // A standby is healthy and ready: it only waits.
-    metrics.set_ready(true);
-    if let Some(e) = elector.as_mut()
-        && !e.acquire(stopped()).await
-    {
-        info!("stopped while waiting for leadership");
+    };
+    let mut elector = opts.leader_election.then(&new_elector);
+    // One term of leadership per round: a leader whose renewals fail (the API server is down or
+    // restarting) stops reconciling and competes for the Lease again, as a standby would.
+    loop {
+        // A standby is healthy and ready: it only waits.
+        metrics.set_ready(true);
+        if let Some(e) = elector.as_mut()
+            && !e.acquire(stopped()).await
+        {
+            info!("stopped while waiting for leadership");
+            return Ok(Exit::Signalled);
+        }
+        metrics.set_leader(true);
+        metrics.set_ready(false);
+
+        let (lost_tx, lost_rx) = watch::channel(None::<LeaseLost>);
+        let holder = elector.take().map(|mut e| {
+            tokio::spawn(async move {
+                let why = e.hold().await;
+                let _ = lost_tx.send(Some(why));
+                e
+            })
+        });
+        let electing = holder.is_some();
+        let lost = {
+            let mut rx = lost_rx.clone();
+            async move {
+                if electing {
+                    let _ = rx.wait_for(Option::is_some).await;
+                } else {
+                    // Without leader election nothing can be lost (and the sender is already gone).
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let shutdown = futures::future::select(Box::pin(stopped()), Box::pin(lost)).map(|_| ());
+        let shutdown = shutdown.shared();
+
+        reconcile_until(
+            client.clone(),
+            namespace.clone(),
+            opts.identity.clone(),
+            metrics.clone(),
+            shutdown,
+        )
+        .await;
+        metrics.set_leader(false);
+
+        let lost = *lost_rx.borrow();
+        match after_term(lost, *stop_flag.borrow()) {
+            AfterTerm::Exit => {
+                error!("lost leadership; exiting so that only one replica reconciles");
+                return Ok(Exit::LostLeadership);
+            }
+            AfterTerm::StandBy => {
+                warn!(
+                    "stopped reconciling: the lease could not be renewed in time; competing for it again"
+                );
+                // The holder task has ended and hands its elector back.
+                elector = match holder {
+                    Some(h) => Some(h.await.unwrap_or_else(|_| new_elector())),
+                    None => Some(new_elector()),
+                };
+                continue;
+            }
+            AfterTerm::Stop => {}
+        }
+        if let Some(h) = holder {
+            h.abort();
+            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(1), h).await
+                && !e.is_cancelled()
+            {
+                warn!(error = %e, "lease holder task failed");
+            }
+            // The aborted task took the elector with it; release through a fresh one.
+            new_elector().release().await;
+        }
+        info!("controller stopped");
         return Ok(Exit::Signalled);
     }
-    metrics.set_leader(true);
-    metrics.set_ready(false);
+}
 
-    let (lost_tx, lost_rx) = watch::channel(false);
-    let holder = elector.map(|mut e| {
-        tokio::spawn(async move {
-            e.hold().await;
-            let _ = lost_tx.send(true);
-            e
-        })
-    });
-    let electing = holder.is_some();
-    let lost = {
-        let mut rx = lost_rx.clone();
-        async move {
-            if electing {
-                let _ = rx.wait_for(|l| *l).await;
-            } else {
-                // Without leader election nothing can be lost (and the sender is already gone).
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let shutdown = futures::future::select(Box::pin(stopped()), Box::pin(lost)).map(|_| ());
-    let shutdown = shutdown.shared();
+/// What the controller does once a term of leadership has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterTerm {
+    /// Another replica leads now: exit (a restart makes this one a standby again).
+    Exit,
+    /// The lease could not be renewed (the API server was unreachable): nobody else is known to
+    /// lead, so compete for the lease again instead of exiting.
+    StandBy,
+    /// Stopped by a signal: release the lease and exit cleanly.
+    Stop,
+}
 
-    reconcile_until(
-        client.clone(),
-        namespace.clone(),
-        opts.identity.clone(),
-        metrics.clone(),
-        shutdown,
-    )
-    .await;
-    metrics.set_leader(false);
-
-    if *lost_rx.borrow() {
-        error!("lost leadership; exiting so that only one replica reconciles");
-        return Ok(Exit::LostLeadership);
+/// The decision after a term: `lost` says why leadership ended (None: it did not),
+/// `stop_requested` whether SIGTERM/SIGINT came.
+fn after_term(lost: Option<LeaseLost>, stop_requested: bool) -> AfterTerm {
+    match (lost, stop_requested) {
+        (Some(LeaseLost::TakenOver), _) => AfterTerm::Exit,
+        (Some(LeaseLost::RenewalFailed), false) => AfterTerm::StandBy,
+        (Some(LeaseLost::RenewalFailed), true) | (None, _) => AfterTerm::Stop,
     }
-    if let Some(h) = holder {
-        h.abort();
-        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(1), h).await
-            && !e.is_cancelled()
-        {
-            warn!(error = %e, "lease holder task failed");
-        }
-        // The aborted task took the elector with it; release through a fresh one.
-        let mut e = LeaderElector::new(
-            Api::<Lease>::namespaced(client, &namespace),
-            LeaseConfig {
-                name: opts.lease_name.clone(),
-                identity: opts.identity.clone(),
-                lease_duration: opts.lease_duration,
-                renew_interval: opts.lease_renew,
-            },
-        );
-        e.release().await;
-    }
-    info!("controller stopped");
-    Ok(Exit::Signalled)
 }
 
 /// Runs both controllers until `shutdown` resolves, then lets in-flight reconciles finish.
@@ -180,7 +215,7 @@ async fn reconcile_until(
     let (triggers, _) = broadcast::channel::<Trigger>(4096);
 
     // Nodes: one cache for addresses and auto-join; changes become triggers.
-    let nodes = cache_with_triggers(
+    let (nodes, nodes_watch) = cache_with_triggers(
         Api::<Node>::all(client.clone()),
         watcher::Config::default(),
         "Nodes",
@@ -188,7 +223,7 @@ async fn reconcile_until(
         |node| Some(Trigger::NodeChanged(node.name_any())),
     );
     // The chart's remoted pods in our namespace: which one serves a Node (see remoted_pods).
-    let remoted_pods = cache_with_triggers(
+    let (remoted_pods, pods_watch) = cache_with_triggers(
         Api::<Pod>::namespaced(client.clone(), &namespace),
         watcher::Config::default().labels(remoted_pods::REMOTED_POD_SELECTOR),
         "remoted pods",
@@ -317,19 +352,22 @@ async fn reconcile_until(
         });
     futures::future::join(rn_run, pc_run).await;
     ready.abort();
+    // The next term of leadership watches anew.
+    nodes_watch.abort();
+    pods_watch.abort();
     // Close the CIB connections politely.
     ctx.clusters.lock().await.clear();
 }
 
-/// A cache of `api`'s objects, kept by a background watch that sends `trigger(object)` for every
-/// change it sees.
+/// A cache of `api`'s objects, kept by a background watch (the returned task) that sends
+/// `trigger(object)` for every change it sees.
 fn cache_with_triggers<K>(
     api: Api<K>,
     config: watcher::Config,
     what: &'static str,
     triggers: broadcast::Sender<Trigger>,
     trigger: impl Fn(&K) -> Option<Trigger> + Send + 'static,
-) -> reflector::Store<K>
+) -> (reflector::Store<K>, JoinHandle<()>)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -346,7 +384,7 @@ where
         .default_backoff()
         .reflect(writer)
         .touched_objects();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut s = std::pin::pin!(events);
         while let Some(ev) = s.next().await {
             match ev {
@@ -359,7 +397,7 @@ where
             }
         }
     });
-    store
+    (store, task)
 }
 
 /// Whether `store` finished its initial list. kube-runtime's `Store::wait_until_ready` wakes only
@@ -416,5 +454,39 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => info!("SIGTERM: stopping"),
         _ = int.recv() => info!("SIGINT: stopping"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_leader_makes_the_controller_exit() {
+        assert_eq!(
+            after_term(Some(LeaseLost::TakenOver), false),
+            AfterTerm::Exit
+        );
+        assert_eq!(
+            after_term(Some(LeaseLost::TakenOver), true),
+            AfterTerm::Exit
+        );
+    }
+
+    #[test]
+    fn an_unreachable_api_server_makes_the_leader_a_standby() {
+        assert_eq!(
+            after_term(Some(LeaseLost::RenewalFailed), false),
+            AfterTerm::StandBy
+        );
+    }
+
+    #[test]
+    fn a_signal_stops_the_controller() {
+        assert_eq!(after_term(None, true), AfterTerm::Stop);
+        assert_eq!(
+            after_term(Some(LeaseLost::RenewalFailed), true),
+            AfterTerm::Stop
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! one reconciles. The rules are client-go's: a Lease is free when it has no holder or when its
 //! record has not changed for `lease_duration` as measured on *our* clock (so clock skew between
 //! replicas does not matter); every update carries the resourceVersion read, so two candidates
-//! cannot both win. A leader that cannot renew within the renew deadline stops leading.
+//! cannot both win. A leader that sees another holder, or cannot renew within the renew
+//! deadline, stops leading and says which ([`LeaseLost`]).
 //!
 //! Kept rather than a crate: `kube-leader-election` is still on kube 4, and `kube-lease-manager`
 //! (on kube 5) judges expiry by the holder's `renewTime` against the local wall clock, so clock
@@ -31,6 +32,42 @@ impl LeaseConfig {
     /// that the old leader stops before anyone else may start.
     pub fn renew_deadline(&self) -> Duration {
         self.lease_duration.mul_f64(2.0 / 3.0)
+    }
+}
+
+/// Why a leader stopped leading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseLost {
+    /// Another replica holds the Lease now.
+    TakenOver,
+    /// No renewal succeeded within the renew deadline (the API server was unreachable, restarting
+    /// or failing). The Lease may expire for the others, so the leader stops reconciling now; it
+    /// still names us as holder unless someone else took it, so we may well get it back.
+    RenewalFailed,
+}
+
+/// The outcome of one renewal attempt by the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renewal {
+    Renewed,
+    /// The Lease names another holder, or our update lost the race for it.
+    HeldByOther,
+    /// The API server did not answer or refused the request.
+    Failed,
+}
+
+/// Whether a leader stops leading after `renewal`, when its last successful renewal was
+/// `since_renewed` ago.
+fn after_renewal(
+    renewal: Renewal,
+    since_renewed: Duration,
+    renew_deadline: Duration,
+) -> Option<LeaseLost> {
+    match renewal {
+        Renewal::Renewed => None,
+        Renewal::HeldByOther => Some(LeaseLost::TakenOver),
+        Renewal::Failed if since_renewed > renew_deadline => Some(LeaseLost::RenewalFailed),
+        Renewal::Failed => None,
     }
 }
 
@@ -87,22 +124,36 @@ impl LeaderElector {
         }
     }
 
-    /// Renews until a renewal has not succeeded within the renew deadline; returns then.
-    pub async fn hold(&mut self) {
+    /// Renews until another replica holds the Lease or a renewal has not succeeded within the
+    /// renew deadline; returns which.
+    pub async fn hold(&mut self) -> LeaseLost {
         let mut last_ok = Instant::now();
         loop {
             tokio::time::sleep(self.cfg.renew_interval).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_ok = Instant::now(),
-                Ok(false) => {
-                    warn!(lease = %self.cfg.name, "another replica took the lease");
-                    return;
-                }
+            let renewal = match self.try_acquire_or_renew().await {
+                Ok(true) => Renewal::Renewed,
+                Ok(false) => Renewal::HeldByOther,
                 Err(e) => {
                     warn!(lease = %self.cfg.name, error = %e, "renewing the lease failed");
-                    if last_ok.elapsed() > self.cfg.renew_deadline() {
-                        return;
-                    }
+                    Renewal::Failed
+                }
+            };
+            if renewal == Renewal::Renewed {
+                last_ok = Instant::now();
+            }
+            match after_renewal(renewal, last_ok.elapsed(), self.cfg.renew_deadline()) {
+                None => {}
+                Some(LeaseLost::TakenOver) => {
+                    warn!(lease = %self.cfg.name, "another replica took the lease");
+                    return LeaseLost::TakenOver;
+                }
+                Some(LeaseLost::RenewalFailed) => {
+                    warn!(
+                        lease = %self.cfg.name,
+                        deadline = ?self.cfg.renew_deadline(),
+                        "no renewal of the lease succeeded within the renew deadline"
+                    );
+                    return LeaseLost::RenewalFailed;
                 }
             }
         }
@@ -192,5 +243,53 @@ impl LeaderElector {
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(4);
+
+    #[test]
+    fn a_renewal_keeps_the_lease_however_late() {
+        assert_eq!(
+            after_renewal(Renewal::Renewed, Duration::from_secs(60), DEADLINE),
+            None
+        );
+    }
+
+    #[test]
+    fn another_holder_ends_leadership_at_once() {
+        assert_eq!(
+            after_renewal(Renewal::HeldByOther, Duration::ZERO, DEADLINE),
+            Some(LeaseLost::TakenOver)
+        );
+    }
+
+    #[test]
+    fn failed_renewals_end_leadership_only_after_the_deadline() {
+        assert_eq!(
+            after_renewal(Renewal::Failed, Duration::from_secs(2), DEADLINE),
+            None
+        );
+        assert_eq!(after_renewal(Renewal::Failed, DEADLINE, DEADLINE), None);
+        assert_eq!(
+            after_renewal(Renewal::Failed, Duration::from_secs(5), DEADLINE),
+            Some(LeaseLost::RenewalFailed)
+        );
+    }
+
+    #[test]
+    fn the_renew_deadline_ends_before_the_lease() {
+        let cfg = LeaseConfig {
+            name: "l".into(),
+            identity: "i".into(),
+            lease_duration: Duration::from_secs(6),
+            renew_interval: Duration::from_secs(2),
+        };
+        assert!(cfg.renew_deadline() < cfg.lease_duration);
+        assert!(cfg.renew_deadline() > cfg.renew_interval);
     }
 }
