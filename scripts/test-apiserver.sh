@@ -4,8 +4,14 @@
 # (/var/tmp/kubemaker-cache/k8s/bin), or from $KUBEBUILDER_ASSETS when it holds kube-apiserver and etcd.
 #
 #   scripts/test-apiserver.sh start [--fresh]  start it (or reuse the one this script started);
-#                                              --fresh wipes etcd's data first (an empty cluster)
+#                                              --fresh wipes etcd's data first (an empty cluster);
+#                                              when only our kube-apiserver is gone and our etcd
+#                                              still runs, starts just the kube-apiserver again
+#                                              (same port, etcd's data kept)
 #   scripts/test-apiserver.sh stop             stop it (only the processes this script started)
+#   scripts/test-apiserver.sh kill-apiserver   SIGKILL our kube-apiserver (the pid in its pid file,
+#                                              checked by start time), an abrupt crash; etcd and
+#                                              the state stay, so `start` brings it back
 #   scripts/test-apiserver.sh status           pids, URL, /readyz; exit 0 when ready, 3 when not
 #   scripts/test-apiserver.sh env              prints `export ...` lines for eval "$(scripts/test-apiserver.sh env)":
 #                                              KUBECONFIG, KUBEMAKER_APISERVER_URL, KUBEMAKER_APISERVER_CA,
@@ -343,6 +349,36 @@ choose_ports() {
         "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" >"$PORTS_FILE"
 }
 
+# kube-apiserver on $ADDRESS:$APISERVER_PORT against our etcd (ports loaded or chosen already).
+spawn_apiserver() {
+    local node_flags=(--authorization-mode=RBAC --endpoint-reconciler-type=none)
+    if [ "$WITH_NODES" = 1 ]; then
+        # kubelets authenticate as system:node:<name>; logs/exec reach them on their InternalIP; the
+        # `kubernetes` Service gets this address as its endpoint (the default lease reconciler).
+        node_flags=(--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction
+            --kubelet-client-certificate="$PKI_DIR/kubelet-client.crt" --kubelet-client-key="$PKI_DIR/kubelet-client.key"
+            --kubelet-preferred-address-types=InternalIP)
+    fi
+    say "starting kube-apiserver on https://$ADDRESS:$APISERVER_PORT (log $STATE_DIR/kube-apiserver.log)"
+    spawn_daemon "$STATE_DIR/kube-apiserver.pid" "$STATE_DIR/kube-apiserver.log" "$APISERVER_BIN" \
+        --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+        --bind-address="$ADDRESS" \
+        --advertise-address="$ADDRESS" \
+        --secure-port="$APISERVER_PORT" \
+        --cert-dir="$STATE_DIR/cert-dir" \
+        --tls-cert-file="$PKI_DIR/apiserver.crt" \
+        --tls-private-key-file="$PKI_DIR/apiserver.key" \
+        --client-ca-file="$PKI_DIR/ca.crt" \
+        --service-account-issuer="$SA_ISSUER" \
+        --service-account-key-file="$PKI_DIR/sa.pub" \
+        --service-account-signing-key-file="$PKI_DIR/sa.key" \
+        --service-cluster-ip-range="$SERVICE_CIDR" \
+        "${node_flags[@]}" \
+        --allow-privileged=true \
+        --enable-aggregator-routing=true \
+        --profiling=false
+}
+
 cmd_start() {
     local fresh=0
     [ "${1:-}" = --fresh ] && fresh=1
@@ -364,6 +400,20 @@ cmd_start() {
             return 0
         fi
         say "--fresh: restarting with empty etcd data"
+    fi
+    # Only the kube-apiserver is gone (it crashed or was killed) and our etcd is healthy: start just
+    # the kube-apiserver again on the same port, so etcd's data and every client's kubeconfig stay.
+    if [ "$fresh" -eq 0 ] && [ -n "$etcd_pid" ] && [ -z "$kas_pid" ] && load_ports && etcd_healthy &&
+        port_free "$APISERVER_PORT" && pki_valid && [ -z "$(foreign_users_of_state)" ]; then
+        local t1=$SECONDS
+        [ -s "$KUBECONFIG_FILE" ] || write_kubeconfig
+        say "etcd ($etcd_pid) runs but kube-apiserver does not: starting only kube-apiserver"
+        spawn_apiserver
+        say "waiting (at most ${START_TIMEOUT} s) for https://$ADDRESS:$APISERVER_PORT/readyz"
+        wait_apiserver
+        [ "$WITH_NODES" = 1 ] && start_controllers
+        say "kube-apiserver ready after $((SECONDS - t1)) s (etcd $etcd_pid, kube-apiserver $(our_pid kube-apiserver))"
+        return 0
     fi
     # Half up, not ready, or --fresh: start both anew (only our own processes are stopped).
     [ -z "$etcd_pid$kas_pid" ] || stop_ours
@@ -393,32 +443,7 @@ cmd_start() {
         --log-level=warn
     wait_etcd
 
-    local node_flags=(--authorization-mode=RBAC --endpoint-reconciler-type=none)
-    if [ "$WITH_NODES" = 1 ]; then
-        # kubelets authenticate as system:node:<name>; logs/exec reach them on their InternalIP; the
-        # `kubernetes` Service gets this address as its endpoint (the default lease reconciler).
-        node_flags=(--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction
-            --kubelet-client-certificate="$PKI_DIR/kubelet-client.crt" --kubelet-client-key="$PKI_DIR/kubelet-client.key"
-            --kubelet-preferred-address-types=InternalIP)
-    fi
-    say "starting kube-apiserver on https://$ADDRESS:$APISERVER_PORT (log $STATE_DIR/kube-apiserver.log)"
-    spawn_daemon "$STATE_DIR/kube-apiserver.pid" "$STATE_DIR/kube-apiserver.log" "$APISERVER_BIN" \
-        --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
-        --bind-address="$ADDRESS" \
-        --advertise-address="$ADDRESS" \
-        --secure-port="$APISERVER_PORT" \
-        --cert-dir="$STATE_DIR/cert-dir" \
-        --tls-cert-file="$PKI_DIR/apiserver.crt" \
-        --tls-private-key-file="$PKI_DIR/apiserver.key" \
-        --client-ca-file="$PKI_DIR/ca.crt" \
-        --service-account-issuer="$SA_ISSUER" \
-        --service-account-key-file="$PKI_DIR/sa.pub" \
-        --service-account-signing-key-file="$PKI_DIR/sa.key" \
-        --service-cluster-ip-range="$SERVICE_CIDR" \
-        "${node_flags[@]}" \
-        --allow-privileged=true \
-        --enable-aggregator-routing=true \
-        --profiling=false
+    spawn_apiserver
     say "waiting (at most ${START_TIMEOUT} s) for https://$ADDRESS:$APISERVER_PORT/readyz"
     wait_apiserver
     [ "$WITH_NODES" = 1 ] && start_controllers
@@ -463,6 +488,28 @@ cmd_stop() {
     say "stopped"
 }
 
+# SIGKILL to our kube-apiserver only (pid and start time from its pid file), as a crash would end
+# it; etcd keeps running. Waits (at most 10 s) until it is gone.
+cmd_kill_apiserver() {
+    take_lock
+    local pid i gone=0
+    pid=$(our_pid kube-apiserver || true)
+    [ -n "$pid" ] || die "no kube-apiserver started by this script runs"
+    say "SIGKILL to kube-apiserver ($pid); etcd ($(our_pid etcd || echo 'not running')) stays"
+    kill -KILL "$pid" 2>/dev/null || true
+    # gone, or a zombie its parent has not reaped yet (its sockets are closed already)
+    for i in $(seq 1 100); do
+        if ! our_pid kube-apiserver >/dev/null ||
+            [ "$(sed -e 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" = Z ]; then
+            gone=1; break
+        fi
+        sleep 0.1
+    done
+    [ "$gone" = 1 ] || die "kube-apiserver ($pid) still runs 10 s after SIGKILL"
+    rm -f "$STATE_DIR/kube-apiserver.pid"
+    say "kube-apiserver killed"
+}
+
 cmd_status() {
     local etcd_pid kas_pid foreign
     etcd_pid=$(our_pid etcd || true)
@@ -502,7 +549,8 @@ cmd_env() {
 case "${1:-}" in
     start) shift; [ "$(id -u)" -eq 0 ] || die "must run as root"; cmd_start "$@" ;;
     stop) [ "$(id -u)" -eq 0 ] || die "must run as root"; cmd_stop ;;
+    kill-apiserver) [ "$(id -u)" -eq 0 ] || die "must run as root"; cmd_kill_apiserver ;;
     status) cmd_status ;;
     env) cmd_env ;;
-    *) echo "usage: $0 start [--fresh]|stop|status|env" >&2; exit 2 ;;
+    *) echo "usage: $0 start [--fresh]|stop|kill-apiserver|status|env" >&2; exit 2 ;;
 esac

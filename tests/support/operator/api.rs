@@ -1,11 +1,11 @@
 //! The test API server of `scripts/test-apiserver.sh` and `kubectl`/`helm` with its admin
 //! kubeconfig: objects read and written as JSON, Events.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -177,6 +177,44 @@ impl Api {
         }
     }
 
+    /// Makes this test the API server's only user (the hold on [`USERS_LOCK`] becomes exclusive),
+    /// waiting at most `timeout` for the others to finish; other tests wait for it to end. Only
+    /// then may the server be killed and restarted ([`ExclusiveUse`]).
+    pub fn exclusive_use(&self, timeout: Duration) -> Result<ExclusiveUse<'_>, String> {
+        let deadline = Instant::now() + timeout;
+        let mut told = false;
+        loop {
+            {
+                let hold = self
+                    .hold
+                    .lock()
+                    .map_err(|_| "the hold's lock is poisoned")?;
+                let file = hold.as_ref().ok_or("the API server is no longer held")?;
+                match file.try_lock() {
+                    Ok(()) => return Ok(ExclusiveUse { api: self }),
+                    Err(TryLockError::WouldBlock) => {
+                        // A failed conversion drops the shared lock: take it back at once.
+                        file.lock_shared()
+                            .map_err(|e| format!("cannot lock {USERS_LOCK}: {e}"))?;
+                    }
+                    Err(TryLockError::Error(e)) => {
+                        return Err(format!("cannot lock {USERS_LOCK}: {e}"));
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "other tests still use the API server after {timeout:?}"
+                ));
+            }
+            if !told {
+                eprintln!("[harness] waiting for the other users of the test API server to finish");
+                told = true;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
     /// A command with the API server's environment.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
@@ -311,6 +349,51 @@ impl Api {
             .filter(|e| e.uid == uid)
             .map(|e| e.reason)
             .collect()
+    }
+}
+
+/// This test is the API server's only user while this lives (see [`Api::exclusive_use`]);
+/// dropping it shares the server again.
+pub struct ExclusiveUse<'a> {
+    api: &'a Api,
+}
+
+impl ExclusiveUse<'_> {
+    /// `scripts/test-apiserver.sh kill-apiserver`: SIGKILL to the kube-apiserver only (etcd
+    /// keeps running).
+    pub fn kill_apiserver(&self) -> Result<(), String> {
+        self.script("kill-apiserver", Duration::from_secs(60))
+    }
+
+    /// `scripts/test-apiserver.sh start` (not `--fresh`): starts the killed kube-apiserver again
+    /// beside the running etcd and returns once `/readyz` says ok.
+    pub fn start_apiserver(&self) -> Result<(), String> {
+        self.script("start", Duration::from_secs(300))
+    }
+
+    fn script(&self, command: &str, limit: Duration) -> Result<(), String> {
+        let script = apiserver_script();
+        let out = run_with_input(Command::new("bash").arg(&script).arg(command), None, limit);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{} {command}` failed: {}",
+                script.display(),
+                text(&out)
+            ))
+        }
+    }
+}
+
+impl Drop for ExclusiveUse<'_> {
+    fn drop(&mut self) {
+        if let Ok(hold) = self.api.hold.lock()
+            && let Some(file) = hold.as_ref()
+            && let Err(e) = file.lock_shared()
+        {
+            eprintln!("[harness] cannot share {USERS_LOCK} again: {e}");
+        }
     }
 }
 

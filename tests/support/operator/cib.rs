@@ -57,6 +57,14 @@ pub fn primitives(root: &Element) -> Vec<&Element> {
     out
 }
 
+/// The primitives whose id starts with `prefix` (a test's group of nodes).
+pub fn primitives_with_prefix<'a>(root: &'a Element, prefix: &str) -> Vec<&'a Element> {
+    primitives(root)
+        .into_iter()
+        .filter(|p| p.attr("id").is_some_and(|id| id.starts_with(prefix)))
+        .collect()
+}
+
 /// The primitive with this id.
 pub fn primitive<'a>(root: &'a Element, id: &str) -> Option<&'a Element> {
     primitives(root)

@@ -19,10 +19,12 @@ pub mod controller;
 pub mod objects;
 pub mod setup;
 
-pub use api::{Api, EventInfo, apiserver_script, hold_apiserver, release_and_stop_if_unused};
+pub use api::{
+    Api, EventInfo, ExclusiveUse, apiserver_script, hold_apiserver, release_and_stop_if_unused,
+};
 pub use cib::{
     add_host_addresses, agent_of, cib_root, cib_version, has_node_entry, has_node_state, nvpair,
-    op_interval, primitive, primitives,
+    op_interval, primitive, primitives, primitives_with_prefix,
 };
 pub use controller::{Controller, Metrics, http_get};
 pub use objects::{
