@@ -56,8 +56,14 @@ fn comm(pid: u32) -> String {
         .to_string()
 }
 
-/// Pids of the cluster's own daemons (children of a pacemakerd).
-fn cluster_daemon_pids() -> Vec<u32> {
+/// Pids of the test cluster's own daemons: the children of its pacemakerd, whose pid the cluster
+/// script records (other clusters may run on the machine, e.g. another test's in namespaces).
+fn cluster_daemon_pids(cluster: &Cluster) -> Vec<u32> {
+    let pidfile = cluster.generation().state_dir().join("pacemakerd.pid");
+    let pacemakerd: u32 = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or_else(|| panic!("no pacemakerd pid in {}", pidfile.display()));
     let ppid = |pid: u32| -> u32 {
         support::proc_stat(pid)
             .get(1)
@@ -72,7 +78,7 @@ fn cluster_daemon_pids() -> Vec<u32> {
         .collect();
     pids.iter()
         .copied()
-        .filter(|p| CLUSTER_DAEMONS.contains(&comm(*p).as_str()) && comm(ppid(*p)) == "pacemakerd")
+        .filter(|p| CLUSTER_DAEMONS.contains(&comm(*p).as_str()) && ppid(*p) == pacemakerd)
         .collect()
 }
 
@@ -86,6 +92,9 @@ struct Run {
     join_top: (String, f64),
     cluster_cpu: f64,
     cluster_rss_kib: u64,
+    /// The machine's 1-minute load average when every Dummy had started: pacemaker-controld
+    /// throttles its jobs when the load per core passes `load-threshold`.
+    load: f64,
     daemons_rss_kib: u64,
 }
 
@@ -157,7 +166,7 @@ fn run_once(bench: &Bench, label: &str, reference: bool, n: usize) -> Run {
             DesiredNode::from_spec(name, &spec).expect("valid spec")
         })
         .collect();
-    let join_pids = cluster_daemon_pids();
+    let join_pids = cluster_daemon_pids(cluster);
     let join_before: Vec<f64> = join_pids.iter().map(|p| cpu_and_rss(*p).0).collect();
     let t0 = Instant::now();
     let report = rt.block_on(async {
@@ -209,6 +218,10 @@ fn run_once(bench: &Bench, label: &str, reference: bool, n: usize) -> Run {
         .zip(&join_before)
         .map(|(p, b)| (comm(*p), cpu_and_rss(*p).0 - b))
         .collect();
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN);
     let join_cpu = join_per_daemon.iter().map(|d| d.1).sum();
     let join_top = join_per_daemon
         .iter()
@@ -222,7 +235,7 @@ fn run_once(bench: &Bench, label: &str, reference: bool, n: usize) -> Run {
         started.as_secs_f64(),
         STEADY_WINDOW.as_secs()
     );
-    let pids = cluster_daemon_pids();
+    let pids = cluster_daemon_pids(cluster);
     let before: Vec<(f64, u64)> = pids.iter().map(|p| cpu_and_rss(*p)).collect();
     std::thread::sleep(STEADY_WINDOW);
     let after: Vec<(f64, u64)> = pids.iter().map(|p| cpu_and_rss(*p)).collect();
@@ -241,6 +254,7 @@ fn run_once(bench: &Bench, label: &str, reference: bool, n: usize) -> Run {
         join_top,
         cluster_cpu,
         cluster_rss_kib,
+        load,
         daemons_rss_kib,
     }
 }
@@ -286,10 +300,10 @@ fn main() {
         cluster.generation().version()
     );
     println!(
-        "| nodes | daemon | all online s | all Dummies started s | CIB transactions | cluster daemons CPU s while joining (most: daemon) | cluster daemons CPU s / {}s steady | cluster daemons RSS MiB | daemons' RSS MiB total / per node |",
+        "| nodes | daemon | all online s | all Dummies started s | CIB transactions | cluster daemons CPU s while joining (most: daemon) | cluster daemons CPU s / {}s steady | cluster daemons RSS MiB | daemons' RSS MiB total / per node | load avg |",
         STEADY_WINDOW.as_secs()
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
     for n in sizes() {
         let ours = run_once(&bench, "kubemaker-remoted", false, n);
@@ -299,7 +313,7 @@ fn main() {
             (reference_label.as_str(), &theirs),
         ] {
             println!(
-                "| {n} | {label} | {:.1} | {:.1} | {} | {:.1} ({:.1}: {}) | {:.2} | {:.1} | {:.1} / {:.2} |",
+                "| {n} | {label} | {:.1} | {:.1} | {} | {:.1} ({:.1}: {}) | {:.2} | {:.1} | {:.1} / {:.2} | {:.1} |",
                 r.online.as_secs_f64(),
                 r.started.as_secs_f64(),
                 r.transactions,
@@ -310,6 +324,7 @@ fn main() {
                 r.cluster_rss_kib as f64 / 1024.0,
                 r.daemons_rss_kib as f64 / 1024.0,
                 r.daemons_rss_kib as f64 / 1024.0 / n as f64,
+                r.load,
             );
         }
         let ratio = |a: f64, b: f64| a / b.max(1e-9);
