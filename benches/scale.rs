@@ -8,6 +8,12 @@
 //!
 //!     sudo cargo bench --bench scale                      (BENCH_SIZES=50,100,200)
 //!     sudo KUBEMAKER_PACEMAKER=3.0.3 cargo bench --bench scale
+//!     sudo BENCH_NODE_ACTION_LIMIT=16 cargo bench --bench scale
+//!
+//! Every connection start runs on the cluster node, and pacemaker-controld runs at most
+//! `node-action-limit` jobs per node at once (default twice the cores; one when the machine's load
+//! makes it throttle), so time-to-online grows linearly with N. `BENCH_NODE_ACTION_LIMIT` sets
+//! that cluster property for the run (and deletes it afterwards) to show what raising it buys.
 //!
 //! The hosts are /24s of `10.250.0.0/15` (tests/support/netns.rs), so one run holds up to 500 nodes
 //! (fewer when other tests hold hosts).
@@ -294,10 +300,17 @@ fn main() {
         dir,
     };
     let cluster = &bench.cluster;
+    let action_limit = std::env::var("BENCH_NODE_ACTION_LIMIT").ok();
+    if let Some(limit) = &action_limit {
+        let out = cluster.set_property("node-action-limit", Some(limit));
+        assert!(out.status.success(), "set node-action-limit={limit}");
+    }
     let reference_label = format!("pacemaker-remoted {}", cluster.generation().version());
     println!(
-        "\n# N remote nodes, one Dummy each, on a Pacemaker {} cluster: kubemaker-remoted vs {reference_label}\n",
-        cluster.generation().version()
+        "\n# N remote nodes, one Dummy each, on a Pacemaker {} cluster ({} cores, node-action-limit {}): kubemaker-remoted vs {reference_label}\n",
+        cluster.generation().version(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        action_limit.as_deref().unwrap_or("default")
     );
     println!(
         "| nodes | daemon | all online s | all Dummies started s | CIB transactions | cluster daemons CPU s while joining (most: daemon) | cluster daemons CPU s / {}s steady | cluster daemons RSS MiB | daemons' RSS MiB total / per node | load avg |",
@@ -340,6 +353,9 @@ fn main() {
     println!();
     for r in ratios {
         println!("{r}");
+    }
+    if action_limit.is_some() {
+        cluster.set_property("node-action-limit", None);
     }
     drop(bench);
 }
