@@ -205,6 +205,11 @@ pub struct ClientConfig {
     /// Login reply; PAM can delay a refusal by 3 s on Debian.
     pub login_timeout: Duration,
     pub request_timeout: Duration,
+    /// How long a cluster node may leave our data unacknowledged, or an idle connection's
+    /// keepalive probes unanswered, before the connection counts as lost: a node that loses its
+    /// power or its link sends no FIN, so without this an idle notification connection would
+    /// wait for ever. Zero turns the probes off. See [`super::connection::DeadPeerProbes`].
+    pub dead_peer_timeout: Duration,
     pub retry: RetryPolicy,
 }
 
@@ -222,6 +227,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             login_timeout: Duration::from_secs(15),
             request_timeout: Duration::from_secs(30),
+            dead_peer_timeout: Duration::from_secs(15),
             retry: RetryPolicy::default(),
         }
     }

@@ -2,10 +2,10 @@
 //! one request at a time. The stream is a `wire` record transport; framing is `wire::Connection`'s.
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::tls::{self, TlsError, TlsStream};
 use crate::wire::{self, Element, ReadError, RecordTransport};
@@ -85,6 +85,12 @@ impl Connection {
         })?
         .map_err(|e| unreachable(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
+        if let Some(probes) = DeadPeerProbes::for_timeout(cfg.dead_peer_timeout)
+            && let Err(e) = probes.apply(&tcp)
+        {
+            // Not fatal: the request timeout still bounds every request.
+            warn!(endpoint = %ep, error = %e, "cannot set TCP keepalive on the CIB connection");
+        }
         let stream = match cfg.transport {
             Transport::Plain => Stream::Plain(tcp),
             Transport::Tls => Stream::Tls(tls_handshake(tcp, cfg).await?.map_err(|e| {
@@ -255,6 +261,55 @@ fn handshake_hint(cfg: &ClientConfig) -> String {
     }
 }
 
+/// How a connection notices a cluster node that vanished without a word (power or link lost: no
+/// FIN, no RST): TCP keepalive probes on an idle connection, and a TCP user timeout on data left
+/// unacknowledged, both within [`ClientConfig::dead_peer_timeout`]. The kernel then fails the
+/// socket (ETIMEDOUT), so a waiting notification stream or request ends with
+/// [`CibError::ConnectionLost`] and the client fails over to the next endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeadPeerProbes {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes that end the connection.
+    pub retries: u32,
+    /// Longest time sent data may stay unacknowledged (`TCP_USER_TIMEOUT`; also caps probing).
+    pub user_timeout: Duration,
+}
+
+impl DeadPeerProbes {
+    /// Probes that declare a silent peer dead within `timeout` (at least 3 s: the kernel counts
+    /// keepalive times in whole seconds); None when `timeout` is zero (probes off).
+    pub(crate) fn for_timeout(timeout: Duration) -> Option<DeadPeerProbes> {
+        if timeout.is_zero() {
+            return None;
+        }
+        let total = timeout.as_secs().max(3);
+        // A third idle, the rest in probes about a second or more apart.
+        let idle = (total / 3).max(1);
+        let retries = (total - idle).clamp(1, 4);
+        let interval = ((total - idle) / retries).max(1);
+        Some(DeadPeerProbes {
+            idle: Duration::from_secs(idle),
+            interval: Duration::from_secs(interval),
+            retries: retries as u32,
+            user_timeout: Duration::from_secs(total),
+        })
+    }
+
+    fn apply(&self, tcp: &TcpStream) -> io::Result<()> {
+        let sock = socket2::SockRef::from(tcp);
+        sock.set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(self.idle)
+                .with_interval(self.interval)
+                .with_retries(self.retries),
+        )?;
+        sock.set_tcp_user_timeout(Some(self.user_timeout))
+    }
+}
+
 pub(super) struct Request<'a> {
     pub(super) op: &'a str,
     pub(super) section: Option<String>,
@@ -267,4 +322,43 @@ pub(super) fn reply_parts(reply: &Element) -> (i64, Option<&Element>) {
     let rc = reply.attr_i64("cib_rc").unwrap_or(0);
     let data = reply.child("cib_calldata").and_then(|d| d.children.first());
     (rc, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probes give up on a silent peer within the timeout asked for, in whole seconds the
+    /// kernel accepts (none of them zero).
+    #[test]
+    fn dead_peer_probes_fit_the_timeout() {
+        for secs in [1, 2, 3, 5, 10, 15, 30, 60, 600] {
+            let t = Duration::from_secs(secs);
+            let p = DeadPeerProbes::for_timeout(t).expect("probes on");
+            let budget = t.max(Duration::from_secs(3));
+            assert!(p.idle >= Duration::from_secs(1), "{secs}: {p:?}");
+            assert!(p.interval >= Duration::from_secs(1), "{secs}: {p:?}");
+            assert!(p.retries >= 1, "{secs}: {p:?}");
+            assert!(
+                p.idle + p.interval * p.retries <= budget,
+                "{secs}: probing outlasts the timeout: {p:?}"
+            );
+            assert_eq!(p.user_timeout, budget, "{secs}: {p:?}");
+        }
+        let default = DeadPeerProbes::for_timeout(Duration::from_secs(15)).unwrap();
+        assert_eq!(
+            default,
+            DeadPeerProbes {
+                idle: Duration::from_secs(5),
+                interval: Duration::from_secs(2),
+                retries: 4,
+                user_timeout: Duration::from_secs(15),
+            }
+        );
+    }
+
+    #[test]
+    fn dead_peer_probes_off_at_zero() {
+        assert_eq!(DeadPeerProbes::for_timeout(Duration::ZERO), None);
+    }
 }
