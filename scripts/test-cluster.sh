@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# A throwaway one-node Pacemaker cluster ("node1") for the integration tests, of the generation
-# that KUBEMAKER_PACEMAKER names:
+# A throwaway Pacemaker cluster for the integration tests, of the generation that KUBEMAKER_PACEMAKER
+# names:
 #   unset or 2.1.5   Debian 12's packages installed on this machine, node1 on 127.0.0.1;
 #   3.0.0 / 3.0.3    Debian trixie's / sid's packages from a cached root (scripts/pacemaker-root.sh),
 #                    node1 in namespaces of its own at 10.249.30.2 / 10.249.33.2 (scripts/lib/pcmk-node.sh).
-# Only one generation runs at a time: `start` first stops the others this script started.
+# Only one generation's one-node cluster runs at a time: `start` first stops the others this script
+# started.
+#
+# KUBEMAKER_CLUSTER_NODES=2 (3.x only) is another cluster of that generation, beside the one-node
+# one (it stops nothing else): node1 and node2, each in namespaces of its own (3.0.0: 10.249.40.2 and
+# 10.249.41.2; 3.0.3: 10.249.43.2 and 10.249.44.2), corosync with both members (two_node: 1), for
+# the node-loss tests; state in /var/tmp/kubemaker-test/cluster-<version>-2nodes/node<N>/.
 #
 #   scripts/test-cluster.sh start    start it (or reuse the one this script started before)
 #   scripts/test-cluster.sh stop     stop it (only the processes this script started)
 #   scripts/test-cluster.sh status   print whether it runs and who is DC
+#   scripts/test-cluster.sh lose N   two-node only: node N fails like a power cut (its link down,
+#                                    then all its processes SIGKILLed)
+#   scripts/test-cluster.sh restore N  two-node only: start node N again; returns once it rejoined
 #
 # KUBEMAKER_CLUSTER_ENV="PCMK_x=... PCMK_y=..." (3.x only) starts pacemakerd with those settings, as
 # /etc/default/pacemaker would on a real node; a running cluster with other settings is restarted.
@@ -17,23 +26,38 @@
 # the start time from /proc/<pid>/stat guards against pid reuse), corosync.log, pacemakerd.log.
 # Daemons that this script did not start are never signalled: `start` refuses to run beside them.
 #
-# start/stop serialize with the test harness through an flock on /var/tmp/kubemaker-test/cluster.lock,
-# so `stop` never pulls the cluster from under a running test. The Rust harness holds that lock itself
-# and sets KUBEMAKER_CLUSTER_LOCKED=1 when it calls this script.
+# start/stop/lose/restore serialize with the test harness through an flock on
+# /var/tmp/kubemaker-test/cluster.lock, so `stop` never pulls the cluster from under a running test.
+# The Rust harness holds that lock itself and sets KUBEMAKER_CLUSTER_LOCKED=1 when it calls this script.
 set -euo pipefail
 
 BASE_DIR=/var/tmp/kubemaker-test
 GEN=${KUBEMAKER_PACEMAKER:-2.1.5}
+CLUSTER_NODES=${KUBEMAKER_CLUSTER_NODES:-1}
 ALL_GENERATIONS="2.1.5 3.0.0 3.0.3"
-# state_dir VERSION: where a generation's cluster keeps its pid files and logs.
-state_dir() { if [ "$1" = 2.1.5 ]; then echo "$BASE_DIR/cluster"; else echo "$BASE_DIR/cluster-$1"; fi; }
+# state_dir VERSION [NODES]: where a generation's cluster (of NODES nodes, default 1) keeps its pid
+# files and logs.
+state_dir() {
+    if [ "$1" = 2.1.5 ]; then
+        echo "$BASE_DIR/cluster"
+    elif [ "${2:-1}" = 1 ]; then
+        echo "$BASE_DIR/cluster-$1"
+    else
+        echo "$BASE_DIR/cluster-$1-${2}nodes"
+    fi
+}
 case "$GEN" in
     2.1.5) ;;
     3.0.0) SUITE=trixie SUBNET=30 ;;
     3.0.3) SUITE=sid SUBNET=33 ;;
     *) printf '[test-cluster] ERROR: KUBEMAKER_PACEMAKER=%s: not one of %s\n' "$GEN" "$ALL_GENERATIONS" >&2; exit 2 ;;
 esac
-STATE_DIR=$(state_dir "$GEN")
+case "$CLUSTER_NODES" in
+    1) ;;
+    2) [ "$GEN" != 2.1.5 ] || { printf '[test-cluster] ERROR: KUBEMAKER_CLUSTER_NODES=2 is for the 3.x generations only\n' >&2; exit 2; } ;;
+    *) printf '[test-cluster] ERROR: KUBEMAKER_CLUSTER_NODES=%s: 1 or 2\n' "$CLUSTER_NODES" >&2; exit 2 ;;
+esac
+STATE_DIR=$(state_dir "$GEN" "$CLUSTER_NODES")
 LOCK_FILE=$BASE_DIR/cluster.lock
 COROSYNC_CONF=/etc/corosync/corosync.conf
 START_TIMEOUT=${KUBEMAKER_CLUSTER_START_TIMEOUT:-120}
@@ -59,8 +83,11 @@ take_lock() {
 # shellcheck source=scripts/lib/procs.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 
-# The pid recorded in $STATE_DIR/<name>.pid if that process is still the one we started.
-our_pid() { pid_if_ours "$STATE_DIR/$1.pid" "$1"; }
+# The directory of the node lib/pcmk-node.sh selects (3.x); none for 2.1.5.
+NODE_STATE=
+# The pid recorded in <state>/<name>.pid if that process is still the one we started (<state> is
+# $STATE_DIR, or for 3.x the directory of the node lib/pcmk-node.sh selected).
+our_pid() { pid_if_ours "${NODE_STATE:-$STATE_DIR}/$1.pid" "$1"; }
 
 # cluster_tool CMD...: a Pacemaker tool against this generation's cluster, killed after
 # TOOL_TIMEOUT (60) s; for 3.x inside the node, with the root's tools.
@@ -209,7 +236,8 @@ fence_test_networks() {
 cmd_start() {
     take_lock
     fence_test_networks
-    stop_other_generations
+    # The two-node cluster runs beside whatever else runs.
+    [ "$CLUSTER_NODES" != 1 ] || stop_other_generations
     cleanup_stale
     if [ "$GEN" != 2.1.5 ]; then
         node_start
@@ -301,7 +329,33 @@ cmd_stop() {
     say "stopped"
 }
 
+# lose N / restore N: the two-node cluster's node N fails abruptly / comes back (lib/pcmk-node.sh).
+cmd_node() {
+    local action=$1 n=${2:-}
+    [ "$CLUSTER_NODES" = 2 ] || die "$action is for the two-node cluster (KUBEMAKER_CLUSTER_NODES=2)"
+    [[ "$n" =~ ^[12]$ ]] || die "usage: $0 $action 1|2"
+    take_lock
+    if [ "$action" = lose ]; then node_lose "$n"; else node_restore "$n"; fi
+}
+
 cmd_status() {
+    if [ "$GEN" != 2.1.5 ]; then
+        local n dc
+        for n in $NODE_NUMBERS; do
+            select_node "$n"
+            printf '%s (%s): corosync %s, pacemakerd %s\n' "$NODE_NAME" "$NODE_ADDR" \
+                "$(our_pid corosync || echo 'not running (ours)')" "$(our_pid pacemakerd || echo 'not running (ours)')"
+        done
+        printf 'generation: %s, %s node(s)\n' "$GEN" "$CLUSTER_NODES"
+        for n in $NODE_NUMBERS; do
+            select_node "$n"
+            our_pid pacemakerd >/dev/null || continue
+            dc=$(crm_mon_xml | grep -o '<current_dc present="true"[^>]*' | grep -o 'name="[^"]*"' || true)
+            printf 'DC:         %s (seen from %s)\n' "${dc:-none yet}" "$NODE_NAME"
+            [ -n "$dc" ] && return 0
+        done
+        return 3
+    fi
     local cs_pid pm_pid
     cs_pid=$(our_pid corosync || true)
     pm_pid=$(our_pid pacemakerd || true)
@@ -325,5 +379,6 @@ case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    lose | restore) cmd_node "$1" "${2:-}" ;;
+    *) echo "usage: $0 start|stop|status|lose N|restore N" >&2; exit 2 ;;
 esac

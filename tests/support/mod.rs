@@ -23,6 +23,8 @@
 //! - [`fence`]: [`fence::PowerSwitch`] and [`fence::FenceDevice`], real fencing of a test machine
 //!   through the project's fence agent (`tests/agents/fence`).
 //! - [`cib_port`]: the cluster's remote CIB port opened for the `cib` layer's tests.
+//! - [`two_node`]: [`two_node::TwoNodeCluster`], the two-node 3.x test cluster whose nodes can be
+//!   lost and brought back.
 //! - [`operator`]: the Kubernetes side of the operator's end-to-end tests.
 //!
 //! Real-cluster helpers run as root (network namespaces, the cluster), every wait is bounded in
@@ -46,6 +48,7 @@ pub mod process;
 pub mod reference_host;
 pub mod remote_host;
 pub mod tls_pair;
+pub mod two_node;
 pub mod wait;
 
 pub use cluster::{
