@@ -9,6 +9,7 @@
 //!     sudo cargo bench --bench scale                      (BENCH_SIZES=50,100,200)
 //!     sudo KUBEMAKER_PACEMAKER=3.0.3 cargo bench --bench scale
 //!     sudo BENCH_NODE_ACTION_LIMIT=16 cargo bench --bench scale
+//!     sudo BENCH_SIZES=400 BENCH_REFERENCE=0 cargo bench --bench scale   (kubemaker-remoted only)
 //!
 //! Every connection start runs on the cluster node, and pacemaker-controld runs at most
 //! `node-action-limit` jobs per node at once (default twice the cores; one when the machine's load
@@ -318,13 +319,14 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
+    // BENCH_REFERENCE=0: kubemaker-remoted only (the largest sizes, where a run takes long).
+    let with_reference = std::env::var("BENCH_REFERENCE").map_or(true, |v| v != "0");
     for n in sizes() {
         let ours = run_once(&bench, "kubemaker-remoted", false, n);
-        let theirs = run_once(&bench, &reference_label, true, n);
-        for (label, r) in [
-            ("kubemaker-remoted", &ours),
-            (reference_label.as_str(), &theirs),
-        ] {
+        let theirs = with_reference.then(|| run_once(&bench, &reference_label, true, n));
+        let mut rows = vec![("kubemaker-remoted", &ours)];
+        rows.extend(theirs.as_ref().map(|t| (reference_label.as_str(), t)));
+        for (label, r) in rows {
             println!(
                 "| {n} | {label} | {:.1} | {:.1} | {} | {:.1} ({:.1}: {}) | {:.2} | {:.1} | {:.1} / {:.2} | {:.1} |",
                 r.online.as_secs_f64(),
@@ -340,6 +342,7 @@ fn main() {
                 r.load,
             );
         }
+        let Some(theirs) = theirs else { continue };
         let ratio = |a: f64, b: f64| a / b.max(1e-9);
         ratios.push(format!(
             "ratio kubemaker/reference at {n} nodes: online {:.2}, started {:.2}, cluster CPU while joining {:.2}, steady cluster CPU {:.2}, daemons' RSS {:.2}",
