@@ -17,6 +17,8 @@
 //! h. two replicas: one leader, fail-over after kill -9 and after SIGSTOP, SIGTERM releases the Lease
 //! i. auto-join of labelled Kubernetes Nodes, removal when the label goes or the Node is deleted
 //! j. failures are reported: a RemoteNode of an unknown cluster, a cluster with refused credentials
+//! k. kube-apiserver killed (SIGKILL, etcd kept) and restarted while 50 RemoteNodes are applied:
+//!    each configured exactly once, no orphaned CIB entry, no object stuck, the controller alive
 //!
 //! Skips outside CI when tools, root or the API server are missing; fails with CI=true.
 
@@ -367,6 +369,7 @@ fn operator_end_to_end() {
     phase_h_replicas(&mut e2e);
     phase_i_auto_join(&mut e2e);
     phase_j_failures(&mut e2e);
+    phase_k_apiserver_restart(&mut e2e);
     finish(&mut e2e);
 }
 
@@ -375,7 +378,7 @@ const HOST_A: usize = 0; // rn-a, remoted on 3121
 const HOST_B: usize = 1; // rn-b, remoted on 3122
 const HOST_C: usize = 2; // guest1, remoted on 3121
 const HOST_D: usize = 3; // worker-a (auto-join), remoted on 3121
-const HOST_E: usize = 4; // nothing listens: clash1, the 20 of phase g, worker-b/c
+const HOST_E: usize = 4; // nothing listens: clash1, the 20 of phase g, worker-b/c, the 50 of k
 
 fn phase_a_setup(api: Api) -> E2e {
     step("a. setup: cluster, remote CIB port, chart, credentials, PacemakerCluster, controller");
@@ -1256,26 +1259,7 @@ fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
     let t0 = Instant::now();
     let addrs = operator::add_host_addresses(e2e.hosts[HOST_E].netns(), 10, 20);
     let names: Vec<String> = (0..20).map(|i| format!("rn-g{i:02}")).collect();
-    let items: Vec<Value> = names
-        .iter()
-        .zip(&addrs)
-        .map(|(n, a)| {
-            let mut o = remote_node(
-                n,
-                json!({
-                    "clusterRef": {"name": CLUSTER},
-                    "address": a,
-                    "reconnectInterval": "300s",
-                    "monitor": {"interval": "60s", "timeout": "20s"},
-                    // Nothing listens there: the cluster retries connecting until the start
-                    // times out, and a removal waits for that before the stop.
-                    "startTimeout": "5s",
-                }),
-            );
-            o["metadata"]["labels"][GROUP_LABEL] = json!("g");
-            o
-        })
-        .collect();
+    let items = unreachable_group(&names, &addrs, "g");
     let a = e2e.controllers.len() - 1;
     assert!(e2e.ctl_mut(a).is_running());
     // kubectl creates the 20 one after another; the controller dies 300 ms after kubectl started.
@@ -1286,10 +1270,7 @@ fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
     );
     std::thread::sleep(Duration::from_millis(300));
     let status = e2e.ctl_mut(a).kill9();
-    let at_kill = primitives(&operator::cib_root())
-        .iter()
-        .filter(|p| p.attr("id").is_some_and(|id| id.starts_with("rn-g")))
-        .count();
+    let at_kill = operator::primitives_with_prefix(&operator::cib_root(), "rn-g").len();
     let applied = kubectl.wait_output(Duration::from_secs(60));
     assert!(
         applied.status.success(),
@@ -1310,28 +1291,12 @@ fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
     let restarted = Instant::now();
     let a2 = e2e.start_controller("ctl-a");
     e2e.wait_leader(a2, 1.0, Duration::from_secs(30));
-    e2e.wait(
+    wait_group_configured(
+        e2e,
         "all 20 RemoteNodes Configured=True after the restart",
+        &sel,
+        20,
         Duration::from_secs(120),
-        || {
-            let items = e2e.api.list("remotenodes", &["-l", &sel])?;
-            let not: Vec<String> = items
-                .iter()
-                .filter(|o| !condition_is(o, "Configured", "True", "Configured"))
-                .map(|o| {
-                    format!(
-                        "{}: {:?}",
-                        str_at(o, "/metadata/name"),
-                        condition(o, "Configured")
-                    )
-                })
-                .collect();
-            if items.len() == 20 && not.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{} objects, not configured: {not:?}", items.len()))
-            }
-        },
     );
     step(&format!(
         "   all 20 configured {:.1} s after the restart",
@@ -1366,24 +1331,89 @@ fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
         assert_eq!(servers, 1, "exactly one connection to {a}");
     }
 
-    e2e.api
-        .kubectl_ok(&["delete", "remotenodes", "-l", &sel, "--wait=false"]);
-    e2e.wait("the 20 RemoteNodes gone", Duration::from_secs(180), || {
-        let items = e2e.api.list("remotenodes", &["-l", &sel])?;
-        if items.is_empty() {
-            Ok(())
+    delete_group(e2e, &sel, &names);
+    e2e.time("g. kill -9 mid-reconcile", t0);
+}
+
+/// RemoteNodes `names` at `addrs` (extra addresses of host E, where nothing listens), labelled
+/// `GROUP_LABEL=group`. The cluster's connection attempts are refused at once and cost little: a
+/// long reconnect interval, and a 5 s start timeout (a removal waits for the start to time out
+/// before the stop).
+fn unreachable_group(names: &[String], addrs: &[String], group: &str) -> Vec<Value> {
+    names
+        .iter()
+        .zip(addrs)
+        .map(|(n, a)| {
+            let mut o = remote_node(
+                n,
+                json!({
+                    "clusterRef": {"name": CLUSTER},
+                    "address": a,
+                    "reconnectInterval": "300s",
+                    "monitor": {"interval": "60s", "timeout": "20s"},
+                    "startTimeout": "5s",
+                }),
+            );
+            o["metadata"]["labels"][GROUP_LABEL] = json!(group);
+            o
+        })
+        .collect()
+}
+
+/// Waits until exactly `n` RemoteNodes match `sel` and all are Configured=True; returns them.
+fn wait_group_configured(
+    e2e: &E2e,
+    what: &str,
+    sel: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<Value> {
+    e2e.wait(what, timeout, || {
+        let items = e2e.api.list("remotenodes", &["-l", sel])?;
+        let not: Vec<String> = items
+            .iter()
+            .filter(|o| !condition_is(o, "Configured", "True", "Configured"))
+            .map(|o| {
+                format!(
+                    "{}: {:?}",
+                    str_at(o, "/metadata/name"),
+                    condition(o, "Configured")
+                )
+            })
+            .collect();
+        if items.len() == n && not.is_empty() {
+            Ok(items)
         } else {
-            Err(format!(
-                "{} left: {}",
-                items.len(),
-                items.first().map(describe).unwrap_or_default()
-            ))
+            Err(format!("{} objects, not configured: {not:?}", items.len()))
         }
-    });
+    })
+}
+
+/// Deletes the RemoteNodes matching `sel` (named `names`) and waits until the objects are gone
+/// (their finalizers released) and nothing of them is left in the CIB.
+fn delete_group(e2e: &E2e, sel: &str, names: &[String]) {
+    e2e.api
+        .kubectl_ok(&["delete", "remotenodes", "-l", sel, "--wait=false"]);
+    e2e.wait(
+        &format!("the {} RemoteNodes gone", names.len()),
+        Duration::from_secs(180),
+        || {
+            let items = e2e.api.list("remotenodes", &["-l", sel])?;
+            if items.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} left: {}",
+                    items.len(),
+                    items.first().map(describe).unwrap_or_default()
+                ))
+            }
+        },
+    );
     // On 3.x the DC writes back an empty node_state for a removed node that was online.
     let bare_allowed = !e2e.cluster.generation().is_host();
     e2e.wait_cib(
-        "no rn-g primitives, nodes or node states",
+        "no primitives, nodes or node states of the group",
         Duration::from_secs(30),
         |root| {
             let left: Vec<&String> = names
@@ -1407,7 +1437,6 @@ fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
     let root = operator::cib_root();
     let left: Vec<&String> = names.iter().filter(|n| has_node_state(&root, n)).collect();
     assert!(left.is_empty(), "a <node_state> of {left:?} remains");
-    e2e.time("g. kill -9 mid-reconcile", t0);
 }
 
 fn phase_h_replicas(e2e: &mut E2e) {
@@ -1712,6 +1741,219 @@ fn phase_j_failures(e2e: &mut E2e) {
         },
     );
     e2e.time("j. failures", t0);
+}
+
+/// The Pacemaker node a primitive defines: its id for a remote node's connection resource, its
+/// `remote-node` meta attribute for a guest's resource; None for any other primitive.
+fn node_of(p: &kubemaker::wire::Element) -> Option<String> {
+    if operator::agent_of(p) == "ocf:pacemaker:remote" {
+        p.attr("id").map(str::to_string)
+    } else {
+        nvpair(p, "meta_attributes", "remote-node")
+    }
+}
+
+fn phase_k_apiserver_restart(e2e: &mut E2e) {
+    const N: usize = 50;
+    step("k. kube-apiserver killed (SIGKILL) and restarted while 50 RemoteNodes are applied");
+    let t0 = Instant::now();
+    let addrs = operator::add_host_addresses(e2e.hosts[HOST_E].netns(), 60, N as u32);
+    let names: Vec<String> = (0..N).map(|i| format!("rn-k{i:02}")).collect();
+    let sel = format!("{GROUP_LABEL}=k");
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": unreachable_group(&names, &addrs, "k")});
+    let i = e2e.controllers.len() - 1;
+    e2e.assert_alive(i);
+    e2e.wait_leader(i, 1.0, Duration::from_secs(30));
+    // Killing the API server is only fair when no other test uses it.
+    let exclusive = e2e
+        .api
+        .exclusive_use(Duration::from_secs(600))
+        .unwrap_or_else(|e| panic!("phase k kills the test API server: {e}"));
+    let m0 = e2e.metrics(i);
+    let epoch0 = operator::cib_version().1;
+    let terms0 = e2e.ctl(i).log().matches("became leader").count();
+    let count = || operator::primitives_with_prefix(&operator::cib_root(), "rn-k").len();
+
+    // One `kubectl apply` of the List; the API server dies as soon as the controller has written
+    // the first of them into the CIB.
+    let mut kubectl = support::spawn_with_input(
+        e2e.api.command("kubectl").args(["apply", "-f", "-"]),
+        list.to_string().into_bytes(),
+    );
+    let applying = Instant::now();
+    let before_kill =
+        support::poll(
+            Duration::from_secs(60),
+            Duration::from_millis(20),
+            || match count() {
+                0 => Err("no rn-k primitive in the CIB yet".to_string()),
+                n => Ok(n),
+            },
+        )
+        .unwrap_or_else(|last| {
+            panic!(
+                "no rn-k primitive reached the CIB in 60 s: {last}{}",
+                e2e.context()
+            )
+        });
+    exclusive.kill_apiserver().unwrap_or_else(|e| panic!("{e}"));
+    let killed = Instant::now();
+    let at_kill = count();
+    step(&format!(
+        "   kube-apiserver killed {:.2} s after kubectl started: {before_kill} of {N} primitives in the CIB just before the kill, {at_kill} just after",
+        killed.duration_since(applying).as_secs_f64()
+    ));
+    // Started again before anything may fail, so a failure here leaves a working API server.
+    exclusive
+        .start_apiserver()
+        .unwrap_or_else(|e| panic!("restarting the API server: {e}"));
+    let back = Instant::now();
+    let api_down = back.duration_since(killed);
+    drop(exclusive);
+    assert!(
+        before_kill < N,
+        "the kill came too late: all {N} primitives were in the CIB already (not mid-way)"
+    );
+    step(&format!(
+        "   kube-apiserver ready again {:.1} s after the kill",
+        api_down.as_secs_f64()
+    ));
+    let applied = kubectl.wait_output(Duration::from_secs(120));
+    if !applied.status.success() {
+        // The kill cut kubectl off: a client retries, as here.
+        let existing = e2e
+            .api
+            .list("remotenodes", &["-l", &sel])
+            .map_or(0, |v| v.len());
+        step(&format!(
+            "   kubectl apply failed with the API server gone ({existing} of {N} objects exist; {}); applying the List again",
+            support::tail(&support::text(&applied), 1).trim()
+        ));
+        e2e.api.apply(&list);
+    }
+
+    let items = wait_group_configured(
+        e2e,
+        "all 50 RemoteNodes Configured=True after the API server restart",
+        &sel,
+        N,
+        Duration::from_secs(180),
+    );
+    let configured_after = back.elapsed();
+    e2e.assert_alive(i);
+    e2e.wait_leader(i, 1.0, Duration::from_secs(30));
+
+    // Exactly once in the CIB, each at its own address.
+    let root = operator::cib_root();
+    let ids: Vec<String> = operator::primitives_with_prefix(&root, "rn-k")
+        .iter()
+        .filter_map(|p| p.attr("id").map(str::to_string))
+        .collect();
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(unique.len(), ids.len(), "duplicate primitive ids: {ids:?}");
+    let expected: BTreeSet<String> = names.iter().cloned().collect();
+    assert_eq!(unique, expected, "the rn-k primitives in the CIB");
+    for (n, a) in names.iter().zip(&addrs) {
+        let p = primitive(&root, n).unwrap_or_else(|| panic!("no primitive {n}"));
+        assert_eq!(
+            nvpair(p, "instance_attributes", "server").as_deref(),
+            Some(a.as_str()),
+            "{}",
+            p.to_xml()
+        );
+        let servers = primitives(&root)
+            .iter()
+            .filter(|p| nvpair(p, "instance_attributes", "server").as_deref() == Some(a.as_str()))
+            .count();
+        assert_eq!(servers, 1, "exactly one connection to {a}");
+    }
+    // No orphan: every node a primitive defines has its RemoteNode, and no rn-k node entry is
+    // left beside the 50.
+    let all = e2e
+        .api
+        .list("remotenodes", &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let known: BTreeSet<String> = all
+        .iter()
+        .map(|o| str_at(o, "/status/nodeName").to_ascii_lowercase())
+        .collect();
+    let orphans: Vec<String> = primitives(&root)
+        .iter()
+        .filter(|p| node_of(p).is_none_or(|n| !known.contains(&n.to_ascii_lowercase())))
+        .map(|p| p.to_xml())
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "primitives without a RemoteNode: {orphans:?}"
+    );
+    let stray_entries: Vec<String> = root
+        .child("configuration")
+        .and_then(|c| c.child("nodes"))
+        .map(|nodes| {
+            nodes
+                .children
+                .iter()
+                .filter_map(|n| n.attr("uname").or(n.attr("id")))
+                .filter(|n| n.starts_with("rn-k") && !expected.contains(*n))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        stray_entries.is_empty(),
+        "node entries without a RemoteNode: {stray_entries:?}"
+    );
+    // No object stuck: finalizer on, not deleting, status of the current generation.
+    for o in &items {
+        let name = str_at(o, "/metadata/name");
+        assert!(
+            has_finalizer(o, operator::FINALIZER),
+            "{name} lacks the finalizer: {}",
+            describe(o)
+        );
+        assert!(
+            o["metadata"]["deletionTimestamp"].is_null(),
+            "{name} is being deleted: {}",
+            describe(o)
+        );
+        let generation = &o["metadata"]["generation"];
+        assert!(generation.is_i64(), "{name}: no metadata.generation");
+        assert_eq!(
+            &o["status"]["observedGeneration"],
+            generation,
+            "{name}: status.observedGeneration: {}",
+            describe(o)
+        );
+        let configured = o["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Configured"))
+            .unwrap_or_else(|| panic!("{name}: no Configured condition"));
+        assert_eq!(
+            &configured["observedGeneration"],
+            generation,
+            "{name}: the Configured condition's observedGeneration: {}",
+            describe(o)
+        );
+    }
+    let m1 = e2e.metrics(i);
+    let transactions =
+        m1.sum("kubemaker_cib_transactions_total") - m0.sum("kubemaker_cib_transactions_total");
+    let conflicts =
+        m1.sum("kubemaker_cib_conflicts_total") - m0.sum("kubemaker_cib_conflicts_total");
+    let epochs = operator::cib_version().1 - epoch0;
+    let terms = e2e.ctl(i).log().matches("became leader").count() - terms0;
+    step(&format!(
+        "   kube-apiserver ready {:.1} s after the kill; all {N} Configured {:.1} s after it was ready; \
+         {transactions} CIB transactions ({conflicts} conflicts, epoch +{epochs}); \
+         controller {} alive, leadership taken again {terms} time(s)",
+        api_down.as_secs_f64(),
+        configured_after.as_secs_f64(),
+        e2e.ctl(i).identity,
+    ));
+
+    delete_group(e2e, &sel, &names);
+    e2e.assert_alive(i);
+    e2e.time("k. API server restart", t0);
 }
 
 fn finish(e2e: &mut E2e) {
