@@ -626,6 +626,13 @@ pub fn create_pinned_dummies(
 
 /// Like [`create_pinned_dummies`], each `(id, node)` of `placed` a Dummy pinned to its own node.
 pub fn create_dummies_on(cluster: &Cluster, placed: &[(&str, &str)], monitor: &str) {
+    // One argument holds at most 128 KiB (MAX_ARG_STRLEN): 150 resources stay well below.
+    for chunk in placed.chunks(150) {
+        create_dummies_chunk(cluster, chunk, monitor);
+    }
+}
+
+fn create_dummies_chunk(cluster: &Cluster, placed: &[(&str, &str)], monitor: &str) {
     let mut rsc = String::from("<resources>");
     let mut cons = String::from("<constraints>");
     for (id, node) in placed {
