@@ -17,8 +17,9 @@
 //! h. two replicas: one leader, fail-over after kill -9 and after SIGSTOP, SIGTERM releases the Lease
 //! i. auto-join of labelled Kubernetes Nodes, removal when the label goes or the Node is deleted
 //! j. failures are reported: a RemoteNode of an unknown cluster, a cluster with refused credentials
-//! k. kube-apiserver killed (SIGKILL, etcd kept) and restarted while 50 RemoteNodes are applied:
-//!    each configured exactly once, no orphaned CIB entry, no object stuck, the controller alive
+//! k. kube-apiserver killed (SIGKILL, etcd kept) while 50 RemoteNodes are applied, and started
+//!    again 7 s later: each configured exactly once, no orphaned CIB entry, no object stuck; the
+//!    leader, unable to renew its lease, stepped down and leads again without exiting
 //!
 //! Skips outside CI when tools, root or the API server are missing; fails with CI=true.
 
@@ -46,6 +47,9 @@ const LEASE_ARGS: [&str; 4] = ["--lease-duration", "6", "--lease-renew", "2"];
 const LOG_FILTER: &str = "info,kubemaker=debug";
 const JOIN: Duration = Duration::from_secs(90);
 const GROUP_LABEL: &str = "kubemaker-e2e/group";
+/// How long phase k keeps the API server down before starting it again: longer than the lease
+/// (`LEASE_ARGS`: 6 s), so the leader cannot renew it in time and must step down and come back.
+const API_OUTAGE: Duration = Duration::from_secs(7);
 
 fn state_dir() -> PathBuf {
     PathBuf::from(operator::STATE_DIR)
@@ -1771,7 +1775,7 @@ fn phase_k_apiserver_restart(e2e: &mut E2e) {
         .unwrap_or_else(|e| panic!("phase k kills the test API server: {e}"));
     let m0 = e2e.metrics(i);
     let epoch0 = operator::cib_version().1;
-    let terms0 = e2e.ctl(i).log().matches("became leader").count();
+    let log0 = e2e.ctl(i).log().len();
     let count = || operator::primitives_with_prefix(&operator::cib_root(), "rn-k").len();
 
     // One `kubectl apply` of the List; the API server dies as soon as the controller has written
@@ -1803,7 +1807,9 @@ fn phase_k_apiserver_restart(e2e: &mut E2e) {
         "   kube-apiserver killed {:.2} s after kubectl started: {before_kill} of {N} primitives in the CIB just before the kill, {at_kill} just after",
         killed.duration_since(applying).as_secs_f64()
     ));
-    // Started again before anything may fail, so a failure here leaves a working API server.
+    // Down for longer than the lease, then started again, before anything may fail (so a failure
+    // here leaves a working API server).
+    std::thread::sleep(API_OUTAGE.saturating_sub(killed.elapsed()));
     exclusive
         .start_apiserver()
         .unwrap_or_else(|e| panic!("restarting the API server: {e}"));
@@ -1815,8 +1821,10 @@ fn phase_k_apiserver_restart(e2e: &mut E2e) {
         "the kill came too late: all {N} primitives were in the CIB already (not mid-way)"
     );
     step(&format!(
-        "   kube-apiserver ready again {:.1} s after the kill",
-        api_down.as_secs_f64()
+        "   kube-apiserver ready again {:.1} s after the kill (kept down {} s, then started in {:.1} s)",
+        api_down.as_secs_f64(),
+        API_OUTAGE.as_secs(),
+        api_down.saturating_sub(API_OUTAGE).as_secs_f64()
     ));
     let applied = kubectl.wait_output(Duration::from_secs(120));
     if !applied.status.success() {
@@ -1941,7 +1949,21 @@ fn phase_k_apiserver_restart(e2e: &mut E2e) {
     let conflicts =
         m1.sum("kubemaker_cib_conflicts_total") - m0.sum("kubemaker_cib_conflicts_total");
     let epochs = operator::cib_version().1 - epoch0;
-    let terms = e2e.ctl(i).log().matches("became leader").count() - terms0;
+    // Unable to renew the lease for longer than it lasts, the leader stepped down (it may not go
+    // on reconciling), and took the lease again without exiting.
+    let log = e2e.ctl(i).log();
+    let since_kill = log.get(log0..).unwrap_or_default();
+    assert!(
+        since_kill.contains("stopped reconciling"),
+        "the leader did not step down while it could not renew the lease{}",
+        e2e.context()
+    );
+    let terms = since_kill.matches("became leader").count();
+    assert!(
+        terms >= 1,
+        "the controller did not take the lease again{}",
+        e2e.context()
+    );
     step(&format!(
         "   kube-apiserver ready {:.1} s after the kill; all {N} Configured {:.1} s after it was ready; \
          {transactions} CIB transactions ({conflicts} conflicts, epoch +{epochs}); \
