@@ -533,7 +533,7 @@ fn run_kubemaker(
     run.apply = apply_done.unwrap_or_default();
     say(&format!(
         "all {n} Configured=True after {:.2} s",
-        t0.elapsed().as_secs_f64()
+        run.all_configured.unwrap_or_default().as_secs_f64()
     ));
     assert_eq!(count_in_cib("bn-"), n, "every node exactly once in the CIB");
     let m1 = ctl.metrics().expect("/metrics");
