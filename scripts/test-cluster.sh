@@ -109,14 +109,19 @@ dc_present() { crm_mon_xml | grep -q '<current_dc present="true"'; }
 
 # spawn_daemon (lib/procs.sh) starts corosync and pacemakerd detached and records their pids.
 
-# one_node_corosync_conf COMMENT CLUSTER_NAME NODE ADDR: the corosync.conf of a one-node cluster
-# without crypto, logging to stderr (the host's 2.1.5 cluster and the 3.x nodes of lib/pcmk-node.sh).
-one_node_corosync_conf() {
+# corosync_conf COMMENT CLUSTER_NAME ADDR...: the corosync.conf of a cluster without crypto, logging
+# to stderr, whose members node1, node2, ... have the addresses ADDR... in that order; with two
+# members, two_node: 1 (quorum with one of them left). Used for the host's 2.1.5 cluster and the 3.x
+# clusters of lib/pcmk-node.sh.
+corosync_conf() {
+    local comment=$1 cluster_name=$2 n=0 addr two_node=""
+    shift 2
+    [ "$#" -ne 2 ] || two_node=$'\n\ttwo_node: 1'
     cat <<CONF
-# Written by kubemaker's scripts/test-cluster.sh: $1.
+# Written by kubemaker's scripts/test-cluster.sh: $comment.
 totem {
 	version: 2
-	cluster_name: $2
+	cluster_name: $cluster_name
 	crypto_cipher: none
 	crypto_hash: none
 }
@@ -126,16 +131,15 @@ logging {
 	to_syslog: no
 }
 quorum {
-	provider: corosync_votequorum
+	provider: corosync_votequorum$two_node
 }
 nodelist {
-	node {
-		name: $3
-		nodeid: 1
-		ring0_addr: $4
-	}
-}
 CONF
+    for addr in "$@"; do
+        n=$((n + 1))
+        printf '\tnode {\n\t\tname: node%s\n\t\tnodeid: %s\n\t\tring0_addr: %s\n\t}\n' "$n" "$n" "$addr"
+    done
+    printf '}\n'
 }
 
 # The package's corosync.conf is exactly what we want: one node "node1" on 127.0.0.1, no crypto.
@@ -162,7 +166,7 @@ ensure_corosync_conf() {
         say "saved the existing $COROSYNC_CONF as $backup"
     fi
     mkdir -p "$(dirname "$COROSYNC_CONF")"
-    one_node_corosync_conf "a one-node test cluster on loopback" kubemaker-test node1 127.0.0.1 >"$COROSYNC_CONF"
+    corosync_conf "a one-node test cluster on loopback" kubemaker-test 127.0.0.1 >"$COROSYNC_CONF"
     say "wrote a one-node $COROSYNC_CONF"
 }
 

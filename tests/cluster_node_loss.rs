@@ -40,10 +40,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::operator::{
-    self, Api, Controller, TEST_LABEL, condition, condition_is, describe, nvpair, primitives,
-    str_at,
-};
+use support::operator::{self, Api, Controller, TEST_LABEL, describe, nvpair, primitives, str_at};
 use support::two_node::{NODES, TLS_PORT, TwoNodeCluster};
 use support::{Generation, NetnsHost, poll, step};
 
@@ -132,18 +129,7 @@ impl Fixture {
     /// The RemoteNodes of the group that are not `Configured=True`, and how many exist.
     fn unconfigured(&self) -> Result<(usize, Vec<String>), String> {
         let sel = format!("{GROUP_LABEL}={GROUP}");
-        let items = self.api.list("remotenodes", &["-l", &sel])?;
-        let not = items
-            .iter()
-            .filter(|o| !condition_is(o, "Configured", "True", "Configured"))
-            .map(|o| {
-                format!(
-                    "{}: {:?}",
-                    str_at(o, "/metadata/name"),
-                    condition(o, "Configured")
-                )
-            })
-            .collect();
+        let (items, not) = self.api.unconfigured_remote_nodes(&sel)?;
         Ok((items.len(), not))
     }
 }
@@ -214,15 +200,8 @@ fn controller_fails_over_when_a_cluster_node_is_lost() {
         eprintln!("SKIP: cluster_node_loss: {e}");
         return;
     }
-    let api = match Api::ensure() {
-        Ok(api) => api,
-        Err(e) if support::in_ci() => {
-            panic!("CI=true and the test API server is not available: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIP: cluster_node_loss needs the test API server: {e}");
-            return;
-        }
+    let Some(api) = Api::ensure_or_skip("cluster_node_loss") else {
+        return;
     };
 
     step(

@@ -351,15 +351,8 @@ fn operator_end_to_end() {
     {
         return;
     }
-    let api = match Api::ensure() {
-        Ok(api) => api,
-        Err(e) if support::in_ci() => {
-            panic!("CI=true and the test API server is not available: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIP: operator_end_to_end needs the test API server: {e}");
-            return;
-        }
+    let Some(api) = Api::ensure_or_skip("operator_end_to_end") else {
+        return;
     };
 
     let mut e2e = phase_a_setup(api);
@@ -1320,20 +1313,7 @@ fn phase_g_kill_mid_reconcile(e2e: &mut E2e) {
         actual, expected,
         "the primitives in the CIB after the restart"
     );
-    for (n, a) in names.iter().zip(&addrs) {
-        let p = primitive(&root, n).unwrap();
-        assert_eq!(
-            nvpair(p, "instance_attributes", "server").as_deref(),
-            Some(a.as_str()),
-            "{}",
-            p.to_xml()
-        );
-        let servers = primitives(&root)
-            .iter()
-            .filter(|p| nvpair(p, "instance_attributes", "server").as_deref() == Some(a.as_str()))
-            .count();
-        assert_eq!(servers, 1, "exactly one connection to {a}");
-    }
+    operator::assert_one_connection_each(&root, &names, &addrs);
 
     delete_group(e2e, &sel, &names);
     e2e.time("g. kill -9 mid-reconcile", t0);
@@ -1373,18 +1353,7 @@ fn wait_group_configured(
     timeout: Duration,
 ) -> Vec<Value> {
     e2e.wait(what, timeout, || {
-        let items = e2e.api.list("remotenodes", &["-l", sel])?;
-        let not: Vec<String> = items
-            .iter()
-            .filter(|o| !condition_is(o, "Configured", "True", "Configured"))
-            .map(|o| {
-                format!(
-                    "{}: {:?}",
-                    str_at(o, "/metadata/name"),
-                    condition(o, "Configured")
-                )
-            })
-            .collect();
+        let (items, not) = e2e.api.unconfigured_remote_nodes(sel)?;
         if items.len() == n && not.is_empty() {
             Ok(items)
         } else {
@@ -1861,20 +1830,7 @@ fn phase_k_apiserver_restart(e2e: &mut E2e) {
     assert_eq!(unique.len(), ids.len(), "duplicate primitive ids: {ids:?}");
     let expected: BTreeSet<String> = names.iter().cloned().collect();
     assert_eq!(unique, expected, "the rn-k primitives in the CIB");
-    for (n, a) in names.iter().zip(&addrs) {
-        let p = primitive(&root, n).unwrap_or_else(|| panic!("no primitive {n}"));
-        assert_eq!(
-            nvpair(p, "instance_attributes", "server").as_deref(),
-            Some(a.as_str()),
-            "{}",
-            p.to_xml()
-        );
-        let servers = primitives(&root)
-            .iter()
-            .filter(|p| nvpair(p, "instance_attributes", "server").as_deref() == Some(a.as_str()))
-            .count();
-        assert_eq!(servers, 1, "exactly one connection to {a}");
-    }
+    operator::assert_one_connection_each(&root, &names, &addrs);
     // No orphan: every node a primitive defines has its RemoteNode, and no rn-k node entry is
     // left beside the 50.
     let all = e2e

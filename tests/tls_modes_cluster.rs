@@ -130,16 +130,7 @@ impl ControllerCheck {
     /// cluster's key (so the controller adopts it rather than making a new one). None when the
     /// test API server cannot run outside CI (said on stderr).
     fn set_up(key: &[u8]) -> Option<ControllerCheck> {
-        let api = match Api::ensure() {
-            Ok(api) => api,
-            Err(e) if support::in_ci() => {
-                panic!("CI=true and the test API server is not available: {e}")
-            }
-            Err(e) => {
-                eprintln!("SKIP: the controller steps need the test API server: {e}");
-                return None;
-            }
-        };
+        let api = Api::ensure_or_skip("the controller steps")?;
         api.wait_until_unshared(NS, &CLUSTERS, Duration::from_secs(600));
         api.remove_leftovers(NS, &CLUSTERS);
         let dir = Path::new(support::TEST_STATE_DIR).join("tls-modes-controller");

@@ -16,7 +16,7 @@
 # take care of all of them).
 #
 # Sourced by test-cluster.sh after it set GEN, SUITE, SUBNET, CLUSTER_NODES, STATE_DIR and defined
-# say/die, one_node_corosync_conf and lib/procs.sh. State of a node in its NODE_STATE directory:
+# say/die, corosync_conf and lib/procs.sh. State of a node in its NODE_STATE directory:
 # holder.pid (the `unshare` whose child is the node's PID 1), init.pid (that PID 1), corosync.pid and
 # pacemakerd.pid (the daemons themselves), all "<pid> <starttime>"; node/ holds the node's
 # persistent directories and its overlay's upper layer; corosync.log, pacemakerd.log, node.log.
@@ -132,34 +132,13 @@ node_network() {
 # The corosync.conf of this cluster: one node, or both nodes with two_node (quorum with one of
 # the two left).
 node_corosync_conf() {
-    local cluster_name=kubemaker-test-${GEN//./} n
+    local cluster_name=kubemaker-test-${GEN//./} n addrs=()
     if [ "$CLUSTER_NODES" = 1 ]; then
-        one_node_corosync_conf "the one-node Pacemaker $GEN test cluster" "$cluster_name" "$NODE_NAME" "$NODE_ADDR"
+        corosync_conf "the one-node Pacemaker $GEN test cluster" "$cluster_name" "$NODE_ADDR"
         return
     fi
-    cat <<CONF
-# Written by kubemaker's scripts/test-cluster.sh: the two-node Pacemaker $GEN test cluster.
-totem {
-	version: 2
-	cluster_name: $cluster_name-2n
-	crypto_cipher: none
-	crypto_hash: none
-}
-logging {
-	to_stderr: yes
-	to_logfile: no
-	to_syslog: no
-}
-quorum {
-	provider: corosync_votequorum
-	two_node: 1
-}
-nodelist {
-CONF
-    for n in $NODE_NUMBERS; do
-        printf '\tnode {\n\t\tname: node%s\n\t\tnodeid: %s\n\t\tring0_addr: %s\n\t}\n' "$n" "$n" "$(node_addr "$n")"
-    done
-    printf '}\n'
+    for n in $NODE_NUMBERS; do addrs+=("$(node_addr "$n")"); done
+    corosync_conf "the two-node Pacemaker $GEN test cluster" "$cluster_name-2n" "${addrs[@]}"
 }
 
 # The node's persistent directories, owned like the root's own (uid/gid of its hacluster).

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::super::env::repo_root;
 use super::super::process::{run_with_input, text};
-use super::objects::str_at;
+use super::objects::{condition, condition_is, str_at};
 
 const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -73,6 +73,21 @@ pub struct Api {
 }
 
 impl Api {
+    /// [`Api::ensure`] for a test: None (said on stderr, naming `what` needs it) when the API
+    /// server cannot run outside CI; in CI (`CI=true`) a panic instead.
+    pub fn ensure_or_skip(what: &str) -> Option<Api> {
+        match Api::ensure() {
+            Ok(api) => Some(api),
+            Err(e) if super::super::env::in_ci() => {
+                panic!("CI=true and the test API server is not available: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIP: {what} needs the test API server: {e}");
+                None
+            }
+        }
+    }
+
     /// Starts the test API server unless it already runs (like `tests/operator_crds.rs`), then
     /// reads its environment. Err says why it cannot run (the caller skips or, in CI, fails).
     pub fn ensure() -> Result<Api, String> {
@@ -321,6 +336,27 @@ impl Api {
         let v: Value = serde_json::from_slice(&o.stdout)
             .map_err(|e| format!("kubectl get {kind}: not JSON: {e}"))?;
         Ok(v["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The RemoteNodes matching `selector`: how many there are, and "name: condition" for each
+    /// that is not `Configured=True`.
+    pub fn unconfigured_remote_nodes(
+        &self,
+        selector: &str,
+    ) -> Result<(Vec<Value>, Vec<String>), String> {
+        let items = self.list("remotenodes", &["-l", selector])?;
+        let not = items
+            .iter()
+            .filter(|o| !condition_is(o, "Configured", "True", "Configured"))
+            .map(|o| {
+                format!(
+                    "{}: {:?}",
+                    str_at(o, "/metadata/name"),
+                    condition(o, "Configured")
+                )
+            })
+            .collect();
+        Ok((items, not))
     }
 
     /// Events (core/v1 view, so events.k8s.io ones too) in namespace `ns` about objects named `name`.

@@ -170,3 +170,22 @@ pub fn add_host_addresses(host: &NetnsHost, first: u32, count: u32) -> Vec<Strin
     );
     addrs
 }
+
+/// Asserts that primitive `names[i]` connects to `addrs[i]` and that no other primitive connects
+/// to that address (each node configured exactly once).
+pub fn assert_one_connection_each(root: &Element, names: &[String], addrs: &[String]) {
+    for (n, a) in names.iter().zip(addrs) {
+        let p = primitive(root, n).unwrap_or_else(|| panic!("no primitive {n}"));
+        assert_eq!(
+            nvpair(p, "instance_attributes", "server").as_deref(),
+            Some(a.as_str()),
+            "{}",
+            p.to_xml()
+        );
+        let servers = primitives(root)
+            .iter()
+            .filter(|p| nvpair(p, "instance_attributes", "server").as_deref() == Some(a.as_str()))
+            .count();
+        assert_eq!(servers, 1, "exactly one connection to {a}");
+    }
+}

@@ -23,8 +23,9 @@ pub use api::{
     Api, EventInfo, ExclusiveUse, apiserver_script, hold_apiserver, release_and_stop_if_unused,
 };
 pub use cib::{
-    add_host_addresses, agent_of, cib_root, cib_version, has_node_entry, has_node_state, nvpair,
-    op_interval, primitive, primitives, primitives_with_prefix,
+    add_host_addresses, agent_of, assert_one_connection_each, cib_root, cib_version,
+    has_node_entry, has_node_state, nvpair, op_interval, primitive, primitives,
+    primitives_with_prefix,
 };
 pub use controller::{Controller, Metrics, http_get};
 pub use objects::{
