@@ -67,10 +67,8 @@ fn comm(pid: u32) -> String {
 /// script records (other clusters may run on the machine, e.g. another test's in namespaces).
 fn cluster_daemon_pids(cluster: &Cluster) -> Vec<u32> {
     let pidfile = cluster.generation().state_dir().join("pacemakerd.pid");
-    let pacemakerd: u32 = std::fs::read_to_string(&pidfile)
-        .ok()
-        .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse().ok()))
-        .unwrap_or_else(|| panic!("no pacemakerd pid in {}", pidfile.display()));
+    let pacemakerd = support::recorded_pid(&pidfile)
+        .unwrap_or_else(|| panic!("no live pacemakerd pid in {}", pidfile.display()));
     let ppid = |pid: u32| -> u32 {
         support::proc_stat(pid)
             .get(1)

@@ -141,27 +141,13 @@ impl Generation {
     /// node is not running.
     fn node_init_pid(&self) -> u32 {
         let file = self.state_dir().join("init.pid");
-        let recorded = fs::read_to_string(&file).unwrap_or_default();
-        let mut fields = recorded.split_whitespace();
-        let (pid, start) = (fields.next(), fields.next());
-        let pid: u32 = pid.and_then(|p| p.parse().ok()).unwrap_or_else(|| {
+        super::process::recorded_pid(&file).unwrap_or_else(|| {
             panic!(
-                "the Pacemaker {} cluster node is not running (no {})",
+                "the Pacemaker {} cluster node is not running (no live pid in {})",
                 self.version,
                 file.display()
             )
-        });
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let now = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(19));
-        assert!(
-            now.is_some() && now == start,
-            "the Pacemaker {} cluster node (pid {pid} in {}) is gone",
-            self.version,
-            file.display()
-        );
-        pid
+        })
     }
 
     /// A Pacemaker tool (`crm_mon`, `cibadmin`, `chpasswd`, ...) against this generation's cluster:

@@ -69,8 +69,8 @@ pub use keys::{
 pub use mon::{MonNode, MonResource, MonView};
 pub use netns::NetnsHost;
 pub use process::{
-    ChildGuard, Daemon, free_port, proc_cpu_secs, proc_stat, rss_kib, run, run_ok, run_with_input,
-    run_with_timeout, spawn_with_input, tail, text, wait_child,
+    ChildGuard, Daemon, free_port, proc_cpu_secs, proc_stat, recorded_pid, rss_kib, run, run_ok,
+    run_with_input, run_with_timeout, spawn_with_input, tail, text, wait_child,
 };
 pub use reference_host::ReferenceHost;
 pub use remote_host::RemoteHost;

@@ -105,6 +105,16 @@ pub fn proc_stat(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// The pid recorded in a pid file of our scripts (`<pid> <starttime>`) if that process still runs
+/// (its start time in `/proc/PID/stat` matches, so a reused pid does not count).
+pub fn recorded_pid(file: &Path) -> Option<u32> {
+    let recorded = fs::read_to_string(file).ok()?;
+    let mut fields = recorded.split_whitespace();
+    let pid: u32 = fields.next()?.parse().ok()?;
+    let start = fields.next()?;
+    (proc_stat(pid).get(19).map(String::as_str) == Some(start)).then_some(pid)
+}
+
 /// CPU seconds in `/proc/PID/stat` field `index` of [`proc_stat`] (clock ticks of 1/100 s).
 pub fn proc_cpu_secs(stat: &[String], index: usize) -> f64 {
     stat.get(index)

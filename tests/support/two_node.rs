@@ -143,16 +143,7 @@ impl TwoNodeCluster {
 
     /// PID 1 of node `n` (checked against its recorded start time), None when it does not run.
     fn init_pid(&self, n: usize) -> Option<u32> {
-        let file = self.state_dir().join(format!("node{n}/init.pid"));
-        let recorded = fs::read_to_string(file).ok()?;
-        let mut fields = recorded.split_whitespace();
-        let pid: u32 = fields.next()?.parse().ok()?;
-        let start = fields.next()?;
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let now = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(19))?;
-        (now == start).then_some(pid)
+        super::process::recorded_pid(&self.state_dir().join(format!("node{n}/init.pid")))
     }
 
     /// The generation's `program` inside node `n` (all its namespaces, its root, a clean
