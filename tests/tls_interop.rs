@@ -246,10 +246,7 @@ impl Drop for Scratch {
 /// (gnutls-serv has no listen-address option and binds the wildcard address;
 /// we only ever connect to 127.0.0.1.)
 async fn start_gnutls_serv(tool: &Path, args: &[&std::ffi::OsStr]) -> (Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = support::free_port();
     let mut child = Command::new(tool)
         .arg("--echo")
         .args(args)
@@ -273,6 +270,12 @@ async fn start_gnutls_serv(tool: &Path, args: &[&std::ffi::OsStr]) -> (Child, u1
         }
     })
     .await;
+    // Someone else's listener on the port would have answered the probe too: ours must still
+    // be running once its bind has had time to fail.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!("gnutls-serv exited after the port answered (port {port} taken?): {status}");
+    }
     (child, port)
 }
 
