@@ -6,8 +6,10 @@
 //!   [`RecordTransport`]: TLS, plain TCP, or an in-memory pair for tests
 //! - [`envelope`], [`xml`]: the message envelope and a small owned XML element
 //! - [`ipc`]: the same XML inside libqb IPC messages
+//! - [`cib_gateway`]: what kubemaker's CIB gateway and its clients agree on (identity, port)
 //! - [`WireError`] (`error.rs`): what can be wrong with a message, and whether the stream survives it
 
+pub mod cib_gateway;
 pub mod connection;
 pub mod envelope;
 mod error;

@@ -84,9 +84,26 @@ pub enum TlsAuth {
     /// must chain to (no host-name check); the server requires our certificate to chain to its
     /// CA. Build it with [`TlsAuth::x509`].
     X509(X509Pem),
+    /// kubemaker's CIB gateway on a connected remote node (`kubemaker remoted`'s optional
+    /// listener, see `wire::cib_gateway`): PSK with the Pacemaker Remote authkey under the
+    /// gateway's own identity, and no password. Build it with [`TlsAuth::gateway`].
+    Gateway { key: PskKey },
 }
 
 impl TlsAuth {
+    /// The CIB gateway with the Pacemaker Remote authkey's bytes (the `authkey` of the
+    /// cluster's authkey Secret, or `/etc/pacemaker/authkey`).
+    pub fn gateway(authkey: Vec<u8>) -> Result<TlsAuth, CredentialError> {
+        Ok(TlsAuth::Gateway {
+            key: PskKey::from_raw(authkey)?,
+        })
+    }
+
+    /// Whether the login needs a password (everything but the gateway).
+    pub fn needs_password(&self) -> bool {
+        !matches!(self, TlsAuth::Gateway { .. })
+    }
+
     /// PSK from the hex text Pacemaker keeps keys in (the `CIB_key_file` content, or the part
     /// after `user:` in `cib-credentials`); white space around it is ignored.
     pub fn psk_hex(hex: &str) -> Result<TlsAuth, CredentialError> {
@@ -148,6 +165,7 @@ impl TlsAuth {
             TlsAuth::Anonymous => "anonymous",
             TlsAuth::Psk { .. } => "PSK",
             TlsAuth::X509(_) => "X.509",
+            TlsAuth::Gateway { .. } => "CIB gateway",
         }
     }
 }

@@ -116,12 +116,15 @@ impl Connection {
 
     async fn login(&mut self, cfg: &ClientConfig) -> Result<(), CibError> {
         // Built here and dropped right after sending: the only place the password exists as XML.
-        let auth = Element::new("cib_command")
+        // The gateway authenticated us with the authkey already and takes no password.
+        let mut auth = Element::new("cib_command")
             .with_attr("op", "authenticate")
             .with_attr("user", &cfg.user)
-            .with_attr("password", cfg.password.expose())
-            .with_attr("hidden", "password")
             .with_attr("name", &cfg.client_name);
+        if cfg.tls_auth.needs_password() {
+            auth.set_attr("password", cfg.password.expose());
+            auth.set_attr("hidden", "password");
+        }
         let endpoint = self.endpoint.to_string();
         let refused = || CibError::LoginRefused {
             user: cfg.user.clone(),
@@ -131,6 +134,18 @@ impl Connection {
         drop(auth);
         // A refusal is a silent close, possibly after PAM's delay.
         match tokio::time::timeout(cfg.login_timeout, self.recv()).await {
+            // Only the gateway refuses with a reason: its node has no cluster connection.
+            Ok(Ok(Some(reply)))
+                if reply.name == "cib_result" && reply.attr_i64("cib_rc").unwrap_or(0) != 0 =>
+            {
+                Err(CibError::Unreachable {
+                    tried: vec![format!(
+                        "{endpoint}: {} (rc {})",
+                        reply.attr("cib_err").unwrap_or("login refused"),
+                        reply.attr("cib_rc").unwrap_or_default()
+                    )],
+                })
+            }
             Ok(Ok(Some(reply))) if reply.name == "cib_result" => {
                 debug!(endpoint = %self.endpoint, client_id = reply.attr("cib_clientid").unwrap_or(""), "logged in to the CIB");
                 Ok(())
@@ -245,6 +260,16 @@ async fn tls_handshake(
             let creds = tls::X509Credentials::new(pem)?;
             tls::connect_x509(tcp, &creds, &tls::priorities_x509(), timeout).await
         }
+        TlsAuth::Gateway { key } => {
+            tls::connect_psk_key(
+                tcp,
+                crate::wire::cib_gateway::IDENTITY,
+                key,
+                &tls::priorities_psk(),
+                timeout,
+            )
+            .await
+        }
     };
     Ok(handshake)
 }
@@ -258,6 +283,7 @@ fn handshake_hint(cfg: &ClientConfig) -> String {
             cfg.user
         ),
         TlsAuth::X509(_) => "does the server use certificates, is its certificate signed by our CA, and ours by its CA?".into(),
+        TlsAuth::Gateway { .. } => "is this a kubemaker remoted CIB gateway port, and does the node have the same Pacemaker Remote authkey?".into(),
     }
 }
 

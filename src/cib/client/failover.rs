@@ -20,7 +20,7 @@ pub(super) async fn connect_any(
     if cfg.endpoints.is_empty() {
         return Err(CibError::Config("no CIB endpoints configured".into()));
     }
-    if cfg.password.is_empty() {
+    if cfg.password.is_empty() && cfg.tls_auth.needs_password() {
         return Err(CibError::Config(format!(
             "no password for user {}; set CIB_passwd",
             cfg.user
