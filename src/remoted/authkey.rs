@@ -71,6 +71,44 @@ impl PskKeySource for KeyFiles {
     }
 }
 
+/// Which PSK identities a listener gives the key to: the cluster port takes every identity but
+/// the CIB gateway's (Pacemaker's clients send "lrmd", and Pacemaker ignores it), the gateway
+/// only its own, so a key holder cannot use one listener for the other's purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityRule {
+    AllBut(&'static str),
+    Only(&'static str),
+}
+
+impl IdentityRule {
+    pub fn admits(self, identity: &str) -> bool {
+        match self {
+            IdentityRule::AllBut(refused) => identity != refused,
+            IdentityRule::Only(wanted) => identity == wanted,
+        }
+    }
+}
+
+/// The key files as one listener's key source, under its [`IdentityRule`].
+pub struct KeysFor {
+    pub keys: std::sync::Arc<KeyFiles>,
+    pub rule: IdentityRule,
+}
+
+impl PskKeySource for KeysFor {
+    fn current_key(&self) -> Option<Vec<u8>> {
+        self.keys.current_key()
+    }
+
+    fn key_for_identity(&self, identity: &str) -> Option<Vec<u8>> {
+        if self.rule.admits(identity) {
+            self.keys.current_key()
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +128,14 @@ mod tests {
         assert_eq!(keys.load(), Some((a.clone(), b"new".to_vec())));
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(KeyFiles::new(vec![dir.join("gone")]).current_key(), None);
+    }
+
+    #[test]
+    fn each_listener_takes_its_own_identities() {
+        let gateway = crate::wire::cib_gateway::IDENTITY;
+        let cluster = IdentityRule::AllBut(gateway);
+        assert!(cluster.admits("lrmd") && cluster.admits("") && !cluster.admits(gateway));
+        let only = IdentityRule::Only(gateway);
+        assert!(only.admits(gateway) && !only.admits("lrmd") && !only.admits(""));
     }
 }

@@ -40,6 +40,10 @@ pub struct Config {
     /// `PCMK_node_start_state` (`default`, `online` or `standby`): reported to the cluster on
     /// register, which puts the node in that state when it joins (Pacemaker 2.1.7+).
     pub node_start_state: Option<String>,
+    /// `KUBEMAKER_CIB_GATEWAY_PORT`: serve the CIB gateway (`cib_gateway`) on this port, on the
+    /// same address as the cluster port; off when unset.
+    pub cib_gateway_port: Option<u16>,
+    pub cib_gateway: super::cib_gateway::Limits,
 }
 
 impl Config {
@@ -75,6 +79,14 @@ impl Config {
             local_ipc: true,
             ready_file: env("KUBEMAKER_READY_FILE").map(PathBuf::from),
             node_start_state: node_start_state(env("PCMK_node_start_state")),
+            cib_gateway_port: env("KUBEMAKER_CIB_GATEWAY_PORT").and_then(|v| {
+                let port = v.trim().parse::<u16>().ok().filter(|&p| p > 0);
+                if port.is_none() {
+                    warn!(value = %v, "Ignoring invalid KUBEMAKER_CIB_GATEWAY_PORT; the CIB gateway stays off");
+                }
+                port
+            }),
+            cib_gateway: super::cib_gateway::Limits::default(),
         }
     }
 }

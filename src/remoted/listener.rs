@@ -10,15 +10,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
 use super::admission::{Admission, Refusal};
-use super::authkey::KeyFiles;
+use super::authkey::{IdentityRule, KeyFiles, KeysFor};
 use super::config::Config;
 use super::daemon::Daemon;
 use super::routing::Routes;
 use super::session;
 use crate::tls::{
-    CredentialError, PskServer, TlsError, TlsServer, X509Credentials, X509Server, priorities_psk,
-    priorities_x509,
+    CredentialError, PskServer, TlsError, TlsServer, TlsStream, X509Credentials, X509Server,
+    priorities_psk, priorities_x509,
 };
+use crate::wire::cib_gateway;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -63,7 +64,14 @@ pub fn tls_server(config: &Config, keys: Arc<KeyFiles>) -> Result<TlsServer, Tls
                 warn!(paths = ?keys.paths(), "No Pacemaker Remote key file yet; connections will be refused until one appears")
             }
         }
-        return Ok(TlsServer::Psk(PskServer::new(keys, &priorities_psk())?));
+        let cluster_keys = KeysFor {
+            keys,
+            rule: IdentityRule::AllBut(cib_gateway::IDENTITY),
+        };
+        return Ok(TlsServer::Psk(PskServer::new(
+            Arc::new(cluster_keys),
+            &priorities_psk(),
+        )?));
     };
     let pem = files.read()?;
     let creds = X509Credentials::new(&pem)?;
@@ -129,6 +137,18 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// The CIB gateway's TLS: PSK with the same key files, for the gateway's identity only.
+pub fn gateway_tls_server(keys: Arc<KeyFiles>) -> Result<TlsServer, TlsSetupError> {
+    let gateway_keys = KeysFor {
+        keys,
+        rule: IdentityRule::Only(cib_gateway::IDENTITY),
+    };
+    Ok(TlsServer::Psk(PskServer::new(
+        Arc::new(gateway_keys),
+        &priorities_psk(),
+    )?))
+}
+
 /// Handshakes and serves one accepted connection; failures end only this connection.
 pub async fn handle_connection(
     daemon: Arc<Daemon>,
@@ -137,6 +157,28 @@ pub async fn handle_connection(
     tcp: TcpStream,
     peer: SocketAddr,
 ) {
+    let Some(stream) = authenticate(&handshake, tcp, peer).await else {
+        return;
+    };
+    let client_id = uuid::Uuid::new_v4().to_string();
+    match stream.peer_certificate_subject() {
+        Some(subject) => {
+            info!(peer = %peer, client = %client_id, tls = %stream.description(), certificate = %subject, "New remote connection")
+        }
+        None => {
+            info!(peer = %peer, client = %client_id, tls = %stream.description(), "New remote connection")
+        }
+    }
+    session::serve(daemon, routes, stream, client_id, peer.to_string()).await;
+}
+
+/// The TLS handshake of one accepted connection under the admission's bounds; `None` (logged
+/// within the log budget) when it was refused or failed.
+pub async fn authenticate(
+    handshake: &Handshake,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<TlsStream> {
     if let Some(ms) = sbd_user_timeout_ms() {
         // Like Pacemaker: with a hardware watchdog, a dead peer must be noticed well inside its timeout.
         let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(Duration::from_millis(ms)));
@@ -153,13 +195,13 @@ pub async fn handle_connection(
                     warn!(peer = %peer, limit = n, "Connection closed: too many TLS handshakes in progress from this address")
                 }
             });
-            return;
+            return None;
         }
     };
     let accepted = handshake.tls.accept(tcp, handshake.timeout).await;
     drop(slot);
-    let stream = match accepted {
-        Ok(s) => s,
+    match accepted {
+        Ok(s) => Some(s),
         Err(e) => {
             unauthenticated_failure(&handshake.admission, || match &handshake.tls {
                 TlsServer::Psk(_) => {
@@ -169,19 +211,9 @@ pub async fn handle_connection(
                     warn!(peer = %peer, error = %e, "TLS handshake failed (X.509: the client sent no certificate, one our CA did not sign, or a revoked one; or the client does not trust our certificate); connection closed")
                 }
             });
-            return;
-        }
-    };
-    let client_id = uuid::Uuid::new_v4().to_string();
-    match stream.peer_certificate_subject() {
-        Some(subject) => {
-            info!(peer = %peer, client = %client_id, tls = %stream.description(), certificate = %subject, "New remote connection")
-        }
-        None => {
-            info!(peer = %peer, client = %client_id, tls = %stream.description(), "New remote connection")
+            None
         }
     }
-    session::serve(daemon, routes, stream, client_id, peer.to_string()).await;
 }
 
 /// Logs one failure of an unauthenticated peer (through `log`) within the admission's log budget.

@@ -12,6 +12,8 @@
 //! - [`agents`]: running OCF/LSB/systemd agents
 //! - [`proxy`]: IPC proxy messages from the cluster (shutdown answers, tool traffic)
 //! - [`local_ipc`]: libqb servers for local Pacemaker tools, proxied to the cluster
+//! - [`cib_gateway`]: the optional CIB gateway listener: remote-CIB-port clients holding the
+//!   authkey, proxied to the cluster's CIB like local tools
 //! - [`shutdown`]: graceful stop (shutdown_req / ack / disconnect)
 //!
 //! Who calls whom: `run` (below) accepts connections and drives the shutdown state machine and
@@ -23,6 +25,7 @@ pub mod admission;
 pub mod agents;
 mod alerts;
 pub mod authkey;
+pub mod cib_gateway;
 pub mod cli;
 pub mod client;
 pub mod clients;
@@ -74,7 +77,13 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
     let clients = Arc::new(Clients::default());
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
     let (local_tx, mut local_rx) = mpsc::unbounded_channel();
-    let routes = Routes::new(clients.clone(), control_tx, local_tx);
+    let gateway_sessions = cib_gateway::GatewaySessions::new(config.cib_gateway);
+    let routes = Routes::new(
+        clients.clone(),
+        control_tx,
+        local_tx,
+        gateway_sessions.clone(),
+    );
     let mut daemon = Daemon::new(
         clients.clone(),
         Executor::new(paths, clients),
@@ -91,6 +100,19 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
     let mut local_tools = local_ipc::LocalIpc::start(&daemon, config.local_ipc);
 
     let mut listener = Some(listener::bind(config.address.as_deref(), config.port).await?);
+    let mut gateway = match config.cib_gateway_port {
+        None => None,
+        Some(port) => {
+            let l = listener::bind(config.address.as_deref(), port).await?;
+            info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), max_clients = config.cib_gateway.max_clients, "CIB gateway listening (clients need the authkey)");
+            let gateway_handshake = Arc::new(listener::Handshake {
+                tls: listener::gateway_tls_server(keys.clone())?,
+                timeout: config.handshake_timeout,
+                admission: handshake.admission.clone(),
+            });
+            Some((l, gateway_handshake))
+        }
+    };
     let mut sigterm = signal(SignalKind::terminate()).map_err(RemotedError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(RemotedError::Signal)?;
     let local = listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -117,6 +139,24 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
                         warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                }
+                Action::Continue
+            }
+            accepted = async { gateway.as_ref().map(|(l, _)| l.accept()).expect("guarded").await }, if gateway.is_some() => {
+                match (accepted, gateway.as_ref()) {
+                    (Ok((tcp, peer)), Some((_, gateway_handshake))) => {
+                        let (daemon, sessions, gateway_handshake) = (daemon.clone(), gateway_sessions.clone(), gateway_handshake.clone());
+                        tokio::spawn(async move {
+                            if let Some(stream) = listener::authenticate(&gateway_handshake, tcp, peer).await {
+                                cib_gateway::serve(daemon, sessions, stream, peer).await;
+                            }
+                        });
+                    }
+                    (Err(e), _) => {
+                        warn!(error = %e, "CIB gateway accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    (Ok(_), None) => {}
                 }
                 Action::Continue
             }
@@ -148,6 +188,7 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
                 }
                 // Refuse new connections from now on (a reconnecting cluster would undo the stop).
                 listener = None;
+                gateway = None;
                 if let Some(f) = ready_file.as_mut() {
                     f.update(false);
                 }

@@ -1,9 +1,11 @@
 //! The IPC proxy, cluster side of the link: what an `ipc_fwd` message from the cluster asks for
-//! (shutdown answers for the main loop, traffic for local tools for the local IPC driver), and the
+//! (shutdown answers for the main loop, traffic for local tools for the local IPC driver or, by
+//! its session's prefix, for a CIB gateway client), and the
 //! `shutdown_req` the daemon sends when it is asked to stop.
 
 use tracing::{info, warn};
 
+use super::cib_gateway;
 use super::clients::Clients;
 use super::routing::{Effect, ToLocal};
 use super::shutdown::Control;
@@ -28,10 +30,18 @@ pub fn from_cluster(client_id: &str, msg: &Element) -> Option<Effect> {
             );
             Some(Effect::Control(Control::ShutdownNack))
         }
-        "event" | "response" | "destroy" => Some(Effect::Local(ToLocal::FromCluster {
-            provider: client_id.to_string(),
-            msg: msg.clone(),
-        })),
+        "event" | "response" | "destroy" => {
+            let from_cluster = ToLocal::FromCluster {
+                provider: client_id.to_string(),
+                msg: msg.clone(),
+            };
+            let session = msg.attr("lrmd_ipc_session").unwrap_or_default();
+            Some(if session.starts_with(cib_gateway::SESSION_PREFIX) {
+                Effect::Gateway(from_cluster)
+            } else {
+                Effect::Local(from_cluster)
+            })
+        }
         other => {
             warn!(
                 client = client_id,
@@ -81,5 +91,13 @@ mod tests {
             ));
         }
         assert!(from_cluster("c", &fwd("bogus")).is_none());
+        let gateway = fwd("response").with_attr(
+            "lrmd_ipc_session",
+            format!("{}x", cib_gateway::SESSION_PREFIX),
+        );
+        assert!(matches!(
+            from_cluster("c", &gateway),
+            Some(Effect::Gateway(ToLocal::FromCluster { provider, .. })) if provider == "c"
+        ));
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::cib_gateway::GatewaySessions;
 use super::clients::Clients;
 use super::shutdown::Control;
 use crate::wire::Element;
@@ -30,6 +31,8 @@ pub enum Effect {
     Control(Control),
     /// For the local IPC driver.
     Local(ToLocal),
+    /// Proxy traffic for a CIB gateway client (`ToLocal::FromCluster` with a gateway session).
+    Gateway(ToLocal),
 }
 
 /// Work for the local IPC driver, which lives in the main task (libqb is single-threaded).
@@ -47,6 +50,7 @@ pub struct Routes {
     clients: Arc<Clients>,
     control: UnboundedSender<Control>,
     local: UnboundedSender<ToLocal>,
+    gateway: Arc<GatewaySessions>,
 }
 
 impl Routes {
@@ -54,11 +58,13 @@ impl Routes {
         clients: Arc<Clients>,
         control: UnboundedSender<Control>,
         local: UnboundedSender<ToLocal>,
+        gateway: Arc<GatewaySessions>,
     ) -> Routes {
         Routes {
             clients,
             control,
             local,
+            gateway,
         }
     }
 
@@ -84,7 +90,16 @@ impl Routes {
                 let _ = self.control.send(c);
             }
             Effect::Local(l) => {
+                if let ToLocal::ProviderGone { provider } = &l {
+                    self.gateway.provider_gone(provider);
+                }
                 let _ = self.local.send(l);
+            }
+            Effect::Gateway(ToLocal::FromCluster { provider, msg }) => {
+                self.gateway.from_cluster(&self.clients, &provider, msg);
+            }
+            Effect::Gateway(ToLocal::ProviderGone { provider }) => {
+                self.gateway.provider_gone(&provider);
             }
         }
     }

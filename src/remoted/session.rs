@@ -114,7 +114,8 @@ mod tests {
         let clients = Arc::new(Clients::default());
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (local_tx, local_rx) = mpsc::unbounded_channel();
-        let routes = Routes::new(clients.clone(), control_tx, local_tx);
+        let gateway = super::super::cib_gateway::GatewaySessions::new(Default::default());
+        let routes = Routes::new(clients.clone(), control_tx, local_tx, gateway);
         let daemon = Daemon::new(
             clients.clone(),
             Executor::new(AgentPaths::default(), clients),
