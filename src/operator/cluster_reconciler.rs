@@ -1,6 +1,11 @@
 //! PacemakerCluster reconcile: the authkey Secret, the CIB connection (opened, or re-opened when
 //! endpoints or credentials change), the cluster's status (DC, quorum, CIB version) and auto-join.
+//!
+//! The connection goes either to the remote CIB port of the nodes in `spec.endpoints`, or, with
+//! `via: remoteNodes`, to the CIB gateway of the chart's Ready remoted pods (see
+//! [`remoted_pods::gateway_endpoints`]), authenticated with the cluster's authkey.
 
+use std::collections::BTreeSet;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -25,8 +30,12 @@ use super::authkey_secret::{self, Ensured};
 use super::auto_join::{self, AUTO_JOIN_LABEL};
 use super::cluster_connection::{Changed, ClusterConnection};
 use super::context::{CibConnection, ClusterSlot, Context, Trigger};
-use super::crd::{PacemakerCluster, PacemakerClusterStatus, RemoteNode, TlsMode};
+use super::crd::{CibAccess, PacemakerCluster, PacemakerClusterStatus, RemoteNode, TlsMode};
 use super::metrics::PACEMAKER_CLUSTER;
+use super::remoted_pods::{self, REMOTED_POD_SELECTOR};
+
+/// What `kubemaker render --bootstrap` is for, in messages about a cluster with no kubemaker node.
+const BOOTSTRAP_HINT: &str = "join the first node once by hand: `kubemaker render --bootstrap -f NODE.yaml` prints the command to run on one cluster node (and enable remoted.cibGateway in the chart)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -57,6 +66,28 @@ pub enum ConnectError {
     },
     #[error("credentials Secret {0:?} does not exist in the controller's namespace")]
     NoCredentials(String),
+    #[error("credentialsSecretRef is required unless via: remoteNodes")]
+    NoCredentialsRef,
+    #[error(
+        "no endpoints: list the remote CIB port of every cluster node, or set via: remoteNodes"
+    )]
+    NoEndpoints,
+    #[error(
+        "reading the authkey Secret {name:?} (via: remoteNodes authenticates with it): {source}"
+    )]
+    ReadAuthkey {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "via: remoteNodes authenticates with the Pacemaker authkey, but Secret {0:?} in the controller's namespace has no non-empty \"authkey\" key"
+    )]
+    NoAuthkey(String),
+    #[error(
+        "via: remoteNodes: no kubemaker node available (no Ready remoted pod with {REMOTED_POD_SELECTOR} and an IP in the controller's namespace); {BOOTSTRAP_HINT}"
+    )]
+    NoGatewayNode,
     #[error("credentials Secret {name:?} has no {key:?} key")]
     NoPassword { name: String, key: String },
     #[error("credentials Secret {name:?} has no {key:?} key (the pre-shared key for tlsMode psk)")]
@@ -89,14 +120,41 @@ pub enum ConnectError {
         #[source]
         source: CibError,
     },
+    #[error(
+        "cannot reach the CIB through the kubemaker nodes at {endpoints}: {source}; if none of them is connected to the cluster yet, {BOOTSTRAP_HINT}"
+    )]
+    GatewayUnreachable {
+        endpoints: String,
+        #[source]
+        source: CibError,
+    },
 }
 
 impl ConnectError {
-    /// The Event reason (and status condition reason) of every connection failure.
+    /// The Event reason (and status condition reason) of a connection failure.
     pub fn reason(&self) -> &'static str {
-        "CibUnreachable"
+        match self {
+            ConnectError::NoGatewayNode => NO_KUBEMAKER_NODE,
+            _ => "CibUnreachable",
+        }
+    }
+
+    /// `status.connection` while this error stands.
+    fn connection_state(&self) -> &'static str {
+        match self {
+            ConnectError::NoGatewayNode => WAITING,
+            _ => "Failed",
+        }
     }
 }
+
+/// Condition reason while `via: remoteNodes` finds no kubemaker node to connect through.
+const NO_KUBEMAKER_NODE: &str = "NoKubemakerNode";
+/// `status.connection` while no kubemaker node is there to connect through.
+const WAITING: &str = "Waiting";
+/// Longest retry delay of a `via: remoteNodes` connection: the admin's bootstrap command is
+/// invisible to Kubernetes (no pod changes), and trying a gateway is cheap (no PAM delay).
+const GATEWAY_MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// How often a connected cluster's status is refreshed without a notification.
 const RESYNC: Duration = Duration::from_secs(60);
@@ -173,7 +231,7 @@ async fn reconcile_cluster(pc: &PacemakerCluster, ctx: &Context) -> Result<Actio
                 ctx,
                 pc,
                 PacemakerClusterStatus {
-                    connection: Some("Failed".into()),
+                    connection: Some(e.connection_state().into()),
                     message: Some(message),
                     observed_generation: pc.metadata.generation,
                     ..pc.status.clone().unwrap_or_default()
@@ -181,9 +239,12 @@ async fn reconcile_cluster(pc: &PacemakerCluster, ctx: &Context) -> Result<Actio
             )
             .await?;
             // Backoff from RETRY_CONNECT up, so a cluster that is down is not hammered.
-            let delay = ctx
+            let mut delay = ctx
                 .backoff(&format!("pacemakercluster/{name}"))
                 .max(RETRY_CONNECT);
+            if pc.spec.via == CibAccess::RemoteNodes {
+                delay = delay.min(GATEWAY_MAX_RETRY);
+            }
             return Ok(Action::requeue(delay));
         }
     };
@@ -214,7 +275,18 @@ async fn connect(
     secrets: &Api<KubeSecret>,
 ) -> Result<Arc<dyn CibConnection>, ConnectError> {
     let name = pc.name_any();
-    let cfg = client_config(pc, secrets).await?;
+    let cfg = match pc.spec.via {
+        CibAccess::Endpoints => client_config(pc, secrets).await?,
+        CibAccess::RemoteNodes => {
+            let online = online_kubernetes_nodes(ctx, &name);
+            let pods = ctx.remoted_pods.state();
+            let port = u16::try_from(pc.spec.gateway_port())
+                .map_err(|_| ConnectError::PortOutOfRange(pc.spec.gateway_port()))?;
+            let endpoints =
+                remoted_pods::gateway_endpoints(pods.iter().map(|p| p.as_ref()), &online, port);
+            gateway_config(pc, secrets, endpoints).await?
+        }
+    };
     let fingerprint = fingerprint(&cfg);
     {
         let map = ctx.clusters.lock().await;
@@ -231,11 +303,16 @@ async fn connect(
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
+    let via_gateway = matches!(cfg.tls_auth, TlsAuth::Gateway { .. });
     let conn = ClusterConnection::open(&name, cfg, cib_change_sender(ctx), ctx.metrics.clone())
         .await
-        .map_err(|source| ConnectError::Unreachable {
-            endpoints: endpoints.clone(),
-            source,
+        .map_err(|source| {
+            let endpoints = endpoints.clone();
+            if via_gateway {
+                ConnectError::GatewayUnreachable { endpoints, source }
+            } else {
+                ConnectError::Unreachable { endpoints, source }
+            }
         })?;
     let conn: Arc<dyn CibConnection> = Arc::new(conn);
     ctx.clusters.lock().await.insert(
@@ -280,12 +357,74 @@ async fn drop_connection(ctx: &Context, name: &str) {
     ctx.metrics.forget_cluster(name);
 }
 
+/// The Kubernetes Nodes whose RemoteNode of `cluster` is Ready (online in Pacemaker): their
+/// remoted has a cluster connection, so their gateway is tried first.
+fn online_kubernetes_nodes(ctx: &Context, cluster: &str) -> BTreeSet<String> {
+    ctx.remote_nodes
+        .state()
+        .iter()
+        .filter(|rn| ctx.cluster_name_of(rn).as_deref() == Some(cluster))
+        .filter(|rn| {
+            rn.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        })
+        .filter_map(|rn| rn.spec.kubernetes_node.clone())
+        .collect()
+}
+
+/// The CIB client configuration for `via: remoteNodes`: the gateways at `endpoints`, PSK with
+/// the authkey of the cluster's authkey Secret, no password.
+async fn gateway_config(
+    pc: &PacemakerCluster,
+    secrets: &Api<KubeSecret>,
+    endpoints: Vec<Endpoint>,
+) -> Result<ClientConfig, ConnectError> {
+    let name = &pc.spec.authkey_secret_name;
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|source| ConnectError::ReadAuthkey {
+            name: name.clone(),
+            source,
+        })?;
+    let key = secret
+        .and_then(|s| s.data)
+        .and_then(|mut d| d.remove(authkey_secret::AUTHKEY_KEY))
+        .map(|v| v.0)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ConnectError::NoAuthkey(name.clone()))?;
+    if endpoints.is_empty() {
+        return Err(ConnectError::NoGatewayNode);
+    }
+    let tls_auth = TlsAuth::gateway(key).map_err(|source| ConnectError::BadCredentials {
+        name: name.clone(),
+        source,
+    })?;
+    let mut cfg = ClientConfig::new(endpoints, Transport::Tls, Secret::new(""));
+    cfg.tls_auth = tls_auth;
+    cfg.client_name = "kubemaker-controller".into();
+    cfg.retry.connect_rounds = 1;
+    // As for the remote CIB port: status updates keep moving the version a write must match.
+    cfg.retry.write_attempts = 30;
+    Ok(cfg)
+}
+
 /// The CIB client configuration, with credentials from the Secret.
 async fn client_config(
     pc: &PacemakerCluster,
     secrets: &Api<KubeSecret>,
 ) -> Result<ClientConfig, ConnectError> {
-    let r = &pc.spec.credentials_secret_ref;
+    let r = pc
+        .spec
+        .credentials_secret_ref
+        .as_ref()
+        .ok_or(ConnectError::NoCredentialsRef)?;
+    if pc.spec.endpoints.is_empty() {
+        return Err(ConnectError::NoEndpoints);
+    }
     let secret = secrets
         .get_opt(&r.name)
         .await
@@ -382,12 +521,21 @@ async fn x509_auth(name: &str, secrets: &Api<KubeSecret>) -> Result<TlsAuth, Con
     })
 }
 
+/// Changes when the connection must be re-opened. The gateway list is hashed as a set: it is
+/// re-sorted whenever a RemoteNode's readiness changes, and re-opening the connection (a full CIB
+/// read and a reconcile of every RemoteNode) for a new order alone would be churn; the client
+/// keeps failing over within the list it has. The remote CIB port's list is the admin's order.
 fn fingerprint(cfg: &ClientConfig) -> u64 {
     let mut h = DefaultHasher::new();
-    for e in &cfg.endpoints {
-        e.host.hash(&mut h);
-        e.port.hash(&mut h);
+    let mut endpoints: Vec<(&str, u16)> = cfg
+        .endpoints
+        .iter()
+        .map(|e| (e.host.as_str(), e.port))
+        .collect();
+    if matches!(cfg.tls_auth, TlsAuth::Gateway { .. }) {
+        endpoints.sort_unstable();
     }
+    endpoints.hash(&mut h);
     matches!(cfg.transport, Transport::Tls).hash(&mut h);
     cfg.tls_auth.hash(&mut h);
     cfg.user.hash(&mut h);
@@ -457,13 +605,18 @@ pub fn cluster_conditions(
             .clone()
             .unwrap_or_else(|| "not connected to the CIB".into())
     };
+    let failed = if status.connection.as_deref() == Some(WAITING) {
+        NO_KUBEMAKER_NODE
+    } else {
+        "CibUnreachable"
+    };
     let (c_ok, c_reason, c_msg) = if connected {
         (true, "Connected", "connected to the CIB".to_string())
     } else {
-        (false, "CibUnreachable", unreachable())
+        (false, failed, unreachable())
     };
     let (r_ok, r_reason, r_msg) = match (connected, status.quorum) {
-        (false, _) => (false, "CibUnreachable", unreachable()),
+        (false, _) => (false, failed, unreachable()),
         (true, Some(true)) => (
             true,
             "Quorate",
@@ -840,6 +993,181 @@ mod tests {
         assert!(
             err(config_for("x509", Some("controller-tls"), plain).await).contains(r#""ca.crt""#)
         );
+    }
+
+    /// PacemakerCluster `prod` with `via: remoteNodes` and nothing else.
+    fn gateway_cluster() -> PacemakerCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "kubemaker.io/v1alpha1", "kind": "PacemakerCluster",
+            "metadata": {"name": "prod", "uid": "uid-prod", "generation": 1},
+            "spec": {"via": "remoteNodes"},
+        }))
+        .unwrap()
+    }
+
+    /// A Ready remoted pod on Kubernetes Node `node` with host-network IP `ip`.
+    fn remoted_pod(node: &str, ip: &str) -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("remoted-{node}"), "namespace": fixtures::NAMESPACE,
+                         "uid": format!("uid-{node}"),
+                         "labels": {"app.kubernetes.io/component": "remoted"}},
+            "spec": {"nodeName": node, "containers": []},
+            "status": {"podIP": ip, "hostIP": ip,
+                       "conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .unwrap()
+    }
+
+    /// The gateway configuration the reconciler builds for these endpoints and the test key.
+    fn gateway_fingerprint(hosts: &[(&str, u16)]) -> u64 {
+        let endpoints = hosts
+            .iter()
+            .map(|(h, p)| Endpoint {
+                host: h.to_string(),
+                port: *p,
+            })
+            .collect();
+        let mut cfg = ClientConfig::new(endpoints, Transport::Tls, Secret::new(""));
+        cfg.tls_auth = TlsAuth::gateway(vec![7; 4096]).unwrap();
+        fingerprint(&cfg)
+    }
+
+    async fn run_gateway(
+        pods: &[k8s_openapi::api::core::v1::Pod],
+        authkey: bool,
+        cib: Option<(u64, Arc<FakeCib>)>,
+    ) -> (Result<Action, ClusterError>, ApiServer) {
+        let pc = gateway_cluster();
+        let (client, server) = api_for(&pc, authkey);
+        let ctx = fixtures::context_with_pods(client, std::slice::from_ref(&pc), &[], &[], pods);
+        if let Some((fp, cib)) = cib {
+            fixtures::connect(&ctx, "prod", fp, cib).await;
+        }
+        (reconcile(Arc::new(pc), ctx).await, server)
+    }
+
+    /// The old shape (endpoints and credentials) still reads, and `via` defaults to endpoints.
+    #[test]
+    fn via_defaults_to_endpoints() {
+        let pc = cluster(1, 5989);
+        assert_eq!(pc.spec.via, CibAccess::Endpoints);
+        assert!(pc.spec.credentials_secret_ref.is_some());
+        let g = gateway_cluster();
+        assert_eq!(g.spec.via, CibAccess::RemoteNodes);
+        assert_eq!(g.spec.gateway_port(), 3122);
+        assert!(g.spec.endpoints.is_empty() && g.spec.credentials_secret_ref.is_none());
+        let back = serde_json::to_value(&g.spec).unwrap();
+        assert_eq!(back["via"], "remoteNodes");
+        assert!(back.get("endpoints").is_none(), "{back}");
+    }
+
+    #[tokio::test]
+    async fn via_remote_nodes_connects_through_the_remoted_pods() {
+        let pods = [remoted_pod("w2", "10.0.0.2"), remoted_pod("w1", "10.0.0.1")];
+        // The connection open for the same set of gateways (in another order) is kept.
+        let cib = Arc::new(FakeCib::new(cib_with("")));
+        let fp = gateway_fingerprint(&[("10.0.0.2", 3122), ("10.0.0.1", 3122)]);
+        let (result, server) = run_gateway(&pods, true, Some((fp, cib))).await;
+        assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+        let status = written_status(&server).expect("a status patch");
+        assert_eq!(status.connection.as_deref(), Some("Connected"));
+        assert!(
+            server
+                .api_calls()
+                .iter()
+                .all(|c| !c.path.contains("cib-credentials")),
+            "no credentials Secret is read"
+        );
+    }
+
+    #[tokio::test]
+    async fn via_remote_nodes_without_a_node_says_how_to_bootstrap() {
+        let (result, server) = run_gateway(&[], true, None).await;
+        let delay = match result.unwrap() {
+            a if a == Action::requeue(RETRY_CONNECT) => RETRY_CONNECT,
+            other => panic!("expected a retry after {RETRY_CONNECT:?}: {other:?}"),
+        };
+        assert!(delay <= GATEWAY_MAX_RETRY);
+        assert_eq!(server.event_reasons(), [NO_KUBEMAKER_NODE]);
+        let status = written_status(&server).expect("a status patch");
+        assert_eq!(status.connection.as_deref(), Some(WAITING));
+        let message = status.message.clone().unwrap_or_default();
+        assert!(message.contains("no kubemaker node available"), "{message}");
+        assert!(
+            message.contains("kubemaker render --bootstrap"),
+            "{message}"
+        );
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.status == "False" && c.reason == NO_KUBEMAKER_NODE),
+            "{:?}",
+            status.conditions
+        );
+    }
+
+    #[tokio::test]
+    async fn via_remote_nodes_needs_the_authkey() {
+        let pods = [remoted_pod("w1", "10.0.0.1")];
+        let (result, server) = run_gateway(&pods, false, None).await;
+        assert!(result.is_ok());
+        let status = written_status(&server).expect("a status patch");
+        let message = status.message.unwrap_or_default();
+        assert!(
+            message.contains(r#"Secret "kubemaker-authkey""#) && message.contains("authkey"),
+            "{message}"
+        );
+        assert_eq!(status.connection.as_deref(), Some("Failed"));
+    }
+
+    #[tokio::test]
+    async fn via_remote_nodes_unreachable_gateways_name_the_bootstrap() {
+        // Nothing listens on port 1.
+        let mut pc = gateway_cluster();
+        pc.spec.gateway_port = Some(1);
+        let (client, server) = api_for(&pc, true);
+        let pods = [remoted_pod("w1", "127.0.0.1")];
+        let ctx = fixtures::context_with_pods(client, std::slice::from_ref(&pc), &[], &[], &pods);
+        let result = reconcile(Arc::new(pc), ctx).await;
+        assert!(result.is_ok());
+        let status = written_status(&server).expect("a status patch");
+        let message = status.message.unwrap_or_default();
+        assert!(
+            message.starts_with("cannot reach the CIB through the kubemaker nodes at 127.0.0.1:1"),
+            "{message}"
+        );
+        assert!(
+            message.contains("kubemaker render --bootstrap"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn gateway_fingerprint_ignores_order_but_not_the_set() {
+        let a = gateway_fingerprint(&[("10.0.0.1", 3122), ("10.0.0.2", 3122)]);
+        let b = gateway_fingerprint(&[("10.0.0.2", 3122), ("10.0.0.1", 3122)]);
+        let c = gateway_fingerprint(&[("10.0.0.1", 3122), ("10.0.0.3", 3122)]);
+        let d = gateway_fingerprint(&[("10.0.0.1", 3122)]);
+        assert_eq!(a, b, "a new order alone keeps the connection");
+        assert_ne!(a, c, "a changed set re-opens it");
+        assert_ne!(a, d);
+        // The remote CIB port's list is the admin's order.
+        let ports = |hosts: &[&str]| {
+            let eps = hosts
+                .iter()
+                .map(|h| Endpoint {
+                    host: h.to_string(),
+                    port: 5989,
+                })
+                .collect();
+            fingerprint(&ClientConfig::new(
+                eps,
+                Transport::Tls,
+                Secret::new(PASSWORD),
+            ))
+        };
+        assert_ne!(ports(&["n1", "n2"]), ports(&["n2", "n1"]));
     }
 
     #[test]

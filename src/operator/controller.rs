@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 
 use super::cluster_connection::Changed;
 use super::context::{Context, Trigger};
-use super::crd::{PacemakerCluster, RemoteNode};
+use super::crd::{CibAccess, PacemakerCluster, RemoteNode};
 use super::leader_election::{LeaderElector, LeaseConfig, LeaseLost};
 use super::metrics::Metrics;
 use super::remoted_pods;
@@ -291,7 +291,7 @@ async fn reconcile_until(
                 .collect()
         })
     };
-    // Clusters: status on CIB changes, auto-join on Node changes.
+    // Clusters: status on CIB changes, auto-join on Node changes, gateway lists on pod changes.
     let pc_triggers = {
         let clusters = clusters.clone();
         trigger_stream(triggers.subscribe(), move |t| {
@@ -301,7 +301,8 @@ async fn reconcile_until(
                 .filter(|pc| match t {
                     Trigger::CibChanged(c, _) => pc.name_any() == *c,
                     Trigger::NodeChanged(_) => pc.spec.auto_join.is_some(),
-                    Trigger::RemotedPodChanged(_) => false,
+                    // The gateways a `via: remoteNodes` cluster connects through.
+                    Trigger::RemotedPodChanged(_) => pc.spec.via == CibAccess::RemoteNodes,
                 })
                 .map(|pc| ObjectRef::from_obj(pc.as_ref()))
                 .collect()

@@ -1,7 +1,8 @@
 //! The operator's custom resources, `kubemaker.io/v1alpha1`:
 //!
 //! - [`PacemakerCluster`]: how to reach one corosync/Pacemaker cluster (remote CIB endpoints, TLS,
-//!   credentials), the authkey Secret its remote nodes share, and defaults for those nodes.
+//!   credentials; or `via: remoteNodes`, the CIB gateway of connected kubemaker nodes), the
+//!   authkey Secret its remote nodes share, and defaults for those nodes.
 //! - [`RemoteNode`]: one Pacemaker remote or guest node. Its spec is a superset of
 //!   [`crate::cib::spec::RemoteNodeSpec`] (the same camelCase fields, plus the cluster and
 //!   Kubernetes Node references), so a file `kubemaker render -f` reads is also a valid object.
@@ -93,12 +94,30 @@ pub const OBJECT_NAME_PATTERN: &str =
 )]
 #[x_kube(validation = Rule::new("self.tlsMode != 'x509' || has(self.x509SecretName)").message("tlsMode: x509 needs x509SecretName (a kubernetes.io/tls Secret with ca.crt)"))]
 #[x_kube(validation = Rule::new("self.tlsMode == 'x509' || !has(self.x509SecretName)").message("x509SecretName is used only with tlsMode: x509"))]
+#[x_kube(validation = Rule::new("self.via == 'remoteNodes' || (has(self.endpoints) && size(self.endpoints) > 0)").message("endpoints: list the remote CIB port of every cluster node, or set via: remoteNodes to reach the CIB through connected kubemaker nodes"))]
+#[x_kube(validation = Rule::new("self.via == 'remoteNodes' || has(self.credentialsSecretRef)").message("credentialsSecretRef is required unless via: remoteNodes (the remote CIB port needs a login)"))]
+#[x_kube(validation = Rule::new("self.via == 'remoteNodes' || !has(self.gatewayPort)").message("gatewayPort is used only with via: remoteNodes"))]
 #[serde(rename_all = "camelCase")]
 pub struct PacemakerClusterSpec {
+    /// How the controller reaches the CIB. `endpoints` (the default): the remote CIB port of the
+    /// cluster nodes listed in `endpoints`, logging in with `credentialsSecretRef`.
+    /// `remoteNodes`: through the CIB gateway of any kubemaker remote node that is connected to
+    /// the cluster (the chart's `remoted.cibGateway.enabled`), authenticated with the authkey of
+    /// `authkeySecretName`; no remote CIB port, password or `tlsMode` is needed. The first node
+    /// must be joined once by hand (`kubemaker render --bootstrap` prints the command).
+    #[serde(default)]
+    pub via: CibAccess,
+
+    /// For `via: remoteNodes`: TCP port of the CIB gateway on the remoted pods (the chart's
+    /// `remoted.cibGateway.port`). Default 3122.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub gateway_port: Option<i32>,
+
     /// Remote CIB endpoints (the `remote-tls-port` or `remote-clear-port` of cluster nodes). The
     /// controller tries them in order and fails over to the next when one stops answering, so list
-    /// every cluster node.
-    #[schemars(length(min = 1))]
+    /// every cluster node. Required unless `via: remoteNodes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<CibEndpoint>,
 
     /// How the remote CIB connection is protected. `anonymous`: anonymous Diffie-Hellman TLS, what
@@ -119,8 +138,10 @@ pub struct PacemakerClusterSpec {
     pub x509_secret_name: Option<String>,
 
     /// Secret in the controller's namespace holding the credentials of a user in the `haclient`
-    /// group (usually `hacluster`), used to log in to the remote CIB port.
-    pub credentials_secret_ref: CredentialsSecretRef,
+    /// group (usually `hacluster`), used to log in to the remote CIB port. Required unless
+    /// `via: remoteNodes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<CredentialsSecretRef>,
 
     /// Name of the Secret, in the controller's namespace, whose `authkey` key holds the Pacemaker
     /// authkey (the contents of `/etc/pacemaker/authkey` on the cluster nodes). The remoted
@@ -214,6 +235,25 @@ fn default_authkey_secret() -> String {
     "kubemaker-authkey".into()
 }
 
+/// How the controller reaches a cluster's CIB (see [`PacemakerClusterSpec::via`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CibAccess {
+    /// The remote CIB port of the cluster nodes in `endpoints`.
+    #[default]
+    Endpoints,
+    /// The CIB gateway of connected kubemaker remote nodes.
+    RemoteNodes,
+}
+
+impl PacemakerClusterSpec {
+    /// The CIB gateway's port for `via: remoteNodes`.
+    pub fn gateway_port(&self) -> i32 {
+        self.gateway_port
+            .unwrap_or(i32::from(crate::wire::cib_gateway::DEFAULT_PORT))
+    }
+}
+
 /// One remote CIB endpoint.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -299,8 +339,9 @@ pub struct AutoJoin {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PacemakerClusterStatus {
-    /// State of the remote CIB connection: `Connected`, `Connecting`, `Disconnected` or
-    /// `Failed` (credentials refused, TLS mismatch: see `message`).
+    /// State of the CIB connection: `Connected`, `Connecting`, `Disconnected`, `Failed`
+    /// (credentials refused, TLS mismatch: see `message`) or, with `via: remoteNodes`, `Waiting`
+    /// (no kubemaker node to connect through yet: see `message` for the bootstrap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
     /// Human-readable detail about the connection state, such as the last error.

@@ -8,8 +8,15 @@
 //! transition as soon as the replacement is Ready, and the node rejoins at once. The value is
 //! only ever moved to a pod that is Ready (listening with its key), never cleared while no pod
 //! is, so a transition never finds the node without a daemon because of us.
+//!
+//! The same pods carry the CIB gateway a `via: remoteNodes` PacemakerCluster reaches the CIB
+//! through ([`gateway_endpoints`]).
+
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Pod;
+
+use crate::cib::Endpoint;
 
 /// Label selector of the chart's remoted pods (in the controller's namespace).
 pub const REMOTED_POD_SELECTOR: &str = "app.kubernetes.io/component=remoted";
@@ -33,6 +40,45 @@ pub fn ready_pod_uid<'a>(pods: impl IntoIterator<Item = &'a Pod>, node: &str) ->
         .filter(|p| is_ready(p))
         .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
         .and_then(|p| p.metadata.uid.clone())
+}
+
+/// The CIB gateway endpoints of the Ready remoted `pods`, at `port`: first the pods on a
+/// Kubernetes Node in `online` (its RemoteNode is Ready, so its daemon has a cluster connection to
+/// carry requests over), then the others (a node joined by hand before the controller could
+/// reach the CIB has no Ready RemoteNode yet, and its gateway may still answer). Within each
+/// group, ordered by Node name so that the list is stable. The address is the pod's IP (the
+/// DaemonSet uses the host network, so it is the Node's), else its host IP; one endpoint per
+/// address.
+pub fn gateway_endpoints<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    online: &BTreeSet<String>,
+    port: u16,
+) -> Vec<Endpoint> {
+    let mut candidates: Vec<(bool, String, String)> = pods
+        .into_iter()
+        .filter(|p| is_ready(p))
+        .filter_map(|p| {
+            let st = p.status.as_ref()?;
+            let ip = st
+                .pod_ip
+                .clone()
+                .or_else(|| st.host_ip.clone())
+                .filter(|ip| !ip.is_empty())?;
+            let node = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default();
+            Some((!online.contains(&node), node, ip))
+        })
+        .collect();
+    candidates.sort();
+    let mut seen = BTreeSet::new();
+    candidates
+        .into_iter()
+        .filter(|(_, _, ip)| seen.insert(ip.clone()))
+        .map(|(_, _, host)| Endpoint { host, port })
+        .collect()
 }
 
 /// The attribute's desired value: the Ready pod's UID, else whatever the CIB holds now.
@@ -98,6 +144,67 @@ mod tests {
         ];
         for (what, pods, want) in cases {
             assert_eq!(ready_pod_uid(&pods, "w1").as_deref(), want, "{what}");
+        }
+    }
+
+    /// A Ready pod on `node` with the given IPs.
+    fn gateway_pod(node: &str, ready: bool, pod_ip: Option<&str>, host_ip: Option<&str>) -> Pod {
+        let mut p = pod(node, node, ready, "2026-12-04T09:00:00Z", false);
+        let st = p.status.get_or_insert_with(Default::default);
+        st.pod_ip = pod_ip.map(str::to_string);
+        st.host_ip = host_ip.map(str::to_string);
+        p
+    }
+
+    #[test]
+    fn gateway_endpoints_put_online_nodes_first() {
+        let online = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        let ep = |h: &str| Endpoint {
+            host: h.into(),
+            port: 3122,
+        };
+        let w1 = gateway_pod("w1", true, Some("10.0.0.1"), Some("10.0.0.1"));
+        let w2 = gateway_pod("w2", true, Some("10.0.0.2"), None);
+        let w3 = gateway_pod("w3", true, None, Some("10.0.0.3"));
+        type Case = (&'static str, Vec<Pod>, BTreeSet<String>, Vec<Endpoint>);
+        let cases: Vec<Case> = vec![
+            ("no pods", vec![], online(&["w1"]), vec![]),
+            (
+                "not ready, or no address yet",
+                vec![
+                    gateway_pod("w1", false, Some("10.0.0.1"), None),
+                    gateway_pod("w2", true, None, None),
+                ],
+                online(&["w1", "w2"]),
+                vec![],
+            ),
+            (
+                "none online: all, by node name",
+                vec![w3.clone(), w1.clone(), w2.clone()],
+                online(&[]),
+                vec![ep("10.0.0.1"), ep("10.0.0.2"), ep("10.0.0.3")],
+            ),
+            (
+                "online first; host IP when there is no pod IP",
+                vec![w1.clone(), w2.clone(), w3.clone()],
+                online(&["w3", "w2"]),
+                vec![ep("10.0.0.2"), ep("10.0.0.3"), ep("10.0.0.1")],
+            ),
+            (
+                "an online node without a Ready pod is skipped",
+                vec![w1.clone(), gateway_pod("w2", false, Some("10.0.0.2"), None)],
+                online(&["w2"]),
+                vec![ep("10.0.0.1")],
+            ),
+            (
+                "one endpoint per address (an old and a new pod on one host)",
+                vec![w1.clone(), w1.clone()],
+                online(&["w1"]),
+                vec![ep("10.0.0.1")],
+            ),
+        ];
+        for (what, pods, online, want) in cases {
+            assert_eq!(gateway_endpoints(&pods, &online, 3122), want, "{what}");
         }
     }
 
