@@ -17,7 +17,7 @@ use super::client::{
     self, CibClient, CibError, ClientConfig, Query, Secret, TlsAuth, Transport, WatchEvent,
 };
 use super::desired::DesiredNode;
-use super::render::{node_table, pretty_xml};
+use super::render::{BootstrapError, bootstrap_commands, node_table, pretty_xml};
 use super::service::{
     ApplyError, ApplyOptions, CibService, DEFAULT_STOP_TIMEOUT, InvalidNodes, RemovalError,
     RemovalOptions,
@@ -51,6 +51,8 @@ pub enum CliError {
     #[error(transparent)]
     Removal(RemovalError),
     #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error(transparent)]
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Yaml(#[from] serde_yaml::Error),
@@ -66,6 +68,16 @@ pub struct RenderArgs {
     /// RemoteNode manifest(s), YAML; `-` reads standard input.
     #[arg(short = 'f', long = "filename")]
     pub file: PathBuf,
+    /// Print instead the command that joins the (first) remote node by hand, to run once on one
+    /// cluster node (`pcs resource create`, or the same with `cibadmin`), so that a
+    /// `via: remoteNodes` PacemakerCluster has a connected node to reach the CIB through. The
+    /// controller then manages that resource as its own.
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Address the cluster connects to, instead of the manifest's `address` (for a RemoteNode
+    /// whose address comes from its Kubernetes Node: that Node's InternalIP).
+    #[arg(long)]
+    pub address: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -184,6 +196,14 @@ pub enum CibCommand {
 }
 
 fn read_manifests(file: &PathBuf) -> Result<Vec<DesiredNode>, CliError> {
+    read_manifests_with(file, None)
+}
+
+/// [`read_manifests`], with every node's address replaced by `address` when given.
+fn read_manifests_with(
+    file: &PathBuf,
+    address: Option<&str>,
+) -> Result<Vec<DesiredNode>, CliError> {
     let text = if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).map_err(CliError::Stdin)?
     } else {
@@ -192,7 +212,12 @@ fn read_manifests(file: &PathBuf) -> Result<Vec<DesiredNode>, CliError> {
             source,
         })?
     };
-    let manifests = RemoteNodeManifest::all_from_yaml(&text)?;
+    let mut manifests = RemoteNodeManifest::all_from_yaml(&text)?;
+    if let Some(a) = address {
+        for m in &mut manifests {
+            m.spec.address = Some(a.to_string());
+        }
+    }
     let mut nodes = Vec::new();
     let mut problems = Vec::new();
     for m in &manifests {
@@ -207,13 +232,11 @@ fn read_manifests(file: &PathBuf) -> Result<Vec<DesiredNode>, CliError> {
     Ok(nodes)
 }
 
-/// `kubemaker render -f FILE`.
+/// `kubemaker render -f FILE [--bootstrap] [--address ADDR]`.
 pub fn render(args: &RenderArgs) -> ExitCode {
-    match read_manifests(&args.file) {
-        Ok(nodes) => {
-            for d in nodes {
-                print!("{}", pretty_xml(&d.render()));
-            }
+    match render_text(args) {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -221,6 +244,26 @@ pub fn render(args: &RenderArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn render_text(args: &RenderArgs) -> Result<String, CliError> {
+    let nodes = read_manifests_with(&args.file, args.address.as_deref())?;
+    let mut out = String::new();
+    for d in nodes {
+        if args.bootstrap {
+            if args.address.is_none() && d.address == d.name {
+                // The controller would use the bound Node's InternalIP, which a file cannot tell.
+                eprintln!(
+                    "kubemaker render: note: {} connects to its node name; if its address comes from its Kubernetes Node, pass --address with that Node's InternalIP",
+                    d.name
+                );
+            }
+            out.push_str(&bootstrap_commands(&d)?);
+        } else {
+            out.push_str(&pretty_xml(&d.render()));
+        }
+    }
+    Ok(out)
 }
 
 /// `kubemaker cib …`.
@@ -383,5 +426,44 @@ async fn run_async(cmd: CibCommand) -> Result<(), CliError> {
             print!("{}", pretty_xml(&el));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_bootstrap_uses_the_given_address() {
+        let path =
+            std::env::temp_dir().join(format!("kubemaker-render-{}.yaml", std::process::id()));
+        std::fs::write(
+            &path,
+            "apiVersion: kubemaker.io/v1alpha1\nkind: RemoteNode\nmetadata: {name: worker1}\nspec: {kubernetesNode: worker1, clusterRef: {name: prod}}\n",
+        )
+        .unwrap();
+        let args = |bootstrap, address: Option<&str>| RenderArgs {
+            file: path.clone(),
+            bootstrap,
+            address: address.map(str::to_string),
+        };
+        let out = render_text(&args(true, Some("192.0.2.11"))).unwrap();
+        assert!(
+            out.contains(
+                "\npcs resource create worker1 ocf:pacemaker:remote server=192.0.2.11 op "
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("\ncibadmin --create -o resources --xml-text '<primitive id=\"worker1\"")
+        );
+        // Without --bootstrap: the XML, as before.
+        let xml = render_text(&args(false, None)).unwrap();
+        assert!(xml.starts_with("<configuration>\n"), "{xml}");
+        assert!(
+            xml.contains("value=\"worker1\""),
+            "server is the node name: {xml}"
+        );
+        let _ = std::fs::remove_file(&path);
     }
 }
