@@ -24,7 +24,7 @@ fi
 # Pacemaker generations with a test cluster (scripts/test-cluster.sh), and the real-cluster test
 # targets run once more against each generation other than the host's 2.1.5.
 GENERATIONS="2.1.5 3.0.0 3.0.3"
-CLUSTER_TARGETS=(cluster_harness remoted_cluster remoted_side_by_side remoted_tools tls_modes_cluster cib_cluster operator_e2e
+CLUSTER_TARGETS=(cluster_harness remoted_cluster remoted_side_by_side remoted_tools tls_modes_cluster cib_cluster cib_gateway operator_e2e
     k8s_nodes)
 # Real-cluster targets too long for every generation (CI's time budget): run against 2.1.5 (cargo test
 # --all-targets) and the newest generation only. remoted_faults: partitions of a remote host beside
