@@ -38,8 +38,16 @@
 //!  6. `kubectl rollout restart` of the DaemonSet: one node at a time, no failure, no unclean node;
 //!  7. an unlabelled Node leaves the CIB; two controller replicas, the leader's pod killed while
 //!     the Node is labelled again: the new leader configures it exactly once;
-//!  8. a deleted Node leaves the CIB;
-//!  9. the README's uninstall steps leave nothing in the CIB and nothing stuck in Terminating.
+//!  9. the README's uninstall steps leave nothing in the CIB and nothing stuck in Terminating;
+//! 10. zero-touch: the cluster's remote CIB port closed (Pacemaker restarted without it, no
+//!     password anywhere), the chart with `remoted.cibGateway.enabled=true`, a PacemakerCluster
+//!     `via: remoteNodes` (Waiting, naming the bootstrap command, until a node is joined); the
+//!     first worker joined by the cibadmin line `kubemaker render --bootstrap` prints, run once
+//!     on the cluster node; then, through the remoted pods' CIB gateways only: the second worker
+//!     joins, the controller pod is replaced, the gateway node is drained and its remoted pod
+//!     replaced (the controller fails over to the other gateway);
+//!  8. (in zero-touch mode) a deleted Node leaves the CIB; 9 again: the uninstall, whose last node
+//!     carries the only gateway.
 //!
 //! Run alone: `sudo cargo test --test k8s_nodes -- --nocapture` (builds the image on first use);
 //! `sudo KUBEMAKER_PACEMAKER=3.0.3 cargo test --test k8s_nodes -- --nocapture` for a 3.x cluster.
@@ -72,6 +80,8 @@ const LOCAL_STATE: &str = "/var/tmp/kubemaker-test/k8s-local";
 const REMOTED_TLS_SECRET: &str = "remoted-tls";
 /// The controller's client certificate for the remote CIB port in X.509 mode.
 const CONTROLLER_TLS_SECRET: &str = "controller-tls";
+/// The PacemakerCluster of step 10, reached through the remoted pods' CIB gateway.
+const PC_ZERO: &str = "km-zero";
 
 fn script(name: &str) -> Command {
     let mut c = Command::new("bash");
@@ -616,7 +626,12 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
     pod_deletion(&e2e);
     rollout(&e2e);
     unlabel_and_leader_kill(&e2e);
-    node_deletion_and_uninstall(&e2e);
+    no_secret_in_logs(&e2e);
+    uninstall(&e2e);
+    zero_touch(&mut e2e, &tag);
+    node_deletion(&e2e);
+    no_secret_in_logs(&e2e);
+    uninstall(&e2e);
     step(&format!("done in {:.0} s", t0.elapsed().as_secs_f64()));
 }
 
@@ -1776,9 +1791,329 @@ fn unlabel_and_leader_kill(e2e: &E2e) {
     e2e.assert_clean("after the controller fail-over");
 }
 
-/// Step 8 (Node deletion) and step 9: the README's uninstall leaves nothing behind.
-fn node_deletion_and_uninstall(e2e: &E2e) {
-    let (node, _) = e2e.worker(0);
+/// The PacemakerCluster `name`'s `status.connection` and its Connected condition's reason and
+/// message.
+fn connection_of(e2e: &E2e, name: &str) -> Option<(String, String, String)> {
+    let pc = e2e.get(&["get", "pacemakercluster", name])?;
+    let cond = pc["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Connected").cloned())
+        .unwrap_or_default();
+    Some((
+        str_at(&pc, "/status/connection"),
+        str_at(&cond, "/reason"),
+        str_at(&cond, "/message"),
+    ))
+}
+
+fn wait_connected(e2e: &E2e, name: &str, timeout: Duration) {
+    wait_for(
+        &format!("PacemakerCluster {name} Connected"),
+        timeout,
+        || match connection_of(e2e, name) {
+            Some((c, ..)) if c == "Connected" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+}
+
+/// The connection resources in the CIB whose server is `ip`.
+fn connections_to(e2e: &E2e, ip: &str) -> Vec<String> {
+    let root = kubemaker::wire::Element::parse(&e2e.cluster.cib_xml()).expect("CIB XML");
+    operator::primitives(&root)
+        .iter()
+        .filter(|p| operator::nvpair(p, "instance_attributes", "server").as_deref() == Some(ip))
+        .filter_map(|p| p.attr("id").map(str::to_string))
+        .collect()
+}
+
+/// Step 10: zero-touch. The cluster's remote CIB port closed (its attributes removed, Pacemaker
+/// restarted, no password anywhere), the chart with `remoted.cibGateway.enabled=true`, a
+/// PacemakerCluster `via: remoteNodes`. The first worker is joined by the one command `kubemaker
+/// render --bootstrap` prints, run on the cluster node; from then on the controller works through
+/// the remoted pods' gateways only: the second worker joins, the controller restarts, the gateway
+/// node is drained and its remoted pod replaced (the controller fails over to the other's gateway).
+/// Steps 8b and 9 then run again in this mode (the Node deletion, and the uninstall, whose last
+/// node is the one carrying the gateway).
+fn zero_touch(e2e: &mut E2e, tag: &str) {
+    let t0 = Instant::now();
+    let (w0, ip0) = (e2e.workers[0].0.clone(), e2e.workers[0].1.clone());
+    let (w1, ip1) = (e2e.workers[1].0.clone(), e2e.workers[1].1.clone());
+    step(
+        "10. zero-touch: the cluster's remote CIB port closed (attributes removed, Pacemaker restarted)",
+    );
+    cib_port::disable_remote_cib(&e2e.cluster);
+    // On 3.x the restart left X.509 mode: the remoted pods use the authkey (PSK) from here on.
+    e2e.pki = None;
+    e2e.password = String::new();
+
+    step(
+        "10a. helm install --set remoted.cibGateway.enabled=true; a PacemakerCluster via: remoteNodes",
+    );
+    let o = e2e.helm(
+        &[
+            "install",
+            RELEASE,
+            support::repo_root()
+                .join("charts/kubemaker")
+                .to_str()
+                .expect("utf-8"),
+            "-n",
+            NS,
+            "--set",
+            &format!("image.tag={tag},remoted.cibGateway.enabled=true"),
+        ],
+        Duration::from_secs(180),
+    );
+    assert!(o.status.success(), "helm install: {}", text(&o));
+    wait_for("the controller pod Ready", Duration::from_secs(180), || {
+        let p = e2e.pods();
+        p.iter()
+            .find(|p| p.component == "controller" && p.ready)
+            .cloned()
+            .ok_or_else(|| format!("{p:?}"))
+    });
+    e2e.apply(&json!({
+        "apiVersion": "kubemaker.io/v1alpha1",
+        "kind": "PacemakerCluster",
+        "metadata": {"name": PC_ZERO},
+        "spec": {
+            "via": "remoteNodes",
+            "authkeySecretName": AUTHKEY_SECRET,
+            "autoJoin": {"nodeSelector": {REMOTE_LABEL: "true"}},
+        },
+    }));
+    let waiting = wait_for(
+        "the PacemakerCluster Waiting for a kubemaker node",
+        Duration::from_secs(60),
+        || match connection_of(e2e, PC_ZERO) {
+            Some((c, reason, msg)) if c == "Waiting" => Ok((reason, msg)),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(waiting.0, "NoKubemakerNode", "{waiting:?}");
+    assert!(
+        waiting.1.contains("kubemaker render --bootstrap"),
+        "the status names the bootstrap command: {waiting:?}"
+    );
+    let key = wait_for("the authkey Secret", Duration::from_secs(60), || {
+        e2e.get(&["-n", NS, "get", "secret", AUTHKEY_SECRET])
+            .and_then(|s| s["data"]["authkey"].as_str().and_then(base64_decode))
+            .ok_or_else(|| "no Secret yet".to_string())
+    });
+    // The key on the cluster: part of the bootstrap (a no-op when the Secret was kept).
+    support::install_cluster_authkey(&key);
+    support::mark_remote_key_in_use();
+    e2e.key = key;
+
+    step(&format!(
+        "10b. labelling {w0}: its remoted pod serves the gateway, which refuses (no cluster connection yet)"
+    ));
+    e2e.kubectl_ok(&[
+        "label",
+        "node",
+        &w0,
+        &format!("{REMOTE_LABEL}=true"),
+        "--overwrite",
+    ]);
+    let pod0 = wait_for(
+        &format!("a Ready remoted pod on {w0}"),
+        Duration::from_secs(180),
+        || e2e.remoted_pod_on(&w0),
+    );
+    let logs = e2e.kubectl_ok(&["-n", NS, "logs", &pod0.name]);
+    assert!(
+        logs.contains("CIB gateway listening"),
+        "{}: no gateway:\n{logs}",
+        pod0.name
+    );
+    wait_for(
+        "the controller's refused attempt logged by the gateway",
+        Duration::from_secs(60),
+        || {
+            let logs = e2e.kubectl_ok(&["-n", NS, "logs", &pod0.name]);
+            logs.contains("CIB gateway client refused: no cluster connection")
+                .then_some(())
+                .ok_or_else(|| "not yet".to_string())
+        },
+    );
+    let state = connection_of(e2e, PC_ZERO);
+    assert!(
+        state.as_ref().is_some_and(|(c, ..)| c != "Connected"),
+        "Connected before any node joined: {state:?}"
+    );
+
+    step(&format!(
+        "10c. bootstrap: kubemaker render --bootstrap for {w0}, its cibadmin line run once on the cluster node"
+    ));
+    let manifest = std::env::temp_dir().join(format!("km-bootstrap-{w0}.yaml"));
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: kubemaker.io/v1alpha1\nkind: RemoteNode\nmetadata:\n  name: {w0}\nspec:\n  clusterRef:\n    name: {PC_ZERO}\n  kubernetesNode: {w0}\n"
+        ),
+    )
+    .expect("write the RemoteNode file");
+    let o = support::run_with_timeout(
+        Command::new(support::kubemaker()).args([
+            "render",
+            "--bootstrap",
+            "-f",
+            manifest.to_str().expect("utf-8"),
+            "--address",
+            &ip0,
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        o.status.success(),
+        "kubemaker render --bootstrap: {}",
+        text(&o)
+    );
+    let printed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        printed.lines().any(|l| l.starts_with(&format!(
+            "pcs resource create {w0} ocf:pacemaker:remote server={ip0} "
+        ))),
+        "no pcs command for {w0}:\n{printed}"
+    );
+    let prefix = "cibadmin --create -o resources --xml-text '";
+    let xml = printed
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix)?.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("no cibadmin command:\n{printed}"));
+    let bootstrap = Instant::now();
+    e2e.cluster.run_ok(
+        "cibadmin",
+        &["--create", "-o", "resources", "--xml-text", xml],
+    );
+    e2e.wait_remote_node_ready(&w0, Duration::from_secs(120));
+    wait_connected(e2e, PC_ZERO, Duration::from_secs(60));
+    step(&format!(
+        "   {w0} online, the controller Connected through its gateway {:.1} s after the command",
+        bootstrap.elapsed().as_secs_f64()
+    ));
+    assert_eq!(
+        connections_to(e2e, &ip0),
+        vec![w0.clone()],
+        "the bootstrap resource adopted, not doubled"
+    );
+    let rn0 = e2e.remote_node(&w0).expect("RemoteNode");
+    assert!(
+        condition_is(&rn0, "Configured", "True", ""),
+        "{}",
+        describe(&rn0)
+    );
+
+    step(&format!(
+        "10d. labelling {w1}: configured through {w0}'s gateway, online"
+    ));
+    let join = Instant::now();
+    e2e.kubectl_ok(&[
+        "label",
+        "node",
+        &w1,
+        &format!("{REMOTE_LABEL}=true"),
+        "--overwrite",
+    ]);
+    e2e.wait_remote_node_ready(&w1, Duration::from_secs(180));
+    assert_eq!(connections_to(e2e, &ip1), vec![w1.clone()]);
+    step(&format!(
+        "   {w1} Ready {:.1} s after labelling",
+        join.elapsed().as_secs_f64()
+    ));
+    e2e.assert_clean("after the zero-touch join");
+
+    step(
+        "10e. the controller pod deleted: its replacement reconnects through a gateway and doubles nothing",
+    );
+    let old = e2e
+        .pods()
+        .into_iter()
+        .find(|p| p.component == "controller")
+        .expect("a controller pod");
+    e2e.kubectl_ok(&["-n", NS, "delete", "pod", &old.name, "--wait=false"]);
+    let restart = Instant::now();
+    wait_for(
+        "a new controller pod Ready",
+        Duration::from_secs(180),
+        || {
+            let p = e2e.pods();
+            p.iter()
+                .find(|p| p.component == "controller" && p.ready && p.name != old.name)
+                .cloned()
+                .ok_or_else(|| format!("{p:?}"))
+        },
+    );
+    wait_connected(e2e, PC_ZERO, Duration::from_secs(60));
+    for (w, ip) in [(&w0, &ip0), (&w1, &ip1)] {
+        e2e.wait_remote_node_ready(w, Duration::from_secs(60));
+        assert_eq!(
+            connections_to(e2e, ip),
+            vec![w.clone()],
+            "after the restart"
+        );
+    }
+    step(&format!(
+        "   the new controller Connected, both RemoteNodes Ready {:.1} s after the deletion",
+        restart.elapsed().as_secs_f64()
+    ));
+
+    step(&format!(
+        "10f. {w0} drained (standby through the gateway), its remoted pod replaced while it is uncordoned: the controller fails over to {w1}'s gateway"
+    ));
+    let drain = e2e.kubectl(&[
+        "drain",
+        &w0,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=100s",
+    ]);
+    assert!(drain.status.success(), "kubectl drain: {}", text(&drain));
+    e2e.cluster
+        .wait_until(&format!("{w0} in standby"), Duration::from_secs(90), |v| {
+            v.node(&w0).is_some_and(|n| n.online && n.standby)
+        });
+    let pod0 = e2e
+        .remoted_pod_on(&w0)
+        .expect("the remoted pod survives the drain");
+    let failover = Instant::now();
+    e2e.kubectl_ok(&["-n", NS, "delete", "pod", &pod0.name, "--wait=false"]);
+    e2e.kubectl_ok(&["uncordon", &w0]);
+    e2e.cluster.wait_until(
+        &format!("{w0} back online, out of standby"),
+        Duration::from_secs(180),
+        |v| v.node(&w0).is_some_and(|n| n.online && !n.standby) && v.remote_node_up(&w1),
+    );
+    step(&format!(
+        "   {w0} online and out of standby {:.1} s after its remoted pod was deleted",
+        failover.elapsed().as_secs_f64()
+    ));
+    wait_connected(e2e, PC_ZERO, Duration::from_secs(60));
+    let logs = e2e.controller_logs();
+    assert!(
+        logs.contains(&format!(
+            "{ip1}:{}",
+            kubemaker::wire::cib_gateway::DEFAULT_PORT
+        )),
+        "the controller never used {w1}'s gateway:\n{logs}"
+    );
+    for (w, ip) in [(&w0, &ip0), (&w1, &ip1)] {
+        assert_eq!(
+            connections_to(e2e, ip),
+            vec![w.clone()],
+            "after the fail-over"
+        );
+    }
+    e2e.assert_clean("after the gateway fail-over");
+    step(&format!(
+        "   zero-touch steps done in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    ));
+}
+
+/// No pod of the release logs the key, the password or a private key.
+fn no_secret_in_logs(e2e: &E2e) {
     step("no pod logs the key or the password");
     let hex = support::hex(&e2e.key[..32]);
     let b64 = base64_encode(&e2e.key);
@@ -1787,7 +2122,7 @@ fn node_deletion_and_uninstall(e2e: &E2e) {
         assert!(
             !logs.contains(&b64[..64])
                 && !logs.contains(&hex)
-                && !logs.contains(&e2e.password)
+                && (e2e.password.is_empty() || !logs.contains(&e2e.password))
                 && !logs.contains("PRIVATE KEY"),
             "{} logs a secret",
             p.name
@@ -1797,7 +2132,11 @@ fn node_deletion_and_uninstall(e2e: &E2e) {
         !e2e.controller_logs().is_empty(),
         "the controllers log nothing"
     );
+}
 
+/// Step 8b: a deleted Node leaves the CIB (RemoteNode and CIB entries gone).
+fn node_deletion(e2e: &E2e) {
+    let (node, _) = e2e.worker(0);
     step(&format!(
         "8b. deleting Node {node}: RemoteNode and CIB entries gone"
     ));
@@ -1818,7 +2157,10 @@ fn node_deletion_and_uninstall(e2e: &E2e) {
         "   {node} gone {:.1} s after the Node was deleted",
         start.elapsed().as_secs_f64()
     ));
+}
 
+/// Step 9: the README's uninstall leaves nothing behind.
+fn uninstall(e2e: &E2e) {
     step(
         "9. uninstall as the README says: unlabel, delete RemoteNodes and the PacemakerCluster, helm uninstall",
     );

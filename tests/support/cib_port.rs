@@ -161,6 +161,48 @@ pub fn enable_remote_cib(cluster: &Cluster) -> RemoteCib {
     }
 }
 
+/// Closes the remote CIB ports, as on a cluster whose admin never opened them: the root attributes
+/// removed and pacemaker-based restarted. `cibadmin --modify` cannot remove an attribute, so the
+/// whole CIB is replaced with them gone and the epoch bumped (a replace must be newer); the
+/// restart right after rebuilds the status section anyway. [`enable_remote_cib`] opens them again
+/// for the tests that need them. For a caller holding the cluster lock.
+pub fn disable_remote_cib(cluster: &Cluster) {
+    let host = cluster.node_addr();
+    let mut root = kubemaker::wire::Element::parse(&cluster.cib_xml()).expect("CIB XML");
+    let had_tls = root.remove_attr("remote-tls-port").is_some();
+    let had_clear = root.remove_attr("remote-clear-port").is_some();
+    if had_tls || had_clear {
+        let epoch = root.attr_i64("epoch").unwrap_or(0);
+        root.set_attr("epoch", epoch + 1);
+        root.set_attr("num_updates", 0);
+        cluster.run_ok("cibadmin", &["--replace", "--xml-text", &root.to_xml()]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let cib = std::fs::read_to_string(cluster.node_path(CIB_FILE)).unwrap_or_default();
+            let on_disk = cib.split('>').next().unwrap_or_default().to_string();
+            if !on_disk.contains("remote-tls-port") && !on_disk.contains("remote-clear-port") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the CIB without the remote ports was not written to disk within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    if listening(&host, TLS_PORT) || listening(&host, CLEAR_PORT) {
+        eprintln!(
+            "[cib_port] restarting the test cluster so pacemaker-based closes ports {TLS_PORT}/{CLEAR_PORT}"
+        );
+        restart_test_cluster();
+        let _ = cluster.run("crm_mon", &["-1"]);
+    }
+    assert!(
+        !listening(&host, TLS_PORT) && !listening(&host, CLEAR_PORT),
+        "the remote CIB ports are still open at {host}"
+    );
+}
+
 /// Waits (at most 60 s) until pacemaker-based listens on both ports at `host` after a start.
 pub fn wait_for_ports(host: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
