@@ -1,5 +1,7 @@
 //! A client for Pacemaker's remote CIB port (`remote-tls-port`: anonymous-DH TLS on 2.1.x, and
-//! on 3.0.x also X.509 or, from 3.0.2, PSK; or plaintext `remote-clear-port`, for tests): a transport that connects, queries, applies one
+//! on 3.0.x also X.509 or, from 3.0.2, PSK; or plaintext `remote-clear-port`, for tests), or for
+//! the CIB gateway of a connected `kubemaker remoted` (the same protocol over PSK with the
+//! Pacemaker Remote authkey, no password: [`TlsAuth::Gateway`]): a transport that connects, queries, applies one
 //! patch and watches. It knows the CIB protocol, not what kubemaker writes: validating, planning
 //! and the versioned write with retry are the service's (`cib::service`), one layer up.
 //!
