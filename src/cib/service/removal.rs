@@ -157,6 +157,20 @@ fn still_active(cib: &Element, watched: &[Watched]) -> Vec<String> {
         .collect()
 }
 
+/// Pure: the changes deleting every trace of nodes `names` from `live` ([`removal_plan`] of
+/// each), a constraint naming two of them deleted once.
+fn deletion_plan(live: &Element, names: &[String]) -> Plan {
+    let mut seen = BTreeSet::new();
+    let mut p = Plan::default();
+    for n in names {
+        for mut nc in removal_plan(live, n).nodes {
+            nc.changes.retain(|c| seen.insert(c.describe()));
+            p.nodes.push(nc);
+        }
+    }
+    p
+}
+
 /// After the wait: the nodes to delete (stopped, or forced) and the errors of those left in
 /// place because they are still active.
 fn settle(
@@ -250,22 +264,9 @@ impl CibService<'_> {
             return Ok(report);
         }
         // 3. Delete and purge.
+        let ready_names: Vec<String> = ready.iter().map(|n| n.name.clone()).collect();
         let delete = self
-            .write_with_retry(
-                |live| {
-                    let mut seen = BTreeSet::new();
-                    let mut p = Plan::default();
-                    for n in &ready {
-                        for mut nc in removal_plan(live, &n.name).nodes {
-                            // A constraint naming two of these nodes is deleted once.
-                            nc.changes.retain(|c| seen.insert(c.describe()));
-                            p.nodes.push(nc);
-                        }
-                    }
-                    Ok(p)
-                },
-                false,
-            )
+            .write_with_retry(|live| Ok(deletion_plan(live, &ready_names)), false)
             .await
             .map_err(RemovalError::Delete)?;
         report.writes.absorb(&delete);
@@ -275,6 +276,46 @@ impl CibService<'_> {
             "nodes removed from the CIB"
         );
         report.removed = ready;
+        Ok(report)
+    }
+
+    /// Deletes and purges nodes `names` in one transaction, with no stop and no wait first: the
+    /// resource, the constraints naming it or the node, the `<node>` entry and the `<node_state>`
+    /// (the same plan as step 3 of [`CibService::remove_nodes`]). Pacemaker then stops the
+    /// connection it no longer has a resource for by itself.
+    ///
+    /// For the controller when the stop of step 1 would cut the connection its CIB session rides
+    /// on (the last kubemaker node carrying its CIB gateway): after it, nothing more could be
+    /// written, so everything has to go in the first write.
+    pub async fn remove_nodes_at_once(
+        &self,
+        names: &[String],
+    ) -> Result<RemovalReport, RemovalError> {
+        info!(
+            nodes = names.len(),
+            "removing nodes from the CIB in one transaction, without stopping them first"
+        );
+        let mut removed = Vec::new();
+        let delete = self
+            .write_with_retry(
+                |live| {
+                    removed = names
+                        .iter()
+                        .map(|n| RemovedNode {
+                            name: n.clone(),
+                            resource: defining_resource(live, n).map(|(id, _)| id),
+                            stopped: false,
+                        })
+                        .collect();
+                    Ok(deletion_plan(live, names))
+                },
+                false,
+            )
+            .await
+            .map_err(RemovalError::Delete)?;
+        let mut report = RemovalReport::default();
+        report.writes.absorb(&delete);
+        report.removed = removed;
         Ok(report)
     }
 
@@ -316,6 +357,56 @@ pub async fn remove_node(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two running remote nodes sharing a constraint: one write deletes both resources, the
+    /// shared constraint once, both `<node>` entries and both `<node_state>`s, and leaves the
+    /// cluster node alone.
+    #[test]
+    fn one_write_deletes_everything_of_every_node_once() {
+        let live = Element::parse(concat!(
+            r#"<cib epoch="5" num_updates="3" admin_epoch="0"><configuration><crm_config/>"#,
+            r#"<nodes><node id="1" uname="node1"/><node id="w1" uname="w1" type="remote"/><node id="w2" uname="w2" type="remote"/></nodes>"#,
+            r#"<resources><primitive id="w1" class="ocf" provider="pacemaker" type="remote"/><primitive id="w2" class="ocf" provider="pacemaker" type="remote"/><primitive id="app" class="ocf" provider="heartbeat" type="Dummy"/></resources>"#,
+            r#"<constraints><rsc_colocation id="c-w1-w2" rsc="w1" with-rsc="w2" score="INFINITY"/><rsc_location id="l-app-w1" rsc="app" node="w1" score="100"/></constraints></configuration>"#,
+            r#"<status><node_state id="1" uname="node1"/><node_state id="w1" uname="w1" remote_node="true"/><node_state id="w2" uname="w2" remote_node="true"/></status></cib>"#,
+        ))
+        .unwrap();
+        let names: Vec<String> = ["w1", "w2"].map(String::from).into();
+        let described: Vec<String> = deletion_plan(&live, &names)
+            .changes()
+            .map(|c| c.describe())
+            .collect();
+        let mut sorted = described.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            described.len(),
+            "each change once: {described:#?}"
+        );
+        for want in [
+            "primitive[@id='w1']",
+            "primitive[@id='w2']",
+            "rsc_colocation[@id='c-w1-w2']",
+            "rsc_location[@id='l-app-w1']",
+            "node[@id='w1']",
+            "node[@id='w2']",
+            "node_state[@id='w1']",
+            "node_state[@id='w2']",
+        ] {
+            assert!(
+                described.iter().any(|d| d.ends_with(want)),
+                "{want} missing from {described:#?}"
+            );
+        }
+        assert!(
+            !described
+                .iter()
+                .any(|d| d.contains("'node1'") || d.contains("'app'")),
+            "{described:#?}"
+        );
+        assert_eq!(described.len(), 8, "{described:#?}");
+    }
 
     #[test]
     fn nodes_still_active_stay_unless_forced() {
