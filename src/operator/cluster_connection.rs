@@ -292,10 +292,27 @@ impl ClusterConnection {
     /// Queues node `name` for removal (stop, wait, delete, purge), batched with other removals,
     /// and waits for the outcome: the number of CIB transactions its batch used.
     pub async fn remove(&self, name: &str) -> Result<usize, ConnectionError> {
+        self.queue_removal(vec![name.to_string()], false).await
+    }
+
+    /// Queues nodes `names` for removal in one write with no stop first
+    /// ([`CibService::remove_nodes_at_once`]): the whole batch it lands in goes that way, since
+    /// whoever asked expects the connection to be gone after it. Waits for the outcome: the
+    /// number of CIB transactions.
+    pub async fn remove_at_once(&self, names: &[String]) -> Result<usize, ConnectionError> {
+        self.queue_removal(names.to_vec(), true).await
+    }
+
+    async fn queue_removal(
+        &self,
+        names: Vec<String>,
+        at_once: bool,
+    ) -> Result<usize, ConnectionError> {
         let (reply, rx) = oneshot::channel();
         self.removals
             .send(RemovalRequest {
-                name: name.to_string(),
+                names,
+                at_once,
                 reply,
             })
             .await
@@ -307,7 +324,9 @@ impl ClusterConnection {
 type WriteLock = Arc<tokio::sync::Mutex<()>>;
 
 struct RemovalRequest {
-    name: String,
+    names: Vec<String>,
+    /// In one write, with no stop first.
+    at_once: bool,
     reply: oneshot::Sender<Result<usize, ConnectionError>>,
 }
 
@@ -347,15 +366,21 @@ async fn remove_batch(
     metrics: Arc<Metrics>,
     write_lock: WriteLock,
 ) {
-    let names: Vec<String> = batch.iter().map(|r| r.name.clone()).collect();
+    let names = batch_names(&batch);
     let service = CibService::new(&client).serialized(&write_lock);
-    let result = service
-        .remove_nodes(
-            &names,
-            &mut SnapshotWaiter(snapshot),
-            &RemovalOptions::default(),
-        )
-        .await;
+    // One request for a single write decides for the batch: after that write the connection
+    // may be gone, so a graceful removal of the others could never finish.
+    let result = if batch.iter().any(|r| r.at_once) {
+        service.remove_nodes_at_once(&names).await
+    } else {
+        service
+            .remove_nodes(
+                &names,
+                &mut SnapshotWaiter(snapshot),
+                &RemovalOptions::default(),
+            )
+            .await
+    };
     let report = match result {
         Ok(report) => report,
         Err(e) => {
@@ -367,15 +392,26 @@ async fn remove_batch(
     };
     metrics.add_cib_writes(report.writes.transactions, report.writes.conflicts);
     for r in batch {
-        let stuck = report
-            .stuck
-            .iter()
-            .find(|e| matches!(e, RemovalError::StillActive { node, .. } if node == &r.name));
+        let stuck = report.stuck.iter().find(
+            |e| matches!(e, RemovalError::StillActive { node, .. } if r.names.contains(node)),
+        );
         let _ = r.reply.send(match stuck {
             Some(e) => Err(ConnectionError::Removal(e.clone())),
             None => Ok(report.writes.transactions),
         });
     }
+}
+
+/// The nodes of a removal batch, each once (case-insensitively, as Pacemaker's node names),
+/// in the order first asked for.
+fn batch_names(batch: &[RemovalRequest]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    batch
+        .iter()
+        .flat_map(|r| r.names.iter())
+        .filter(|n| seen.insert(n.to_ascii_lowercase()))
+        .cloned()
+        .collect()
 }
 
 /// A removal waits for stops on the snapshot notifications keep fresh.

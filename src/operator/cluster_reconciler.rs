@@ -275,19 +275,31 @@ async fn connect(
     secrets: &Api<KubeSecret>,
 ) -> Result<Arc<dyn CibConnection>, ConnectError> {
     let name = pc.name_any();
-    let cfg = match pc.spec.via {
-        CibAccess::Endpoints => client_config(pc, secrets).await?,
+    let (cfg, staying) = match pc.spec.via {
+        CibAccess::Endpoints => {
+            let cfg = client_config(pc, secrets).await?;
+            let n = cfg.endpoints.len();
+            (cfg, n)
+        }
         CibAccess::RemoteNodes => {
             let online = online_kubernetes_nodes(ctx, &name);
+            let leaving = leaving_kubernetes_nodes(ctx, &name);
             let pods = ctx.remoted_pods.state();
             let port = u16::try_from(pc.spec.gateway_port())
                 .map_err(|_| ConnectError::PortOutOfRange(pc.spec.gateway_port()))?;
-            let endpoints =
-                remoted_pods::gateway_endpoints(pods.iter().map(|p| p.as_ref()), &online, port);
-            gateway_config(pc, secrets, endpoints).await?
+            let gateways = remoted_pods::gateway_endpoints(
+                pods.iter().map(|p| p.as_ref()),
+                &online,
+                &leaving,
+                port,
+            );
+            (
+                gateway_config(pc, secrets, gateways.endpoints).await?,
+                gateways.staying,
+            )
         }
     };
-    let fingerprint = fingerprint(&cfg);
+    let fingerprint = fingerprint(&cfg, staying);
     {
         let map = ctx.clusters.lock().await;
         if let Some(slot) = map.get(&name)
@@ -371,6 +383,17 @@ fn online_kubernetes_nodes(ctx: &Context, cluster: &str) -> BTreeSet<String> {
                     .any(|c| c.type_ == "Ready" && c.status == "True")
             })
         })
+        .filter_map(|rn| rn.spec.kubernetes_node.clone())
+        .collect()
+}
+
+/// The Kubernetes Nodes whose RemoteNode of `cluster` is being deleted: their gateway goes last.
+pub(super) fn leaving_kubernetes_nodes(ctx: &Context, cluster: &str) -> BTreeSet<String> {
+    ctx.remote_nodes
+        .state()
+        .iter()
+        .filter(|rn| rn.metadata.deletion_timestamp.is_some())
+        .filter(|rn| ctx.cluster_name_of(rn).as_deref() == Some(cluster))
         .filter_map(|rn| rn.spec.kubernetes_node.clone())
         .collect()
 }
@@ -521,11 +544,15 @@ async fn x509_auth(name: &str, secrets: &Api<KubeSecret>) -> Result<TlsAuth, Con
     })
 }
 
-/// Changes when the connection must be re-opened. The gateway list is hashed as a set: it is
-/// re-sorted whenever a RemoteNode's readiness changes, and re-opening the connection (a full CIB
-/// read and a reconcile of every RemoteNode) for a new order alone would be churn; the client
-/// keeps failing over within the list it has. The remote CIB port's list is the admin's order.
-fn fingerprint(cfg: &ClientConfig) -> u64 {
+/// Changes when the connection must be re-opened. The gateway list is hashed as two sets: the
+/// gateways on nodes that stay (the first `staying` endpoints) and those on nodes being removed.
+/// The list is re-sorted whenever a RemoteNode's readiness changes, and re-opening the
+/// connection (a full CIB read and a reconcile of every RemoteNode) for a new order alone would
+/// be churn: the client keeps failing over within the list it has. But a node starting to leave
+/// moves its gateway from the first set to the second, and re-opening then is wanted: the new
+/// session starts on a node that stays, before the removal stops the connection the old one may
+/// ride on. The remote CIB port's list is the admin's order (`staying` is ignored).
+fn fingerprint(cfg: &ClientConfig, staying: usize) -> u64 {
     let mut h = DefaultHasher::new();
     let mut endpoints: Vec<(&str, u16)> = cfg
         .endpoints
@@ -533,7 +560,10 @@ fn fingerprint(cfg: &ClientConfig) -> u64 {
         .map(|e| (e.host.as_str(), e.port))
         .collect();
     if matches!(cfg.tls_auth, TlsAuth::Gateway { .. }) {
-        endpoints.sort_unstable();
+        let split = staying.min(endpoints.len());
+        endpoints[..split].sort_unstable();
+        endpoints[split..].sort_unstable();
+        split.hash(&mut h);
     }
     endpoints.hash(&mut h);
     matches!(cfg.transport, Transport::Tls).hash(&mut h);
@@ -770,7 +800,7 @@ mod tests {
             port,
         }];
         let cfg = ClientConfig::new(endpoints, Transport::Plain, Secret::new(PASSWORD));
-        fingerprint(&cfg)
+        fingerprint(&cfg, 1)
     }
 
     async fn run(
@@ -1029,7 +1059,21 @@ mod tests {
             .collect();
         let mut cfg = ClientConfig::new(endpoints, Transport::Tls, Secret::new(""));
         cfg.tls_auth = TlsAuth::gateway(vec![7; 4096]).unwrap();
-        fingerprint(&cfg)
+        fingerprint(&cfg, hosts.len())
+    }
+
+    /// As [`gateway_fingerprint`], the last `leaving` of `hosts` on nodes being removed.
+    fn gateway_fingerprint_leaving(hosts: &[(&str, u16)], leaving: usize) -> u64 {
+        let endpoints = hosts
+            .iter()
+            .map(|(h, p)| Endpoint {
+                host: h.to_string(),
+                port: *p,
+            })
+            .collect();
+        let mut cfg = ClientConfig::new(endpoints, Transport::Tls, Secret::new(""));
+        cfg.tls_auth = TlsAuth::gateway(vec![7; 4096]).unwrap();
+        fingerprint(&cfg, hosts.len() - leaving)
     }
 
     async fn run_gateway(
@@ -1161,13 +1205,40 @@ mod tests {
                     port: 5989,
                 })
                 .collect();
-            fingerprint(&ClientConfig::new(
-                eps,
-                Transport::Tls,
-                Secret::new(PASSWORD),
-            ))
+            let n = hosts.len();
+            fingerprint(
+                &ClientConfig::new(eps, Transport::Tls, Secret::new(PASSWORD)),
+                n,
+            )
         };
         assert_ne!(ports(&["n1", "n2"]), ports(&["n2", "n1"]));
+    }
+
+    /// A node starting to leave re-opens the connection (so that it starts on a node that
+    /// stays); a new order within the staying or within the leaving gateways does not.
+    #[test]
+    fn gateway_fingerprint_sees_nodes_start_to_leave() {
+        let (g1, g2, g3) = (("10.0.0.1", 3122), ("10.0.0.2", 3122), ("10.0.0.3", 3122));
+        let all_stay = gateway_fingerprint_leaving(&[g1, g2, g3], 0);
+        let g1_leaves = gateway_fingerprint_leaving(&[g2, g3, g1], 1);
+        assert_ne!(all_stay, g1_leaves, "a node starting to leave re-opens");
+        assert_eq!(
+            g1_leaves,
+            gateway_fingerprint_leaving(&[g3, g2, g1], 1),
+            "a new order of the staying gateways alone keeps the connection"
+        );
+        let two_leave = gateway_fingerprint_leaving(&[g3, g1, g2], 2);
+        assert_ne!(g1_leaves, two_leave, "one more leaving re-opens");
+        assert_eq!(
+            two_leave,
+            gateway_fingerprint_leaving(&[g3, g2, g1], 2),
+            "a new order of the leaving gateways alone keeps the connection"
+        );
+        assert_ne!(
+            gateway_fingerprint_leaving(&[g1, g2, g3], 3),
+            gateway_fingerprint_leaving(&[g1, g2, g3], 0),
+            "all leaving differs from none leaving"
+        );
     }
 
     #[test]

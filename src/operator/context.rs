@@ -32,6 +32,9 @@ pub enum Trigger {
     NodeChanged(String),
     /// A remoted pod on this Kubernetes Node changed (see [`super::remoted_pods`]).
     RemotedPodChanged(String),
+    /// A RemoteNode of this PacemakerCluster started to be deleted: a `via: remoteNodes`
+    /// cluster's gateway list puts that node last (see [`super::remoted_pods::gateway_endpoints`]).
+    RemoteNodeLeaving(String),
 }
 
 /// What the reconcilers need of a cluster's CIB connection.
@@ -44,6 +47,12 @@ pub trait CibConnection: Send + Sync {
     fn write(&self, desired: DesiredNode) -> BoxFuture<'_, Result<WriteOutcome, ConnectionError>>;
     /// Stops and removes node `name`; the number of CIB transactions its batch used.
     fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, ConnectionError>>;
+    /// Deletes nodes `names` in one write with no stop first (see
+    /// [`crate::cib::service::CibService::remove_nodes_at_once`]); the number of transactions.
+    fn remove_at_once<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<usize, ConnectionError>>;
 }
 
 impl CibConnection for ClusterConnection {
@@ -61,6 +70,13 @@ impl CibConnection for ClusterConnection {
 
     fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, ConnectionError>> {
         Box::pin(ClusterConnection::remove(self, name))
+    }
+
+    fn remove_at_once<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<usize, ConnectionError>> {
+        Box::pin(ClusterConnection::remove_at_once(self, names))
     }
 }
 
@@ -95,6 +111,10 @@ pub struct Context {
     pub remoted_pods: Store<Pod>,
     pub remote_nodes: Store<RemoteNode>,
     pub pacemaker_clusters: Store<PacemakerCluster>,
+    /// (cluster, lowercased node name) of the nodes a one-write removal
+    /// ([`CibConnection::remove_at_once`]) deleted along with the RemoteNode that asked for it:
+    /// their own finalizers may find no CIB connection left to confirm it by.
+    pub removed_at_once: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     /// Consecutive failed reconciles per object, for exponential backoff.
     pub failures: std::sync::Mutex<HashMap<String, u32>>,
 }

@@ -262,6 +262,7 @@ async fn reconcile_until(
         remoted_pods: remoted_pods.clone(),
         remote_nodes: remote_nodes.clone(),
         pacemaker_clusters: clusters.clone(),
+        removed_at_once: Default::default(),
         failures: Default::default(),
     });
 
@@ -286,12 +287,14 @@ async fn reconcile_until(
                     Trigger::NodeChanged(n) | Trigger::RemotedPodChanged(n) => {
                         rn.spec.kubernetes_node.as_deref() == Some(n.as_str())
                     }
+                    Trigger::RemoteNodeLeaving(_) => false,
                 })
                 .map(|rn| ObjectRef::from_obj(rn.as_ref()))
                 .collect()
         })
     };
-    // Clusters: status on CIB changes, auto-join on Node changes, gateway lists on pod changes.
+    // Clusters: status on CIB changes, auto-join on Node changes, gateway lists on pod changes
+    // and RemoteNode deletions.
     let pc_triggers = {
         let clusters = clusters.clone();
         trigger_stream(triggers.subscribe(), move |t| {
@@ -303,6 +306,9 @@ async fn reconcile_until(
                     Trigger::NodeChanged(_) => pc.spec.auto_join.is_some(),
                     // The gateways a `via: remoteNodes` cluster connects through.
                     Trigger::RemotedPodChanged(_) => pc.spec.via == CibAccess::RemoteNodes,
+                    Trigger::RemoteNodeLeaving(c) => {
+                        pc.name_any() == *c && pc.spec.via == CibAccess::RemoteNodes
+                    }
                 })
                 .map(|pc| ObjectRef::from_obj(pc.as_ref()))
                 .collect()

@@ -188,6 +188,7 @@ pub fn context_with_pods(
         remoted_pods: store_of(remoted_pods),
         remote_nodes: store_of(remote_nodes),
         pacemaker_clusters: store_of(clusters),
+        removed_at_once: Default::default(),
         failures: Default::default(),
     })
 }
@@ -217,6 +218,8 @@ pub struct FakeCib {
     pub writes: Mutex<Vec<String>>,
     /// Names of the nodes removed, one entry per call.
     pub removals: Mutex<Vec<String>>,
+    /// Names of the nodes removed in one write, one entry per call.
+    pub removed_at_once: Mutex<Vec<Vec<String>>>,
 }
 
 impl FakeCib {
@@ -226,6 +229,7 @@ impl FakeCib {
             fail_with: None,
             writes: Mutex::default(),
             removals: Mutex::default(),
+            removed_at_once: Mutex::default(),
         }
     }
 
@@ -294,6 +298,25 @@ impl CibConnection for FakeCib {
             }
             let plan = removal_plan(&self.snapshot().cib, name);
             self.apply(plan);
+            Ok(1)
+        })
+    }
+
+    fn remove_at_once<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<usize, ConnectionError>> {
+        Box::pin(async move {
+            self.removed_at_once.lock().unwrap().push(names.to_vec());
+            if let Some(m) = &self.fail_with {
+                return Err(ConnectionError::Removal(RemovalError::Delete(unreachable(
+                    m,
+                ))));
+            }
+            for name in names {
+                let plan = removal_plan(&self.snapshot().cib, name);
+                self.apply(plan);
+            }
             Ok(1)
         })
     }

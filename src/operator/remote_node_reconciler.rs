@@ -1,6 +1,7 @@
 //! RemoteNode reconcile: read → validate → plan → apply → status, behind the finalizer whose
 //! cleanup ([`cleanup`]) takes the node out of the CIB before the object goes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,12 +22,12 @@ use crate::cib::plan;
 use crate::cib::{live_checks, validate};
 
 use super::cluster_connection::{ConnectionError, WriteOutcome};
-use super::context::Context;
-use super::crd::{NodeType, RemoteNode, RemoteNodeStatus};
+use super::context::{Context, Trigger};
+use super::crd::{CibAccess, NodeType, RemoteNode, RemoteNodeStatus};
 use super::metrics::REMOTE_NODE;
 use super::node_lifecycle::{self, ConnectionRecovery};
 use super::node_status::{self, Inputs, Outcome, READY, StandbyCause};
-use super::remoted_pods::{self, REMOTED_POD_ATTRIBUTE};
+use super::remoted_pods::{self, GatewayRemoval, REMOTED_POD_ATTRIBUTE};
 use crate::cib::status::NodeStatus;
 
 /// The finalizer that keeps a RemoteNode until its node is out of the CIB.
@@ -716,11 +717,7 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
         .await;
         return Ok(Action::await_change());
     };
-    if ctx
-        .pacemaker_clusters
-        .get(&ObjectRef::new(&cluster_name))
-        .is_none()
-    {
+    let Some(pc) = ctx.pacemaker_clusters.get(&ObjectRef::new(&cluster_name)) else {
         ctx.event(
             &reference,
             EventType::Warning,
@@ -730,6 +727,32 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
         )
         .await;
         return Ok(Action::await_change());
+    };
+    let via_gateways = pc.spec.via == CibAccess::RemoteNodes;
+    if via_gateways {
+        // The cluster's gateway list puts this node last, so the controller's CIB session
+        // moves to a node that stays before this one's connection stops.
+        let _ = ctx
+            .triggers
+            .send(Trigger::RemoteNodeLeaving(cluster_name.clone()));
+        let key = (cluster_name.clone(), name.to_ascii_lowercase());
+        let taken = ctx
+            .removed_at_once
+            .lock()
+            .map(|mut done| done.remove(&key))
+            .unwrap_or(false);
+        if taken {
+            info!(remotenode = %rn.name_any(), node = %name, "removed in the one write of the last gateway nodes; releasing");
+            ctx.event(
+                &reference,
+                EventType::Normal,
+                "Removed",
+                "RemoveFromCib",
+                format!("node {name} was removed from the CIB of {cluster_name} in one write with the last kubemaker node carrying the CIB gateway"),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
     }
     let Some(conn) = ctx.connection(&cluster_name).await else {
         return Err(ReconcileError::NotConnected(cluster_name));
@@ -747,15 +770,62 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
         .await;
         return Ok(Action::await_change());
     }
-    ctx.event(
-        &reference,
-        EventType::Normal,
-        "Removing",
-        "RemoveFromCib",
-        format!("stopping node {name} and removing it from the CIB of {cluster_name}"),
-    )
-    .await;
-    match conn.remove(&name).await {
+    let snapshot = conn.snapshot();
+    let mode = if via_gateways {
+        gateway_removal(rn, ctx, &cluster_name, &snapshot)
+    } else {
+        GatewayRemovalPlan::graceful()
+    };
+    let result = if mode.mode == GatewayRemoval::OneWrite {
+        let own_gateway = rn
+            .spec
+            .kubernetes_node
+            .as_ref()
+            .is_some_and(|k| mode.gateways_removed.contains(k));
+        let subject = if own_gateway {
+            "it is".to_string()
+        } else {
+            format!("it leaves with {},", mode.gateways_removed.join(", "))
+        };
+        let others: Vec<&str> = mode.names[1..].iter().map(String::as_str).collect();
+        let with = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" with {}", others.join(", "))
+        };
+        let note = format!(
+            "graceful stop skipped for node {name} of {cluster_name}: {subject} the last kubemaker node carrying the CIB gateway: removed in one write{with}; Pacemaker stops its resources and connection"
+        );
+        warn!(remotenode = %rn.name_any(), node = %name, nodes = ?mode.names, "{note}");
+        ctx.event(
+            &reference,
+            EventType::Warning,
+            "LastGatewayNode",
+            "RemoveFromCib",
+            note,
+        )
+        .await;
+        let result = conn.remove_at_once(&mode.names).await;
+        if result.is_ok()
+            && let Ok(mut done) = ctx.removed_at_once.lock()
+        {
+            for n in mode.names.iter().filter(|n| !n.eq_ignore_ascii_case(&name)) {
+                done.insert((cluster_name.clone(), n.to_ascii_lowercase()));
+            }
+        }
+        result
+    } else {
+        ctx.event(
+            &reference,
+            EventType::Normal,
+            "Removing",
+            "RemoveFromCib",
+            format!("stopping node {name} and removing it from the CIB of {cluster_name}"),
+        )
+        .await;
+        conn.remove(&name).await
+    };
+    match result {
         Ok(transactions) => {
             let note = format!(
                 "node {name} removed from the CIB of {cluster_name} ({transactions} transaction(s), shared with the nodes removed together)"
@@ -797,6 +867,84 @@ async fn cleanup(rn: &RemoteNode, ctx: &Context) -> Result<Action, ReconcileErro
             .await;
             Err(err)
         }
+    }
+}
+
+/// How a RemoteNode of a `via: remoteNodes` cluster leaves the CIB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GatewayRemovalPlan {
+    mode: GatewayRemoval,
+    /// With [`GatewayRemoval::OneWrite`]: the Pacemaker nodes to delete in that write, this
+    /// RemoteNode's first, then every other RemoteNode of the cluster being deleted that still has
+    /// something in the CIB (after the write the controller can no longer remove them).
+    names: Vec<String>,
+    /// The Kubernetes Nodes among those removed that carry an online gateway.
+    gateways_removed: Vec<String>,
+}
+
+impl GatewayRemovalPlan {
+    fn graceful() -> GatewayRemovalPlan {
+        GatewayRemovalPlan {
+            mode: GatewayRemoval::Graceful,
+            names: Vec::new(),
+            gateways_removed: Vec::new(),
+        }
+    }
+}
+
+/// The inputs of [`remoted_pods::removal_mode`] for RemoteNode `rn` being deleted: the
+/// Kubernetes Nodes of the cluster's RemoteNodes being deleted, and the Nodes carrying a Ready
+/// remoted pod, each online when a RemoteNode of the cluster bound to it has its node online in
+/// `snapshot` (Pacemaker's view, fresher than the RemoteNodes' status).
+fn gateway_removal(
+    rn: &RemoteNode,
+    ctx: &Context,
+    cluster: &str,
+    snapshot: &super::cluster_connection::Snapshot,
+) -> GatewayRemovalPlan {
+    let ours: Vec<Arc<RemoteNode>> = ctx
+        .remote_nodes
+        .state()
+        .into_iter()
+        .filter(|r| ctx.cluster_name_of(r).as_deref() == Some(cluster))
+        .collect();
+    let mut removing = super::cluster_reconciler::leaving_kubernetes_nodes(ctx, cluster);
+    removing.extend(rn.spec.kubernetes_node.clone());
+    let pods = ctx.remoted_pods.state();
+    let gateways: BTreeMap<String, bool> =
+        remoted_pods::gateway_nodes(pods.iter().map(|p| p.as_ref()))
+            .into_iter()
+            .map(|k| {
+                let online = ours.iter().any(|r| {
+                    r.spec.kubernetes_node.as_deref() == Some(k.as_str())
+                        && snapshot.node(r.node_name()).is_some_and(|n| n.online)
+                });
+                (k, online)
+            })
+            .collect();
+    let mode = remoted_pods::removal_mode(&removing, &gateways);
+    if mode == GatewayRemoval::Graceful {
+        return GatewayRemovalPlan::graceful();
+    }
+    let name = rn.node_name().to_string();
+    let mut names = vec![name.clone()];
+    for other in &ours {
+        let n = other.node_name();
+        if other.metadata.deletion_timestamp.is_some()
+            && !names.iter().any(|m| m.eq_ignore_ascii_case(n))
+            && owns_node(&snapshot.cib, other, n)
+        {
+            names.push(n.to_string());
+        }
+    }
+    GatewayRemovalPlan {
+        mode,
+        names,
+        gateways_removed: gateways
+            .iter()
+            .filter(|(k, up)| **up && removing.contains(*k))
+            .map(|(k, _)| k.clone())
+            .collect(),
     }
 }
 
@@ -1406,5 +1554,195 @@ mod tests {
             "the finalizer stays: {:?}",
             server.api_calls()
         );
+    }
+
+    /// RemoteNode `name` of a `via: remoteNodes` cluster bound to Kubernetes Node `node`.
+    fn gateway_remote_node(name: &str, node: &str, deleting: bool) -> RemoteNode {
+        let rn: RemoteNode = serde_json::from_value(json!({
+            "apiVersion": "kubemaker.io/v1alpha1", "kind": "RemoteNode",
+            "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": 1,
+                         "finalizers": [FINALIZER]},
+            "spec": {"clusterRef": {"name": CLUSTER}, "kubernetesNode": node},
+        }))
+        .unwrap();
+        if deleting { deleted(rn) } else { rn }
+    }
+
+    /// A Ready remoted pod on Kubernetes Node `node`.
+    fn remoted_pod(node: &str, ip: &str) -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("remoted-{node}"), "namespace": fixtures::NAMESPACE,
+                         "uid": format!("uid-{node}"),
+                         "labels": {"app.kubernetes.io/component": "remoted"}},
+            "spec": {"nodeName": node, "containers": []},
+            "status": {"podIP": ip, "hostIP": ip,
+                       "conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .unwrap()
+    }
+
+    /// A CIB with the connection resources of remote nodes `nodes` (name, online): an online
+    /// node's connection runs on node1.
+    fn cib_with_remote_nodes(nodes: &[(&str, bool)]) -> Element {
+        let resources: String = nodes
+            .iter()
+            .map(|(n, _)| format!(r#"<primitive id="{n}" class="ocf" provider="pacemaker" type="remote"><instance_attributes id="{n}-instance_attributes"><nvpair id="{n}-instance_attributes-server" name="server" value="192.0.2.1"/></instance_attributes></primitive>"#))
+            .collect();
+        let history: String = nodes
+            .iter()
+            .filter(|(_, up)| *up)
+            .map(|(n, _)| format!(r#"<lrm_resource id="{n}" class="ocf" provider="pacemaker" type="remote"><lrm_rsc_op id="{n}_last_0" operation="start" call-id="3" rc-code="0" op-status="0" interval="0"/></lrm_resource>"#))
+            .collect();
+        let states: String = nodes
+            .iter()
+            .map(|(n, up)| {
+                format!(r#"<node_state id="{n}" uname="{n}" remote_node="true" in_ccm="{up}"/>"#)
+            })
+            .collect();
+        Element::parse(&format!(
+            r#"<cib admin_epoch="0" epoch="5" num_updates="3" dc-uuid="1" have-quorum="1"><configuration><crm_config><cluster_property_set id="cib-bootstrap-options"><nvpair id="o1" name="dc-version" value="2.1.5-a3f44794f94"/></cluster_property_set></crm_config><nodes><node id="1" uname="node1"/></nodes><resources>{resources}</resources><constraints/></configuration><status><node_state id="1" uname="node1" in_ccm="true" crmd="online" join="member" expected="member"><lrm id="1"><lrm_resources>{history}</lrm_resources></lrm></node_state>{states}</status></cib>"#
+        ))
+        .unwrap()
+    }
+
+    /// Reconciles the deleted RemoteNode `a` of a `via: remoteNodes` cluster, with the other
+    /// RemoteNodes `others` and remoted pods `pods` in the caches, on `cib`.
+    async fn run_gateway_deletion(
+        a: &RemoteNode,
+        others: &[RemoteNode],
+        pods: &[k8s_openapi::api::core::v1::Pod],
+        cib: Arc<FakeCib>,
+        removed_before: &[&str],
+    ) -> (Result<Action, ReconcileError>, ApiServer, Arc<Context>) {
+        let mut pc = cluster();
+        pc.spec.via = CibAccess::RemoteNodes;
+        let mut rns = vec![a.clone()];
+        rns.extend(others.iter().cloned());
+        let (client, server) = api_for(a);
+        let ctx = fixtures::context_with_pods(client, &[pc], &rns, &[], pods);
+        for n in removed_before {
+            ctx.removed_at_once
+                .lock()
+                .unwrap()
+                .insert((CLUSTER.into(), n.to_string()));
+        }
+        fixtures::connect(&ctx, CLUSTER, 0, cib).await;
+        let result = reconcile(Arc::new(a.clone()), ctx.clone()).await;
+        (result, server, ctx)
+    }
+
+    #[tokio::test]
+    async fn the_last_gateway_node_is_removed_in_one_write() {
+        let cib = Arc::new(FakeCib::new(cib_with_remote_nodes(&[("a", true)])));
+        let a = gateway_remote_node("a", "w1", true);
+        let pods = [remoted_pod("w1", "10.0.0.1")];
+        let (result, server, _) = run_gateway_deletion(&a, &[], &pods, cib.clone(), &[]).await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert_eq!(
+            *cib.removed_at_once.lock().unwrap(),
+            [vec!["a".to_string()]]
+        );
+        assert!(cib.removals.lock().unwrap().is_empty(), "no graceful stop");
+        assert!(!has_primitive(&cib, "a"));
+        assert_eq!(server.event_reasons(), ["LastGatewayNode", "Removed"]);
+    }
+
+    #[tokio::test]
+    async fn another_online_gateway_keeps_the_removal_graceful() {
+        let cib = Arc::new(FakeCib::new(cib_with_remote_nodes(&[
+            ("a", true),
+            ("b", true),
+        ])));
+        let a = gateway_remote_node("a", "w1", true);
+        let b = gateway_remote_node("b", "w2", false);
+        let pods = [remoted_pod("w1", "10.0.0.1"), remoted_pod("w2", "10.0.0.2")];
+        let (result, server, _) = run_gateway_deletion(&a, &[b], &pods, cib.clone(), &[]).await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert_eq!(*cib.removals.lock().unwrap(), ["a"]);
+        assert!(cib.removed_at_once.lock().unwrap().is_empty());
+        assert_eq!(server.event_reasons(), ["Removing", "Removed"]);
+    }
+
+    /// The other gateway's node is offline in Pacemaker: it carries no session, so `a` is the
+    /// last one.
+    #[tokio::test]
+    async fn an_offline_gateway_does_not_count() {
+        let cib = Arc::new(FakeCib::new(cib_with_remote_nodes(&[
+            ("a", true),
+            ("b", false),
+        ])));
+        let a = gateway_remote_node("a", "w1", true);
+        let b = gateway_remote_node("b", "w2", false);
+        let pods = [remoted_pod("w1", "10.0.0.1"), remoted_pod("w2", "10.0.0.2")];
+        let (result, _, _) = run_gateway_deletion(&a, &[b], &pods, cib.clone(), &[]).await;
+        result.unwrap();
+        assert_eq!(
+            *cib.removed_at_once.lock().unwrap(),
+            [vec!["a".to_string()]]
+        );
+    }
+
+    /// Uninstall: every RemoteNode deleted at once. The first finalizer removes all of them in
+    /// one write; the others' finalizers then let go without a CIB connection.
+    #[tokio::test]
+    async fn every_node_at_once_goes_in_one_write_and_the_others_are_released() {
+        let cib = Arc::new(FakeCib::new(cib_with_remote_nodes(&[
+            ("a", true),
+            ("b", true),
+        ])));
+        let a = gateway_remote_node("a", "w1", true);
+        let b = gateway_remote_node("b", "w2", true);
+        let pods = [remoted_pod("w1", "10.0.0.1"), remoted_pod("w2", "10.0.0.2")];
+        let (result, server, ctx) = run_gateway_deletion(&a, &[b], &pods, cib.clone(), &[]).await;
+        result.unwrap();
+        assert_eq!(
+            *cib.removed_at_once.lock().unwrap(),
+            [vec!["a".to_string(), "b".to_string()]]
+        );
+        assert!(!has_primitive(&cib, "a") && !has_primitive(&cib, "b"));
+        assert_eq!(server.event_reasons(), ["LastGatewayNode", "Removed"]);
+        assert!(
+            ctx.removed_at_once
+                .lock()
+                .unwrap()
+                .contains(&(CLUSTER.to_string(), "b".to_string()))
+        );
+
+        // `a` as the one released later (the roles are symmetric), with no connection left.
+        let (client, server) = api_for(&a);
+        let mut pc = cluster();
+        pc.spec.via = CibAccess::RemoteNodes;
+        let ctx = fixtures::context_with_pods(client, &[pc], std::slice::from_ref(&a), &[], &pods);
+        ctx.removed_at_once
+            .lock()
+            .unwrap()
+            .insert((CLUSTER.into(), "a".into()));
+        let result = reconcile(Arc::new(a.clone()), ctx.clone()).await;
+        assert_eq!(result.unwrap(), Action::await_change());
+        assert_eq!(server.event_reasons(), ["Removed"]);
+        assert!(ctx.removed_at_once.lock().unwrap().is_empty());
+        let calls = server.api_calls();
+        assert!(
+            calls
+                .last()
+                .is_some_and(|c| c.is("PATCH", "/remotenodes/a")),
+            "the finalizer goes: {calls:?}"
+        );
+    }
+
+    /// The same deletion on a cluster reached through the remote CIB port stays graceful.
+    #[tokio::test]
+    async fn via_endpoints_removal_stays_graceful() {
+        let cib = Arc::new(FakeCib::new(cib_with_remote_nodes(&[("a", true)])));
+        let a = gateway_remote_node("a", "w1", true);
+        let pods = [remoted_pod("w1", "10.0.0.1")];
+        let (client, server) = api_for(&a);
+        let ctx =
+            fixtures::context_with_pods(client, &[cluster()], std::slice::from_ref(&a), &[], &pods);
+        fixtures::connect(&ctx, CLUSTER, 0, cib.clone()).await;
+        reconcile(Arc::new(a), ctx).await.unwrap();
+        assert_eq!(*cib.removals.lock().unwrap(), ["a"]);
+        assert!(cib.removed_at_once.lock().unwrap().is_empty());
+        assert_eq!(server.event_reasons(), ["Removing", "Removed"]);
     }
 }

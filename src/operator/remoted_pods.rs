@@ -12,7 +12,7 @@
 //! The same pods carry the CIB gateway a `via: remoteNodes` PacemakerCluster reaches the CIB
 //! through ([`gateway_endpoints`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -42,19 +42,31 @@ pub fn ready_pod_uid<'a>(pods: impl IntoIterator<Item = &'a Pod>, node: &str) ->
         .and_then(|p| p.metadata.uid.clone())
 }
 
+/// The CIB gateways a `via: remoteNodes` cluster is reached through, in the order to try them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gateways {
+    pub endpoints: Vec<Endpoint>,
+    /// How many of the first `endpoints` are on a node that stays (its RemoteNode is not being
+    /// deleted); the rest are on nodes being removed.
+    pub staying: usize,
+}
+
 /// The CIB gateway endpoints of the Ready remoted `pods`, at `port`: first the pods on a
 /// Kubernetes Node in `online` (its RemoteNode is Ready, so its daemon has a cluster connection to
 /// carry requests over), then the others (a node joined by hand before the controller could
-/// reach the CIB has no Ready RemoteNode yet, and its gateway may still answer). Within each
-/// group, ordered by Node name so that the list is stable. The address is the pod's IP (the
-/// DaemonSet uses the host network, so it is the Node's), else its host IP; one endpoint per
-/// address.
+/// reach the CIB has no Ready RemoteNode yet, and its gateway may still answer), and last of all
+/// those on a Node in `leaving` (its RemoteNode is being deleted: its removal stops the very
+/// connection the gateway carries requests over, so the controller should be on another node by
+/// then). Within each group, ordered by Node name so that the list is stable. The address is the
+/// pod's IP (the DaemonSet uses the host network, so it is the Node's), else its host IP; one
+/// endpoint per address.
 pub fn gateway_endpoints<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
     online: &BTreeSet<String>,
+    leaving: &BTreeSet<String>,
     port: u16,
-) -> Vec<Endpoint> {
-    let mut candidates: Vec<(bool, String, String)> = pods
+) -> Gateways {
+    let mut candidates: Vec<((bool, bool), String, String)> = pods
         .into_iter()
         .filter(|p| is_ready(p))
         .filter_map(|p| {
@@ -69,16 +81,65 @@ pub fn gateway_endpoints<'a>(
                 .as_ref()
                 .and_then(|s| s.node_name.clone())
                 .unwrap_or_default();
-            Some((!online.contains(&node), node, ip))
+            let rank = (leaving.contains(&node), !online.contains(&node));
+            Some((rank, node, ip))
         })
         .collect();
     candidates.sort();
     let mut seen = BTreeSet::new();
-    candidates
-        .into_iter()
-        .filter(|(_, _, ip)| seen.insert(ip.clone()))
-        .map(|(_, _, host)| Endpoint { host, port })
+    candidates.retain(|(_, _, ip)| seen.insert(ip.clone()));
+    Gateways {
+        staying: candidates.iter().filter(|((l, _), _, _)| !l).count(),
+        endpoints: candidates
+            .into_iter()
+            .map(|(_, _, host)| Endpoint { host, port })
+            .collect(),
+    }
+}
+
+/// Kubernetes Nodes that carry a Ready remoted pod (a CIB gateway), of `pods`.
+pub fn gateway_nodes<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> BTreeSet<String> {
+    pods.into_iter()
+        .filter(|p| is_ready(p))
+        .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
         .collect()
+}
+
+/// How the nodes of a `via: remoteNodes` cluster being removed leave the CIB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayRemoval {
+    /// Stop first, wait, then delete ([`crate::cib::service::CibService::remove_nodes`]): a
+    /// gateway on a node that stays online carries the controller's CIB session on.
+    Graceful,
+    /// Everything in one write, no stop first
+    /// ([`crate::cib::service::CibService::remove_nodes_at_once`]): the nodes being removed
+    /// carry every gateway that is online, so once their connections stop the controller can
+    /// write nothing more.
+    OneWrite,
+}
+
+/// Pure: how the nodes in `removing` (Kubernetes Node names of the RemoteNodes being deleted,
+/// all of them: what applies to one applies to every node that leaves with it) are removed,
+/// given `gateways`, the Kubernetes Nodes carrying a Ready remoted pod, each with whether its
+/// node is online in Pacemaker (only an online node's remoted has a cluster connection to carry
+/// CIB requests over).
+///
+/// [`GatewayRemoval::OneWrite`] when at least one online gateway is being removed and no online
+/// gateway stays; [`GatewayRemoval::Graceful`] otherwise (another online gateway takes over; or
+/// none of the nodes removed is an online gateway, so stopping them cuts nothing the controller
+/// uses).
+pub fn removal_mode(
+    removing: &BTreeSet<String>,
+    gateways: &BTreeMap<String, bool>,
+) -> GatewayRemoval {
+    let online = || gateways.iter().filter(|(_, up)| **up).map(|(n, _)| n);
+    let removes_one = online().any(|n| removing.contains(n));
+    let one_stays = online().any(|n| !removing.contains(n));
+    if removes_one && !one_stays {
+        GatewayRemoval::OneWrite
+    } else {
+        GatewayRemoval::Graceful
+    }
 }
 
 /// The attribute's desired value: the Ready pod's UID, else whatever the CIB holds now.
@@ -204,7 +265,165 @@ mod tests {
             ),
         ];
         for (what, pods, online, want) in cases {
-            assert_eq!(gateway_endpoints(&pods, &online, 3122), want, "{what}");
+            let got = gateway_endpoints(&pods, &online, &BTreeSet::new(), 3122);
+            assert_eq!(got.staying, want.len(), "{what}");
+            assert_eq!(got.endpoints, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn gateway_endpoints_put_nodes_being_removed_last() {
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        let ep = |h: &str| Endpoint {
+            host: h.into(),
+            port: 3122,
+        };
+        let pods = [
+            gateway_pod("w1", true, Some("10.0.0.1"), None),
+            gateway_pod("w2", true, Some("10.0.0.2"), None),
+            gateway_pod("w3", true, Some("10.0.0.3"), None),
+        ];
+        // (what, online, leaving, endpoints in order, how many stay)
+        type Case = (
+            &'static str,
+            BTreeSet<String>,
+            BTreeSet<String>,
+            Vec<&'static str>,
+            usize,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "nothing leaving",
+                set(&["w1", "w2", "w3"]),
+                set(&[]),
+                vec!["10.0.0.1", "10.0.0.2", "10.0.0.3"],
+                3,
+            ),
+            (
+                "the first online node leaving goes last",
+                set(&["w1", "w2", "w3"]),
+                set(&["w1"]),
+                vec!["10.0.0.2", "10.0.0.3", "10.0.0.1"],
+                2,
+            ),
+            (
+                "a leaving online node after a staying node that is not online",
+                set(&["w1"]),
+                set(&["w1"]),
+                vec!["10.0.0.2", "10.0.0.3", "10.0.0.1"],
+                2,
+            ),
+            (
+                "among the leaving, online first",
+                set(&["w2"]),
+                set(&["w1", "w2"]),
+                vec!["10.0.0.3", "10.0.0.2", "10.0.0.1"],
+                1,
+            ),
+            (
+                "all leaving: still all of them, online first",
+                set(&["w3"]),
+                set(&["w1", "w2", "w3"]),
+                vec!["10.0.0.3", "10.0.0.1", "10.0.0.2"],
+                0,
+            ),
+            (
+                "a leaving node without a Ready pod changes nothing",
+                set(&["w1", "w2", "w3"]),
+                set(&["w9"]),
+                vec!["10.0.0.1", "10.0.0.2", "10.0.0.3"],
+                3,
+            ),
+        ];
+        for (what, online, leaving, want, staying) in cases {
+            let got = gateway_endpoints(&pods, &online, &leaving, 3122);
+            let want: Vec<Endpoint> = want.into_iter().map(ep).collect();
+            assert_eq!(got.endpoints, want, "{what}");
+            assert_eq!(got.staying, staying, "{what}");
+        }
+    }
+
+    #[test]
+    fn gateway_nodes_are_those_with_a_ready_pod() {
+        let pods = [
+            gateway_pod("w1", true, Some("10.0.0.1"), None),
+            gateway_pod("w2", false, Some("10.0.0.2"), None),
+            pod("old", "w3", true, "2026-12-04T09:00:00Z", true),
+        ];
+        assert_eq!(gateway_nodes(&pods), BTreeSet::from(["w1".to_string()]));
+    }
+
+    #[test]
+    fn removing_the_last_online_gateway_is_one_write() {
+        use GatewayRemoval::{Graceful, OneWrite};
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        let gw = |entries: &[(&str, bool)]| {
+            entries
+                .iter()
+                .map(|(n, up)| (n.to_string(), *up))
+                .collect::<BTreeMap<_, _>>()
+        };
+        // (what, removing, gateways (node, online), mode)
+        type Case = (
+            &'static str,
+            BTreeSet<String>,
+            BTreeMap<String, bool>,
+            GatewayRemoval,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "the only node, online gateway",
+                set(&["w1"]),
+                gw(&[("w1", true)]),
+                OneWrite,
+            ),
+            (
+                "another online gateway stays",
+                set(&["w1"]),
+                gw(&[("w1", true), ("w2", true)]),
+                Graceful,
+            ),
+            (
+                "the other gateway is offline in Pacemaker: it cannot carry the session",
+                set(&["w1"]),
+                gw(&[("w1", true), ("w2", false)]),
+                OneWrite,
+            ),
+            (
+                "uninstall: every node at once",
+                set(&["w1", "w2", "w3"]),
+                gw(&[("w1", true), ("w2", true), ("w3", false)]),
+                OneWrite,
+            ),
+            (
+                "a node that is no gateway, with every online gateway, leaves with them",
+                set(&["w1", "w4"]),
+                gw(&[("w1", true)]),
+                OneWrite,
+            ),
+            (
+                "a node that is no gateway, the gateway stays",
+                set(&["w4"]),
+                gw(&[("w1", true)]),
+                Graceful,
+            ),
+            (
+                "an offline gateway removed, an online one stays",
+                set(&["w2"]),
+                gw(&[("w1", true), ("w2", false)]),
+                Graceful,
+            ),
+            (
+                "no gateway online at all: stopping cuts nothing known",
+                set(&["w1"]),
+                gw(&[("w1", false)]),
+                Graceful,
+            ),
+            ("no gateways", set(&["w1"]), gw(&[]), Graceful),
+            ("nothing removed", set(&[]), gw(&[("w1", true)]), Graceful),
+        ];
+        for (what, removing, gateways, want) in cases {
+            assert_eq!(removal_mode(&removing, &gateways), want, "{what}");
         }
     }
 
