@@ -12,7 +12,7 @@ use kubemaker::cib::live_checks;
 use kubemaker::cib::model::Cib;
 use kubemaker::cib::plan;
 use kubemaker::cib::service::removal;
-use kubemaker::cib::spec::{GuestSpec, MonitorSpec, NodeType, RemoteNodeSpec};
+use kubemaker::cib::spec::{GuestSpec, NodeType, RemoteNodeSpec};
 use kubemaker::cib::status::{NodeState, read_status};
 use kubemaker::cib::validate::Problem;
 use kubemaker::cib::{ApplyOptions, CibService, DesiredNode, InvalidNodes, RemovalOptions};
@@ -47,18 +47,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-fn remote_spec(addr: &str) -> RemoteNodeSpec {
-    RemoteNodeSpec {
-        address: Some(addr.into()),
-        reconnect_interval: Some("5s".into()),
-        monitor: Some(MonitorSpec {
-            interval: Some("5s".into()),
-            timeout: Some("15s".into()),
-        }),
-        ..Default::default()
-    }
 }
 
 /// Tells the harness a remote connection exists (its key-cache bookkeeping watches cibadmin
@@ -207,7 +195,7 @@ fn remote_node_lifecycle_with_watch_and_removal() {
         }
 
         step("create the remote node through the client");
-        let mut spec = remote_spec(&host.addr());
+        let mut spec = support::remote_node_spec(&host.addr());
         spec.attributes.insert("rack".into(), "r1".into());
         let d = DesiredNode::from_spec("cib-rn1", &spec).unwrap();
         let before = client.version().await.unwrap();
@@ -323,7 +311,7 @@ fn concurrent_change_is_detected_and_retried() {
     let rt = runtime();
     rt.block_on(async {
         let client = CibClient::connect(remote.config(Transport::Plain)).await.unwrap();
-        let mut spec = remote_spec("10.250.200.2");
+        let mut spec = support::remote_node_spec("10.250.200.2");
         spec.reconnect_interval = None;
         let d = DesiredNode::from_spec("cib-cc1", &spec).unwrap();
         let mut calls = 0;
@@ -374,7 +362,7 @@ fn batched_writes_use_one_transaction() {
             .map(|i| {
                 let mut d = DesiredNode::from_spec(
                     &format!("cib-b{i}"),
-                    &remote_spec(&format!("10.250.201.{}", i + 2)),
+                    &support::remote_node_spec(&format!("10.250.201.{}", i + 2)),
                 )
                 .unwrap();
                 d.primitive.meta_attributes.push("target-role", "Stopped");
@@ -405,7 +393,8 @@ fn batched_writes_use_one_transaction() {
                 == 0
         );
         step("cib_dryrun: the server validates without committing");
-        let dry = DesiredNode::from_spec("cib-dry", &remote_spec("10.250.201.200")).unwrap();
+        let dry = DesiredNode::from_spec("cib-dry", &support::remote_node_spec("10.250.201.200"))
+            .unwrap();
         let r = CibService::new(&client)
             .apply_nodes(
                 &[dry],
@@ -422,7 +411,9 @@ fn batched_writes_use_one_transaction() {
         // A patch the schema refuses is reported, not committed. The patch names the version it
         // was planned against; a status update in between makes the server answer -205 first
         // (what the service's retry handles), so this raw apply re-reads, a few times at most.
-        let mut bad = DesiredNode::from_spec("cib-bad", &remote_spec("10.250.201.201")).unwrap();
+        let mut bad =
+            DesiredNode::from_spec("cib-bad", &support::remote_node_spec("10.250.201.201"))
+                .unwrap();
         bad.primitive.operations[0].name = String::new();
         bad.primitive.agent.class = "no such class".into();
         let mut refused = None;
@@ -523,27 +514,27 @@ fn validator_catches_real_misconfigurations() {
     // (rule, node name, its spec, the problem expected, text the problem must mention)
     #[rustfmt::skip]
     let cases: Vec<(&str, &str, RemoteNodeSpec, Kind, &str)> = vec![
-        ("name clashes, case-insensitive", "V-APP", remote_spec("10.250.202.20"), name_clash,
+        ("name clashes, case-insensitive", "V-APP", support::remote_node_spec("10.250.202.20"), name_clash,
             "resource \"v-app\" (ocf:pacemaker:Dummy)"),
-        ("name clashes, case-insensitive", "NODE1", remote_spec("10.250.202.21"), name_clash,
+        ("name clashes, case-insensitive", "NODE1", support::remote_node_spec("10.250.202.21"), name_clash,
             "cluster node \"node1\""),
-        ("name clashes, case-insensitive", "v-Guest", remote_spec("10.250.202.22"), name_clash,
+        ("name clashes, case-insensitive", "v-Guest", support::remote_node_spec("10.250.202.22"), name_clash,
             "guest node \"v-guest\" defined by resource \"v-vm\""),
         ("name clashes, case-insensitive", "v-ingroup", guest("v-ingroup-vm"), name_clash,
             "existing remote node"),
         ("guest resource id taken", "v-new", guest("v-app"), resource_id_taken,
             "already used by resource \"v-app\""),
-        ("connections in groups and clones", "v-ingroup", remote_spec("10.250.202.3"), nested,
+        ("connections in groups and clones", "v-ingroup", support::remote_node_spec("10.250.202.3"), nested,
             "inside group \"v-grp\""),
-        ("connections in groups and clones", "v-inclone", remote_spec("10.250.202.4"), nested,
+        ("connections in groups and clones", "v-inclone", support::remote_node_spec("10.250.202.4"), nested,
             "inside clone \"v-cln\""),
-        ("constraints on connections", "v-pinned", remote_spec("10.250.202.5"), constraint,
+        ("constraints on connections", "v-pinned", support::remote_node_spec("10.250.202.5"), constraint,
             "never on a remote or guest node"),
-        ("constraints on connections", "v-coloc", remote_spec("10.250.202.6"), constraint,
+        ("constraints on connections", "v-coloc", support::remote_node_spec("10.250.202.6"), constraint,
             "constraint \"v-col\""),
-        ("address clashes", "v-new2", remote_spec("10.250.202.9"), address_clash,
+        ("address clashes", "v-new2", support::remote_node_spec("10.250.202.9"), address_clash,
             "guest node \"v-guest\""),
-        ("address clashes", "v-new3", remote_spec("10.250.202.5"), address_clash,
+        ("address clashes", "v-new3", support::remote_node_spec("10.250.202.5"), address_clash,
             "remote node \"v-pinned\""),
     ];
     let mut rule_shown = "";
@@ -572,7 +563,7 @@ fn validator_catches_real_misconfigurations() {
         port: Some(0),
         start_timeout: Some("forever".into()),
         attributes: [("score".to_string(), "score++".to_string())].into(),
-        ..remote_spec("10.250.202.30")
+        ..support::remote_node_spec("10.250.202.30")
     };
     let e = DesiredNode::from_spec("bad name", &bad).unwrap_err();
     let text: Vec<String> = e.iter().map(ToString::to_string).collect();
@@ -597,7 +588,10 @@ fn validator_catches_real_misconfigurations() {
     );
 
     step("a clean spec passes");
-    assert_eq!(check("v-fine", remote_spec("10.250.202.40")), vec![]);
+    assert_eq!(
+        check("v-fine", support::remote_node_spec("10.250.202.40")),
+        vec![]
+    );
     cluster.reset();
 }
 

@@ -15,7 +15,6 @@ use kubemaker::cib::client::{
     CibClient, CibError, ClientConfig, Endpoint, Secret, TlsAuth, Transport, WatchEvent,
 };
 use kubemaker::cib::service::removal;
-use kubemaker::cib::spec::{MonitorSpec, RemoteNodeSpec};
 use kubemaker::cib::{ApplyOptions, CibService, DesiredNode, InvalidNodes, RemovalOptions};
 use kubemaker::tls;
 use kubemaker::wire::cib_gateway::{DEFAULT_PORT, IDENTITY};
@@ -48,18 +47,6 @@ fn gateway_config(host: &RemoteHost, key: &[u8]) -> ClientConfig {
     cfg.connect_timeout = Duration::from_secs(5);
     cfg.retry.connect_rounds = 1;
     cfg
-}
-
-fn remote_spec(addr: &str) -> RemoteNodeSpec {
-    RemoteNodeSpec {
-        address: Some(addr.into()),
-        reconnect_interval: Some("5s".into()),
-        monitor: Some(MonitorSpec {
-            interval: Some("5s".into()),
-            timeout: Some("15s".into()),
-        }),
-        ..Default::default()
-    }
 }
 
 /// A raw gateway session: TLS-PSK under `identity` with `key` to `host:port`, then the login;
@@ -150,7 +137,7 @@ fn cib_gateway_carries_the_controllers_work_and_refuses_the_rest() {
         }
 
         step("a second RemoteNode applied through the gateway comes online");
-        let d = DesiredNode::from_spec("gw2", &remote_spec(&second.addr())).expect("spec");
+        let d = DesiredNode::from_spec("gw2", &support::remote_node_spec(&second.addr())).expect("spec");
         let report = CibService::new(&client)
             .apply_nodes(std::slice::from_ref(&d), &ApplyOptions::default(), InvalidNodes::RefuseAll)
             .await

@@ -83,6 +83,14 @@ const CONTROLLER_TLS_SECRET: &str = "controller-tls";
 /// The PacemakerCluster of step 10, reached through the remoted pods' CIB gateway.
 const PC_ZERO: &str = "km-zero";
 
+/// The chart in this repository, as `helm` takes it.
+fn chart_dir() -> String {
+    support::repo_root()
+        .join("charts/kubemaker")
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn script(name: &str) -> Command {
     let mut c = Command::new("bash");
     c.arg(support::repo_root().join("scripts").join(name));
@@ -669,13 +677,13 @@ fn install_and_connect(e2e: &mut E2e, tag: &str) {
         "1. helm install (the chart unchanged; --set {})",
         values.join(",")
     ));
-    let chart = support::repo_root().join("charts/kubemaker");
+    let chart = chart_dir();
     let helm_start = Instant::now();
     let o = e2e.helm(
         &[
             "install",
             RELEASE,
-            chart.to_str().expect("utf-8"),
+            &chart,
             "-n",
             NS,
             "--set",
@@ -1702,10 +1710,7 @@ fn unlabel_and_leader_kill(e2e: &E2e) {
         &[
             "upgrade",
             RELEASE,
-            support::repo_root()
-                .join("charts/kubemaker")
-                .to_str()
-                .expect("utf-8"),
+            &chart_dir(),
             "-n",
             NS,
             "--reuse-values",
@@ -1858,10 +1863,7 @@ fn zero_touch(e2e: &mut E2e, tag: &str) {
         &[
             "install",
             RELEASE,
-            support::repo_root()
-                .join("charts/kubemaker")
-                .to_str()
-                .expect("utf-8"),
+            &chart_dir(),
             "-n",
             NS,
             "--set",

@@ -1035,31 +1035,9 @@ mod tests {
         .unwrap()
     }
 
-    /// A Ready remoted pod on Kubernetes Node `node` with host-network IP `ip`.
-    fn remoted_pod(node: &str, ip: &str) -> k8s_openapi::api::core::v1::Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": format!("remoted-{node}"), "namespace": fixtures::NAMESPACE,
-                         "uid": format!("uid-{node}"),
-                         "labels": {"app.kubernetes.io/component": "remoted"}},
-            "spec": {"nodeName": node, "containers": []},
-            "status": {"podIP": ip, "hostIP": ip,
-                       "conditions": [{"type": "Ready", "status": "True"}]},
-        }))
-        .unwrap()
-    }
-
-    /// The gateway configuration the reconciler builds for these endpoints and the test key.
+    /// The gateway configuration's fingerprint for these endpoints and the test key.
     fn gateway_fingerprint(hosts: &[(&str, u16)]) -> u64 {
-        let endpoints = hosts
-            .iter()
-            .map(|(h, p)| Endpoint {
-                host: h.to_string(),
-                port: *p,
-            })
-            .collect();
-        let mut cfg = ClientConfig::new(endpoints, Transport::Tls, Secret::new(""));
-        cfg.tls_auth = TlsAuth::gateway(vec![7; 4096]).unwrap();
-        fingerprint(&cfg, hosts.len())
+        gateway_fingerprint_leaving(hosts, 0)
     }
 
     /// As [`gateway_fingerprint`], the last `leaving` of `hosts` on nodes being removed.
@@ -1107,7 +1085,10 @@ mod tests {
 
     #[tokio::test]
     async fn via_remote_nodes_connects_through_the_remoted_pods() {
-        let pods = [remoted_pod("w2", "10.0.0.2"), remoted_pod("w1", "10.0.0.1")];
+        let pods = [
+            fixtures::remoted_pod("w2", "10.0.0.2"),
+            fixtures::remoted_pod("w1", "10.0.0.1"),
+        ];
         // The connection open for the same set of gateways (in another order) is kept.
         let cib = Arc::new(FakeCib::new(cib_with("")));
         let fp = gateway_fingerprint(&[("10.0.0.2", 3122), ("10.0.0.1", 3122)]);
@@ -1153,7 +1134,7 @@ mod tests {
 
     #[tokio::test]
     async fn via_remote_nodes_needs_the_authkey() {
-        let pods = [remoted_pod("w1", "10.0.0.1")];
+        let pods = [fixtures::remoted_pod("w1", "10.0.0.1")];
         let (result, server) = run_gateway(&pods, false, None).await;
         assert!(result.is_ok());
         let status = written_status(&server).expect("a status patch");
@@ -1171,7 +1152,7 @@ mod tests {
         let mut pc = gateway_cluster();
         pc.spec.gateway_port = Some(1);
         let (client, server) = api_for(&pc, true);
-        let pods = [remoted_pod("w1", "127.0.0.1")];
+        let pods = [fixtures::remoted_pod("w1", "127.0.0.1")];
         let ctx = fixtures::context_with_pods(client, std::slice::from_ref(&pc), &[], &[], &pods);
         let result = reconcile(Arc::new(pc), ctx).await;
         assert!(result.is_ok());

@@ -321,3 +321,16 @@ impl CibConnection for FakeCib {
         })
     }
 }
+
+/// A Ready remoted pod of the chart on Kubernetes Node `node`, host-network address `ip`.
+pub fn remoted_pod(node: &str, ip: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("remoted-{node}"), "namespace": NAMESPACE,
+                     "uid": format!("uid-{node}"),
+                     "labels": {"app.kubernetes.io/component": "remoted"}},
+        "spec": {"nodeName": node, "containers": []},
+        "status": {"podIP": ip, "hostIP": ip,
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    }))
+    .expect("a valid Pod")
+}

@@ -1568,19 +1568,6 @@ mod tests {
         if deleting { deleted(rn) } else { rn }
     }
 
-    /// A Ready remoted pod on Kubernetes Node `node`.
-    fn remoted_pod(node: &str, ip: &str) -> k8s_openapi::api::core::v1::Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": format!("remoted-{node}"), "namespace": fixtures::NAMESPACE,
-                         "uid": format!("uid-{node}"),
-                         "labels": {"app.kubernetes.io/component": "remoted"}},
-            "spec": {"nodeName": node, "containers": []},
-            "status": {"podIP": ip, "hostIP": ip,
-                       "conditions": [{"type": "Ready", "status": "True"}]},
-        }))
-        .unwrap()
-    }
-
     /// A CIB with the connection resources of remote nodes `nodes` (name, online): an online
     /// node's connection runs on node1.
     fn cib_with_remote_nodes(nodes: &[(&str, bool)]) -> Element {
@@ -1635,7 +1622,7 @@ mod tests {
     async fn the_last_gateway_node_is_removed_in_one_write() {
         let cib = Arc::new(FakeCib::new(cib_with_remote_nodes(&[("a", true)])));
         let a = gateway_remote_node("a", "w1", true);
-        let pods = [remoted_pod("w1", "10.0.0.1")];
+        let pods = [fixtures::remoted_pod("w1", "10.0.0.1")];
         let (result, server, _) = run_gateway_deletion(&a, &[], &pods, cib.clone(), &[]).await;
         assert_eq!(result.unwrap(), Action::await_change());
         assert_eq!(
@@ -1655,7 +1642,10 @@ mod tests {
         ])));
         let a = gateway_remote_node("a", "w1", true);
         let b = gateway_remote_node("b", "w2", false);
-        let pods = [remoted_pod("w1", "10.0.0.1"), remoted_pod("w2", "10.0.0.2")];
+        let pods = [
+            fixtures::remoted_pod("w1", "10.0.0.1"),
+            fixtures::remoted_pod("w2", "10.0.0.2"),
+        ];
         let (result, server, _) = run_gateway_deletion(&a, &[b], &pods, cib.clone(), &[]).await;
         assert_eq!(result.unwrap(), Action::await_change());
         assert_eq!(*cib.removals.lock().unwrap(), ["a"]);
@@ -1673,7 +1663,10 @@ mod tests {
         ])));
         let a = gateway_remote_node("a", "w1", true);
         let b = gateway_remote_node("b", "w2", false);
-        let pods = [remoted_pod("w1", "10.0.0.1"), remoted_pod("w2", "10.0.0.2")];
+        let pods = [
+            fixtures::remoted_pod("w1", "10.0.0.1"),
+            fixtures::remoted_pod("w2", "10.0.0.2"),
+        ];
         let (result, _, _) = run_gateway_deletion(&a, &[b], &pods, cib.clone(), &[]).await;
         result.unwrap();
         assert_eq!(
@@ -1692,7 +1685,10 @@ mod tests {
         ])));
         let a = gateway_remote_node("a", "w1", true);
         let b = gateway_remote_node("b", "w2", true);
-        let pods = [remoted_pod("w1", "10.0.0.1"), remoted_pod("w2", "10.0.0.2")];
+        let pods = [
+            fixtures::remoted_pod("w1", "10.0.0.1"),
+            fixtures::remoted_pod("w2", "10.0.0.2"),
+        ];
         let (result, server, ctx) = run_gateway_deletion(&a, &[b], &pods, cib.clone(), &[]).await;
         result.unwrap();
         assert_eq!(
@@ -1735,7 +1731,7 @@ mod tests {
     async fn via_endpoints_removal_stays_graceful() {
         let cib = Arc::new(FakeCib::new(cib_with_remote_nodes(&[("a", true)])));
         let a = gateway_remote_node("a", "w1", true);
-        let pods = [remoted_pod("w1", "10.0.0.1")];
+        let pods = [fixtures::remoted_pod("w1", "10.0.0.1")];
         let (client, server) = api_for(&a);
         let ctx =
             fixtures::context_with_pods(client, &[cluster()], std::slice::from_ref(&a), &[], &pods);

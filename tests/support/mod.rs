@@ -73,7 +73,7 @@ pub use process::{
     run_with_input, run_with_timeout, spawn_with_input, tail, text, wait_child,
 };
 pub use reference_host::ReferenceHost;
-pub use remote_host::RemoteHost;
+pub use remote_host::{RemoteHost, remote_node_spec};
 pub use wait::{poll, wait_for};
 
 /// Where `scripts/install-test-deps.sh` extracts the host's (2.1.5) reference daemon.

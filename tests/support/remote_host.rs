@@ -233,3 +233,18 @@ impl Drop for RemoteHost {
         }
     }
 }
+
+/// The RemoteNode spec tests give a host at `addr`: reconnect 5 s, monitor every 5 s (15 s
+/// timeout), so a test sees it join and leave quickly.
+pub fn remote_node_spec(addr: &str) -> kubemaker::cib::spec::RemoteNodeSpec {
+    use kubemaker::cib::spec::{MonitorSpec, RemoteNodeSpec};
+    RemoteNodeSpec {
+        address: Some(addr.into()),
+        reconnect_interval: Some("5s".into()),
+        monitor: Some(MonitorSpec {
+            interval: Some("5s".into()),
+            timeout: Some("15s".into()),
+        }),
+        ..Default::default()
+    }
+}
