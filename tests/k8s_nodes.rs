@@ -2006,7 +2006,7 @@ fn zero_touch(e2e: &mut E2e, tag: &str) {
     );
     let rn0 = e2e.remote_node(&w0).expect("RemoteNode");
     assert!(
-        condition_is(&rn0, "Configured", "True", ""),
+        condition_is(&rn0, "Configured", "True", "Configured"),
         "{}",
         describe(&rn0)
     );
@@ -2084,6 +2084,7 @@ fn zero_touch(e2e: &mut E2e, tag: &str) {
         .remoted_pod_on(&w0)
         .expect("the remoted pod survives the drain");
     let failover = Instant::now();
+    let log_before = e2e.controller_logs().len();
     e2e.kubectl_ok(&["-n", NS, "delete", "pod", &pod0.name, "--wait=false"]);
     e2e.kubectl_ok(&["uncordon", &w0]);
     e2e.cluster.wait_until(
@@ -2097,12 +2098,11 @@ fn zero_touch(e2e: &mut E2e, tag: &str) {
     ));
     wait_connected(e2e, PC_ZERO, Duration::from_secs(60));
     let logs = e2e.controller_logs();
+    let since = logs.get(log_before..).unwrap_or_default();
+    let gateway1 = format!("{ip1}:{}", kubemaker::wire::cib_gateway::DEFAULT_PORT);
     assert!(
-        logs.contains(&format!(
-            "{ip1}:{}",
-            kubemaker::wire::cib_gateway::DEFAULT_PORT
-        )),
-        "the controller never used {w1}'s gateway:\n{logs}"
+        since.contains(&gateway1),
+        "the controller did not move to {w1}'s gateway when {w0}'s pod went:\n{since}"
     );
     for (w, ip) in [(&w0, &ip0), (&w1, &ip1)] {
         assert_eq!(
