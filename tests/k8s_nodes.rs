@@ -640,8 +640,8 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
     no_secret_in_logs(&e2e);
     uninstall(&e2e);
     zero_touch(&mut e2e, &tag);
-    node_deletion(&e2e);
     no_secret_in_logs(&e2e);
+    node_deletion(&e2e);
     uninstall(&e2e);
     step(&format!("done in {:.0} s", t0.elapsed().as_secs_f64()));
 }
@@ -2087,13 +2087,28 @@ fn zero_touch(e2e: &mut E2e, tag: &str) {
     let log_before = e2e.controller_logs().len();
     e2e.kubectl_ok(&["-n", NS, "delete", "pod", &pod0.name, "--wait=false"]);
     e2e.kubectl_ok(&["uncordon", &w0]);
+    let replaced = wait_for(
+        &format!("a new remoted pod Ready on {w0}"),
+        Duration::from_secs(180),
+        || match e2e.remoted_pod_on(&w0) {
+            Ok(p) if p.uid != pod0.uid => Ok(p),
+            Ok(p) => Err(format!("still {}", p.name)),
+            Err(e) => Err(e),
+        },
+    );
+    assert!(
+        !e2e.pods().iter().any(|p| p.uid == pod0.uid),
+        "{} still there next to {}",
+        pod0.name,
+        replaced.name
+    );
     e2e.cluster.wait_until(
         &format!("{w0} back online, out of standby"),
         Duration::from_secs(180),
         |v| v.node(&w0).is_some_and(|n| n.online && !n.standby) && v.remote_node_up(&w1),
     );
     step(&format!(
-        "   {w0} online and out of standby {:.1} s after its remoted pod was deleted",
+        "   {w0} online again, out of standby, with a new remoted pod {:.1} s after the old one was deleted",
         failover.elapsed().as_secs_f64()
     ));
     wait_connected(e2e, PC_ZERO, Duration::from_secs(60));
