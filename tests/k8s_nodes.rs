@@ -39,7 +39,7 @@
 //!  7. an unlabelled Node leaves the CIB; two controller replicas, the leader's pod killed while
 //!     the Node is labelled again: the new leader configures it exactly once;
 //!  9. the README's uninstall steps leave nothing in the CIB and nothing stuck in Terminating;
-//! 10. zero-touch: the cluster's remote CIB port closed (Pacemaker restarted without it, no
+//! 10. (2.1.5 and 3.0.3) zero-touch: the cluster's remote CIB port closed (Pacemaker restarted without it, no
 //!     password anywhere), the chart with `remoted.cibGateway.enabled=true`, a PacemakerCluster
 //!     `via: remoteNodes` (Waiting, naming the bootstrap command, until a node is joined); the
 //!     first worker joined by the cibadmin line `kubemaker render --bootstrap` prints, run once
@@ -638,9 +638,15 @@ fn chart_pods_on_real_nodes_join_the_cluster() {
     rollout(&e2e);
     unlabel_and_leader_kill(&e2e);
     no_secret_in_logs(&e2e);
-    uninstall(&e2e);
-    zero_touch(&mut e2e, &tag);
-    no_secret_in_logs(&e2e);
+    // Step 10 on the host's 2.1.5 and the newest 3.x (CI's time budget leaves 3.0.0 out): the
+    // install is removed, and 8b and 9 then run in zero-touch mode.
+    if generation.is_host() || generation.at_least("3.0.3") {
+        uninstall(&e2e);
+        zero_touch(&mut e2e, &tag);
+        no_secret_in_logs(&e2e);
+    } else {
+        step("10. zero-touch: runs on 2.1.5 and 3.0.3 (CI's time budget)");
+    }
     node_deletion(&e2e);
     uninstall(&e2e);
     step(&format!("done in {:.0} s", t0.elapsed().as_secs_f64()));
