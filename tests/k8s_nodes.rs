@@ -2192,14 +2192,33 @@ fn uninstall(e2e: &E2e) {
         "9. uninstall as the README says: unlabel, delete RemoteNodes and the PacemakerCluster, helm uninstall",
     );
     let start = Instant::now();
-    e2e.kubectl_ok(&["label", "nodes", "--all", &format!("{REMOTE_LABEL}-")]);
-    e2e.kubectl_ok(&[
-        "delete",
-        "remotenodes",
-        "--all",
-        "--wait=true",
-        "--timeout=240s",
-    ]);
+    let delete_remote_nodes = || {
+        e2e.kubectl_ok(&[
+            "delete",
+            "remotenodes",
+            "--all",
+            "--wait=true",
+            "--timeout=110s",
+        ])
+    };
+    if e2e.zero_touch {
+        // The nodes must leave while their remoted pods (the gateways) still run: auto-join off
+        // first, so that deleting the RemoteNodes is final, and the labels (which take the pods)
+        // last. The last node goes in one write through its own gateway.
+        e2e.kubectl_ok(&[
+            "patch",
+            "pacemakercluster",
+            PC_ZERO,
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/autoJoin"}]"#,
+        ]);
+        delete_remote_nodes();
+        e2e.kubectl_ok(&["label", "nodes", "--all", &format!("{REMOTE_LABEL}-")]);
+    } else {
+        e2e.kubectl_ok(&["label", "nodes", "--all", &format!("{REMOTE_LABEL}-")]);
+        delete_remote_nodes();
+    }
     e2e.kubectl_ok(&[
         "delete",
         "pacemakerclusters",
