@@ -2214,6 +2214,21 @@ fn uninstall(e2e: &E2e) {
             r#"[{"op":"remove","path":"/spec/autoJoin"}]"#,
         ]);
         delete_remote_nodes();
+        let (last, _) = e2e.worker(1);
+        let events = events_for(e2e, "LastGatewayNode");
+        assert!(
+            events.contains(&format!("RemoteNode/{last}")),
+            "{last}, the last gateway node, was not removed in one write: {events:?}"
+        );
+        let root = kubemaker::wire::Element::parse(&e2e.cluster.cib_xml()).expect("CIB XML");
+        step(&format!(
+            "   {last} removed in one write through its own gateway (LastGatewayNode); its node_state {}",
+            if operator::has_node_state(&root, last) {
+                "kept"
+            } else {
+                "gone"
+            }
+        ));
         e2e.kubectl_ok(&["label", "nodes", "--all", &format!("{REMOTE_LABEL}-")]);
     } else {
         e2e.kubectl_ok(&["label", "nodes", "--all", &format!("{REMOTE_LABEL}-")]);
