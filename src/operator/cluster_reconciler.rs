@@ -426,13 +426,29 @@ async fn gateway_config(
         name: name.clone(),
         source,
     })?;
-    let mut cfg = ClientConfig::new(endpoints, Transport::Tls, Secret::new(""));
+    Ok(controller_client(
+        endpoints,
+        Transport::Tls,
+        tls_auth,
+        Secret::new(""),
+    ))
+}
+
+/// A CIB client configuration with the controller's settings, whichever way it reaches the CIB.
+fn controller_client(
+    endpoints: Vec<Endpoint>,
+    transport: Transport,
+    tls_auth: TlsAuth,
+    password: Secret,
+) -> ClientConfig {
+    let mut cfg = ClientConfig::new(endpoints, transport, password);
     cfg.tls_auth = tls_auth;
     cfg.client_name = "kubemaker-controller".into();
     cfg.retry.connect_rounds = 1;
-    // As for the remote CIB port: status updates keep moving the version a write must match.
+    // Failing connections update the status section several times a second; each update moves
+    // the CIB version a versioned write must match, so allow more attempts than a CLI does.
     cfg.retry.write_attempts = 30;
-    Ok(cfg)
+    cfg
 }
 
 /// The CIB client configuration, with credentials from the Secret.
@@ -505,14 +521,8 @@ async fn client_config(
             (Transport::Tls, x509_auth(name, secrets).await?)
         }
     };
-    let mut cfg = ClientConfig::new(endpoints, transport, Secret::new(password));
-    cfg.tls_auth = tls_auth;
+    let mut cfg = controller_client(endpoints, transport, tls_auth, Secret::new(password));
     cfg.user = user;
-    cfg.client_name = "kubemaker-controller".into();
-    cfg.retry.connect_rounds = 1;
-    // Failing connections update the status section several times a second; each update moves
-    // the CIB version a versioned write must match, so allow more attempts than a CLI does.
-    cfg.retry.write_attempts = 30;
     Ok(cfg)
 }
 

@@ -172,7 +172,7 @@ pub async fn serve(
     let mut conn = Connection::new(stream, daemon.max_message);
     let Ok(_slot) = sessions.slots.clone().try_acquire_owned() else {
         warn!(%peer, limit = limits.max_clients, "CIB gateway client refused: too many clients");
-        let _ = reply_login_error(&mut conn, -11, "too many CIB gateway clients").await;
+        let _ = reply_login_error(&mut conn, limits, -11, "too many CIB gateway clients").await;
         conn.close().await;
         return;
     };
@@ -194,6 +194,7 @@ pub async fn serve(
         warn!(%peer, client = %name, "CIB gateway client refused: no cluster connection on this node");
         let _ = reply_login_error(
             &mut conn,
+            limits,
             RC_NO_CLUSTER,
             "this node has no cluster connection to carry CIB requests",
         )
@@ -220,7 +221,7 @@ pub async fn serve(
     info!(%peer, client = %name, session = %session, "CIB gateway client connected; opening a CIB session over the cluster connection");
     let end = match relay.open(&mut rx, &name, limits).await {
         Err(e) => {
-            let _ = reply_login_error(&mut conn, RC_NO_CLUSTER, &e.to_string()).await;
+            let _ = reply_login_error(&mut conn, limits, RC_NO_CLUSTER, &e.to_string()).await;
             e
         }
         Ok(client_id) => {
@@ -243,6 +244,7 @@ pub async fn serve(
 
 async fn reply_login_error(
     conn: &mut Connection<TlsStream>,
+    limits: Limits,
     rc: i64,
     why: &str,
 ) -> Result<(), End> {
@@ -250,7 +252,7 @@ async fn reply_login_error(
         .with_attr("cib_op", "authenticate")
         .with_attr("cib_rc", rc)
         .with_attr("cib_err", why);
-    write(conn, &refusal, Limits::default()).await
+    write(conn, &refusal, limits).await
 }
 
 async fn write(conn: &mut Connection<TlsStream>, msg: &Element, limits: Limits) -> Result<(), End> {
@@ -343,11 +345,9 @@ impl Relay<'_> {
         rx: &mut mpsc::Receiver<Element>,
         limits: Limits,
     ) -> End {
-        // The request awaiting its reply: (IPC id, its deadline, whether the reply is ours to
-        // swallow: the acknowledgement of cib_notify, which the remote CIB port never sends).
-        let mut waiting: Option<(u32, tokio::time::Instant, bool, Element)> = None;
+        let mut waiting: Option<Pending> = None;
         loop {
-            let deadline = waiting.as_ref().map(|w| w.1);
+            let deadline = waiting.as_ref().map(|w| w.deadline);
             tokio::select! {
                 from_cluster = rx.recv() => {
                     let Some(msg) = from_cluster else { return End::ClusterGone };
@@ -359,12 +359,11 @@ impl Relay<'_> {
                             }
                         }
                         FromCluster::Response(id, inner) => {
-                            if let Some((wid, _, swallow, _)) = &waiting && *wid == id {
-                                let swallow = *swallow;
-                                waiting = None;
-                                if !swallow && let Err(e) = write(conn, inner, limits).await {
-                                    return e;
-                                }
+                            // The reply to the pending request; a cib_notify's is not passed on.
+                            if let Some(Pending { ack_only: false, .. }) = waiting.take_if(|w| w.id == id)
+                                && let Err(e) = write(conn, inner, limits).await
+                            {
+                                return e;
                             }
                         }
                         FromCluster::Malformed => {
@@ -373,7 +372,7 @@ impl Relay<'_> {
                     }
                 }
                 _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
-                    if let Some((_, _, swallow, request)) = waiting.take() && !swallow {
+                    if let Some(Pending { request, ack_only: false, .. }) = waiting.take() {
                         warn!(session = self.session, op = request.attr("cib_op").unwrap_or(""), "The cluster did not answer a CIB gateway request in time");
                         if let Err(e) = write(conn, &refusal(&request, RC_TIMEOUT), limits).await {
                             return e;
@@ -391,7 +390,7 @@ impl Relay<'_> {
                                 Err(e) => return e,
                             };
                             let deadline = tokio::time::Instant::now() + limits.request_timeout;
-                            waiting = Some((id, deadline, notify, request));
+                            waiting = Some(Pending { id, deadline, ack_only: notify, request });
                         }
                         Admitted::RefusedOperation(op) => {
                             warn!(session = self.session, op, "CIB gateway refused an operation it does not carry");
@@ -411,6 +410,16 @@ impl Relay<'_> {
             }
         }
     }
+}
+
+/// The request of a client awaiting its reply.
+struct Pending {
+    /// Its IPC message id.
+    id: u32,
+    deadline: tokio::time::Instant,
+    /// A `cib_notify`, whose acknowledgement the remote CIB port never sends: not passed on.
+    ack_only: bool,
+    request: Element,
 }
 
 /// A `cib-reply` refusing `request` with `rc`.

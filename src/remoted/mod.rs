@@ -142,21 +142,23 @@ pub async fn run(config: Config, paths: AgentPaths) -> Result<i32, RemotedError>
                 }
                 Action::Continue
             }
-            accepted = async { gateway.as_ref().map(|(l, _)| l.accept()).expect("guarded").await }, if gateway.is_some() => {
-                match (accepted, gateway.as_ref()) {
-                    (Ok((tcp, peer)), Some((_, gateway_handshake))) => {
-                        let (daemon, sessions, gateway_handshake) = (daemon.clone(), gateway_sessions.clone(), gateway_handshake.clone());
+            (accepted, gateway_handshake) = async {
+                let (l, handshake) = gateway.as_ref().expect("guarded");
+                (l.accept().await, handshake.clone())
+            }, if gateway.is_some() => {
+                match accepted {
+                    Ok((tcp, peer)) => {
+                        let (daemon, sessions) = (daemon.clone(), gateway_sessions.clone());
                         tokio::spawn(async move {
                             if let Some(stream) = listener::authenticate(&gateway_handshake, tcp, peer).await {
                                 cib_gateway::serve(daemon, sessions, stream, peer).await;
                             }
                         });
                     }
-                    (Err(e), _) => {
+                    Err(e) => {
                         warn!(error = %e, "CIB gateway accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    (Ok(_), None) => {}
                 }
                 Action::Continue
             }
